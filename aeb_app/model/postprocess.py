@@ -1,0 +1,156 @@
+"""Box decoding and non-maximum suppression, shared by every backend (torch, any device).
+
+The network emits encoded box offsets against its anchors and raw class logits.
+:class:`DecodeHead` turns them into normalised xyxy boxes and class probabilities; it is
+part of the exported ONNX graph, so ONNX Runtime and TensorRT return the same decoded
+tensors as PyTorch. :func:`select` then applies the score threshold, per-class NMS
+(``torchvision.ops.batched_nms``) and top-k on the device the tensors live on, so only the
+kept boxes cross to the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from aeb_app.model.coco import name_of
+from aeb_app.model.spec import ModelSpec
+from aeb_app.types import Detections
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Named thresholds of the detection selection.
+
+    Attributes:
+        score_threshold: drop (box, class) pairs whose probability is below this.
+        iou_threshold: per-class NMS overlap above which the weaker box is dropped.
+        max_detections: keep at most this many boxes per image, best first.
+        pre_nms_top_k: consider at most this many (box, class) candidates per image.
+    """
+
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+    pre_nms_top_k: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.max_detections < 1 or self.pre_nms_top_k < 1:
+            raise ValueError("max_detections and pre_nms_top_k must be >= 1")
+
+
+#: For COCO mAP: a low threshold and 100 boxes per image, as the COCO protocol expects.
+EVAL_POSTPROCESS = PostprocessConfig(score_threshold=0.01, iou_threshold=0.5, max_detections=100)
+
+
+def decode_boxes(encoded: torch.Tensor, anchors_cxcywh: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """Decode (N, A, 4) offsets into (N, A, 4) normalised xyxy boxes.
+
+    ``cx = ax + tx * v_c * aw``, ``w = aw * exp(tw * v_s)``; the same for y/h. This is both
+    NVIDIA's ``Encoder.scale_back_batch`` (xywh, 0.1/0.2) and TF's
+    ``FasterRcnnBoxCoder`` (yxhw, scales 10/5, i.e. 0.1/0.2).
+    """
+    if spec.box_layout == "yxhw":
+        encoded = encoded[..., [1, 0, 3, 2]]
+    v_c, v_s = spec.variances
+    a_xy, a_wh = anchors_cxcywh[..., :2], anchors_cxcywh[..., 2:]
+    xy = encoded[..., :2] * v_c * a_wh + a_xy
+    half_wh = 0.5 * torch.exp(encoded[..., 2:] * v_s) * a_wh
+    return torch.cat([xy - half_wh, xy + half_wh], dim=-1)
+
+
+class DecodeHead(nn.Module):
+    """(encoded boxes, logits) -> (normalised xyxy boxes, class probabilities)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.register_buffer("anchors", torch.from_numpy(spec.anchors_cxcywh.copy()), persistent=False)
+
+    def forward(self, encoded: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes = decode_boxes(encoded.float(), self.anchors, self.spec)
+        logits = logits.float()
+        scores = torch.softmax(logits, dim=-1) if self.spec.score_fn == "softmax" else torch.sigmoid(logits)
+        return boxes, scores
+
+
+def select(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    class_ids: torch.Tensor,
+    config: PostprocessConfig,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Threshold, per-class NMS and top-k for a batch, on the tensors' device.
+
+    Args:
+        boxes: (N, A, 4) normalised xyxy.
+        scores: (N, A, C) probabilities.
+        class_ids: (C,) int64 COCO id per channel, 0 for background channels.
+        config: thresholds.
+
+    Returns:
+        One ``(boxes (k, 4), scores (k,), category_ids (k,))`` tuple per image, best first.
+    """
+    from torchvision.ops import batched_nms
+
+    n, a, c = scores.shape
+    valid = class_ids > 0
+    masked = scores.float() * valid.view(1, 1, c)
+    flat = masked.reshape(n, a * c)
+    k = min(config.pre_nms_top_k, a * c)
+    top_scores, top_idx = flat.topk(k, dim=1)
+    keep_mask = top_scores > config.score_threshold
+    img_idx = torch.arange(n, device=scores.device).view(n, 1).expand(n, k)[keep_mask]
+    cand_idx = top_idx[keep_mask]
+    cand_scores = top_scores[keep_mask]
+    anchor_idx = cand_idx // c
+    chan_idx = cand_idx % c
+    cand_boxes = boxes.float()[img_idx, anchor_idx]
+    # Offset per (image, class) so one NMS call handles the whole batch.
+    group = img_idx * c + chan_idx
+    kept = batched_nms(cand_boxes, cand_scores, group, config.iou_threshold)
+    kept_img = img_idx[kept]
+    results = []
+    for i in range(n):
+        sel = kept[kept_img == i][: config.max_detections]
+        results.append((cand_boxes[sel], cand_scores[sel], class_ids[chan_idx[sel]]))
+    return results
+
+
+def to_detections(
+    boxes_norm: torch.Tensor | np.ndarray,
+    scores: torch.Tensor | np.ndarray,
+    category_ids: torch.Tensor | np.ndarray,
+    frame_hw: tuple[int, int],
+) -> Detections:
+    """Scale normalised boxes to the original frame's pixels and clip them to it."""
+    h, w = frame_hw
+    b = boxes_norm.detach().cpu().numpy() if isinstance(boxes_norm, torch.Tensor) else np.asarray(boxes_norm)
+    s = scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    ids = category_ids.detach().cpu().numpy() if isinstance(category_ids, torch.Tensor) else np.asarray(category_ids)
+    xyxy = b.astype(np.float32).reshape(-1, 4) * np.array([w, h, w, h], np.float32)
+    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+    ids = ids.astype(np.int64).reshape(-1)
+    return Detections(xyxy, s.astype(np.float32), ids, tuple(name_of(i) for i in ids))
+
+
+def postprocess(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    spec: ModelSpec,
+    frame_hws: Sequence[tuple[int, int]],
+    config: PostprocessConfig,
+) -> list[Detections]:
+    """Decoded batch outputs -> one :class:`Detections` per frame, in original pixels."""
+    class_ids = torch.as_tensor(spec.class_ids, dtype=torch.int64, device=scores.device)
+    picked = select(boxes, scores, class_ids, config)
+    return [to_detections(b, s, c, hw) for (b, s, c), hw in zip(picked, frame_hws)]

@@ -1,0 +1,66 @@
+"""Frame -> network input, shared by every backend.
+
+The CPU part (:func:`resize_batch`) turns BGR uint8 frames of any size into an RGB uint8
+NHWC batch at the network's input size: 4x fewer bytes to copy to a GPU than float32.
+The device part (:func:`normalize`) casts, normalises and transposes on whatever device
+the batch lives on.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.model.spec import ModelSpec
+
+
+def resize_frame(frame_bgr: npt.NDArray[np.uint8], spec: ModelSpec) -> npt.NDArray[np.uint8]:
+    """Resize one BGR uint8 (H, W, 3) frame to the spec's input size; returns RGB uint8."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise ValueError(f"expected a BGR uint8 (H, W, 3) frame, got {frame_bgr.dtype} {frame_bgr.shape}")
+    h, w = spec.input_hw
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    if spec.resize == "bilinear_antialias":
+        # NVIDIA's SSD300 reference resizes a PIL image with torchvision.transforms.Resize,
+        # i.e. PIL's antialiased bilinear filter; OpenCV's INTER_LINEAR does not antialias.
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_batch(frames_bgr: Sequence[npt.NDArray[np.uint8]], spec: ModelSpec) -> npt.NDArray[np.uint8]:
+    """Resize frames to one RGB uint8 NHWC array of shape (N, H, W, 3)."""
+    h, w = spec.input_hw
+    out = np.empty((len(frames_bgr), h, w, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames_bgr):
+        out[i] = resize_frame(frame, spec)
+    return out
+
+
+def normalize(batch_nhwc_u8, spec: ModelSpec, dtype=None):
+    """uint8 NHWC torch tensor -> normalised float NCHW tensor on the same device.
+
+    Args:
+        batch_nhwc_u8: torch.uint8 tensor (N, H, W, 3), RGB.
+        spec: the model's spec (mean/std on the 0..255 scale).
+        dtype: output dtype (default float32); normalisation runs in float32 first.
+    """
+    import torch
+
+    x = batch_nhwc_u8.permute(0, 3, 1, 2).float()
+    mean = torch.tensor(spec.mean_rgb, device=x.device).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.tensor(spec.std_rgb, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) * inv_std
+    return x if dtype is None else x.to(dtype)
+
+
+def normalize_numpy(batch_nhwc_u8: npt.NDArray[np.uint8], spec: ModelSpec) -> npt.NDArray[np.float32]:
+    """NumPy twin of :func:`normalize` for backends that take host arrays (ONNX Runtime)."""
+    x = batch_nhwc_u8.astype(np.float32).transpose(0, 3, 1, 2)
+    mean = np.asarray(spec.mean_rgb, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(spec.std_rgb, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std)

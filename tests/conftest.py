@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests that need the real data mirror fail loudly when it is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MIRROR = REPO.parent / "shared" / "data"
+
+
+def _mirror() -> Path:
+    return Path(os.environ.get("AEB_APP_DATA_MIRROR", str(DEFAULT_MIRROR))).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The asset mirror (``$AEB_APP_DATA_MIRROR``, default ``../shared/data``); fails if absent."""
+    path = _mirror()
+    if not (path / "SHA256SUMS").is_file():
+        pytest.fail(f"data mirror not found at {path}: set AEB_APP_DATA_MIRROR to a copy of shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_dir(data_dir: Path) -> Path:
+    return data_dir / "coco" / "val2017_subset"
+
+
+@pytest.fixture(scope="session")
+def sample_video(data_dir: Path) -> Path:
+    return data_dir / "videos" / "udacity" / "solidWhiteRight.mp4"
+
+
+@pytest.fixture(scope="session")
+def tflite_path(data_dir: Path) -> Path:
+    return data_dir / "models" / "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29" / "detect.tflite"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point the app at the mirror, a throwaway cache, and an offscreen Qt platform."""
+    os.environ["AEB_APP_DATA_MIRROR"] = str(data_dir)
+    os.environ.setdefault("AEB_APP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
