@@ -1,0 +1,1 @@
+"""Inference backends behind one :class:`~aeb_app.inference.base.Detector` interface."""

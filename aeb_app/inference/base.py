@@ -1,0 +1,110 @@
+"""The one small interface every inference backend implements.
+
+Shaped like Polygraphy's runners: a context manager whose ``activate`` loads what is heavy
+(weights to the device, an engine, a session) once, and whose ``infer`` only moves data.
+Pre-processing (:mod:`aeb_app.model.preprocess`) and post-processing
+(:mod:`aeb_app.model.postprocess`) are shared, so backends cannot drift apart: a backend
+implements just :meth:`Detector.run_decoded` (uint8 batch in, decoded tensors out).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.errors import EngineError
+from aeb_app.model.postprocess import PostprocessConfig, postprocess
+from aeb_app.model.preprocess import resize_batch
+from aeb_app.model.spec import ModelSpec
+from aeb_app.types import Detections
+
+
+@dataclass
+class InferTimes:
+    """Milliseconds spent in the last :meth:`Detector.infer` call, by stage."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+
+@dataclass
+class DetectorInfo:
+    """What a detector is, for HUDs, logs and benchmark rows."""
+
+    mode: str
+    backend: str
+    precision: str
+    device: str
+    model: str
+    max_batch: int | None = None
+    notes: dict = field(default_factory=dict)
+
+
+class Detector(abc.ABC):
+    """Base of all backends. Use as ``with detector: detector.infer(frames)``."""
+
+    def __init__(self, spec: ModelSpec, info: DetectorInfo) -> None:
+        self.spec = spec
+        self.info = info
+        self.last_times = InferTimes()
+        self._active = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "Detector":
+        if not self._active:
+            self.activate()
+            self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            self.deactivate()
+            self._active = False
+
+    def activate(self) -> None:
+        """Load weights/engine/session. Called once by ``__enter__``."""
+
+    def deactivate(self) -> None:
+        """Release device memory and handles."""
+
+    # -- work ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
+        """Resized RGB uint8 batch (N, H, W, 3) -> decoded ``(boxes (N, A, 4), scores (N, A, C))``.
+
+        Returns torch tensors, on the backend's device where it has one, so NMS runs there.
+        """
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the CPU); used by timing code."""
+
+    def infer(
+        self,
+        frames_bgr: Sequence[npt.NDArray[np.uint8]],
+        config: PostprocessConfig = PostprocessConfig(),
+    ) -> list[Detections]:
+        """BGR uint8 frames of any size -> one :class:`Detections` per frame, in frame pixels."""
+        if not self._active:
+            raise EngineError(f"{self.info.mode}: detector used outside its 'with' block")
+        if self.info.max_batch is not None and len(frames_bgr) > self.info.max_batch:
+            raise EngineError(
+                f"{self.info.mode}: batch of {len(frames_bgr)} exceeds this engine's maximum {self.info.max_batch}"
+            )
+        if len(frames_bgr) == 0:
+            return []
+        t0 = time.perf_counter()
+        batch = resize_batch(frames_bgr, self.spec)
+        t1 = time.perf_counter()
+        boxes, scores = self.run_decoded(batch)
+        self.synchronize()
+        t2 = time.perf_counter()
+        dets = postprocess(boxes, scores, self.spec, [f.shape[:2] for f in frames_bgr], config)
+        t3 = time.perf_counter()
+        self.last_times = InferTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return dets

@@ -1,0 +1,120 @@
+"""Modes by name (``int8_trt``, ``fp16``, ``fp32_ort`` ...) and an explicit fallback order.
+
+A *mode* names backend + precision (+ options), as in the seed's tables. Asking for a mode
+that this machine cannot run raises :class:`BackendUnavailableError` with the reason;
+:func:`create_with_fallback` walks a configurable list and logs every step, never silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from aeb_app.errors import BackendUnavailableError
+from aeb_app.inference.base import Detector
+from aeb_app.model.registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    backend: str  # "pytorch", "pytorch-compiled", "onnxruntime", "tensorrt"
+    precision: str
+    factory: str  # "module:function" taking (loaded, mode, device=..., **options) -> Detector
+    options: tuple[tuple[str, object], ...] = ()
+    description: str = ""
+
+
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("int8_trt", "tensorrt", "int8", "aeb_app.inference.tensorrt_backend:create",
+             description="TensorRT INT8 engine (explicit Q/DQ or entropy calibration)"),
+        Mode("fp16_trt", "tensorrt", "fp16", "aeb_app.inference.tensorrt_backend:create",
+             description="TensorRT FP16 engine"),
+        Mode("fp32_trt", "tensorrt", "fp32", "aeb_app.inference.tensorrt_backend:create",
+             description="TensorRT FP32 engine (TF32 off unless stated)"),
+        Mode("fp16", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
+             description="PyTorch eager FP16, channels-last (CUDA)"),
+        Mode("fp32", "pytorch", "fp32", "aeb_app.inference.registry:_torch",
+             description="PyTorch eager FP32 (CUDA or CPU)"),
+        Mode("bf16", "pytorch", "bf16", "aeb_app.inference.registry:_torch",
+             description="PyTorch eager BF16, channels-last (CUDA)"),
+        Mode("fp16_graph", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
+             options=(("cuda_graph", True),), description="PyTorch FP16 + CUDA Graph replay (CUDA)"),
+        Mode("fp16_compiled", "pytorch-compiled", "fp16", "aeb_app.inference.compiled_backend:create",
+             description="AOTInductor package, FP16 (CUDA), cached in engines/"),
+        Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.onnxrt_backend:create",
+             description="ONNX Runtime FP32 (CPU, or CUDA provider if present)"),
+        Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.onnxrt_backend:create",
+             description="ONNX Runtime on the INT8 Q/DQ model (CPU)"),
+    )
+}
+
+#: Default fallback order for the app: fastest first. Configurable (CLI --fallback, GUI settings).
+DEFAULT_FALLBACK: tuple[str, ...] = ("fp16_trt", "fp16_graph", "fp16", "fp32_ort", "fp32")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch(loaded: LoadedModel, mode: Mode, *, device: str | None = None, **options) -> Detector:
+    from aeb_app.inference.torch_backend import TorchDetector
+
+    device = device or default_device()
+    return TorchDetector(loaded, precision=mode.precision, device=device, mode=mode.name,
+                         **{**dict(mode.options), **options})
+
+
+def get_mode(name: str) -> Mode:
+    try:
+        return MODES[name]
+    except KeyError:
+        raise BackendUnavailableError(f"unknown mode {name!r}; choose one of {', '.join(MODES)}") from None
+
+
+def create(loaded: LoadedModel, mode_name: str, *, device: str | None = None,
+           engines_dir: Path | None = None, **options) -> Detector:
+    """Create (not yet activate) the detector for ``mode_name``.
+
+    Raises:
+        BackendUnavailableError: unknown mode, or this machine lacks what it needs.
+    """
+    mode = get_mode(mode_name)
+    module_name, func_name = mode.factory.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise BackendUnavailableError(f"{mode_name}: backend module {module_name} is unavailable ({exc})") from exc
+    factory: Callable[..., Detector] = getattr(module, func_name)
+    if engines_dir is not None:
+        options["engines_dir"] = engines_dir
+    return factory(loaded, mode, device=device, **options)
+
+
+def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) -> Detector:
+    """The first mode of ``modes`` that this machine can run; logs why each earlier one could not.
+
+    Raises:
+        BackendUnavailableError: none of them can run (every reason is in the message).
+    """
+    reasons = []
+    for name in modes:
+        try:
+            detector = create(loaded, name, **kwargs)
+        except BackendUnavailableError as exc:
+            log.warning("mode %s unavailable: %s", name, exc)
+            reasons.append(f"{name}: {exc}")
+            continue
+        if reasons:
+            log.warning("falling back to mode %s", name)
+        return detector
+    raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))

@@ -1,0 +1,126 @@
+"""PyTorch backend: FP32 on CPU/CUDA, FP16/BF16 on CUDA, channels-last, optional CUDA Graphs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.errors import BackendUnavailableError
+from aeb_app.inference.base import Detector, DetectorInfo
+from aeb_app.model.preprocess import normalize
+from aeb_app.model.registry import DetectionNet, LoadedModel
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TorchDetector(Detector):
+    """Eager PyTorch. The model moves to the device once, in :meth:`activate`.
+
+    Args:
+        loaded: the model and its spec (CPU, eval mode).
+        precision: "fp32", "fp16" or "bf16" (the last two need CUDA).
+        device: "cpu", "cuda" or "cuda:N".
+        channels_last: NHWC memory format (faster convolutions on tensor cores).
+        cuda_graph: capture the network once per batch size and replay it (removes launch overhead).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        precision: str = "fp32",
+        device: str = "cpu",
+        channels_last: bool = True,
+        cuda_graph: bool = False,
+        mode: str | None = None,
+    ) -> None:
+        import torch
+
+        if precision not in _DTYPES:
+            raise BackendUnavailableError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"PyTorch {precision} on {device}: no CUDA device on this machine")
+        if precision != "fp32" and not device.startswith("cuda"):
+            raise BackendUnavailableError(f"PyTorch {precision} needs a CUDA device; this one is {device}")
+        name = mode or (precision if not cuda_graph else f"{precision}_graph")
+        super().__init__(
+            loaded.spec,
+            DetectorInfo(name, "pytorch", precision, device, loaded.spec.name,
+                         notes={"channels_last": channels_last, "cuda_graph": cuda_graph,
+                                "weights": loaded.weights}),
+        )
+        self._loaded = loaded
+        self._dtype = getattr(torch, _DTYPES[precision])
+        self._device = torch.device(device)
+        self._channels_last = channels_last
+        self._cuda_graph = cuda_graph
+        self._graphs: dict[int, tuple] = {}
+        self.net: DetectionNet | None = None
+
+    def activate(self) -> None:
+        import torch
+
+        net = DetectionNet(self._loaded.network, self.spec).eval()
+        net.network.to(self._device, dtype=self._dtype)
+        net.decode.to(self._device)
+        if self._channels_last:
+            net.network.to(memory_format=torch.channels_last)
+        self.net = net
+        if self._device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def deactivate(self) -> None:
+        self.net = None
+        self._graphs.clear()
+
+    def _prepare(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch_nhwc_u8))
+        if self._device.type == "cuda":
+            x = x.pin_memory().to(self._device, non_blocking=True)
+        x = normalize(x, self.spec, dtype=self._dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
+
+    def forward_normalized(self, x):
+        """Decoded outputs for an already normalised device tensor (used by benchmarks)."""
+        import torch
+
+        with torch.inference_mode():
+            if self._cuda_graph and self._device.type == "cuda":
+                return self._replay(x)
+            return self.net(x)
+
+    def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
+        return self.forward_normalized(self._prepare(batch_nhwc_u8))
+
+    def _replay(self, x):
+        import torch
+
+        n = x.shape[0]
+        if n not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):  # warm-up outside the graph (cuDNN autotune, allocator)
+                    self.net(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.net(static_in)
+            self._graphs[n] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[n]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out[0].clone(), static_out[1].clone()
+
+    def synchronize(self) -> None:
+        if self._device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self._device)

@@ -1,0 +1,1 @@
+"""Detector networks, their specs, and shared pre/post-processing."""

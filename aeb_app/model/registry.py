@@ -1,0 +1,89 @@
+"""Model registry: name -> (ModelSpec, network with loaded weights).
+
+Every network's ``forward(x)`` takes a normalised float NCHW batch and returns
+``(encoded boxes (N, A, 4), logits (N, A, C))``; :class:`DetectionNet` appends the shared
+:class:`~aeb_app.model.postprocess.DecodeHead` so a backend (or an ONNX export) returns
+decoded ``(boxes xyxy normalised, probabilities)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from aeb_app.errors import ModelLoadError
+from aeb_app.model.postprocess import DecodeHead
+from aeb_app.model.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("ssd_mobilenet_v1", "ssd300_resnet50")
+
+#: Weights: "auto" (the asset from mirror/cache), "random" (speed work only), or a file path.
+RANDOM = "random"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    network: nn.Module
+    weights: str  # where the weights came from: a path, or "random"
+
+
+class DetectionNet(nn.Module):
+    """Network + decoding: normalised NCHW -> (boxes (N, A, 4) xyxy in [0, 1], scores (N, A, C))."""
+
+    def __init__(self, network: nn.Module, spec: ModelSpec) -> None:
+        super().__init__()
+        self.network = network
+        self.decode = DecodeHead(spec)
+
+    def forward(self, x):
+        encoded, logits = self.network(x)
+        return self.decode(encoded, logits)
+
+
+def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
+    """Build a model in eval mode on the CPU with its weights.
+
+    Raises:
+        ModelLoadError: unknown name, or missing/corrupt weights (never silently random).
+    """
+    if name == "ssd_mobilenet_v1":
+        from aeb_app.model.mobilenet_v1 import build_ssd_mobilenet_v1
+
+        if weights == RANDOM:
+            raise ModelLoadError("ssd_mobilenet_v1: weights come from its TFLite file; 'random' is not offered")
+        path = _weights_path(name, weights)
+        spec, network = build_ssd_mobilenet_v1(path)
+        return LoadedModel(spec, network.eval(), str(path))
+    if name == "ssd300_resnet50":
+        from aeb_app.model.ssd300 import SSD300, load_nvidia_checkpoint, ssd300_spec
+
+        network = SSD300()
+        if weights == RANDOM:
+            log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
+            return LoadedModel(ssd300_spec(), network.eval(), RANDOM)
+        path = _weights_path(name, weights)
+        load_nvidia_checkpoint(network, path)
+        return LoadedModel(ssd300_spec(), network.eval(), str(path))
+    raise ModelLoadError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def _weights_path(name: str, weights: str | Path) -> Path:
+    if weights != "auto":
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: weights file for {name} not found")
+        return path
+    from aeb_app import assets
+    from aeb_app.errors import AssetError
+
+    try:
+        return assets.resolve(name)
+    except AssetError as exc:
+        hint = " (or --weights random for speed work)" if name == "ssd300_resnet50" else ""
+        raise ModelLoadError(f"{name}: {exc}{hint}") from exc
