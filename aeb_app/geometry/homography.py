@@ -8,6 +8,7 @@ axis are proportional to metres (see :mod:`aeb_app.geometry.scale`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 MIN_POINT_SEPARATION_PX = 2.0
 #: Minimum |cross product| (twice a triangle area, px^2) for three of the points not to be collinear.
 MIN_TRIANGLE_AREA2_PX2 = 50.0
+
+
+def _cross(u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> float:
+    """z of the 2-D cross product u x v."""
+    return float(u[0] * v[1] - u[1] * v[0])
 
 
 def _as_points(points: npt.ArrayLike, *, name: str, count: int | None = None) -> npt.NDArray[np.float64]:
@@ -66,15 +72,10 @@ def validate_quad(
         for j in range(i + 1, 4):
             if np.linalg.norm(pts[i] - pts[j]) < MIN_POINT_SEPARATION_PX:
                 raise CalibrationError(f"{name}: points {i} and {j} are repeated ({pts[i].tolist()})")
-    crosses = []
-    for i in range(4):
-        a, b, c = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
-        crosses.append(float(np.cross(b - a, c - b)))
-    for i in range(4):
-        for j, k in ((i + 1, i + 2), (i + 1, i + 3), (i + 2, i + 3)):
-            a, b, c = pts[i], pts[j % 4], pts[k % 4]
-            if abs(float(np.cross(b - a, c - a))) < MIN_TRIANGLE_AREA2_PX2:
-                raise CalibrationError(f"{name}: three points are collinear: {[a.tolist(), b.tolist(), c.tolist()]}")
+    for a, b, c in itertools.combinations(pts, 3):
+        if abs(_cross(b - a, c - a)) < MIN_TRIANGLE_AREA2_PX2:
+            raise CalibrationError(f"{name}: three points are collinear: {[a.tolist(), b.tolist(), c.tolist()]}")
+    crosses = [_cross(pts[(i + 1) % 4] - pts[i], pts[(i + 2) % 4] - pts[(i + 1) % 4]) for i in range(4)]
     if not (all(c > 0 for c in crosses) or all(c < 0 for c in crosses)):
         raise CalibrationError(f"{name}: points do not form a convex quadrilateral in order: {pts.tolist()}")
     return pts
