@@ -1,0 +1,269 @@
+"""Video and camera input: the only place ``cv2.VideoCapture`` lives.
+
+:class:`VideoSource` opens a file or a camera index, validates it up front (a missing,
+empty, unreadable or undecodable file raises :class:`~aeb_app.errors.InputError` with one line
+naming the file and the problem), and reads frames as :class:`VideoFrame` values. A frame
+that fails to decode mid-stream is not a crash: it comes back with ``image=None`` and an
+``error`` text, so the pipeline reports "system unavailable" for it. After
+:data:`MAX_CONSECUTIVE_FAILURES` failures in a row the stream ends (a truncated file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.errors import InputError
+
+__all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "parse_source"]
+
+log = logging.getLogger(__name__)
+
+#: Failed reads in a row after which a file is considered truncated and the stream ends.
+MAX_CONSECUTIVE_FAILURES = 3
+#: Frame rate assumed when a container or camera reports none.
+DEFAULT_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source is.
+
+    Attributes:
+        name: the file path or ``camera N``.
+        width: frame width, pixels.
+        height: frame height, pixels.
+        fps: frames per second (container value, or :data:`DEFAULT_FPS`).
+        frame_count: frames announced by the container; ``None`` for cameras/unknown.
+        is_camera: True for a live camera.
+    """
+
+    name: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int | None
+    is_camera: bool
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One decoded (or failed) frame.
+
+    Attributes:
+        index: 0-based frame index in the source.
+        timestamp_s: presentation time, seconds (``index / fps`` for files).
+        image: (h, w, 3) uint8 BGR, or ``None`` when decoding failed.
+        decode_ms: time spent reading/decoding this frame, milliseconds.
+        error: why ``image`` is ``None``.
+    """
+
+    index: int
+    timestamp_s: float
+    image: npt.NDArray[np.uint8] | None
+    decode_ms: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None
+
+
+def parse_source(value: str | int | os.PathLike[str]) -> str | int:
+    """A CLI/GUI source value -> a camera index (``int``) or a file path (``str``)."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
+class VideoSource:
+    """A video file or camera, as a context manager and a frame iterator.
+
+    Args:
+        source: file path, or a camera index (``int``).
+        loop: when the end of a file is reached, start again at frame 0.
+
+    Raises:
+        InputError: on :meth:`open` for a missing/empty/unreadable file, an undecodable first frame,
+            or a camera that does not open.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | int, *, loop: bool = False) -> None:
+        self.source = parse_source(source)
+        self.loop = loop
+        self._cap: cv2.VideoCapture | None = None
+        self._info: VideoInfo | None = None
+        self._next_index = 0
+        self._failures = 0
+        self._pending: npt.NDArray[np.uint8] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "VideoSource":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> VideoInfo:
+        if self._info is None:
+            raise InputError(f"{self.name}: source not opened")
+        return self._info
+
+    @property
+    def name(self) -> str:
+        return f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+
+    @property
+    def position(self) -> int:
+        """Index of the frame the next :meth:`read` returns."""
+        return self._next_index
+
+    def open(self) -> VideoInfo:
+        """Open and validate the source; returns its :class:`VideoInfo`."""
+        if self._cap is not None:
+            return self.info
+        if isinstance(self.source, int):
+            cap = self._open_camera(self.source)
+        else:
+            cap = self._open_file(Path(self.source))
+        self._cap = cap
+        self._info = self._probe(cap)
+        self._next_index = 0
+        log.info("opened %s: %dx%d @ %.2f fps, %s frames", self.name, self._info.width, self._info.height,
+                 self._info.fps, self._info.frame_count if self._info.frame_count is not None else "?")
+        return self._info
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def _open_camera(self, index: int) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(index)
+        if not cap.isOpened():
+            cap.release()
+            raise InputError(f"camera {index}: cannot open (no such device, or it is busy)")
+        return cap
+
+    def _open_file(self, path: Path) -> cv2.VideoCapture:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if not path.is_file():
+            raise InputError(f"{path}: not a file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file")
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            cap.release()
+            raise InputError(f"{path}: not a readable video (unknown or corrupt container)")
+        return cap
+
+    def _probe(self, cap: cv2.VideoCapture) -> VideoInfo:
+        """Read the first frame to learn the size and prove the stream decodes, then rewind."""
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            cap.release()
+            self._cap = None
+            raise InputError(f"{self.name}: no decodable frame (corrupt or truncated video)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        is_camera = isinstance(self.source, int)
+        if not is_camera:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        else:
+            self._pending = frame  # keep the probed camera frame: cameras cannot rewind
+        h, w = frame.shape[:2]
+        return VideoInfo(self.name, w, h, fps if 0 < fps < 1000 else DEFAULT_FPS,
+                         count if count > 0 and not is_camera else None, is_camera)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _require(self) -> cv2.VideoCapture:
+        if self._cap is None:
+            raise InputError(f"{self.name}: source not opened")
+        return self._cap
+
+    def seek(self, frame_index: int) -> None:
+        """Position the source so the next :meth:`read` returns ``frame_index`` (files only).
+
+        Raises:
+            InputError: on a camera, or an index outside the file.
+        """
+        cap = self._require()
+        if self.info.is_camera:
+            raise InputError(f"{self.name}: cannot seek a live camera")
+        count = self.info.frame_count
+        if frame_index < 0 or (count is not None and frame_index >= count):
+            raise InputError(f"{self.name}: seek to frame {frame_index} outside 0..{(count or 1) - 1}")
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+        self._next_index = frame_index
+        self._failures = 0
+
+    def read(self) -> VideoFrame | None:
+        """The next frame; ``None`` at the end of the stream (or after too many failures).
+
+        A frame that fails to decode before the announced end comes back with ``image=None``.
+        """
+        cap = self._require()
+        index = self._next_index
+        t0 = time.perf_counter()
+        if self._pending is not None:
+            ok, frame, self._pending = True, self._pending, None
+        else:
+            ok, frame = cap.read()
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        timestamp_s = index / self.info.fps
+        if ok and frame is not None:
+            self._failures = 0
+            self._next_index += 1
+            return VideoFrame(index, timestamp_s, frame, decode_ms)
+        return self._failed_read(index, timestamp_s, decode_ms)
+
+    def _failed_read(self, index: int, timestamp_s: float, decode_ms: float) -> VideoFrame | None:
+        count = self.info.frame_count
+        if count is not None and index >= count:
+            return self._end_or_loop()
+        self._failures += 1
+        if self._failures > MAX_CONSECUTIVE_FAILURES or (count is None and not self.info.is_camera):
+            log.warning("%s: stream ended at frame %d of %s (truncated or corrupt)", self.name, index,
+                        count if count is not None else "?")
+            return self._end_or_loop() if self.loop and index > 0 else None
+        self._next_index += 1
+        message = f"{self.name}: frame {index} cannot be decoded (corrupt or truncated video)"
+        log.warning(message)
+        return VideoFrame(index, timestamp_s, None, decode_ms, message)
+
+    def _end_or_loop(self) -> VideoFrame | None:
+        if not self.loop or self.info.is_camera:
+            return None
+        self.seek(0)
+        return self.read()
+
+    def frames(self, *, max_frames: int | None = None) -> Iterator[VideoFrame]:
+        """Iterate frames from the current position until the end (or ``max_frames``)."""
+        produced = 0
+        while max_frames is None or produced < max_frames:
+            frame = self.read()
+            if frame is None:
+                return
+            produced += 1
+            yield frame
