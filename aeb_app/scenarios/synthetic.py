@@ -1,0 +1,144 @@
+"""Synthetic camera and traffic: a pinhole camera over a flat straight road and a lead vehicle.
+
+World axes (metres): X right of the ego centre line, Y down, Z forward from the camera; the road is
+the plane Y = camera height. Ranges ("gaps") are bumper to bumper: camera Z minus ``setback_m``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.geometry import BirdsEyeView, Calibration, ReferencePair
+
+__all__ = ["PinholeCamera", "LeadMotion", "vehicle_box_px", "synthetic_calibration"]
+
+LANE_WIDTH_M = 3.7
+DASH_PERIOD_M = 3.05 + 9.14
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """A forward camera: image size, focal length (px), mounting height (m), pitch down (rad), setback (m).
+
+    ``setback_m`` is how far the camera sits behind the ego front bumper.
+    """
+
+    width_px: int = 960
+    height_px: int = 540
+    focal_px: float = 1000.0
+    height_m: float = 1.3
+    pitch_rad: float = math.radians(1.0)
+    setback_m: float = 1.5
+
+    def project(self, points_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(n, 3) world points (X right, Y down, Z forward; camera at origin) -> (n, 2) pixels."""
+        p = np.asarray(points_m, dtype=np.float64).reshape(-1, 3)
+        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        yc = p[:, 1] * c - p[:, 2] * s
+        zc = p[:, 1] * s + p[:, 2] * c
+        u = self.width_px / 2 + self.focal_px * p[:, 0] / zc
+        v = self.height_px / 2 + self.focal_px * yc / zc
+        return np.stack([u, v], axis=1)
+
+    def ground_px(self, lateral_m: float, ahead_cam_m: float) -> tuple[float, float]:
+        """Pixel of the road point ``lateral_m`` right and ``ahead_cam_m`` ahead of the camera."""
+        u, v = self.project([[lateral_m, self.height_m, ahead_cam_m]])[0]
+        return float(u), float(v)
+
+    def ground_ahead_of_pixel_row_m(self, v_px: float) -> float:
+        """Distance ahead of the camera (m) of the road point seen on the centre column at row ``v_px``."""
+        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        yc, zc = (v_px - self.height_px / 2) / self.focal_px, 1.0
+        y_world, z_world = yc * c + zc * s, -yc * s + zc * c
+        return self.height_m / y_world * z_world
+
+
+@dataclass(frozen=True)
+class LeadMotion:
+    """Straight-line kinematics of ego and lead (ego never brakes: the FCW test drives into the threat).
+
+    Attributes:
+        ego_speed_mps: constant ego speed.
+        lead_speed_mps: lead speed before braking.
+        initial_gap_m: bumper-to-bumper gap at t = 0.
+        lead_decel_mps2: lead braking deceleration (>= 0), from ``brake_start_s`` until it stops.
+        brake_start_s: when the lead starts braking.
+    """
+
+    ego_speed_mps: float
+    lead_speed_mps: float
+    initial_gap_m: float
+    lead_decel_mps2: float = 0.0
+    brake_start_s: float = 0.0
+
+    def lead_position_m(self, t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Lead rear position (m) from the ego's start bumper position, at times ``t_s``."""
+        t = np.asarray(t_s, dtype=np.float64)
+        before = self.initial_gap_m + self.lead_speed_mps * np.minimum(t, self.brake_start_s)
+        if self.lead_decel_mps2 <= 0:
+            return before + self.lead_speed_mps * np.maximum(t - self.brake_start_s, 0.0)
+        tb = np.clip(t - self.brake_start_s, 0.0, self.lead_speed_mps / self.lead_decel_mps2)
+        return before + self.lead_speed_mps * tb - 0.5 * self.lead_decel_mps2 * tb**2
+
+    def gap_m(self, t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Bumper-to-bumper gap (m) at times ``t_s``."""
+        return self.lead_position_m(t_s) - self.ego_speed_mps * np.asarray(t_s, dtype=np.float64)
+
+    def collision_time_s(self, horizon_s: float = 60.0, step_s: float = 1e-3) -> float:
+        """First time the gap reaches 0 (``inf`` if not within ``horizon_s``)."""
+        t = np.arange(0.0, horizon_s, step_s)
+        hit = np.flatnonzero(self.gap_m(t) <= 0)
+        return float(t[hit[0]]) if len(hit) else math.inf
+
+    def closing_speed_mps(self, t_s: float, dt_s: float = 1e-3) -> float:
+        """-d(gap)/dt at ``t_s``."""
+        return float((self.gap_m(t_s) - self.gap_m(t_s + dt_s)) / dt_s)
+
+
+def vehicle_box_px(camera: PinholeCamera, *, lateral_m: float, ahead_cam_m: float,
+                   width_m: float = 1.8, height_m: float = 1.5) -> npt.NDArray[np.float64] | None:
+    """xyxy pixels of a vehicle's rear face, clipped to the image; None when not visible."""
+    if ahead_cam_m < 0.5:
+        return None
+    xs = (lateral_m - width_m / 2, lateral_m + width_m / 2)
+    ys = (camera.height_m, camera.height_m - height_m)
+    corners = camera.project([[x, y, ahead_cam_m] for x in xs for y in ys])
+    x1, y1 = corners.min(axis=0)
+    x2, y2 = corners.max(axis=0)
+    x1, x2 = np.clip([x1, x2], 0, camera.width_px)
+    y1, y2 = np.clip([y1, y2], 0, camera.height_px)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None
+    return np.array([x1, y1, x2, y2])
+
+
+def synthetic_calibration(camera: PinholeCamera) -> Calibration:
+    """Calibrate the synthetic camera exactly as a user would calibrate a real one.
+
+    Four road points on the ego-lane lines at 8 m and 30 m, a BEV lane rectangle (same layout as the
+    shipped calibration), and three reference points (lane width 3.7 m across, two dash periods
+    24.38 m along) clicked in the image and mapped into the BEV. The distance origin is the bottom
+    centre pixel; its distance ahead of the bumper is what an installer would measure with a tape.
+    """
+    half = LANE_WIDTH_M / 2
+    near_m, far_m, ref_m = 8.0, 30.0, 10.0
+    src = [camera.ground_px(-half, far_m), camera.ground_px(half, far_m),
+           camera.ground_px(half, near_m), camera.ground_px(-half, near_m)]
+    bev_points = [(113.0, 900.0), (187.0, 900.0), (187.0, 1340.0), (113.0, 1340.0)]
+    view = BirdsEyeView.from_points(image_points_px=src, bev_points_px=bev_points, bev_size_wh=(300, 1400),
+                                    image_size_wh=(camera.width_px, camera.height_px))
+    origin, across, along = view.to_bev([camera.ground_px(-half, ref_m), camera.ground_px(half, ref_m),
+                                         camera.ground_px(-half, ref_m + 2 * DASH_PERIOD_M)])
+    pairs = [ReferencePair(tuple(origin), tuple(across), LANE_WIDTH_M, "lane width"),
+             ReferencePair(tuple(origin), tuple(along), 2 * DASH_PERIOD_M, "two dash periods")]
+    origin_px = (camera.width_px / 2, float(camera.height_px))
+    origin_ahead_m = camera.ground_ahead_of_pixel_row_m(camera.height_px) - camera.setback_m
+    return Calibration.from_points(
+        image_size_wh=(camera.width_px, camera.height_px), source_points_px=src, bev_points_px=bev_points,
+        bev_size_wh=(300, 1400), reference_pairs=pairs, origin_px=origin_px, origin_ahead_m=origin_ahead_m,
+        camera_notes=f"synthetic pinhole camera {camera}",
+    )
