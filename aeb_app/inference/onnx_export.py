@@ -1,0 +1,185 @@
+"""ONNX export of a detector (network + in-graph box decoding), cached in ``engines/``.
+
+The exported graph is :class:`~aeb_app.model.registry.DetectionNet`: input ``images``
+(float32 NCHW, already normalised, dynamic batch, static 300x300), outputs ``boxes``
+(N, A, 4) normalised xyxy and ``scores`` (N, A, C) probabilities. Decoding lives in the
+graph, so ONNX Runtime and TensorRT return exactly what PyTorch returns and share
+:func:`~aeb_app.model.postprocess.postprocess` (NMS) with it.
+
+We use the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at opset 18: it folds
+the TF-SAME ``ZeroPad2d`` layers into ``Conv`` pads and keeps every dimension but the batch
+static, a clean graph for TensorRT's parser. (The legacy TorchScript exporter leaves
+``Pad``/``Shape``/``ConstantOfShape`` chains and a symbolic anchor dimension.)
+
+Each ``.onnx`` is written atomically with a JSON sidecar (``<file>.json``: model name,
+weights sha256, opset, torch version, file sha256); a cached file is reused only when its
+sidecar matches the model being exported and the file's hash is intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aeb_app.atomic import atomic_path, write_json
+from aeb_app.errors import EngineError
+from aeb_app.model.registry import DetectionNet, LoadedModel
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("boxes", "scores")
+#: Upper bound of the dynamic batch axis recorded in the graph (TensorRT profiles pick their own).
+MAX_EXPORT_BATCH = 1024
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(loaded: LoadedModel) -> str:
+    """Hex sha256 of the network's state dict (names, shapes and values, in order).
+
+    Hashing the tensors rather than the weights file also identifies ``random`` weights and
+    changes whenever the architecture code maps a file differently.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in loaded.network.state_dict().items():
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(t.shape)};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def onnx_path_for(loaded: LoadedModel, engines_dir: str | Path, *, weights_hash: str | None = None) -> Path:
+    """Cache location ``engines/<model>-<weights hash[:12]>-opset<N>.onnx``."""
+    weights_hash = weights_hash or weights_sha256(loaded)
+    return Path(engines_dir) / f"{loaded.spec.name}-{weights_hash[:12]}-opset{OPSET}.onnx"
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """JSON sidecar next to an artifact: ``<file>.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def read_sidecar(artifact: str | Path) -> dict[str, Any] | None:
+    """The artifact's sidecar as a dict, or None when missing or unreadable."""
+    import json
+
+    path = sidecar_path(artifact)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _expected_sidecar(loaded: LoadedModel, weights_hash: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "kind": "onnx",
+        "model": loaded.spec.name,
+        "weights_sha256": weights_hash,
+        "weights_source": loaded.weights,
+        "opset": OPSET,
+        "torch_version": torch.__version__,
+        "input": INPUT_NAME,
+        "outputs": list(OUTPUT_NAMES),
+        "input_shape": ["batch", 3, *loaded.spec.input_hw],
+    }
+
+
+def cached_onnx_valid(path: Path, expected: dict[str, Any]) -> bool:
+    """True when ``path`` exists, its sidecar matches ``expected`` and its hash is intact."""
+    meta = read_sidecar(path)
+    if meta is None or not path.is_file():
+        return False
+    keys = ("model", "weights_sha256", "opset", "torch_version")
+    if any(meta.get(k) != expected[k] for k in keys):
+        log.info("%s: sidecar does not match (%s); re-exporting", path.name,
+                 {k: meta.get(k) for k in keys if meta.get(k) != expected[k]})
+        return False
+    if meta.get("sha256") != file_sha256(path):
+        log.warning("%s: file hash differs from its sidecar (corrupt or edited); re-exporting", path.name)
+        return False
+    return True
+
+
+def _export_to(net: DetectionNet, target: Path, input_hw: tuple[int, int]) -> None:
+    """Run the dynamo exporter into ``target`` (one self-contained file, no external data)."""
+    import torch
+
+    example = torch.zeros(2, 3, *input_hw)
+    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
+    torch.onnx.export(
+        net, (example,), str(target), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        opset_version=OPSET, dynamo=True, dynamic_shapes=({0: batch},), external_data=False,
+        verbose=False,
+    )
+
+
+def check_onnx(path: str | Path) -> None:
+    """``onnx.checker`` (full check, with shape inference) on a file.
+
+    Raises:
+        EngineError: the file cannot be read or is not a valid ONNX model (message names it).
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx raises ValidationError, DecodeError, OSError ...
+        raise EngineError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def export_onnx(
+    loaded: LoadedModel,
+    *,
+    engines_dir: str | Path = "engines",
+    out: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Export ``loaded`` (network + decode head) to ONNX, or reuse the valid cached file.
+
+    Args:
+        loaded: model from :func:`~aeb_app.model.registry.load_model`.
+        engines_dir: cache folder; the default file name is :func:`onnx_path_for`.
+        out: explicit output file instead of the cache name (a sidecar is written beside it).
+        force: export even when a valid cached file exists.
+
+    Returns:
+        Path of the checked ``.onnx`` file.
+
+    Raises:
+        EngineError: the export or the ONNX check failed (nothing is left at the target).
+    """
+    weights_hash = weights_sha256(loaded)
+    path = Path(out) if out is not None else onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
+    expected = _expected_sidecar(loaded, weights_hash)
+    if not force and cached_onnx_valid(path, expected):
+        log.info("reusing %s", path)
+        return path
+    net = DetectionNet(loaded.network, loaded.spec).eval()
+    t0 = time.perf_counter()
+    with atomic_path(path) as tmp:
+        try:
+            _export_to(net, tmp, loaded.spec.input_hw)
+        except Exception as exc:
+            raise EngineError(f"{loaded.spec.name}: ONNX export failed ({type(exc).__name__}: {exc})") from exc
+        check_onnx(tmp)
+        sha = file_sha256(tmp)
+    write_json(sidecar_path(path), {**expected, "sha256": sha, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    log.info("exported %s in %.1f s", path, time.perf_counter() - t0)
+    return path
