@@ -1,0 +1,116 @@
+"""The detect and eval commands end to end on real data, and their handling of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from aeb_app.cli import main
+
+STILL = "videos/udacity/test_images/solidWhiteRight.jpg"
+
+
+def test_detect_image_finds_the_cars(data_dir: Path, tmp_path: Path) -> None:
+    out, js = tmp_path / "annotated.jpg", tmp_path / "dets.json"
+    assert main(["detect", str(data_dir / STILL), "--mode", "fp32", "--out", str(out), "--json", str(js)]) == 0
+    dets = json.loads(js.read_text())["frames"][0]["detections"]
+    cars = [d for d in dets if d["name"] == "car"]
+    assert len(cars) >= 2, dets
+    # The cars ahead are in the lower half of the 960x540 frame, within the road.
+    assert all(270 < d["bbox_xyxy"][3] <= 540 for d in cars)
+    annotated = cv2.imread(str(out))
+    assert annotated.shape == (540, 960, 3)
+    assert (annotated != cv2.imread(str(data_dir / STILL))).any(), "boxes were drawn"
+
+
+def test_detect_video_writes_readable_video_and_json(sample_video: Path, tmp_path: Path) -> None:
+    out, js = tmp_path / "annotated.mp4", tmp_path / "dets.json"
+    assert main(["detect", str(sample_video), "--mode", "fp32", "--max-frames", "6", "--batch-size", "4",
+                 "--out", str(out), "--json", str(js)]) == 0
+    frames = json.loads(js.read_text())["frames"]
+    assert [f["frame_index"] for f in frames] == list(range(6))
+    assert sum(d["name"] == "car" for f in frames for d in f["detections"]) >= 6
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+
+
+def _bad_inputs(data_dir: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    jpg = (data_dir / STILL).read_bytes()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(jpg[: len(jpg) // 2])
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image at all" * 50)
+    video = tmp_path / "truncated.mp4"
+    video.write_bytes((data_dir / "videos/udacity/solidWhiteRight.mp4").read_bytes()[:20000])
+    return {
+        "missing": (tmp_path / "nope.jpg", "nope.jpg: file not found"),
+        "truncated": (truncated, "truncated.jpg: JPEG is truncated"),
+        "garbage": (garbage, "garbage.png: not a decodable image"),
+        "truncated_video": (video, "truncated.mp4"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "garbage", "truncated_video"])
+def test_detect_bad_input_one_line_and_no_output(case: str, data_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, message = _bad_inputs(data_dir, tmp_path)[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    suffix = ".mp4" if path.suffix == ".mp4" else ".jpg"
+    rc = main(["detect", str(path), "--mode", "fp32", "--out", str(out_dir / f"o{suffix}"),
+               "--json", str(out_dir / "o.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert message in err and err.count("\n") == 0 and err.startswith("aeb-app: error:")
+    assert list(out_dir.iterdir()) == [], "no partial output files"
+
+
+def test_missing_or_corrupt_model_file(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["detect", str(data_dir / STILL), "--mode", "fp32", "--weights", str(tmp_path / "none.tflite")])
+    assert rc == 2 and "none.tflite: weights file for ssd_mobilenet_v1 not found" in capsys.readouterr().err
+    bad = tmp_path / "detect.tflite"
+    shutil.copyfile(data_dir / "models/coco_ssd_mobilenet_v1_1.0_quant_2018_06_29/detect.tflite", bad)
+    bad.write_bytes(bad.read_bytes()[:100000])
+    rc = main(["detect", str(data_dir / STILL), "--mode", "fp32", "--weights", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "detect.tflite" in err and err.count("\n") == 0
+
+
+def test_eval_mobilenet_map_on_mirror_subset(coco_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Real weights, real COCO annotations: the issue's bound is mAP >= 0.17 (TFLite reaches ~0.18)."""
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "ssd_mobilenet_v1", "--mode", "fp32", "--coco-dir", str(coco_dir),
+                 "--batch-size", "16", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_images"] == 155
+    assert result["map"] >= 0.17, result["map"]
+    assert result["map50"] > result["map"]
+    assert {"map", "map50", "num_images", "model", "backend", "precision"} <= set(result)
+    assert (result["model"], result["backend"], result["precision"]) == ("ssd_mobilenet_v1", "pytorch", "fp32")
+    printed = capsys.readouterr().out
+    assert printed.count("Average Precision") == 6 and printed.count("Average Recall") == 6
+
+
+def test_eval_works_on_any_coco_subset(coco_dir: Path, tmp_path: Path) -> None:
+    """A different COCO-format folder: 5 images, flat layout, annotations trimmed to them."""
+    full = json.loads((coco_dir / "annotations/instances_val2017_subset.json").read_text())
+    images = sorted(full["images"], key=lambda im: im["id"])[:5]
+    ids = {im["id"] for im in images}
+    sub = tmp_path / "mini"
+    (sub / "annotations").mkdir(parents=True)
+    for im in images:
+        shutil.copyfile(coco_dir / "val2017" / im["file_name"], sub / im["file_name"])
+    trimmed = {**full, "images": images, "annotations": [a for a in full["annotations"] if a["image_id"] in ids]}
+    (sub / "annotations/instances_mini.json").write_text(json.dumps(trimmed))
+    out = tmp_path / "e.json"
+    assert main(["eval", "--coco-dir", str(sub), "--mode", "fp32", "--limit", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["num_images"] == 3
+    (sub / images[0]["file_name"]).unlink()
+    assert main(["eval", "--coco-dir", str(sub), "--mode", "fp32", "--json", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
