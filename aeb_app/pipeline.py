@@ -1,0 +1,259 @@
+"""Frames -> detections -> AEB logic -> rendered :class:`~aeb_app.types.FrameResult`, as a plain generator.
+
+Used by the headless runner (``aeb-app run``) and by the GUI worker alike; nothing here knows Qt.
+A frame that failed to decode, failed inference, or arrived stale gives a result whose warning
+level is ``UNAVAILABLE`` (never "all clear"); the stream goes on.
+
+``FrameResult.extras`` keys: ``level`` (:class:`WarningLevel`), ``reason`` (why unavailable, or ""),
+``state`` (the AEB frame state or None), ``annotated`` (BGR image with overlays, when rendering),
+``bev`` (the bird's-eye-view panel, when rendering).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app import render
+from aeb_app.atomic import write_text
+from aeb_app.errors import AebError, CalibrationError
+from aeb_app.geometry.calibration import Calibration
+from aeb_app.inference.base import Detector
+from aeb_app.model.coco import name_of
+from aeb_app.model.postprocess import PostprocessConfig
+from aeb_app.safety import AebLogic, WarningConfig, ZoneConfig
+from aeb_app.types import FrameResult, StageTimes, WarningLevel
+from aeb_app.video import VideoFrame
+
+__all__ = [
+    "PipelineSettings", "Pipeline", "check_calibration", "image_to_metric_matrix", "level_of",
+    "WarningEvent", "EventRecorder", "write_events",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Per-run options.
+
+    Attributes:
+        postprocess: detection thresholds.
+        ego_speed_mps: ego speed for the zone length; None uses the zone's fixed length.
+        render: draw overlays (``extras["annotated"]``) and the BEV panel (``extras["bev"]``).
+        bev_background: warp the camera frame into the BEV panel.
+        hud: burn HUD text into the annotated frame (headless output; the GUI has its own HUD).
+    """
+
+    postprocess: PostprocessConfig = PostprocessConfig(score_threshold=0.4)
+    ego_speed_mps: float | None = None
+    render: bool = True
+    bev_background: bool = True
+    hud: bool = False
+
+
+def check_calibration(calibration: Calibration, size_wh: tuple[int, int], *, where: str = "video") -> None:
+    """Raise :class:`CalibrationError` unless ``calibration`` was made for frames of ``size_wh``."""
+    if tuple(calibration.image_size_wh) != tuple(size_wh):
+        cw, ch = calibration.image_size_wh
+        raise CalibrationError(f"calibration is for {cw}x{ch} images, the {where} is {size_wh[0]}x{size_wh[1]}")
+
+
+def image_to_metric_matrix(calibration: Calibration) -> npt.NDArray[np.float64]:
+    """3x3 homography image pixels -> road metres ``(lateral_m, ahead_m)``."""
+    ox, oy = calibration.origin_bev_px
+    kx, ky = calibration.k_x_m_per_px, calibration.k_y_m_per_px
+    bev_to_metric = np.array([[kx, 0.0, -ox * kx], [0.0, -ky, oy * ky + calibration.origin_ahead_m], [0, 0, 1.0]])
+    return bev_to_metric @ calibration.view.matrix
+
+
+def level_of(result: FrameResult) -> WarningLevel:
+    """The warning level of a pipeline result (UNAVAILABLE when it carries none)."""
+    return WarningLevel(result.extras.get("level", WarningLevel.UNAVAILABLE))
+
+
+class Pipeline:
+    """One stream's processing. Owns the AEB logic state (tracks, hysteresis); not the detector.
+
+    Args:
+        detector: an activated detector (inside its ``with`` block).
+        calibration: road calibration for these frames, or None (detections only, level UNAVAILABLE).
+        zone_config: braking-zone settings.
+        warning_config: warning settings.
+        settings: per-run options.
+    """
+
+    def __init__(self, detector: Detector, calibration: Calibration | None, *,
+                 zone_config: ZoneConfig | None = None, warning_config: WarningConfig | None = None,
+                 settings: PipelineSettings = PipelineSettings()) -> None:
+        self.detector = detector
+        self.calibration = calibration
+        self.zone_config = zone_config or ZoneConfig()
+        self.warning_config = warning_config or WarningConfig()
+        self.settings = settings
+        self._image_to_metric = image_to_metric_matrix(calibration) if calibration is not None else None
+        self._logic: AebLogic | None = None
+        self._last_index: int | None = None
+        self._last_shape: tuple[int, ...] = (540, 960, 3)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks and warning history (after a seek, a loop or a settings change)."""
+        self._logic = (AebLogic(self.calibration, self.zone_config, self.warning_config)
+                       if self.calibration is not None else None)
+        self._last_index = None
+
+    def run(self, frames: Iterable[VideoFrame]) -> Iterator[FrameResult]:
+        """Process ``frames`` lazily, one result per frame."""
+        for frame in frames:
+            yield self.process(frame)
+
+    def process(self, frame: VideoFrame, *, hud_lines: list[str] | None = None) -> FrameResult:
+        """One frame through detection, AEB logic and rendering."""
+        if self._last_index is not None and frame.index != self._last_index + 1:
+            self.reset()  # a seek or a loop: old tracks and timestamps no longer apply
+        self._last_index = frame.index
+        times = StageTimes(decode_ms=frame.decode_ms)
+        detections, error = None, frame.error
+        if frame.image is not None:
+            self._last_shape = frame.image.shape
+            try:
+                detections = self.detector.infer([frame.image], self.settings.postprocess)[0]
+                t = self.detector.last_times
+                times.preprocess_ms, times.inference_ms, times.postprocess_ms = (
+                    t.preprocess_ms, t.inference_ms, t.postprocess_ms)
+            except (AebError, RuntimeError, ValueError) as exc:
+                error = f"frame {frame.index}: inference failed ({exc})"
+                log.warning(error)
+        t0 = time.perf_counter()
+        state = None
+        if self._logic is not None:
+            state = self._logic.update(frame.index, frame.timestamp_s, detections,
+                                       ego_speed_mps=self.settings.ego_speed_mps)
+        times.geometry_ms = (time.perf_counter() - t0) * 1e3
+        level, reason = self._level(state, error)
+        result = FrameResult(frame.index, frame.timestamp_s, detections, times, error,
+                             {"level": level, "reason": reason, "state": state})
+        if self.settings.render:
+            self._render(result, frame, hud_lines or [])
+        return result
+
+    def _level(self, state, error: str | None) -> tuple[WarningLevel, str]:
+        if state is None:
+            return WarningLevel.UNAVAILABLE, error or "no calibration for this video"
+        return WarningLevel(state.level), (state.reason or error or "") if state.level == WarningLevel.UNAVAILABLE \
+            else ""
+
+    def _render(self, result: FrameResult, frame: VideoFrame, hud_lines: list[str]) -> None:
+        t0 = time.perf_counter()
+        image = frame.image if frame.image is not None else np.zeros(self._last_shape, np.uint8)
+        level, state = result.extras["level"], result.extras["state"]
+        detail = "no calibration" if state is None and result.error is None else (
+            "frame failed" if result.error else "")
+        result.extras["annotated"] = render.render_frame(
+            image, result.detections, state, level=level, banner_detail=detail,
+            hud_lines=hud_lines if self.settings.hud else (),
+        )
+        objects = state.objects if state is not None else ()
+        result.extras["bev"] = render.render_bev(
+            objects_m=np.array([(o.lateral_m, o.distance_m) for o in objects], np.float64).reshape(-1, 2),
+            in_zone=[o.in_zone for o in objects],
+            zone_polygon_m=state.zone_polygon_m if state is not None else None,
+            lane_width_m=self.zone_config.lane_width_m,
+            frame=frame.image if self.settings.bev_background else None,
+            image_to_metric=self._image_to_metric,
+        )
+        result.times.render_ms = (time.perf_counter() - t0) * 1e3
+
+
+@dataclass(frozen=True)
+class WarningEvent:
+    """A warning onset: the overall level rose to CAUTION, BRAKE or UNAVAILABLE on this frame.
+
+    Attributes:
+        timestamp_s: frame time, seconds.
+        frame_index: frame index.
+        level: the new level's name.
+        object: ``"<class> #<track id>"`` of the most critical in-zone object, or "" (UNAVAILABLE).
+        distance_m: that object's distance ahead, metres (NaN if none).
+        ttc_s: that object's TTC, seconds (inf when not closing, NaN if none).
+        reason: why the system is unavailable, else "".
+    """
+
+    timestamp_s: float
+    frame_index: int
+    level: str
+    object: str = ""
+    distance_m: float = math.nan
+    ttc_s: float = math.nan
+    reason: str = ""
+
+
+@dataclass
+class EventRecorder:
+    """Turns the stream of results into warning events (rising edges of the overall level)."""
+
+    events: list[WarningEvent] = field(default_factory=list)
+    _previous: WarningLevel = WarningLevel.NONE
+
+    def update(self, result: FrameResult) -> WarningEvent | None:
+        """Record an event if this result raises the level; returns it (or None)."""
+        level = level_of(result)
+        previous, self._previous = self._previous, level
+        if level == WarningLevel.NONE or level <= previous:
+            return None
+        state = result.extras.get("state")
+        in_zone = [o for o in (state.objects if state is not None else ()) if o.in_zone]
+        event = WarningEvent(result.timestamp_s, result.frame_index, level.name,
+                             reason=result.extras.get("reason", "") if level == WarningLevel.UNAVAILABLE else "")
+        if in_zone and level != WarningLevel.UNAVAILABLE:
+            obj = min(in_zone, key=lambda o: (o.ttc_s, o.distance_m))
+            event = WarningEvent(result.timestamp_s, result.frame_index, level.name,
+                                 f"{name_of(obj.category_id)} #{obj.track_id}", obj.distance_m, obj.ttc_s)
+        self.events.append(event)
+        return event
+
+    @property
+    def warning_count(self) -> int:
+        """Number of CAUTION/BRAKE onsets."""
+        return sum(e.level in ("CAUTION", "BRAKE") for e in self.events)
+
+
+def _event_row(event: WarningEvent) -> dict:
+    row = asdict(event)
+    for key in ("timestamp_s", "distance_m", "ttc_s"):
+        value = row[key]
+        row[key] = None if math.isnan(value) else (round(value, 3) if math.isfinite(value) else "inf")
+    return row
+
+
+def write_events(path: str | os.PathLike[str], events: Iterable[WarningEvent]) -> None:
+    """Write events atomically as CSV (``.csv``) or JSON (``.json``), chosen by the extension.
+
+    Raises:
+        ValueError: another extension.
+    """
+    path = Path(path)
+    rows = [_event_row(e) for e in events]
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        write_text(path, json.dumps(rows, indent=2) + "\n")
+    elif suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(WarningEvent.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        write_text(path, buf.getvalue())
+    else:
+        raise ValueError(f"{path}: events file must end in .csv or .json")

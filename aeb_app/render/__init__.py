@@ -1,0 +1,70 @@
+"""Stateless drawing: overlays on a copy of the frame, and the bird's-eye-view panel."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from aeb_app.render.bev import BevLayout, render_bev
+from aeb_app.render.overlay import (
+    BANNER_TEXT, GREEN, RED, YELLOW, draw_banner, draw_detections, draw_ground_points, draw_hud,
+    draw_object_labels, draw_zone, format_ttc,
+)
+from aeb_app.types import Detections, WarningLevel
+
+__all__ = [
+    "BevLayout", "render_bev", "render_frame", "side_by_side", "BANNER_TEXT", "RED", "GREEN", "YELLOW",
+    "draw_banner", "draw_detections", "draw_ground_points", "draw_hud", "draw_object_labels", "draw_zone",
+    "format_ttc",
+]
+
+
+def render_frame(
+    frame_bgr: npt.NDArray[np.uint8],
+    detections: Detections | None,
+    state: Any | None,
+    *,
+    level: WarningLevel,
+    hud_lines: Sequence[str] = (),
+    banner_detail: str = "",
+) -> npt.NDArray[np.uint8]:
+    """All overlays on a copy of ``frame_bgr``.
+
+    Args:
+        frame_bgr: (h, w, 3) uint8 camera frame (left untouched).
+        detections: the frame's detections, or None.
+        state: an AEB frame state (``zone_polygon_px``, ``objects`` with ``ground_px``, ``in_zone``,
+            ``distance_m``, ``ttc_s``), or None without a calibration.
+        level: the warning level for the banner.
+        hud_lines: HUD text lines.
+        banner_detail: extra text in the banner (e.g. why the system is unavailable).
+
+    Returns:
+        The annotated copy.
+    """
+    img = frame_bgr.copy()
+    if state is not None and len(state.zone_polygon_px):
+        draw_zone(img, state.zone_polygon_px)
+    if detections is not None:
+        draw_detections(img, detections)
+    if state is not None and state.objects:
+        ground = np.array([o.ground_px for o in state.objects], dtype=np.float64)
+        draw_ground_points(img, ground, [o.in_zone for o in state.objects])
+        draw_object_labels(img, ground, [o.distance_m for o in state.objects], [o.ttc_s for o in state.objects])
+    draw_banner(img, level, detail=banner_detail)
+    if hud_lines:
+        draw_hud(img, hud_lines)
+    return img
+
+
+def side_by_side(left: npt.NDArray[np.uint8], right: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``left | right``, the right image padded/cropped to the left's height."""
+    h = left.shape[0]
+    if right.shape[0] != h:
+        pad = np.zeros((h, right.shape[1], 3), np.uint8)
+        rows = min(h, right.shape[0])
+        pad[:rows] = right[:rows]
+        right = pad
+    return np.hstack([left, right])
