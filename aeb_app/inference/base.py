@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +83,11 @@ class Detector(abc.ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU); used by timing code."""
+
+    def network_fn(self, batch_nhwc_u8: npt.NDArray[np.uint8]) -> tuple[Callable[[], object], str]:
+        """A zero-argument callable that runs only the network on ``batch`` (prepared once), and
+        a phrase saying what one call includes. Backends override it to exclude input upload."""
+        return (lambda: self.run_decoded(batch_nhwc_u8)), "input upload + normalisation + network + box decoding"
 
     def infer(
         self,

@@ -95,6 +95,10 @@ class TorchDetector(Detector):
                 return self._replay(x)
             return self.net(x)
 
+    def network_fn(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
+        x = self._prepare(batch_nhwc_u8)
+        return (lambda: self.forward_normalized(x)), "network + box decoding (input already normalised on the device)"
+
     def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         return self.forward_normalized(self._prepare(batch_nhwc_u8))
 
