@@ -1,0 +1,136 @@
+"""The pipeline on the real sample footage through the real ssd_mobilenet_v1 (PyTorch fp32, CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aeb_app import render
+from aeb_app.errors import CalibrationError
+from aeb_app.geometry import load_calibration
+from aeb_app.inference.registry import create
+from aeb_app.model.registry import load_model
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration, level_of, write_events
+from aeb_app.safety import WarningConfig
+from aeb_app.types import WarningLevel
+from aeb_app.video import VideoSource
+
+REPO = Path(__file__).resolve().parents[1]
+CALIBRATION = REPO / "calibration" / "solidWhiteRight.yaml"
+#: A deliberately sensitive warning setup so the real footage (steady traffic) raises a warning:
+#: at 120 km/h the zone reaches ~120 m and covers the lead traffic 60+ m ahead in the ego lane.
+SENSITIVE = WarningConfig(caution_ttc_s=100.0, brake_ttc_s=1.0, min_closing_mps=0.01, min_track_hits=2,
+                          on_frames=1)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with create(load_model("ssd_mobilenet_v1"), "fp32") as det:
+        yield det
+
+
+@pytest.fixture(scope="module")
+def results(detector, sample_video: Path):
+    pipeline = Pipeline(detector, load_calibration(CALIBRATION), warning_config=SENSITIVE,
+                        settings=PipelineSettings(ego_speed_mps=120 / 3.6))
+    with VideoSource(sample_video) as src:
+        return list(pipeline.run(src.frames(max_frames=14)))
+
+
+def test_cars_detected_and_times_measured(results) -> None:
+    assert len(results) == 14 and all(r.ok for r in results)
+    cars = [r for r in results if (r.detections.category_ids == 3).any()]
+    assert len(cars) >= 12
+    for r in results:
+        t = r.times
+        assert t.inference_ms > 0 and t.render_ms > 0 and t.geometry_ms > 0 and t.decode_ms > 0
+        assert t.total_ms == pytest.approx(t.decode_ms + t.preprocess_ms + t.inference_ms + t.postprocess_ms
+                                           + t.geometry_ms + t.render_ms)
+
+
+def test_zone_is_drawn_in_the_image_and_bev(results) -> None:
+    r = results[0]
+    poly = r.extras["state"].zone_polygon_px
+    assert poly.shape == (4, 2)
+    assert poly[0, 1] > 540 and poly[1, 1] > 540  # the bumper (0 m) is below the bottom of the image
+    assert 300 < poly[2, 1] < 400 and 300 < poly[3, 1] < 400 and 400 < poly[2:, 0].mean() < 560  # far edge
+    b, g, red = r.extras["annotated"][525, 480].astype(int)  # zone interior near the bumper: yellow tint
+    raw_b, raw_g, raw_r = _raw_frame(0)[525, 480].astype(int)
+    assert g - b > raw_g - raw_b + 30 and red - b > raw_r - raw_b + 30
+    assert r.extras["bev"].shape == (540, 240, 3)
+
+
+def _raw_frame(index: int) -> np.ndarray:
+    with VideoSource(REPO.parent / "shared" / "data" / "videos" / "udacity" / "solidWhiteRight.mp4") as src:
+        src.seek(index)
+        return src.read().image
+
+
+def test_red_and_green_ground_points_and_labels(results) -> None:
+    colours = {True: [], False: []}
+    for r in results:
+        img = r.extras["annotated"]
+        for obj in r.extras["state"].objects:
+            x, y = (int(round(v)) for v in obj.ground_px)
+            colours[obj.in_zone].append(tuple(img[y, x]))
+    assert colours[True] and colours[False]
+    assert colours[True].count(render.RED) >= len(colours[True]) // 2
+    assert colours[False].count(render.GREEN) >= len(colours[False]) // 2
+
+
+def test_warning_raised_and_events_exported(results, tmp_path: Path) -> None:
+    levels = [level_of(r) for r in results]
+    assert levels[0] == WarningLevel.NONE and WarningLevel.CAUTION in levels
+    recorder = EventRecorder()
+    for r in results:
+        recorder.update(r)
+    assert recorder.warning_count >= 1
+    first = recorder.events[0]
+    assert first.level == "CAUTION" and first.object and 30 < first.distance_m < 130
+    write_events(tmp_path / "e.csv", recorder.events)
+    write_events(tmp_path / "e.json", recorder.events)
+    rows = list(csv.DictReader((tmp_path / "e.csv").open()))
+    assert rows[0]["level"] == "CAUTION" and int(rows[0]["frame_index"]) == first.frame_index
+    assert json.loads((tmp_path / "e.json").read_text())[0]["object"] == first.object
+    with pytest.raises(ValueError, match="csv or .json"):
+        write_events(tmp_path / "e.txt", recorder.events)
+
+
+def test_corrupt_frames_give_unavailable_not_a_crash(detector, sample_video: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.mp4"
+    broken.write_bytes(sample_video.read_bytes()[: sample_video.stat().st_size // 2])
+    pipeline = Pipeline(detector, load_calibration(CALIBRATION))
+    recorder = EventRecorder()
+    with VideoSource(broken) as src:
+        src.seek(100)
+        out = [r for r in pipeline.run(src.frames()) if recorder.update(r) or True]
+    failed = [r for r in out if not r.ok]
+    assert failed and out[0].ok
+    assert all(level_of(r) == WarningLevel.UNAVAILABLE and r.error for r in failed)
+    assert tuple(failed[0].extras["annotated"][5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
+    assert any(e.level == "UNAVAILABLE" and e.reason for e in recorder.events)
+
+
+def test_without_calibration_detections_only_and_unavailable(detector, sample_video: Path) -> None:
+    pipeline = Pipeline(detector, None)
+    with VideoSource(sample_video) as src:
+        r = pipeline.process(src.read())
+    assert r.ok and len(r.detections) > 0
+    assert level_of(r) == WarningLevel.UNAVAILABLE and "no calibration" in r.extras["reason"]
+    with pytest.raises(CalibrationError, match="960x540 images, the video is 1280x720"):
+        check_calibration(load_calibration(CALIBRATION), (1280, 720))
+
+
+def test_seek_backwards_resets_the_logic(detector, sample_video: Path) -> None:
+    pipeline = Pipeline(detector, load_calibration(CALIBRATION), settings=PipelineSettings(render=False))
+    with VideoSource(sample_video) as src:
+        src.seek(50)
+        first = [pipeline.process(f) for f in src.frames(max_frames=2)]
+        src.seek(5)
+        back = pipeline.process(src.read())
+    assert [level_of(r) for r in first + [back]] == [WarningLevel.NONE] * 3
+    assert "annotated" not in back.extras

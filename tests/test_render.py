@@ -1,0 +1,64 @@
+"""Stateless drawing: colours where the overlays promise them, input frames left untouched."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from aeb_app import render
+from aeb_app.render.overlay import BANNER_COLORS
+from aeb_app.types import Detections, WarningLevel
+
+
+def _frame() -> np.ndarray:
+    return np.full((540, 960, 3), 60, np.uint8)
+
+
+def _state() -> SimpleNamespace:
+    obj = lambda x, y, inside, d: SimpleNamespace(ground_px=(x, y), in_zone=inside, distance_m=d,  # noqa: E731
+                                                   ttc_s=2.5 if inside else math.inf)
+    return SimpleNamespace(
+        zone_polygon_px=np.array([[380.0, 530.0], [580.0, 530.0], [520.0, 350.0], [440.0, 350.0]]),
+        objects=(obj(480, 400, True, 20.0), obj(100, 300, False, 45.0)),
+    )
+
+
+def test_render_frame_draws_zone_points_boxes_and_keeps_input() -> None:
+    frame = _frame()
+    before = frame.copy()
+    dets = Detections(np.array([[440, 350, 520, 400], [60, 250, 140, 300]], np.float32),
+                      np.array([0.9, 0.6], np.float32), np.array([3, 3]), ("car", "car"))
+    out = render.render_frame(frame, dets, _state(), level=WarningLevel.NONE)
+    assert np.array_equal(frame, before)
+    assert tuple(out[400, 480]) == render.RED  # in-zone ground point
+    assert tuple(out[300, 100]) == render.GREEN  # outside
+    b, g, r = out[480, 480].astype(int)  # inside the zone: tinted yellow (more red+green than blue)
+    assert g > b + 30 and r > b + 30
+    assert tuple(out[540 // 2, 900]) == (60, 60, 60)  # far from everything: untouched
+    assert (out[250, 60:141] != 60).any()  # box edge drawn
+
+
+def test_banner_per_level_and_none_draws_nothing() -> None:
+    for level, color in BANNER_COLORS.items():
+        out = render.draw_banner(_frame(), level)
+        assert tuple(out[5, 5]) == color
+    assert np.array_equal(render.draw_banner(_frame(), WarningLevel.NONE), _frame())
+
+
+def test_bev_panel_places_objects_by_metres() -> None:
+    layout = render.BevLayout(width_px=240, height_px=540, px_per_m=8.0, bottom_margin_px=40)
+    panel = render.render_bev(objects_m=[[0.0, 20.0], [8.0, 40.0]], in_zone=[True, False],
+                              zone_polygon_m=[[-1.85, 0], [1.85, 0], [1.85, 30], [-1.85, 30]], layout=layout)
+    assert panel.shape == (540, 240, 3)
+    assert tuple(panel[500 - 160, 120]) == render.RED  # 20 m ahead, centred
+    assert tuple(panel[500 - 320, 120 + 64]) == render.GREEN  # 40 m ahead, 8 m right
+    b, g, r = panel[500 - 200, 125].astype(int)  # 25 m ahead, inside the zone
+    assert g > b + 30 and r > b + 30
+    assert render.format_ttc(math.inf) == "TTC -" and render.format_ttc(2.04) == "TTC 2.0 s"
+
+
+def test_side_by_side_pads_the_panel() -> None:
+    out = render.side_by_side(_frame(), np.ones((100, 240, 3), np.uint8))
+    assert out.shape == (540, 1200, 3) and out[99, 1000, 0] == 1 and out[200, 1000, 0] == 0

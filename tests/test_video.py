@@ -1,0 +1,124 @@
+"""Video reader and writer on the real sample footage and on broken copies of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from aeb_app.errors import InputError
+from aeb_app.video import MAX_CONSECUTIVE_FAILURES, VideoSource, VideoWriter, parse_source
+
+
+def truncated_copy(sample: Path, tmp_path: Path, fraction: float = 0.5) -> Path:
+    """The first ``fraction`` of the sample's bytes (the mp4 index is at the front: it still opens)."""
+    data = sample.read_bytes()
+    out = tmp_path / "truncated.mp4"
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+def test_sample_info_and_frames(sample_video: Path) -> None:
+    with VideoSource(sample_video) as src:
+        info = src.info
+        assert (info.width, info.height, info.fps, info.frame_count) == (960, 540, 25.0, 221)
+        assert not info.is_camera
+        frames = list(src.frames(max_frames=5))
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert [f.timestamp_s for f in frames] == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+    assert all(f.ok and f.image.shape == (540, 960, 3) and f.image.dtype == np.uint8 for f in frames)
+
+
+def test_reads_to_the_end_and_loops(sample_video: Path) -> None:
+    with VideoSource(sample_video) as src:
+        src.seek(218)
+        assert [f.index for f in src.frames()] == [218, 219, 220]
+    with VideoSource(sample_video, loop=True) as src:
+        src.seek(219)
+        assert [f.index for f in src.frames(max_frames=4)] == [219, 220, 0, 1]
+
+
+def test_seek_returns_the_same_frame_as_sequential_reading(sample_video: Path) -> None:
+    with VideoSource(sample_video) as src:
+        sequential = [f.image for f in src.frames(max_frames=31)]
+        src.seek(30)
+        frame = src.read()
+    assert frame is not None and frame.index == 30 and frame.timestamp_s == pytest.approx(1.2)
+    assert np.abs(frame.image.astype(int) - sequential[30].astype(int)).mean() < 2.0
+    with VideoSource(sample_video) as src, pytest.raises(InputError, match="seek to frame 500"):
+        src.seek(500)
+
+
+def _bad_file(kind: str, folder: Path) -> Path:
+    if kind == "folder":
+        return folder
+    path = folder / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "junk":
+        path.write_bytes(b"not a video " * 200)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "no such file"), ("empty", "empty file"), ("junk", "not a readable video"),
+     ("folder", "not a file")],
+)
+def test_bad_files_raise_one_line_input_error(tmp_path: Path, kind: str, message: str) -> None:
+    path = _bad_file(kind, tmp_path)
+    with pytest.raises(InputError) as info:
+        VideoSource(path).open()
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_truncated_video_gives_failed_frames_then_ends(sample_video: Path, tmp_path: Path) -> None:
+    path = truncated_copy(sample_video, tmp_path)
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+    good = [f for f in frames if f.ok]
+    bad = [f for f in frames if not f.ok]
+    assert 50 < len(good) < 221
+    assert 1 <= len(bad) <= MAX_CONSECUTIVE_FAILURES
+    assert all(f.image is None and "cannot be decoded" in f.error and str(path) in f.error for f in bad)
+    assert [f.index for f in frames] == list(range(len(frames)))  # indices stay aligned
+
+
+def test_camera_that_does_not_open() -> None:
+    with pytest.raises(InputError, match="camera 97: cannot open"):
+        VideoSource(97).open()
+    assert parse_source("3") == 3 and parse_source("a.mp4") == "a.mp4"
+
+
+def test_writer_is_atomic_and_readable(sample_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with VideoSource(sample_video) as src, VideoWriter(out, fps=25) as writer:
+        for frame in src.frames(max_frames=6):
+            assert not out.exists()  # nothing at the target until the writer closes
+            writer.write(frame.image)
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 960
+    cap.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
+    out = tmp_path / "fail.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, fps=25) as writer:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    with pytest.raises(InputError, match="frame size"):
+        with VideoWriter(out, fps=25) as writer:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+            writer.write(np.zeros((32, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="no frames"):
+        with VideoWriter(out, fps=25):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="unsupported video extension"):
+        VideoWriter(tmp_path / "x.gif", fps=25)
