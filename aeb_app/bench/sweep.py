@@ -1,0 +1,269 @@
+"""The precision x batch sweep: accuracy and speed of every mode at every batch size.
+
+For each mode (backend + precision) the detector is created and activated once; for each
+batch size it measures
+- network-only latency (``Detector.network_fn``: input already on the device for PyTorch),
+  timed with CUDA events on a GPU, ``perf_counter`` on the CPU;
+- end-to-end latency (decoded BGR frames -> resize -> upload -> network -> NMS -> detections
+  on the host), timed with the host clock, device synchronised;
+- COCO mAP at that batch size (when the model has real weights and a COCO folder is given).
+A mode that cannot run here yields rows marked unavailable with the reason, never omitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from aeb_app.bench.machine import count_flops, fingerprint, peak_tflops, sanity_check
+from aeb_app.bench.timing import TimingStats, measure
+from aeb_app.errors import AebError, BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+SEED_MODES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16", "fp32")
+SEED_BATCHES = (1, 4, 8, 16, 32, 64)
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep and how carefully to time it."""
+
+    model: str = "ssd_mobilenet_v1"
+    modes: tuple[str, ...] = SEED_MODES
+    batches: tuple[int, ...] = SEED_BATCHES
+    coco_dir: Path | None = None
+    annotations: Path | None = None
+    limit: int | None = None
+    weights: str = "auto"
+    device: str | None = None
+    warmup_iters: int = 10
+    min_iters: int = 20
+    min_time_s: float = 1.0
+    map_at: str = "all"  # "all" batch sizes, "first" only, or "none"
+    reference_mode: str = "fp16"
+    tf32: bool = False
+    end_to_end: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.modes or not self.batches or min(self.batches) < 1:
+            raise ValueError("a sweep needs at least one mode and batch sizes >= 1")
+        if self.map_at not in ("all", "first", "none"):
+            raise ValueError(f"map_at must be all, first or none, not {self.map_at!r}")
+
+
+@dataclass
+class Row:
+    """One (mode, batch) result. Times in ms; throughput in images/s."""
+
+    model: str
+    mode: str
+    batch: int
+    available: bool
+    reason: str = ""
+    backend: str = ""
+    precision: str = ""
+    device: str = ""
+    map: float | None = None
+    map50: float | None = None
+    map_images: int | None = None
+    ms_per_sample: float | None = None
+    fps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    iters: int | None = None
+    clock: str = ""
+    includes: str = ""
+    e2e_ms_per_sample: float | None = None
+    e2e_fps: float | None = None
+    e2e_p50_ms: float | None = None
+    e2e_p99_ms: float | None = None
+    e2e_includes: str = ""
+    acceleration: float | None = None
+    reference_mode: str = ""
+    gpu_mem_mb: float | None = None
+    flops_per_image: float | None = None
+    achieved_tflops: float | None = None
+    peak_tflops: float | None = None
+    pct_of_peak: float | None = None
+    sanity: str = "unknown"
+    tf32: bool | None = None
+    extra: dict = field(default_factory=dict)
+
+
+E2E_INCLUDES = "resize on CPU + upload + normalisation + network + decode + NMS/top-k on device + copy of kept boxes"
+
+
+class Cancelled(AebError):
+    """The sweep was cancelled by the caller."""
+
+
+def sample_frames(coco_dir: Path | None, count: int):
+    """``count`` real BGR frames: COCO images if given, else the sample dashcam stills (cycled)."""
+    from aeb_app import assets
+    from aeb_app.images import read_image
+
+    if coco_dir is not None:
+        paths = sorted(Path(coco_dir).rglob("*.jpg"))[:64]
+    else:
+        paths = [assets.resolve("sample_video", n) for n in ("solidWhiteRight.jpg", "whiteCarLaneSwitch.jpg",
+                                                              "solidYellowLeft.jpg", "solidWhiteCurve.jpg")]
+    if not paths:
+        raise AebError(f"{coco_dir}: no .jpg images to time with")
+    images = [read_image(p) for p in paths[: min(len(paths), count)]]
+    return [images[i % len(images)] for i in range(count)]
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    on_row: Callable[[Row], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Row]:
+    """Run the whole matrix; rows come back in (mode, batch) order and also through ``on_row``.
+
+    Raises:
+        Cancelled: ``should_stop`` returned True (rows so far were delivered through ``on_row``).
+    """
+    from aeb_app.model.registry import load_model
+
+    _set_tf32(cfg.tf32)
+    loaded = load_model(cfg.model, cfg.weights)
+    flops = count_flops(cfg.model)
+    frames = sample_frames(cfg.coco_dir, max(cfg.batches))
+    machine = fingerprint()
+    rows: list[Row] = []
+    for mode in cfg.modes:
+        for row in _sweep_mode(cfg, loaded, mode, frames, should_stop):
+            _add_compute(row, flops, machine.get("gpu") or "", cfg.tf32)
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    add_acceleration(rows, cfg.reference_mode)
+    return rows
+
+
+def _set_tf32(enabled: bool) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> list[Row]:
+    from aeb_app.inference.registry import create
+
+    try:
+        detector = create(loaded, mode, device=cfg.device)
+        detector.__enter__()
+    except (BackendUnavailableError, AebError) as exc:
+        log.warning("mode %s unavailable: %s", mode, exc)
+        return [Row(cfg.model, mode, b, False, reason=str(exc)) for b in cfg.batches]
+    rows = []
+    try:
+        first_map: tuple | None = None
+        for b in cfg.batches:
+            if should_stop and should_stop():
+                raise Cancelled("benchmark cancelled")
+            row = _measure_batch(cfg, detector, b, frames[:b], should_stop)
+            if row.available and cfg.map_at != "none" and cfg.coco_dir and loaded.weights != "random":
+                if cfg.map_at == "all" or first_map is None:
+                    first_map = _accuracy(cfg, detector, b)
+                row.map, row.map50, row.map_images = first_map
+                row.extra["map_batch"] = b if cfg.map_at == "all" else cfg.batches[0]
+            elif loaded.weights == "random":
+                row.extra["map_note"] = "random weights: accuracy not meaningful"
+            rows.append(row)
+    finally:
+        detector.__exit__(None, None, None)
+    return rows
+
+
+def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> Row:
+    from aeb_app.model.preprocess import resize_batch
+
+    info = detector.info
+    row = Row(cfg.model, info.mode, b, True, backend=info.backend, precision=info.precision,
+              device=info.device, tf32=cfg.tf32 if info.precision == "fp32" else None)
+    on_gpu = info.device.startswith("cuda")
+    try:
+        _reset_peak_memory(on_gpu)
+        fn, includes = detector.network_fn(resize_batch(frames, detector.spec))
+        net = measure(fn, cuda=on_gpu, warmup_iters=cfg.warmup_iters, min_iters=cfg.min_iters,
+                      min_time_s=cfg.min_time_s, should_stop=should_stop)
+        _fill(row, net, b, includes)
+        if cfg.end_to_end:
+            e2e = measure(lambda: detector.infer(frames), cuda=False, warmup_iters=max(2, cfg.warmup_iters // 2),
+                          min_iters=max(5, cfg.min_iters // 2), min_time_s=cfg.min_time_s, should_stop=should_stop)
+            row.e2e_p50_ms, row.e2e_p99_ms = e2e.p50_ms, e2e.p99_ms
+            row.e2e_ms_per_sample, row.e2e_fps = e2e.p50_ms / b, b * 1000.0 / e2e.p50_ms
+            row.e2e_includes = E2E_INCLUDES
+        row.gpu_mem_mb = _peak_memory_mb(on_gpu)
+    except AebError as exc:  # e.g. batch larger than an engine's profile
+        row.available, row.reason = False, str(exc)
+    except RuntimeError as exc:  # CUDA out of memory and friends
+        if "out of memory" not in str(exc).lower():
+            raise
+        row.available, row.reason = False, f"out of memory at batch {b}"
+    return row
+
+
+def _fill(row: Row, stats: TimingStats, b: int, includes: str) -> None:
+    row.p50_ms, row.p99_ms, row.iters, row.clock = stats.p50_ms, stats.p99_ms, stats.iters, stats.clock
+    row.ms_per_sample = stats.p50_ms / b
+    row.fps = b * 1000.0 / stats.p50_ms
+    row.includes = includes
+
+
+def _accuracy(cfg: SweepConfig, detector, b: int) -> tuple[float, float, int]:
+    from aeb_app.bench.coco_eval import evaluate_detector
+
+    result = evaluate_detector(detector, cfg.coco_dir, annotations=cfg.annotations, batch_size=b, limit=cfg.limit)
+    return result["map"], result["map50"], result["num_images"]
+
+
+def _reset_peak_memory(on_gpu: bool) -> None:
+    if on_gpu:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory_mb(on_gpu: bool) -> float | None:
+    if not on_gpu:
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def _add_compute(row: Row, flops: float, gpu_name: str, tf32: bool) -> None:
+    if not row.available or row.fps is None:
+        return
+    row.flops_per_image = flops
+    row.achieved_tflops = flops * row.fps / 1e12
+    if row.device.startswith("cuda"):
+        row.peak_tflops = peak_tflops(gpu_name, row.precision, tf32=tf32)
+    if row.peak_tflops:
+        row.pct_of_peak = 100.0 * row.achieved_tflops / row.peak_tflops
+    row.sanity = sanity_check(flops, row.fps, row.peak_tflops)
+
+
+def add_acceleration(rows: list[Row], reference_mode: str) -> None:
+    """``acceleration = fps(mode, b) / fps(reference, b)``; the reference falls back to fp32 if absent."""
+    by_key = {(r.mode, r.batch): r for r in rows if r.available and r.fps}
+    for row in rows:
+        if not row.available or not row.fps:
+            continue
+        for ref in (reference_mode, "fp32"):
+            if (ref_row := by_key.get((ref, row.batch))) is not None:
+                row.acceleration = row.fps / ref_row.fps
+                row.reference_mode = ref
+                break
+
+
+def row_dicts(rows: list[Row], machine: dict) -> list[dict]:
+    return [{**asdict(r), "machine": machine} for r in rows]
