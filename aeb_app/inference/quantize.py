@@ -190,7 +190,9 @@ def quantize_model(
     calib_cache = engines_dir / "calib" / f"{loaded.spec.name}-{fp32_sha[:12]}-{config.tag}-{selection[:12]}.json"
     out_path = Path(out) if out is not None else qdq_path_for(fp32, config)
     t0 = time.perf_counter()
-    excluded = quantize_onnx(fp32, ort_reader(batch, loaded.spec, batch_size=config.batch_size),
+    # ONNX Runtime's histogram collector stacks per-batch outputs: every batch must have one size.
+    batch_size = max(d for d in range(1, config.batch_size + 1) if config.num_images % d == 0)
+    excluded = quantize_onnx(fp32, ort_reader(batch, loaded.spec, batch_size=batch_size),
                              out=out_path, config=config, calib_cache=calib_cache)
     write_json(sidecar_path(out_path), {
         "kind": "onnx-int8-qdq", "model": loaded.spec.name, "opset": OPSET,

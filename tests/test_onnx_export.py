@@ -1,0 +1,106 @@
+"""ONNX export: graph shape, checker, cache/sidecar, and numerics against PyTorch via ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from aeb_app.errors import EngineError
+from aeb_app.inference import onnx_export as ox
+from aeb_app.model.preprocess import normalize, resize_batch
+from aeb_app.model.registry import DetectionNet, load_model
+from tests._inference_helpers import real_frames, shared_engines
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return load_model("ssd_mobilenet_v1")
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    return shared_engines(tmp_path_factory)
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_export_graph_is_clean_and_dynamic_in_batch_only(mobilenet, engines):
+    path = ox.export_onnx(mobilenet, engines_dir=engines)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["boxes", "scores"]
+    batch = _dims(model.graph.input[0])[0]
+    assert isinstance(batch, str) and _dims(model.graph.input[0])[1:] == [3, 300, 300]
+    assert _dims(model.graph.output[0])[1:] == [1917, 4]
+    assert _dims(model.graph.output[1])[1:] == [1917, 91]
+    assert model.opset_import[0].version == ox.OPSET
+    ops = {n.op_type for n in model.graph.node}
+    assert "Pad" not in ops and "Shape" not in ops  # TF-SAME pads folded into Conv; no shape chains
+    assert {"Exp", "Sigmoid"} <= ops  # decoding is in the graph
+
+
+def test_sidecar_and_cache_reuse(mobilenet, engines):
+    path = ox.export_onnx(mobilenet, engines_dir=engines)
+    meta = json.loads(ox.sidecar_path(path).read_text())
+    assert meta["model"] == "ssd_mobilenet_v1"
+    assert meta["weights_sha256"] == ox.weights_sha256(mobilenet)
+    assert meta["opset"] == ox.OPSET and meta["torch_version"] == torch.__version__
+    assert meta["sha256"] == ox.file_sha256(path)
+    mtime = path.stat().st_mtime_ns
+    assert ox.export_onnx(mobilenet, engines_dir=engines) == path
+    assert path.stat().st_mtime_ns == mtime  # reused, not re-exported
+
+
+def test_corrupt_cached_file_is_detected(mobilenet, engines):
+    path = ox.export_onnx(mobilenet, engines_dir=engines)
+    expected = json.loads(ox.sidecar_path(path).read_text())
+    assert ox.cached_onnx_valid(path, expected)
+    copy = engines / "copy.onnx"
+    copy.write_bytes(path.read_bytes()[:1000])
+    ox.sidecar_path(copy).write_text(json.dumps(expected))
+    assert not ox.cached_onnx_valid(copy, expected)
+    with pytest.raises(EngineError, match="copy.onnx: not a valid ONNX model"):
+        ox.check_onnx(copy)
+    copy.unlink()
+    ox.sidecar_path(copy).unlink()
+
+
+def test_failed_export_leaves_nothing(mobilenet, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(ox, "_export_to", boom)
+    with pytest.raises(EngineError, match="ONNX export failed .*exporter exploded"):
+        ox.export_onnx(mobilenet, engines_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["ssd_mobilenet_v1", "ssd300_resnet50"])
+def test_onnxruntime_matches_pytorch_on_real_images(name, mobilenet, engines, data_dir, coco_dir):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    loaded = mobilenet if name == "ssd_mobilenet_v1" else load_model(name, weights="random")
+    path = ox.export_onnx(loaded, engines_dir=engines)
+    frames = real_frames(data_dir, coco_dir)
+    frames = frames if name == "ssd_mobilenet_v1" else frames[-2:]  # ResNet-50 is slow on 2 CPU cores
+    batch = resize_batch(frames, loaded.spec)
+    x = normalize(torch.from_numpy(batch), loaded.spec)
+    with torch.no_grad():
+        ref_boxes, ref_scores = DetectionNet(loaded.network, loaded.spec).eval()(x)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, scores = sess.run(["boxes", "scores"], {"images": x.numpy()})
+    assert boxes.shape == tuple(ref_boxes.shape) and scores.shape == tuple(ref_scores.shape)
+    # FP32 reassociation differences only; scores are probabilities, boxes normalised coordinates.
+    np.testing.assert_allclose(scores, ref_scores.numpy(), atol=2e-4)
+    confident = ref_scores.numpy().max(-1) > 0.3
+    np.testing.assert_allclose(boxes[confident], ref_boxes.numpy()[confident], rtol=1e-4, atol=2e-4)
+    one, _ = sess.run(["boxes", "scores"], {"images": x[:1].numpy()})  # dynamic batch: 1 works too
+    np.testing.assert_allclose(one[0], boxes[0], rtol=1e-4, atol=1e-4)

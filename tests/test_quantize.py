@@ -1,0 +1,103 @@
+"""INT8 Q/DQ quantisation and calibration data (16 seeded images here; the full run uses 200)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from aeb_app.errors import InputError
+from aeb_app.inference import calibration_data as cd
+from aeb_app.inference.quantize import QuantizeConfig, decode_head_nodes, find_qdq_model, quantize_model
+from aeb_app.model.registry import load_model
+from tests._inference_helpers import shared_engines
+
+CONFIG = QuantizeConfig(num_images=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return load_model("ssd_mobilenet_v1")
+
+
+@pytest.fixture(scope="module")
+def qdq(mobilenet, coco_dir, tmp_path_factory):
+    return quantize_model(mobilenet, coco_dir, engines_dir=shared_engines(tmp_path_factory), config=CONFIG)
+
+
+def test_selection_is_seeded_and_random(coco_dir):
+    a = cd.select_images(coco_dir, 16, seed=0)
+    assert a == cd.select_images(coco_dir, 16, seed=0)
+    assert a != cd.select_images(coco_dir, 16, seed=1)
+    assert a != sorted((coco_dir / "val2017").glob("*.jpg"))[:16]
+
+
+def test_too_few_images_names_folder_and_counts(coco_dir):
+    with pytest.raises(InputError, match=r"val2017: 155 images found, 200 needed"):
+        cd.select_images(coco_dir, 200)
+
+
+def test_unreadable_image_is_named(coco_dir, tmp_path):
+    for p in sorted((coco_dir / "val2017").glob("*.jpg"))[:3]:
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    spec = load_model("ssd_mobilenet_v1").spec
+    with pytest.raises(InputError, match="broken.jpg: cannot decode calibration image"):
+        cd.calibration_batch(tmp_path, spec, num_images=4, cache_dir=tmp_path / "calib")
+    assert not (tmp_path / "calib").exists() or list((tmp_path / "calib").iterdir()) == []
+
+
+def test_calibration_batch_matches_inference_preprocessing(coco_dir, tmp_path, mobilenet):
+    from aeb_app.model.preprocess import resize_batch
+
+    batch, key = cd.calibration_batch(coco_dir, mobilenet.spec, num_images=4, cache_dir=tmp_path)
+    frames = cd.read_images(cd.select_images(coco_dir, 4))
+    np.testing.assert_array_equal(batch, resize_batch(frames, mobilenet.spec))
+    again, key2 = cd.calibration_batch(coco_dir, mobilenet.spec, num_images=4, cache_dir=tmp_path)
+    assert key == key2 and len(list(tmp_path.glob("calib-*.npy"))) == 1
+    np.testing.assert_array_equal(again, batch)
+
+
+def test_qdq_model_is_symmetric_int8_with_float_decode_head(qdq, mobilenet, tmp_path_factory):
+    model = onnx.load(str(qdq))
+    onnx.checker.check_model(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q_nodes
+    for node in q_nodes:  # TensorRT needs int8, zero point 0
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+                 and inits[n.input[0]].ndim == 4]
+    assert weight_dq and all(inits[n.input[1]].ndim == 1 for n in weight_dq)  # per-channel
+    for node in model.graph.node:
+        if node.op_type in ("Exp", "Sigmoid", "Softmax"):
+            assert not any(i.endswith("_DequantizeLinear_Output") for i in node.input)
+    meta = json.loads(qdq.with_name(qdq.name + ".json").read_text())
+    assert meta["calibration"]["num_images"] == 16 and meta["calibration"]["method"] == "entropy"
+    assert find_qdq_model(mobilenet, shared_engines(tmp_path_factory)) is not None
+
+
+def test_decode_head_nodes_are_after_last_conv(mobilenet, tmp_path_factory):
+    from aeb_app.inference.onnx_export import export_onnx
+
+    model = onnx.load(str(export_onnx(mobilenet, engines_dir=shared_engines(tmp_path_factory))))
+    head = set(decode_head_nodes(model))
+    ops = {n.op_type for n in model.graph.node if n.name in head}
+    assert {"Exp", "Sigmoid", "Concat"} <= ops and "Conv" not in ops and "Clip" not in ops
+
+
+def test_int8_close_to_fp32_on_held_in_images(qdq, mobilenet, coco_dir, tmp_path_factory):
+    from aeb_app.inference.registry import create
+
+    frames = cd.read_images(cd.select_images(coco_dir, 4, seed=7))
+    engines = shared_engines(tmp_path_factory)
+    with create(mobilenet, "fp32_ort", engines_dir=engines) as f, create(mobilenet, "int8_ort", onnx_path=qdq) as q:
+        _, s32 = f.run_decoded(cd.resize_batch(frames, mobilenet.spec))
+        _, s8 = q.run_decoded(cd.resize_batch(frames, mobilenet.spec))
+    # Probabilities after a float sigmoid: INT8 noise on the logits moves them a little, not a lot.
+    assert float((s8 - s32).abs().mean()) < 0.01
