@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU benchmark runs, executed on the lent H200 through the device tool from the repo root:
+#   bash scripts/gpu_run.sh eager      # PyTorch eager/graph modes, both models, all batch sizes
+#   bash scripts/gpu_run.sh compiled   # AOTInductor packages (built then timed)
+# Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
+# asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
+# packed into $OUT/results-<stage>.tgz; docs/benchmarks/ holds what came back.
+set -uo pipefail
+stage=${1:-eager}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD AEB_APP_DATA_MIRROR=$PWD/.gpudata AEB_APP_CACHE_DIR=/tmp/cache PYTHONUNBUFFERED=1
+R=/tmp/results-$stage
+mkdir -p "$R"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv | tee "$R/nvidia-smi.txt"
+BATCHES=1,4,8,16,32,64
+case $stage in
+eager)
+  python3 -m aeb_app bench --model ssd300_resnet50 --weights random \
+    --modes fp16,fp16_graph,bf16,fp32,fp16_trt,fp32_trt,int8_trt --batches $BATCHES --out "$R/ssd300_resnet50" 2>&1 | tee "$R/ssd300.log"
+  python3 -m aeb_app bench --model ssd300_resnet50 --weights random --tf32 \
+    --modes fp32 --batches $BATCHES --out "$R/ssd300_resnet50_tf32" 2>&1 | tee "$R/ssd300_tf32.log"
+  python3 -m aeb_app bench --model ssd_mobilenet_v1 --coco-dir .gpudata/coco/val2017_subset \
+    --modes fp16,fp16_graph,bf16,fp32,fp32_ort,fp16_trt,fp32_trt,int8_trt --batches $BATCHES \
+    --out "$R/ssd_mobilenet_v1" 2>&1 | tee "$R/mobilenet.log"
+  if python3 -m aeb_app run --help >/dev/null 2>&1; then
+    for mode in fp16_graph fp16 fp32; do
+      python3 -m aeb_app run .gpudata/videos/udacity/solidWhiteRight.mp4 --mode $mode \
+        --out "$R/run_$mode.mp4" 2>&1 | tail -5 | tee "$R/run_$mode.log"
+      rm -f "$R/run_$mode.mp4"
+    done
+  fi
+  ;;
+compiled)
+  python3 scripts/build_compiled.py --out "$R" 2>&1 | tee "$R/compiled.log"
+  ;;
+esac
+tar czf "$OUT/results-$stage.tgz" -C "$R" .
