@@ -5,7 +5,7 @@ A frame that failed to decode, failed inference, or arrived stale gives a result
 level is ``UNAVAILABLE`` (never "all clear"); the stream goes on.
 
 ``FrameResult.extras`` keys: ``level`` (:class:`WarningLevel`), ``reason`` (why unavailable, or ""),
-``state`` (the AEB frame state or None), ``annotated`` (BGR image with overlays, when rendering),
+``state`` (the AEB frame state or None), ``frame`` (the raw BGR frame or None), ``annotated`` (BGR image with overlays, when rendering),
 ``bev`` (the bird's-eye-view panel, when rendering).
 """
 
@@ -94,6 +94,10 @@ class Pipeline:
         settings: per-run options.
     """
 
+    #: A forward jump of more frames than this (a seek) resets the logic; smaller ones are frames
+    #: skipped to keep up with real time, which the AEB logic handles through the timestamps.
+    max_skip_frames: int = 10
+
     def __init__(self, detector: Detector, calibration: Calibration | None, *,
                  zone_config: ZoneConfig | None = None, warning_config: WarningConfig | None = None,
                  settings: PipelineSettings = PipelineSettings()) -> None:
@@ -106,6 +110,14 @@ class Pipeline:
         self._logic: AebLogic | None = None
         self._last_index: int | None = None
         self._last_shape: tuple[int, ...] = (540, 960, 3)
+        self.reset()
+
+    def configure(self, *, zone_config: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
+        """Change zone settings and/or run options between frames (the logic restarts with them)."""
+        if zone_config is not None:
+            self.zone_config = zone_config
+        if settings is not None:
+            self.settings = settings
         self.reset()
 
     def reset(self) -> None:
@@ -121,7 +133,7 @@ class Pipeline:
 
     def process(self, frame: VideoFrame, *, hud_lines: list[str] | None = None) -> FrameResult:
         """One frame through detection, AEB logic and rendering."""
-        if self._last_index is not None and frame.index != self._last_index + 1:
+        if self._last_index is not None and not 0 < frame.index - self._last_index <= self.max_skip_frames:
             self.reset()  # a seek or a loop: old tracks and timestamps no longer apply
         self._last_index = frame.index
         times = StageTimes(decode_ms=frame.decode_ms)
@@ -144,7 +156,7 @@ class Pipeline:
         times.geometry_ms = (time.perf_counter() - t0) * 1e3
         level, reason = self._level(state, error)
         result = FrameResult(frame.index, frame.timestamp_s, detections, times, error,
-                             {"level": level, "reason": reason, "state": state})
+                             {"level": level, "reason": reason, "state": state, "frame": frame.image})
         if self.settings.render:
             self._render(result, frame, hud_lines or [])
         return result

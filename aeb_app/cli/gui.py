@@ -1,0 +1,57 @@
+"""``aeb-app gui [VIDEO]``: the desktop window (the default command)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("gui", help="open the desktop window (default)")
+    parser.add_argument("video", nargs="?", default=None,
+                        help="video to open (default: the sample footage from the asset mirror/cache)")
+    parser.add_argument("--camera", type=int, default=None, metavar="N", help="open camera N instead of a video")
+    parser.add_argument("--model", default=None, help="model name (default: last used)")
+    parser.add_argument("--mode", default=None, help="inference mode, e.g. fp32, fp32_ort (default: last used)")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="road calibration YAML (default: calibration/solidWhiteRight.yaml)")
+    parser.add_argument("--paused", action="store_true", help="open paused on the first frame")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _default_video() -> str | None:
+    from aeb_app import assets
+    from aeb_app.errors import AssetError
+
+    try:
+        return str(assets.resolve("sample_video", "solidWhiteRight.mp4"))
+    except AssetError as exc:
+        log.warning("sample video unavailable (%s); open a video from the File menu", exc)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from PyQt5.QtWidgets import QApplication
+
+    from aeb_app.gui.main_window import DEFAULT_CALIBRATION, MainWindow
+    from aeb_app.gui.panels import AppSettings
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = MainWindow(calibration_path=args.calibration or DEFAULT_CALIBRATION)
+    if args.model or args.mode:
+        current = window.settings
+        window.apply_settings(AppSettings(args.model or current.model, args.mode or current.mode,
+                                          current.ego_speed_kmh, current.reaction_time_s, current.decel_mps2,
+                                          current.sound))
+        window.settings_panel.set_values(window.settings)
+    window.resize(1280, 760)
+    window.show()
+    source = args.camera if args.camera is not None else (args.video or _default_video())
+    if source is not None:
+        window.open_source(source, playing=not args.paused)
+    return app.exec_()

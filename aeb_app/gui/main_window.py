@@ -1,0 +1,300 @@
+"""The main window: composes the widgets and wires them to one :class:`FrameWorker` session.
+
+Thin by design: the window never decodes, infers or projects. It starts a worker on
+:func:`~aeb_app.gui.session.live_session`, forwards user commands through a
+:class:`~aeb_app.gui.session.PlaybackControl`, and shows what comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PyQt5.QtCore import QSettings, Qt
+from PyQt5.QtWidgets import (
+    QAction, QFileDialog, QInputDialog, QMainWindow, QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+)
+
+from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
+from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
+from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
+from aeb_app.gui.worker import FrameWorker
+from aeb_app.pipeline import PipelineSettings, WarningEvent, level_of
+from aeb_app.safety import ZoneConfig
+from aeb_app.types import FrameResult
+
+__all__ = ["MainWindow", "DEFAULT_CALIBRATION", "VIDEO_FILTER"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "calibration" / "solidWhiteRight.yaml"
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All files (*)"
+STOP_TIMEOUT_MS = 5000
+
+
+def zone_and_pipeline(settings: AppSettings) -> tuple[ZoneConfig, PipelineSettings]:
+    """The processing configuration that the user settings ask for."""
+    zone = ZoneConfig(reaction_time_s=settings.reaction_time_s, decel_mps2=settings.decel_mps2)
+    speed = settings.ego_speed_kmh / 3.6 if settings.ego_speed_kmh > 0 else None
+    return zone, PipelineSettings(ego_speed_mps=speed)
+
+
+class MainWindow(QMainWindow):
+    """Live view, bird's-eye view, HUD, warnings, event log and settings, in tabs.
+
+    Args:
+        settings_store: where choices persist (default: the user's ``QSettings("aeb_app", "aeb_app")``).
+        calibration_path: road calibration to load (default: the shipped sample-footage calibration).
+        realtime: pace video files at their frame rate (skip frames when behind).
+    """
+
+    def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = DEFAULT_CALIBRATION,
+                 realtime: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("aeb_app: forward collision warning")
+        self.setAcceptDrops(True)
+        self.store = settings_store or QSettings("aeb_app", "aeb_app")
+        self.settings = AppSettings.load(self.store)
+        self.calibration_path = calibration_path
+        self.realtime = realtime
+        self.worker: FrameWorker | None = None
+        self.control: PlaybackControl | None = None
+        self.session: SessionConfig | None = None
+        self.last_result: FrameResult | None = None
+        self.frame_count: int | None = None
+        self.source_skipped = 0
+        self._build()
+        self._menus()
+
+    # -- layout ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        from aeb_app.inference.registry import MODES
+        from aeb_app.model.registry import MODEL_NAMES
+
+        self.message_bar = MessageBar()
+        self.banner = WarningBanner()
+        self.banner.sound_enabled = self.settings.sound
+        self.video_view = ImageView("Open a video (File menu, drag and drop) or a camera")
+        self.bev_view = ImageView("bird's-eye view")
+        self.bev_view.setMinimumWidth(200)
+        self.transport = TransportBar()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.hide()
+        self.hud = HudPanel()
+        self.event_log = EventLog()
+        self.settings_panel = SettingsPanel(self.settings, models=MODEL_NAMES, modes=tuple(MODES))
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        for widget, stretch in ((self.banner, 0), (self.video_view, 1), (self.transport, 0), (self.progress, 0)):
+            left_layout.addWidget(widget, stretch)
+        right = QSplitter(Qt.Vertical)
+        for widget in (self.bev_view, self.hud, self.event_log, self.settings_panel):
+            right.addWidget(widget)
+        right.setSizes([400, 80, 160, 200])
+        live = QSplitter(Qt.Horizontal)
+        live.addWidget(left)
+        live.addWidget(right)
+        live.setSizes([900, 320])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(live, "Live")
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.message_bar)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.transport.play_toggled.connect(self.set_playing)
+        self.transport.step_clicked.connect(self.step)
+        self.transport.seek_requested.connect(self.seek)
+        self.transport.loop_toggled.connect(lambda on: self.control and self.control.set_loop(on))
+        self.event_log.export_button.clicked.connect(self._export_events_dialog)
+        self.settings_panel.changed.connect(self.apply_settings)
+
+    def _menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        for text, slot, shortcut in (("&Open video...", self._open_video_dialog, "Ctrl+O"),
+                                     ("Open &camera...", self._open_camera_dialog, None),
+                                     ("Load ca&libration...", self._load_calibration_dialog, None),
+                                     ("&Export events...", self._export_events_dialog, None),
+                                     ("&Quit", self.close, "Ctrl+Q")):
+            action = QAction(text, self)
+            if shortcut:
+                action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            file_menu.addAction(action)
+        tools = self.menuBar().addMenu("&Tools")
+        calibrate = QAction("&Calibrate camera...", self)
+        calibrate.triggered.connect(self.open_calibration_dialog)
+        tools.addAction(calibrate)
+
+    def add_tab(self, widget: QWidget, title: str) -> int:
+        """Add a tab (e.g. "Benchmark"); returns its index."""
+        return self.tabs.addTab(widget, title)
+
+    # -- session lifecycle -----------------------------------------------------------------
+    def open_source(self, source: str | int, *, playing: bool = True) -> None:
+        """Open a video file or camera index; loading happens in the worker (progress shown)."""
+        self.stop_session()
+        self.message_bar.clear_message()
+        self.event_log.clear()
+        zone, pipeline_settings = zone_and_pipeline(self.settings)
+        self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
+                                     zone, pipeline_settings, self.realtime)
+        self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
+        self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.frame_ready.connect(self._on_frame_ready)
+        self.worker.event.connect(self._on_event)
+        self.worker.yielded.connect(self._on_message)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.transport.set_playing(playing)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.worker.start()
+
+    def stop_session(self, timeout_ms: int = STOP_TIMEOUT_MS) -> bool:
+        """Stop the running worker (if any) and wait; True when it stopped in time."""
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return True
+        for signal in (worker.frame_ready, worker.progress, worker.event, worker.yielded, worker.errored):
+            signal.disconnect()
+        stopped = worker.stop(timeout_ms)
+        worker.finished.disconnect()
+        self.progress.hide()
+        return stopped
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self.stop_session()
+        super().closeEvent(event)
+
+    # -- commands --------------------------------------------------------------------------
+    def set_playing(self, playing: bool) -> None:
+        if self.control is not None:
+            self.control.set_paused(not playing)
+        self.transport.set_playing(playing)
+
+    def step(self) -> None:
+        if self.control is not None:
+            self.control.step()
+        self.transport.set_playing(False)
+
+    def seek(self, frame_index: int) -> None:
+        if self.control is not None:
+            self.control.seek(frame_index)
+
+    def apply_settings(self, settings: AppSettings) -> None:
+        """Persist; zone changes apply live, a model/mode change reopens the source."""
+        previous, self.settings = self.settings, settings
+        settings.save(self.store)
+        self.banner.sound_enabled = settings.sound
+        if self.session is None:
+            return
+        if (settings.model, settings.mode) != (previous.model, previous.mode):
+            self.open_source(self.session.source)
+        elif self.control is not None:
+            zone, pipeline_settings = zone_and_pipeline(settings)
+            self.control.configure(zone=zone, settings=pipeline_settings)
+
+    def set_calibration(self, path: Path | None) -> None:
+        """Use another calibration file; reopens the current source."""
+        self.calibration_path = path
+        if self.session is not None:
+            self.open_source(self.session.source)
+
+    # -- worker signals (GUI thread) -------------------------------------------------------
+    def _on_progress(self, text: str, fraction: float) -> None:
+        self.progress.show()
+        self.progress.setFormat(f"{text} (%p%)")
+        self.progress.setValue(int(100 * fraction))
+
+    def _on_message(self, item: object) -> None:
+        if isinstance(item, Started):
+            self.progress.hide()
+            self.frame_count = item.video.frame_count
+            self.transport.set_range(self.frame_count)
+            self.hud.detector_info = item.detector
+            self.statusBar().showMessage(f"{item.video.name}: {item.video.width}x{item.video.height} "
+                                         f"@ {item.video.fps:.0f} fps | {item.detector.mode}")
+        elif isinstance(item, Notice):
+            self.message_bar.show_message(item.text)
+        elif isinstance(item, EndOfStream):
+            self.transport.set_playing(False)
+            self.statusBar().showMessage(f"end of video at frame {item.frame_index}")
+
+    def _on_frame_ready(self) -> None:
+        if self.worker is None:
+            return
+        result = self.worker.queue.take_latest()
+        if result is None:
+            return
+        self.last_result = result
+        self.source_skipped = result.extras.get("skipped", 0)
+        if "annotated" in result.extras:
+            self.video_view.show_image(result.extras["annotated"])
+            self.bev_view.show_image(result.extras["bev"])
+        self.banner.set_level(level_of(result), result.extras.get("reason", ""))
+        self.transport.show_position(result.frame_index, result.timestamp_s, self.frame_count)
+        self.hud.update_from(result, self.dropped_frames)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames not shown: skipped to keep up with the video clock + dropped from the display queue."""
+        return self.source_skipped + (self.worker.queue.dropped if self.worker is not None else 0)
+
+    def _on_event(self, event: WarningEvent) -> None:
+        self.event_log.add_event(event)
+
+    def _on_error(self, exc: Exception) -> None:
+        self.progress.hide()
+        self.message_bar.show_message(f"{type(exc).__name__}: {exc}", error=True)
+        self.transport.set_playing(False)
+
+    def _on_finished(self) -> None:
+        self.progress.hide()
+
+    # -- dialogs ---------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_source(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+    def _open_video_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", "", VIDEO_FILTER)
+        if path:
+            self.open_source(path)
+
+    def _open_camera_dialog(self) -> None:
+        index, ok = QInputDialog.getInt(self, "Open camera", "Camera index:", 0, 0, 99)
+        if ok:
+            self.open_source(index)
+
+    def _load_calibration_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load calibration", str(DEFAULT_CALIBRATION.parent),
+                                              "Calibration (*.yaml *.yml)")
+        if path:
+            self.set_calibration(Path(path))
+
+    def _export_events_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export events", "events.csv", "CSV (*.csv);;JSON (*.json)")
+        if path:
+            try:
+                self.event_log.export(path)
+                self.statusBar().showMessage(f"exported {len(self.event_log.events)} events to {path}")
+            except (OSError, ValueError) as exc:
+                self.message_bar.show_message(f"export failed: {exc}", error=True)
+
+    def open_calibration_dialog(self) -> None:
+        """Open the click-to-calibrate dialog on the current frame."""
+        from aeb_app.gui.calibration_dialog import CalibrationDialog
+
+        frame = self.last_result.extras.get("frame") if self.last_result is not None else None
+        dialog = CalibrationDialog(self, frame=frame, start_dir=DEFAULT_CALIBRATION.parent)
+        dialog.saved.connect(self.set_calibration)
+        dialog.show()

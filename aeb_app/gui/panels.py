@@ -1,0 +1,152 @@
+"""Side panels: the warning event log (exportable) and the settings form (persisted with QSettings)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from PyQt5.QtCore import QSettings, pyqtSignal
+from PyQt5.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QTableWidget,
+    QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from aeb_app.pipeline import WarningEvent, write_events
+from aeb_app.render import format_ttc
+
+__all__ = ["AppSettings", "EventLog", "SettingsPanel"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """User choices that persist between runs.
+
+    Attributes:
+        model: model name.
+        mode: inference mode.
+        ego_speed_kmh: ego speed for the zone length, km/h (0: unknown, fixed zone length).
+        reaction_time_s: reaction time, seconds.
+        decel_mps2: braking deceleration, m/s^2.
+        sound: beep on CAUTION/BRAKE.
+    """
+
+    model: str = "ssd_mobilenet_v1"
+    mode: str = "fp32"
+    ego_speed_kmh: float = 0.0
+    reaction_time_s: float = 1.2
+    decel_mps2: float = 6.0
+    sound: bool = False
+
+    @classmethod
+    def load(cls, store: QSettings) -> "AppSettings":
+        """Read from ``store``; a missing or unreadable value keeps its default."""
+        values = {}
+        for f in fields(cls):
+            default = getattr(cls, f.name)
+            raw = store.value(f"settings/{f.name}", default)
+            try:
+                values[f.name] = (str(raw).lower() in ("true", "1")) if isinstance(default, bool) else type(default)(raw)
+            except (TypeError, ValueError):
+                log.warning("ignoring stored setting %s=%r", f.name, raw)
+                values[f.name] = default
+        return cls(**values)
+
+    def save(self, store: QSettings) -> None:
+        for key, value in asdict(self).items():
+            store.setValue(f"settings/{key}", value)
+        store.sync()
+
+
+class EventLog(QWidget):
+    """Table of warning events with CSV/JSON export."""
+
+    COLUMNS = ("time s", "frame", "level", "object", "distance m", "TTC")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.events: list[WarningEvent] = []
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.verticalHeader().hide()
+        self.export_button = QPushButton("Export events...")
+        self.clear_button = QPushButton("Clear")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.clear_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        self.clear_button.clicked.connect(self.clear)
+
+    def add_event(self, event: WarningEvent) -> None:
+        self.events.append(event)
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        distance = "" if math.isnan(event.distance_m) else f"{event.distance_m:.1f}"
+        ttc = "" if math.isnan(event.ttc_s) else format_ttc(event.ttc_s).removeprefix("TTC ")
+        cells = (f"{event.timestamp_s:.2f}", str(event.frame_index), event.level,
+                 event.object or event.reason, distance, ttc)
+        for col, text in enumerate(cells):
+            self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.scrollToBottom()
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.table.setRowCount(0)
+
+    def export(self, path: str | Path) -> None:
+        """Write the events atomically as CSV or JSON (by extension)."""
+        write_events(path, self.events)
+
+
+class SettingsPanel(QGroupBox):
+    """Model/mode and zone settings. Emits ``changed(AppSettings)`` on Apply."""
+
+    changed = pyqtSignal(object)
+
+    def __init__(self, settings: AppSettings, *, models: tuple[str, ...], modes: tuple[str, ...],
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Settings", parent)
+        self.model_box = QComboBox()
+        self.model_box.addItems(models)
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(modes)
+        self.speed = self._spin(0.0, 250.0, 5.0, " km/h")
+        self.reaction = self._spin(0.0, 5.0, 0.1, " s")
+        self.decel = self._spin(0.5, 12.0, 0.5, " m/s²")
+        self.sound_box = QCheckBox("Beep on warnings")
+        self.apply_button = QPushButton("Apply")
+        form = QFormLayout(self)
+        for label, widget in (("Model", self.model_box), ("Mode", self.mode_box), ("Ego speed", self.speed),
+                              ("Reaction time", self.reaction), ("Deceleration", self.decel),
+                              ("", self.sound_box), ("", self.apply_button)):
+            form.addRow(label, widget)
+        self.set_values(settings)
+        self.apply_button.clicked.connect(lambda: self.changed.emit(self.values()))
+
+    @staticmethod
+    def _spin(low: float, high: float, step: float, suffix: str) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(low, high)
+        box.setSingleStep(step)
+        box.setSuffix(suffix)
+        return box
+
+    def set_values(self, settings: AppSettings) -> None:
+        for box, value in ((self.model_box, settings.model), (self.mode_box, settings.mode)):
+            if box.findText(value) < 0:
+                box.addItem(value)
+            box.setCurrentText(value)
+        self.speed.setValue(settings.ego_speed_kmh)
+        self.reaction.setValue(settings.reaction_time_s)
+        self.decel.setValue(settings.decel_mps2)
+        self.sound_box.setChecked(settings.sound)
+
+    def values(self) -> AppSettings:
+        return AppSettings(self.model_box.currentText(), self.mode_box.currentText(), self.speed.value(),
+                           self.reaction.value(), self.decel.value(), self.sound_box.isChecked())

@@ -1,0 +1,233 @@
+"""A live session as a plain generator (no Qt): open, load, then play frames under user control.
+
+:func:`live_session` runs inside the GUI worker thread. It yields :class:`Progress` while the video
+opens and the model loads, a :class:`Started` once ready, :class:`~aeb_app.types.FrameResult`
+values while playing, :class:`~aeb_app.pipeline.WarningEvent` values (never dropped), and
+:class:`Notice` texts for the message bar. The GUI steers it through a thread-safe
+:class:`PlaybackControl` (pause, step, seek, loop, settings, stop).
+
+When processing falls behind the video clock, frames are skipped (decoded, not processed) so the
+view stays live instead of lagging; the count is ``result.extras["skipped"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+from aeb_app.errors import CalibrationError
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration
+from aeb_app.safety import ZoneConfig
+from aeb_app.video import VideoInfo, VideoSource
+
+__all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "live_session"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What to open and how to process it.
+
+    Attributes:
+        source: video path or camera index.
+        model: model name.
+        mode: inference mode (e.g. ``fp32``, ``fp32_ort``).
+        calibration_path: road calibration YAML, or None.
+        zone: braking-zone settings.
+        settings: pipeline options (ego speed, thresholds).
+        realtime: pace files at their frame rate and skip frames when behind.
+    """
+
+    source: str | int
+    model: str = "ssd_mobilenet_v1"
+    mode: str = "fp32"
+    calibration_path: Path | None = None
+    zone: ZoneConfig = ZoneConfig()
+    settings: PipelineSettings = PipelineSettings()
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Loading progress: ``fraction`` in [0, 1] and what is happening."""
+
+    text: str
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Started:
+    """The session is ready: what was opened and with which detector."""
+
+    video: VideoInfo
+    detector: object
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for the user (also logged)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The last frame of a file was shown (playback pauses)."""
+
+    frame_index: int
+
+
+class PlaybackControl:
+    """Commands from the GUI thread to the session generator (thread-safe)."""
+
+    def __init__(self, *, paused: bool = False, loop: bool = False) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.paused = paused
+        self.loop = loop
+        self._seek: int | None = None
+        self._step = False
+        self._zone: ZoneConfig | None = None
+        self._settings: PipelineSettings | None = None
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self.paused = paused
+        self._notify()
+
+    def set_loop(self, loop: bool) -> None:
+        with self._lock:
+            self.loop = loop
+
+    def step(self) -> None:
+        """Process one frame while paused."""
+        with self._lock:
+            self.paused, self._step = True, True
+        self._notify()
+
+    def seek(self, frame_index: int) -> None:
+        with self._lock:
+            self._seek = int(frame_index)
+        self._notify()
+
+    def configure(self, *, zone: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
+        with self._lock:
+            self._zone = zone or self._zone
+            self._settings = settings or self._settings
+        self._notify()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._notify()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, timeout_s: float) -> None:
+        """Sleep until a command arrives or ``timeout_s`` passes."""
+        self._wake.wait(timeout_s)
+        self._wake.clear()
+
+    def take(self) -> tuple[int | None, bool, ZoneConfig | None, PipelineSettings | None]:
+        """Pending (seek, step, zone, settings), cleared."""
+        with self._lock:
+            out = (self._seek, self._step, self._zone, self._settings)
+            self._seek, self._step, self._zone, self._settings = None, False, None, None
+        return out
+
+
+def _open_detector(config: SessionConfig):
+    from aeb_app.inference.registry import create
+    from aeb_app.model.registry import load_model
+
+    return create(load_model(config.model), config.mode)
+
+
+def _calibration(config: SessionConfig, info: VideoInfo) -> tuple[object | None, str]:
+    if config.calibration_path is None:
+        return None, "no calibration loaded: detections only, AEB unavailable"
+    from aeb_app.geometry import load_calibration
+
+    try:
+        calibration = load_calibration(config.calibration_path)
+        check_calibration(calibration, info.size_wh)
+    except CalibrationError as exc:
+        return None, f"{exc}: detections only, AEB unavailable (calibrate this camera)"
+    return calibration, ""
+
+
+def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[object]:
+    """The session generator (see the module docstring).
+
+    Raises:
+        InputError: the video/camera cannot be opened.
+        ModelLoadError, BackendUnavailableError: the model or mode cannot be loaded.
+    """
+    yield Progress(f"opening {config.source}", 0.05)
+    with VideoSource(config.source) as source:
+        calibration, problem = _calibration(config, source.info)
+        if problem:
+            log.warning(problem)
+            yield Notice(problem)
+        yield Progress(f"loading {config.model}", 0.2)
+        with _open_detector(config) as detector:
+            yield Progress(f"warming up {detector.info.mode}", 0.8)
+            pipeline = Pipeline(detector, calibration, zone_config=config.zone, settings=config.settings)
+            yield Started(source.info, detector.info, calibration is not None)
+            yield from _play(source, pipeline, control, realtime=config.realtime)
+
+
+def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool) -> Iterator[object]:
+    info = source.info
+    recorder = EventRecorder()
+    skipped = 0
+    clock: tuple[float, int] | None = None  # (wall time, frame index) when playback (re)started
+    while not control.stopped:
+        seek, step, zone, settings = control.take()
+        if zone is not None or settings is not None:
+            pipeline.configure(zone_config=zone, settings=settings)
+        if seek is not None and not info.is_camera:
+            source.seek(max(0, min(seek, (info.frame_count or 1) - 1)))
+            clock = None
+        if control.paused and not step and seek is None:
+            clock = None
+            control.wait(0.05)
+            continue
+        source.loop = control.loop
+        frame = source.read()
+        if frame is None:
+            control.set_paused(True)
+            yield EndOfStream(max(0, source.position - 1))
+            continue
+        if realtime and not info.is_camera and not control.paused:
+            if clock is None or frame.index < clock[1]:
+                clock = (time.perf_counter(), frame.index)
+            lag_s = time.perf_counter() - clock[0] - (frame.index - clock[1]) / info.fps
+            if lag_s > 1.0 / info.fps and frame.index % 10:  # behind: skip (but never 10 in a row)
+                skipped += 1
+                continue
+            if lag_s < 0:
+                time.sleep(-lag_s)
+        result = pipeline.process(frame)
+        result.extras["skipped"] = skipped
+        result.extras["frame_count"] = info.frame_count
+        event = recorder.update(result)
+        yield result
+        if event is not None:
+            yield event
+
+
+def with_settings(config: SessionConfig, **changes) -> SessionConfig:
+    """A copy of ``config`` with fields changed (helper for the GUI)."""
+    return replace(config, **changes)
