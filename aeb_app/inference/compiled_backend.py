@@ -1,0 +1,143 @@
+"""``fp16_compiled``: an AOTInductor ``.pt2`` package, compiled once and cached in ``engines/``.
+
+Compiling (``torch._inductor.aoti_compile_and_package``) takes minutes per shape, so it is
+done by :func:`compile_package` (an explicit command), never at app start; :func:`create`
+only loads a cached package (``torch._inductor.aoti_load_package``) whose sidecar matches the
+model, precision, batch, device and torch version. Packages are compiled for a fixed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aeb_app.errors import BackendUnavailableError, EngineLoadError
+from aeb_app.inference.base import Detector, DetectorInfo
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def package_key(model: str, weights_sha256: str, precision: str, batch: int, device: str, torch_version: str) -> str:
+    """File stem of a package: every field it depends on, readable."""
+    return f"{model}-{weights_sha256[:12]}_{precision}_b{batch}_{device.split(':')[0]}_torch{torch_version.replace('+', '-')}"
+
+
+def expected_meta(loaded, precision: str, batch: int, device: str) -> dict:
+    import torch
+
+    from aeb_app.inference.onnx_export import weights_sha256
+
+    return {"kind": "aoti", "model": loaded.spec.name, "weights_sha256": weights_sha256(loaded),
+            "precision": precision, "batch": batch, "device": device.split(":")[0], "torch_version": torch.__version__}
+
+
+def package_path(engines_dir: str | Path, meta: dict) -> Path:
+    key = package_key(meta["model"], meta["weights_sha256"], meta["precision"], meta["batch"], meta["device"],
+                      meta["torch_version"])
+    return Path(engines_dir) / f"{key}.pt2"
+
+
+def check_package(path: Path, expected: dict) -> None:
+    """Raise :class:`EngineLoadError` unless ``path`` and a matching sidecar exist."""
+    from aeb_app.inference.onnx_export import read_sidecar
+
+    meta = read_sidecar(path)
+    if not path.is_file() or meta is None:
+        raise EngineLoadError(f"{path}: no compiled package; compile it with compile_package() first")
+    diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
+    if diff:
+        raise EngineLoadError(f"{path.name}: sidecar does not match (have, want): {diff}; recompile it")
+
+
+def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: str = "cuda",
+                    engines_dir: str | Path = "engines", max_autotune: bool = False) -> Path:
+    """Export + AOT-compile ``DetectionNet`` for one batch size; writes ``.pt2`` + sidecar atomically."""
+    import torch
+
+    from aeb_app.atomic import atomic_path, write_json
+    from aeb_app.model.registry import DetectionNet
+
+    dtype = getattr(torch, _DTYPES[precision])
+    net = DetectionNet(loaded.network, loaded.spec).eval()
+    net.network.to(device, dtype=dtype)
+    net.decode.to(device)
+    example = torch.zeros(batch, 3, *loaded.spec.input_hw, device=device, dtype=dtype)
+    meta = expected_meta(loaded, precision, batch, device)
+    target = package_path(engines_dir, meta)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        exported = torch.export.export(net, (example,))
+    options = {"max_autotune": True} if max_autotune else {}
+    with atomic_path(target) as tmp:
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
+    write_json(Path(str(target) + ".json"), {**meta, "compile_s": round(time.perf_counter() - t0, 1),
+                                              "max_autotune": max_autotune})
+    return target
+
+
+class CompiledDetector(Detector):
+    """Runs a loaded AOTInductor package (fixed batch: smaller batches are padded)."""
+
+    def __init__(self, path: Path, spec, *, mode: str, precision: str, device: str, batch: int) -> None:
+        super().__init__(spec, DetectorInfo(mode, "pytorch-compiled", precision, device, spec.name,
+                                            max_batch=batch, notes={"package": str(path)}))
+        self.path, self.batch, self.runner = path, batch, None
+
+    def activate(self) -> None:
+        import torch
+
+        self.runner = torch._inductor.aoti_load_package(str(self.path))
+
+    def deactivate(self) -> None:
+        self.runner = None
+
+    def forward_normalized(self, x):
+        """Decoded tensors for a normalised NCHW device tensor of the package's dtype (benchmarks)."""
+        import torch
+
+        n = x.shape[0]
+        if n < self.batch:
+            x = torch.cat([x, x.new_zeros(self.batch - n, *x.shape[1:])])
+        boxes, scores = self.runner(x)
+        return boxes[:n], scores[:n]
+
+    def run_decoded(self, batch_nhwc_u8):
+        import torch
+
+        from aeb_app.model.preprocess import normalize
+
+        x = torch.from_numpy(np.ascontiguousarray(batch_nhwc_u8)).to(self.info.device)
+        return self.forward_normalized(normalize(x, self.spec, dtype=getattr(torch, _DTYPES[self.info.precision])))
+
+    def synchronize(self) -> None:
+        if self.info.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path | None = None, batch: int = 1,
+           precision: str | None = None, **options) -> CompiledDetector:
+    """Load the cached package for ``mode`` (never compiles).
+
+    Raises:
+        BackendUnavailableError: FP16/BF16 without CUDA, or no package compiled yet.
+    """
+    import torch
+
+    precision = precision or mode.precision
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise BackendUnavailableError(f"{mode.name}: {precision} AOTInductor package needs a CUDA device; this is {device}")
+    meta = expected_meta(loaded, precision, batch, device)
+    path = package_path(engines_dir or "engines", meta)
+    try:
+        check_package(path, meta)
+    except EngineLoadError as exc:
+        raise BackendUnavailableError(f"{mode.name}: {exc}") from exc
+    return CompiledDetector(path, loaded.spec, mode=mode.name, precision=precision, device=device, batch=batch)
