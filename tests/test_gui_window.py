@@ -15,7 +15,7 @@ from PyQt5.QtWidgets import QLabel
 
 from aeb_app.gui.main_window import DEFAULT_CALIBRATION, MainWindow
 from aeb_app.gui.panels import AppSettings
-from aeb_app.pipeline import WarningEvent
+from aeb_app.pipeline import Pipeline, WarningEvent
 from aeb_app.types import WarningLevel
 
 TIMEOUT_MS = 60000
@@ -72,12 +72,22 @@ def test_pause_step_seek(qtbot, window: MainWindow, sample_video: Path) -> None:
     assert window.transport.slider.value() == 101 and "frame 101/221  00:04.04" in window.transport.label.text()
 
 
-def test_realtime_playback_drops_frames_and_counts_them(qtbot, store: QSettings, sample_video: Path) -> None:
+def test_realtime_playback_drops_frames_and_counts_them(qtbot, store: QSettings, sample_video: Path,
+                                                       monkeypatch) -> None:
+    real_process = Pipeline.process
+
+    def slow_process(self, frame, **kwargs):  # slower than the 40 ms frame period on any machine
+        time.sleep(0.06)
+        return real_process(self, frame, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "process", slow_process)
     win = MainWindow(settings_store=store, realtime=True)
     qtbot.addWidget(win)
     win.open_source(str(sample_video))
     _wait_frame(qtbot, win, 30)
-    assert win.dropped_frames > 0  # the model warm-up alone puts processing behind the video clock
+    assert win.dropped_frames > 0
+    indices = win.last_result.frame_index
+    assert indices >= 30 and win.source_skipped > 0  # frames skipped to stay live, not lagging
     shown = re.search(r"dropped (\d+)", win.hud.text())
     assert shown and int(shown.group(1)) > 0
     assert win.stop_session(5000)
