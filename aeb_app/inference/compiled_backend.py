@@ -101,6 +101,9 @@ class CompiledDetector(Detector):
         import torch
 
         n = x.shape[0]
+        # The package assumes the example input's (contiguous NCHW) strides; normalize() of an NHWC
+        # batch yields channels-last strides, which the runner would silently misread.
+        x = x.contiguous()
         if n < self.batch:
             x = torch.cat([x, x.new_zeros(self.batch - n, *x.shape[1:])])
         boxes, scores = self.runner(x)
