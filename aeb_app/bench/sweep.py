@@ -46,6 +46,7 @@ class SweepConfig:
     reference_mode: str = "fp16"
     tf32: bool = False
     end_to_end: bool = True
+    engines_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.modes or not self.batches or min(self.batches) < 1:
@@ -152,33 +153,63 @@ def _set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> list[Row]:
+def _open(cfg: SweepConfig, loaded, mode: str, batch: int | None):
     from aeb_app.inference.registry import create
 
+    options = {} if batch is None else {"batch": batch}
+    detector = create(loaded, mode, device=cfg.device, engines_dir=cfg.engines_dir, **options)
+    detector.__enter__()
+    return detector
+
+
+def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> list[Row]:
+    from aeb_app.inference.registry import get_mode
+
+    # AOTInductor packages are compiled for one batch size: open one per batch.
+    per_batch = get_mode(mode).backend == "pytorch-compiled"
+    rows: list[Row] = []
+    shared, failure, first_map = None, None, None
     try:
-        detector = create(loaded, mode, device=cfg.device)
-        detector.__enter__()
-    except (BackendUnavailableError, AebError) as exc:
-        log.warning("mode %s unavailable: %s", mode, exc)
-        return [Row(cfg.model, mode, b, False, reason=str(exc)) for b in cfg.batches]
-    rows = []
-    try:
-        first_map: tuple | None = None
         for b in cfg.batches:
             if should_stop and should_stop():
                 raise Cancelled("benchmark cancelled")
-            row = _measure_batch(cfg, detector, b, frames[:b], should_stop)
-            if row.available and cfg.map_at != "none" and cfg.coco_dir and loaded.weights != "random":
-                if cfg.map_at == "all" or first_map is None:
-                    first_map = _accuracy(cfg, detector, b)
-                row.map, row.map50, row.map_images = first_map
-                row.extra["map_batch"] = b if cfg.map_at == "all" else cfg.batches[0]
-            elif loaded.weights == "random":
-                row.extra["map_note"] = "random weights: accuracy not meaningful"
+            try:
+                if failure is None and (per_batch or shared is None):
+                    detector = _open(cfg, loaded, mode, b if per_batch else None)
+                    shared = None if per_batch else detector
+            except AebError as exc:
+                log.warning("mode %s unavailable: %s", mode, exc)
+                failure = None if per_batch else str(exc)
+                rows.append(Row(cfg.model, mode, b, False, reason=str(exc)))
+                continue
+            if failure is not None:
+                rows.append(Row(cfg.model, mode, b, False, reason=failure))
+                continue
+            try:
+                row = _measure_batch(cfg, detector, b, frames[:b], should_stop)
+                first_map = _maybe_accuracy(cfg, loaded, detector, row, first_map)
+            finally:
+                if per_batch:
+                    detector.__exit__(None, None, None)
             rows.append(row)
     finally:
-        detector.__exit__(None, None, None)
+        if shared is not None:
+            shared.__exit__(None, None, None)
     return rows
+
+
+def _maybe_accuracy(cfg: SweepConfig, loaded, detector, row: Row, first_map: tuple | None) -> tuple | None:
+    """Fill the row's mAP (measured at this batch, or copied from the first batch)."""
+    if loaded.weights == "random":
+        row.extra["map_note"] = "random weights: accuracy not meaningful"
+        return first_map
+    if not row.available or cfg.map_at == "none" or not cfg.coco_dir:
+        return first_map
+    if cfg.map_at == "all" or first_map is None:
+        first_map = _accuracy(cfg, detector, row.batch)
+    row.map, row.map50, row.map_images = first_map
+    row.extra["map_batch"] = row.batch if cfg.map_at == "all" else cfg.batches[0]
+    return first_map
 
 
 def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> Row:

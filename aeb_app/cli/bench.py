@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--min-iters", type=int, default=20)
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed repeats per figure")
+    p.add_argument("--engines-dir", type=Path, help="where built engines/packages are (default: engines/)")
     p.add_argument("--no-e2e", action="store_true", help="skip end-to-end timing")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                       annotations=args.annotations, limit=args.limit, weights=args.weights, device=args.device,
                       warmup_iters=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
                       map_at=args.map_at, reference_mode=args.reference, tf32=args.tf32,
-                      end_to_end=not args.no_e2e)
+                      end_to_end=not args.no_e2e, engines_dir=args.engines_dir)
 
     def show(row) -> None:
         if not row.available:

@@ -56,7 +56,12 @@ def check_package(path: Path, expected: dict) -> None:
 
 def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: str = "cuda",
                     engines_dir: str | Path = "engines", max_autotune: bool = False) -> Path:
-    """Export + AOT-compile ``DetectionNet`` for one batch size; writes ``.pt2`` + sidecar atomically."""
+    """Export + AOT-compile ``DetectionNet`` for one batch size; writes ``.pt2`` + sidecar atomically.
+
+    On CUDA the network is compiled in channels-last layout (what cuDNN's tensor-core convolutions
+    want) with Inductor's freezing, which folds BatchNorm into the convolutions and constant-folds
+    the weights; ``max_autotune`` also benchmarks Triton kernel variants (minutes per shape).
+    """
     import torch
 
     from aeb_app.atomic import atomic_path, write_json
@@ -67,16 +72,20 @@ def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: 
     net.network.to(device, dtype=dtype)
     net.decode.to(device)
     example = torch.zeros(batch, 3, *loaded.spec.input_hw, device=device, dtype=dtype)
+    if device.startswith("cuda"):
+        net.network.to(memory_format=torch.channels_last)
+        example = example.contiguous(memory_format=torch.channels_last)
     meta = expected_meta(loaded, precision, batch, device)
     target = package_path(engines_dir, meta)
     t0 = time.perf_counter()
     with torch.inference_mode():
         exported = torch.export.export(net, (example,))
-    options = {"max_autotune": True} if max_autotune else {}
+    options = {"freezing": True, **({"max_autotune": True} if max_autotune else {})}
     with atomic_path(target) as tmp:
         torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
     write_json(Path(str(target) + ".json"), {**meta, "compile_s": round(time.perf_counter() - t0, 1),
-                                              "max_autotune": max_autotune})
+                                              "inductor_configs": options,
+                                              "channels_last": device.startswith("cuda")})
     return target
 
 
@@ -87,27 +96,47 @@ class CompiledDetector(Detector):
         super().__init__(spec, DetectorInfo(mode, "pytorch-compiled", precision, device, spec.name,
                                             max_batch=batch, notes={"package": str(path)}))
         self.path, self.batch, self.runner = path, batch, None
+        self._call = None
 
     def activate(self) -> None:
         import torch
 
         self.runner = torch._inductor.aoti_load_package(str(self.path))
+        self._call = self.runner
+        if self.info.device.startswith("cuda"):
+            # Replay the package's kernels as one CUDA graph: at batch 1 the launch cost of
+            # ~200 kernels otherwise dominates.
+            from aeb_app.inference.cuda_graph import CudaGraphRunner
+
+            self._call = CudaGraphRunner(lambda x: tuple(self.runner(x)))
+            self.info.notes["cuda_graph"] = True
 
     def deactivate(self) -> None:
         self.runner = None
+        self._call = None
 
     def forward_normalized(self, x):
         """Decoded tensors for a normalised NCHW device tensor of the package's dtype (benchmarks)."""
         import torch
 
         n = x.shape[0]
-        # The package assumes the example input's (contiguous NCHW) strides; normalize() of an NHWC
-        # batch yields channels-last strides, which the runner would silently misread.
-        x = x.contiguous()
         if n < self.batch:
             x = torch.cat([x, x.new_zeros(self.batch - n, *x.shape[1:])])
-        boxes, scores = self.runner(x)
+        # The package assumes the example input's strides (channels-last on CUDA, contiguous NCHW
+        # on the CPU); a runner given other strides would silently misread the input.
+        cuda = self.info.device.startswith("cuda")
+        x = x.contiguous(memory_format=torch.channels_last) if cuda else x.contiguous()
+        boxes, scores = self._call(x)
         return boxes[:n], scores[:n]
+
+    def network_fn(self, batch_nhwc_u8):
+        import torch
+
+        from aeb_app.model.preprocess import normalize
+
+        x = torch.from_numpy(np.ascontiguousarray(batch_nhwc_u8)).to(self.info.device)
+        x = normalize(x, self.spec, dtype=getattr(torch, _DTYPES[self.info.precision]))
+        return (lambda: self.forward_normalized(x)), "network + box decoding (input already normalised on the device)"
 
     def run_decoded(self, batch_nhwc_u8):
         import torch

@@ -70,6 +70,7 @@ def _torch(loaded: LoadedModel, mode: Mode, *, device: str | None = None, **opti
     from aeb_app.inference.torch_backend import TorchDetector
 
     device = device or default_device()
+    options.pop("engines_dir", None)  # eager PyTorch builds nothing
     return TorchDetector(loaded, precision=mode.precision, device=device, mode=mode.name,
                          **{**dict(mode.options), **options})
 

@@ -58,7 +58,7 @@ class TorchDetector(Detector):
         self._device = torch.device(device)
         self._channels_last = channels_last
         self._cuda_graph = cuda_graph
-        self._graphs: dict[int, tuple] = {}
+        self._graph = None
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:
@@ -72,10 +72,14 @@ class TorchDetector(Detector):
         self.net = net
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            if self._cuda_graph:
+                from aeb_app.inference.cuda_graph import CudaGraphRunner
+
+                self._graph = CudaGraphRunner(net)
 
     def deactivate(self) -> None:
         self.net = None
-        self._graphs.clear()
+        self._graph = None
 
     def _prepare(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         import torch
@@ -91,8 +95,8 @@ class TorchDetector(Detector):
         import torch
 
         with torch.inference_mode():
-            if self._cuda_graph and self._device.type == "cuda":
-                return self._replay(x)
+            if self._graph is not None:
+                return self._graph(x)
             return self.net(x)
 
     def network_fn(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
@@ -101,27 +105,6 @@ class TorchDetector(Detector):
 
     def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         return self.forward_normalized(self._prepare(batch_nhwc_u8))
-
-    def _replay(self, x):
-        import torch
-
-        n = x.shape[0]
-        if n not in self._graphs:
-            static_in = x.clone()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):  # warm-up outside the graph (cuDNN autotune, allocator)
-                    self.net(static_in)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self.net(static_in)
-            self._graphs[n] = (graph, static_in, static_out)
-        graph, static_in, static_out = self._graphs[n]
-        static_in.copy_(x)
-        graph.replay()
-        return static_out[0].clone(), static_out[1].clone()
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

@@ -59,7 +59,9 @@ def decode_boxes(encoded: torch.Tensor, anchors_cxcywh: torch.Tensor, spec: Mode
     ``FasterRcnnBoxCoder`` (yxhw, scales 10/5, i.e. 0.1/0.2).
     """
     if spec.box_layout == "yxhw":
-        encoded = encoded[..., [1, 0, 3, 2]]
+        # (ty, tx, th, tw) -> (tx, ty, tw, th) by flipping each pair; no index tensor, so it
+        # is CUDA-Graph capturable and exports to ONNX as a plain Slice.
+        encoded = encoded.unflatten(-1, (2, 2)).flip(-1).flatten(-2)
     v_c, v_s = spec.variances
     a_xy, a_wh = anchors_cxcywh[..., :2], anchors_cxcywh[..., 2:]
     xy = encoded[..., :2] * v_c * a_wh + a_xy
