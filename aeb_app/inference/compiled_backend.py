@@ -126,7 +126,15 @@ class CompiledDetector(Detector):
         # on the CPU); a runner given other strides would silently misread the input.
         cuda = self.info.device.startswith("cuda")
         x = x.contiguous(memory_format=torch.channels_last) if cuda else x.contiguous()
-        boxes, scores = self._call(x)
+        try:
+            boxes, scores = self._call(x)
+        except RuntimeError as exc:
+            if self._call is self.runner:
+                raise
+            log.warning("CUDA graph capture of %s failed (%s); running the package directly", self.path, exc)
+            self._call = self.runner
+            self.info.notes["cuda_graph"] = False
+            boxes, scores = self._call(x)
         return boxes[:n], scores[:n]
 
     def network_fn(self, batch_nhwc_u8):
