@@ -54,6 +54,7 @@ class PipelineSettings:
         render: draw overlays (``extras["annotated"]``) and the BEV panel (``extras["bev"]``).
         bev_background: warp the camera frame into the BEV panel.
         hud: burn HUD text into the annotated frame (headless output; the GUI has its own HUD).
+        banner: burn the warning banner into the annotated frame (the GUI has its own banner).
     """
 
     postprocess: PostprocessConfig = PostprocessConfig(score_threshold=0.4)
@@ -61,6 +62,7 @@ class PipelineSettings:
     render: bool = True
     bev_background: bool = True
     hud: bool = False
+    banner: bool = True
 
 
 def check_calibration(calibration: Calibration, size_wh: tuple[int, int], *, where: str = "video") -> None:
@@ -109,7 +111,7 @@ class Pipeline:
         self._image_to_metric = image_to_metric_matrix(calibration) if calibration is not None else None
         self._logic: AebLogic | None = None
         self._last_index: int | None = None
-        self._last_shape: tuple[int, ...] = (540, 960, 3)
+        self._last_image: npt.NDArray[np.uint8] | None = None
         self.reset()
 
     def configure(self, *, zone_config: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
@@ -139,7 +141,7 @@ class Pipeline:
         times = StageTimes(decode_ms=frame.decode_ms)
         detections, error = None, frame.error
         if frame.image is not None:
-            self._last_shape = frame.image.shape
+            self._last_image = frame.image
             try:
                 detections = self.detector.infer([frame.image], self.settings.postprocess)[0]
                 t = self.detector.last_times
@@ -169,12 +171,18 @@ class Pipeline:
 
     def _render(self, result: FrameResult, frame: VideoFrame, hud_lines: list[str]) -> None:
         t0 = time.perf_counter()
-        image = frame.image if frame.image is not None else np.zeros(self._last_shape, np.uint8)
+        if frame.image is not None:
+            image = frame.image
+        elif self._last_image is not None:  # a failed frame: the last good one, dimmed (stale)
+            image = (self._last_image * 0.4).astype(np.uint8)
+        else:
+            image = np.zeros((540, 960, 3), np.uint8)
         level, state = result.extras["level"], result.extras["state"]
         detail = "no calibration" if state is None and result.error is None else (
             "frame failed" if result.error else "")
         result.extras["annotated"] = render.render_frame(
-            image, result.detections, state, level=level, banner_detail=detail,
+            image, result.detections, state, level=level if self.settings.banner else WarningLevel.NONE,
+            banner_detail=detail,
             hud_lines=hud_lines if self.settings.hud else (),
         )
         objects = state.objects if state is not None else ()

@@ -61,7 +61,7 @@ def test_zone_is_drawn_in_the_image_and_bev(results) -> None:
     b, g, red = r.extras["annotated"][525, 480].astype(int)  # zone interior near the bumper: yellow tint
     raw_b, raw_g, raw_r = _raw_frame(0)[525, 480].astype(int)
     assert g - b > raw_g - raw_b + 30 and red - b > raw_r - raw_b + 30
-    assert r.extras["bev"].shape == (540, 240, 3)
+    assert r.extras["bev"].shape == (540, 320, 3)
 
 
 def _raw_frame(index: int) -> np.ndarray:

@@ -18,7 +18,7 @@ def test_headless_run_writes_video_and_events(sample_video: Path, tmp_path: Path
     assert code == 0
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
-    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (960 + 240, 540)
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (960 + 320, 540)
     ok, frame = cap.read()
     cap.release()
     assert ok and frame[:, 960:].std() > 10  # the bird's-eye panel is drawn beside the camera view

@@ -35,6 +35,27 @@ def _default_video() -> str | None:
         return None
 
 
+def coco_subset_dir() -> Path | None:
+    """The COCO val2017 subset folder from the asset mirror/cache (for the benchmark's mAP), or None."""
+    from aeb_app import assets
+    from aeb_app.errors import AssetError
+
+    try:
+        return assets.resolve("coco_val2017_subset", "instances_val2017_subset.json").parents[1]
+    except AssetError:
+        return None
+
+
+def _add_benchmark_tab(window) -> None:
+    """The Benchmark tab, when this checkout has it."""
+    try:
+        from aeb_app.gui.bench_tab import BenchmarkTab
+    except ImportError as exc:
+        log.info("no benchmark tab: %s", exc)
+        return
+    window.add_tab(BenchmarkTab(coco_subset_dir()), "Benchmark")
+
+
 def run(args: argparse.Namespace) -> int:
     from PyQt5.QtWidgets import QApplication
 
@@ -49,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                                           current.ego_speed_kmh, current.reaction_time_s, current.decel_mps2,
                                           current.sound))
         window.settings_panel.set_values(window.settings)
-    window.resize(1280, 760)
+    _add_benchmark_tab(window)
+    window.resize(1360, 800)
     window.show()
     source = args.camera if args.camera is not None else (args.video or _default_video())
     if source is not None:

@@ -41,7 +41,7 @@ HANDLE_RADIUS = 7.0
 class Handle(QGraphicsEllipseItem):
     """A draggable point; calls ``on_move`` whenever it moves."""
 
-    def __init__(self, pos: QPointF, label: str, color: QColor, on_move) -> None:
+    def __init__(self, pos: QPointF, label: str, color: QColor, on_move, *, label_below: bool = False) -> None:
         r = HANDLE_RADIUS
         super().__init__(-r, -r, 2 * r, 2 * r)
         self.setPos(pos)
@@ -53,7 +53,7 @@ class Handle(QGraphicsEllipseItem):
         self._on_move = on_move
         text = QGraphicsSimpleTextItem(label, self)
         text.setBrush(QBrush(Qt.white))
-        text.setPos(r + 2, -r - 2)
+        text.setPos(r + 2, r - 2 if label_below else -r - 14)
         text.setAcceptedMouseButtons(Qt.NoButton)
 
     def itemChange(self, change, value):  # noqa: N802 - Qt naming
@@ -123,7 +123,7 @@ class CalibrationDialog(QDialog):
         self.view.setMinimumSize(640, 360)
         self.view.clicked.connect(self.add_point)
         self.preview = ImageView("BEV preview: click four road points")
-        self.preview.setMinimumSize(150, 360)
+        self.preview.setMinimumSize(150, 200)
         self.across_m = _spin(3.7, " m", 0.0)
         self.along_m = _spin(12.19, " m", 0.0)
         self.origin_ahead_m = _spin(0.0, " m")
@@ -158,7 +158,7 @@ class CalibrationDialog(QDialog):
         self.reset_button.clicked.connect(self.reset)
         self.save_button.clicked.connect(lambda: self.save(Path(self.path_edit.text())))
         self.load_button.clicked.connect(self._load_dialog)
-        self.resize(1200, 560)
+        self.resize(1300, 640)
 
     # -- points ----------------------------------------------------------------------------
     def add_point(self, pos: QPointF) -> None:
@@ -166,11 +166,12 @@ class CalibrationDialog(QDialog):
         if len(self.quad) < 4:
             self.quad.append(self._handle(pos, QUAD_LABELS[len(self.quad)], QColor(255, 220, 0)))
         elif len(self.references) < 3:
-            self.references.append(self._handle(pos, REFERENCE_LABELS[len(self.references)], QColor(0, 200, 255)))
+            self.references.append(self._handle(pos, REFERENCE_LABELS[len(self.references)], QColor(0, 200, 255),
+                                                label_below=True))
         self.recompute()
 
-    def _handle(self, pos: QPointF, label: str, color: QColor) -> Handle:
-        handle = Handle(pos, label, color, self.recompute)
+    def _handle(self, pos: QPointF, label: str, color: QColor, *, label_below: bool = False) -> Handle:
+        handle = Handle(pos, label, color, self.recompute, label_below=label_below)
         self.scene.addItem(handle)
         return handle
 

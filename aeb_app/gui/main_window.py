@@ -20,7 +20,7 @@ from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionCon
 from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
 from aeb_app.gui.worker import FrameWorker
 from aeb_app.pipeline import PipelineSettings, WarningEvent, level_of
-from aeb_app.safety import ZoneConfig
+from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.types import FrameResult
 
 __all__ = ["MainWindow", "DEFAULT_CALIBRATION", "VIDEO_FILTER"]
@@ -36,7 +36,7 @@ def zone_and_pipeline(settings: AppSettings) -> tuple[ZoneConfig, PipelineSettin
     """The processing configuration that the user settings ask for."""
     zone = ZoneConfig(reaction_time_s=settings.reaction_time_s, decel_mps2=settings.decel_mps2)
     speed = settings.ego_speed_kmh / 3.6 if settings.ego_speed_kmh > 0 else None
-    return zone, PipelineSettings(ego_speed_mps=speed)
+    return zone, PipelineSettings(ego_speed_mps=speed, banner=False)  # the window has its own banner
 
 
 class MainWindow(QMainWindow):
@@ -46,10 +46,11 @@ class MainWindow(QMainWindow):
         settings_store: where choices persist (default: the user's ``QSettings("aeb_app", "aeb_app")``).
         calibration_path: road calibration to load (default: the shipped sample-footage calibration).
         realtime: pace video files at their frame rate (skip frames when behind).
+        warning_config: warning thresholds (default: the safety package's defaults).
     """
 
     def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = DEFAULT_CALIBRATION,
-                 realtime: bool = True) -> None:
+                 realtime: bool = True, warning_config: WarningConfig | None = None) -> None:
         super().__init__()
         self.setWindowTitle("aeb_app: forward collision warning")
         self.setAcceptDrops(True)
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
         self.settings = AppSettings.load(self.store)
         self.calibration_path = calibration_path
         self.realtime = realtime
+        self.warning_config = warning_config or WarningConfig()
         self.worker: FrameWorker | None = None
         self.control: PlaybackControl | None = None
         self.session: SessionConfig | None = None
@@ -88,14 +90,17 @@ class MainWindow(QMainWindow):
         left_layout = QVBoxLayout(left)
         for widget, stretch in ((self.banner, 0), (self.video_view, 1), (self.transport, 0), (self.progress, 0)):
             left_layout.addWidget(widget, stretch)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.event_log, "Events")
+        self.side_tabs.addTab(self.settings_panel, "Settings")
         right = QSplitter(Qt.Vertical)
-        for widget in (self.bev_view, self.hud, self.event_log, self.settings_panel):
+        for widget in (self.bev_view, self.hud, self.side_tabs):
             right.addWidget(widget)
-        right.setSizes([400, 80, 160, 200])
+        right.setSizes([420, 100, 240])
         live = QSplitter(Qt.Horizontal)
         live.addWidget(left)
         live.addWidget(right)
-        live.setSizes([900, 320])
+        live.setSizes([960, 400])
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
         central = QWidget()
@@ -139,7 +144,7 @@ class MainWindow(QMainWindow):
         self.event_log.clear()
         zone, pipeline_settings = zone_and_pipeline(self.settings)
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
-                                     zone, pipeline_settings, self.realtime)
+                                     zone, pipeline_settings, self.realtime, self.warning_config)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
         self.worker.progress.connect(self._on_progress)
@@ -167,6 +172,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self.stop_session()
+        for index in range(self.tabs.count()):  # e.g. the benchmark tab's worker
+            stop = getattr(self.tabs.widget(index), "stop", None)
+            if callable(stop):
+                stop()
         super().closeEvent(event)
 
     # -- commands --------------------------------------------------------------------------

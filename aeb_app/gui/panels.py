@@ -72,6 +72,7 @@ class EventLog(QWidget):
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.export_button = QPushButton("Export events...")
         self.clear_button = QPushButton("Clear")
         buttons = QHBoxLayout()
@@ -93,6 +94,7 @@ class EventLog(QWidget):
                  event.object or event.reason, distance, ttc)
         for col, text in enumerate(cells):
             self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
         self.table.scrollToBottom()
 
     def clear(self) -> None:

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from aeb_app.errors import CalibrationError
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration
-from aeb_app.safety import ZoneConfig
+from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.video import VideoInfo, VideoSource
 
 __all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "live_session"]
@@ -41,6 +41,7 @@ class SessionConfig:
         zone: braking-zone settings.
         settings: pipeline options (ego speed, thresholds).
         realtime: pace files at their frame rate and skip frames when behind.
+        warning: warning thresholds.
     """
 
     source: str | int
@@ -50,6 +51,7 @@ class SessionConfig:
     zone: ZoneConfig = ZoneConfig()
     settings: PipelineSettings = PipelineSettings()
     realtime: bool = True
+    warning: WarningConfig = WarningConfig()
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
         yield Progress(f"loading {config.model}", 0.2)
         with _open_detector(config) as detector:
             yield Progress(f"warming up {detector.info.mode}", 0.8)
-            pipeline = Pipeline(detector, calibration, zone_config=config.zone, settings=config.settings)
+            pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
+                                settings=config.settings)
             yield Started(source.info, detector.info, calibration is not None)
             yield from _play(source, pipeline, control, realtime=config.realtime)
 

@@ -111,8 +111,9 @@ class HudPanel(QLabel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("HUD: no stream", parent)
-        self.setStyleSheet("font-family: monospace; background: #111; color: #8f8; padding: 4px;")
+        self.setStyleSheet("font-family: monospace; font-size: 11px; background: #111; color: #8f8; padding: 4px;")
         self.setWordWrap(True)
+        self.setMinimumHeight(70)
         self.detector_info: object | None = None
         self._totals_ms: deque[float] = deque(maxlen=30)
 

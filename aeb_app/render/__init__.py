@@ -21,6 +21,10 @@ __all__ = [
 ]
 
 
+#: Objects farther than this (and outside the zone) get a dot but no distance/TTC label, metres.
+LABEL_MAX_DISTANCE_M = 50.0
+
+
 def render_frame(
     frame_bgr: npt.NDArray[np.uint8],
     detections: Detections | None,
@@ -52,7 +56,10 @@ def render_frame(
     if state is not None and state.objects:
         ground = np.array([o.ground_px for o in state.objects], dtype=np.float64)
         draw_ground_points(img, ground, [o.in_zone for o in state.objects])
-        draw_object_labels(img, ground, [o.distance_m for o in state.objects], [o.ttc_s for o in state.objects])
+        # Labels only where they matter (in the zone, or near): far traffic would bury the view in text.
+        near = [i for i, o in enumerate(state.objects) if o.in_zone or o.distance_m < LABEL_MAX_DISTANCE_M]
+        draw_object_labels(img, ground[near], [state.objects[i].distance_m for i in near],
+                           [state.objects[i].ttc_s for i in near])
     draw_banner(img, level, detail=banner_detail)
     if hud_lines:
         draw_hud(img, hud_lines)

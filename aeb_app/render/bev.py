@@ -31,9 +31,9 @@ class BevLayout:
         bottom_margin_px: pixels below ``ahead_m = 0`` (room for the ego car).
     """
 
-    width_px: int = 240
+    width_px: int = 320
     height_px: int = 540
-    px_per_m: float = 8.0
+    px_per_m: float = 6.0
     bottom_margin_px: int = 40
 
     @property
