@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from aeb_app.errors import CalibrationError
-from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration, tune_cpu_threads
 from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.video import VideoInfo, VideoSource
 
@@ -184,7 +186,9 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
             yield Notice(problem)
         yield Progress(f"loading {config.model}", 0.2)
         with _open_detector(config) as detector:
+            tune_cpu_threads(detector)
             yield Progress(f"warming up {detector.info.mode}", 0.8)
+            detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])
             pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
                                 settings=config.settings)
             yield Started(source.info, detector.info, calibration is not None)
