@@ -31,10 +31,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--tune-timeout", type=int, default=330)
+    parser.add_argument("--variants", default="fast", help="fast and/or tuned (max-autotune: >5 min per shape)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for variant in ("fast", "tuned"):
+    variants = args.variants.split(",")
+    for variant in variants:
         for batch in args.batches.split(","):
             log = open(args.out / f"build_{variant}_b{batch}.log", "w")
             cmd = [sys.executable, "-c", BUILD, batch, variant, f"/tmp/engines_{variant}"]
@@ -47,7 +49,7 @@ def main() -> int:
             proc.kill()
             print(f"{variant} b{batch}: compile cut off after {limit} s", flush=True)
         print(f"{variant} b{batch}: exit {proc.returncode} after {time.time() - start:.0f} s", flush=True)
-    for variant in ("fast", "tuned"):
+    for variant in variants:
         subprocess.run([sys.executable, "-m", "aeb_app", "bench", "--model", "ssd300_resnet50", "--weights", "random",
                         "--modes", "fp16_compiled,fp16_graph,fp16", "--batches", args.batches,
                         "--engines-dir", f"/tmp/engines_{variant}", "--out", str(args.out / f"ssd300_compiled_{variant}")],

@@ -33,5 +33,17 @@ eager)
 compiled)
   python3 scripts/build_compiled.py --out "$R" 2>&1 | tee "$R/compiled.log"
   ;;
+final)
+  # Second session run: compiled packages (fast variant) + the MobileNet sweep + headless runs.
+  python3 scripts/build_compiled.py --out "$R" --variants fast 2>&1 | tee "$R/compiled.log"
+  python3 -m aeb_app bench --model ssd_mobilenet_v1 --coco-dir .gpudata/coco/val2017_subset \
+    --modes fp16,fp16_graph,bf16,fp32,fp32_ort,fp16_trt,fp32_trt,int8_trt --batches $BATCHES \
+    --out "$R/ssd_mobilenet_v1" 2>&1 | tee "$R/mobilenet.log"
+  for mode in fp16_graph fp32; do
+    python3 -m aeb_app run .gpudata/videos/udacity/solidWhiteRight.mp4 --mode $mode --no-progress \
+      --out "$R/run_$mode.mp4" 2>&1 | tail -3 | tee "$R/run_$mode.log"
+    rm -f "$R/run_$mode.mp4"
+  done
+  ;;
 esac
 tar czf "$OUT/results-$stage.tgz" -C "$R" .

@@ -61,9 +61,15 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
         spec, network = build_ssd_mobilenet_v1(path)
         return LoadedModel(spec, network.eval(), str(path))
     if name == "ssd300_resnet50":
+        import torch
+
         from aeb_app.model.ssd300 import SSD300, load_nvidia_checkpoint, ssd300_spec
 
-        network = SSD300()
+        with torch.random.fork_rng():
+            # Seeded: "random" weights are the same in every process, so packages and engines
+            # built from them keep one cache key.
+            torch.manual_seed(0)
+            network = SSD300()
         if weights == RANDOM:
             log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
             return LoadedModel(ssd300_spec(), network.eval(), RANDOM)
