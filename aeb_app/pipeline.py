@@ -184,11 +184,13 @@ class Pipeline:
             self._render(result, frame, hud_lines or [])
         return result
 
-    def _level(self, state, error: str | None) -> tuple[WarningLevel, str]:
+    @staticmethod
+    def _level(state, error: str | None) -> tuple[WarningLevel, str]:
+        """The frame's level and, when UNAVAILABLE, why."""
         if state is None:
             return WarningLevel.UNAVAILABLE, error or "no calibration for this video"
-        return WarningLevel(state.level), (state.reason or error or "") if state.level == WarningLevel.UNAVAILABLE \
-            else ""
+        level = WarningLevel(state.level)
+        return level, (state.reason or error or "") if level == WarningLevel.UNAVAILABLE else ""
 
     def _render(self, result: FrameResult, frame: VideoFrame, hud_lines: list[str]) -> None:
         t0 = time.perf_counter()

@@ -197,3 +197,13 @@ def test_drag_and_drop_opens_the_video(qtbot, window: MainWindow, sample_video: 
     window.dropEvent(event)
     _wait_frame(qtbot, window, 1)
     assert window.session.source == str(sample_video)
+
+
+def test_gui_command_line(data_dir: Path) -> None:
+    from aeb_app.cli import build_parser
+    from aeb_app.cli import gui as gui_cli
+
+    args = build_parser().parse_args(["gui", "clip.mp4", "--camera", "2", "--mode", "fp32_ort"])
+    assert args.func is gui_cli.run and args.video == "clip.mp4" and args.camera == 2 and args.mode == "fp32_ort"
+    assert gui_cli.coco_subset_dir() == data_dir / "coco" / "val2017_subset"
+    assert gui_cli._default_video() == str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4")

@@ -135,6 +135,15 @@ class CalibrationDialog(QDialog):
         self.instructions = QLabel()
         self.instructions.setWordWrap(True)
         self.reset_button, self.load_button, self.save_button = (QPushButton(t) for t in ("Reset", "Load...", "Save"))
+        self._layout()
+        for box in (self.across_m, self.along_m, self.origin_ahead_m):
+            box.valueChanged.connect(self.recompute)
+        self.reset_button.clicked.connect(self.reset)
+        self.save_button.clicked.connect(lambda: self.save(Path(self.path_edit.text())))
+        self.load_button.clicked.connect(self._load_dialog)
+        self.resize(1300, 640)
+
+    def _layout(self) -> None:
         form = QFormLayout()
         form.addRow("A->B across the road", self.across_m)
         form.addRow("A->C along the road", self.along_m)
@@ -153,12 +162,6 @@ class CalibrationDialog(QDialog):
         layout = QHBoxLayout(self)
         layout.addWidget(self.view, 3)
         layout.addLayout(side, 1)
-        for box in (self.across_m, self.along_m, self.origin_ahead_m):
-            box.valueChanged.connect(self.recompute)
-        self.reset_button.clicked.connect(self.reset)
-        self.save_button.clicked.connect(lambda: self.save(Path(self.path_edit.text())))
-        self.load_button.clicked.connect(self._load_dialog)
-        self.resize(1300, 640)
 
     # -- points ----------------------------------------------------------------------------
     def add_point(self, pos: QPointF) -> None:

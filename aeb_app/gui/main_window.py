@@ -86,6 +86,10 @@ class MainWindow(QMainWindow):
         self.hud = HudPanel()
         self.event_log = EventLog()
         self.settings_panel = SettingsPanel(self.settings, models=MODEL_NAMES, modes=tuple(MODES))
+        self._layout()
+        self._connect()
+
+    def _layout(self) -> None:
         left = QWidget()
         left_layout = QVBoxLayout(left)
         for widget, stretch in ((self.banner, 0), (self.video_view, 1), (self.transport, 0), (self.progress, 0)):
@@ -108,6 +112,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.message_bar)
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
+
+    def _connect(self) -> None:
         self.transport.play_toggled.connect(self.set_playing)
         self.transport.step_clicked.connect(self.step)
         self.transport.seek_requested.connect(self.seek)

@@ -83,6 +83,14 @@ def _draw_lanes(img: Image, layout: BevLayout, lane_width_m: float) -> None:
             cv2.line(img, (x, y), (x, y + (8 if abs(k) > 1 else 4)), color, 1)
 
 
+def _draw_zone(img: Image, layout: BevLayout, zone_polygon_m: npt.ArrayLike) -> None:
+    poly = np.round(layout.to_panel(zone_polygon_m)).astype(np.int32)
+    layer = img.copy()
+    cv2.fillPoly(layer, [poly], YELLOW)
+    cv2.addWeighted(layer, 0.35, img, 0.65, 0, dst=img)
+    cv2.polylines(img, [poly], True, YELLOW, 2)
+
+
 def render_bev(
     *,
     objects_m: npt.ArrayLike,
@@ -110,11 +118,7 @@ def render_bev(
     img = _background(layout, frame, image_to_metric)
     _draw_lanes(img, layout, lane_width_m)
     if zone_polygon_m is not None and len(np.asarray(zone_polygon_m)):
-        poly = np.round(layout.to_panel(zone_polygon_m)).astype(np.int32)
-        layer = img.copy()
-        cv2.fillPoly(layer, [poly], YELLOW)
-        cv2.addWeighted(layer, 0.35, img, 0.65, 0, dst=img)
-        cv2.polylines(img, [poly], True, YELLOW, 2)
+        _draw_zone(img, layout, zone_polygon_m)
     _draw_scale(img, layout)
     ego_w, ego_l = lane_width_m * 0.5, 4.0
     ego = np.round(layout.to_panel([[-ego_w / 2, -ego_l], [ego_w / 2, 0.0]])).astype(int)
