@@ -38,7 +38,7 @@ from aeb_app.gui.panels import AppSettings  # noqa: E402
 from aeb_app.safety import WarningConfig  # noqa: E402
 
 log = logging.getLogger("screenshots")
-SIZE = (1360, 800)
+SIZE = (1280, 760)
 DEMO_WARNING = WarningConfig(caution_ttc_s=100.0, brake_ttc_s=1.0, min_closing_mps=0.01, min_track_hits=2,
                              on_frames=1)
 
