@@ -8,6 +8,7 @@ model, precision, batch, device and torch version. Packages are compiled for a f
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -68,14 +69,16 @@ def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: 
     from aeb_app.model.registry import DetectionNet
 
     dtype = getattr(torch, _DTYPES[precision])
-    net = DetectionNet(loaded.network, loaded.spec).eval()
+    # Key the package by the weights as loaded (before any cast), as create() will, and
+    # compile a copy so the caller's model is left on its device and dtype.
+    meta = expected_meta(loaded, precision, batch, device)
+    net = DetectionNet(copy.deepcopy(loaded.network), loaded.spec).eval()
     net.network.to(device, dtype=dtype)
     net.decode.to(device)
     example = torch.zeros(batch, 3, *loaded.spec.input_hw, device=device, dtype=dtype)
     if device.startswith("cuda"):
         net.network.to(memory_format=torch.channels_last)
         example = example.contiguous(memory_format=torch.channels_last)
-    meta = expected_meta(loaded, precision, batch, device)
     target = package_path(engines_dir, meta)
     t0 = time.perf_counter()
     with torch.inference_mode():
