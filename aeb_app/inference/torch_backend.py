@@ -59,6 +59,7 @@ class TorchDetector(Detector):
         self._channels_last = channels_last
         self._cuda_graph = cuda_graph
         self._graph = None
+        self._staging = None
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:
@@ -86,9 +87,23 @@ class TorchDetector(Detector):
 
         x = torch.from_numpy(np.ascontiguousarray(batch_nhwc_u8))
         if self._device.type == "cuda":
-            x = x.pin_memory().to(self._device, non_blocking=True)
+            x = self._upload(x)
         x = normalize(x, self.spec, dtype=self._dtype)
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
+
+    def _upload(self, x):
+        """Host uint8 batch -> device, through a pinned staging buffer allocated once per shape
+        (allocating pinned memory per frame costs more than the copy itself)."""
+        import torch
+
+        if self._staging is None or self._staging[0].shape != x.shape:
+            self._staging = (torch.empty(x.shape, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
+        pinned, copied = self._staging
+        copied.synchronize()  # the previous upload from this buffer has finished
+        pinned.copy_(x)
+        out = pinned.to(self._device, non_blocking=True)
+        copied.record()
+        return out
 
     def forward_normalized(self, x):
         """Decoded outputs for an already normalised device tensor (used by benchmarks)."""
