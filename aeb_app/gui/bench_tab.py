@@ -60,7 +60,7 @@ def format_cell(row: Row, column: str) -> str:
 
 
 class BenchmarkTab(QtWidgets.QWidget):
-    """The benchmark tab. ``coco_dir`` defaults to the mirror's COCO subset when present."""
+    """The benchmark tab. ``coco_dir``: COCO folder for mAP, pre-filled in the form (None: speed only)."""
 
     def __init__(self, coco_dir: Path | None = None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -192,6 +192,7 @@ class BenchmarkTab(QtWidgets.QWidget):
         for c, column in enumerate(COLUMNS):
             self.table.setItem(r, c, QtWidgets.QTableWidgetItem(format_cell(row, column)))
         self.progress.setValue(len(self.rows))
+        self.table.resizeColumnsToContents()
         self._redraw()
 
     def _on_failed(self, message: str) -> None:
@@ -202,6 +203,7 @@ class BenchmarkTab(QtWidgets.QWidget):
         self.table.setRowCount(0)
         for row in rows:
             self._on_row_no_redraw(row)
+        self.table.resizeColumnsToContents()
         self._redraw()
         self.status.setText(f"Done: {sum(r.available for r in rows)} of {len(rows)} cells measured")
 
