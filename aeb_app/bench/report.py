@@ -123,7 +123,8 @@ def plot(rows: Sequence[Row], out_dir: Path) -> list[Path]:
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{rows[0].model}: {ylabel}")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         paths.append(_save(fig, out_dir / name))
     return paths
