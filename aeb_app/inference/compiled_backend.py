@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aeb_app.inference.torch_backend import DTYPE_NAMES as _DTYPES
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector, DetectorInfo
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def package_key(model: str, weights_sha256: str, precision: str, batch: int, device: str, torch_version: str) -> str:

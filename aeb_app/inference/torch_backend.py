@@ -14,7 +14,7 @@ from aeb_app.model.registry import DetectionNet, LoadedModel
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class TorchDetector(Detector):
@@ -40,7 +40,7 @@ class TorchDetector(Detector):
     ) -> None:
         import torch
 
-        if precision not in _DTYPES:
+        if precision not in DTYPE_NAMES:
             raise BackendUnavailableError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"PyTorch {precision} on {device}: no CUDA device on this machine")
@@ -54,7 +54,7 @@ class TorchDetector(Detector):
                                 "weights": loaded.weights}),
         )
         self._loaded = loaded
-        self._dtype = getattr(torch, _DTYPES[precision])
+        self._dtype = getattr(torch, DTYPE_NAMES[precision])
         self._device = torch.device(device)
         self._channels_last = channels_last
         self._cuda_graph = cuda_graph
