@@ -46,6 +46,12 @@ def test_select(rows, expected_scores, expected_ids) -> None:
     assert b.shape == (len(expected_scores), 4)
 
 
+def test_class_agnostic_keeps_one_class_per_box() -> None:
+    boxes, scores = _boxes_scores([([0, 0, .5, .5], 1, .9), ([.01, .01, .5, .5], 2, .8)])
+    [(_, s, ids)] = select(boxes, scores, CLASS_IDS, PostprocessConfig(score_threshold=0.3, class_agnostic=True))
+    assert s.tolist() == pytest.approx([.9]) and ids.tolist() == [3]
+
+
 def test_select_batches_are_independent_and_top_k_applies() -> None:
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 0.9, size=(2, 50, 2)).astype(np.float32)

@@ -31,12 +31,15 @@ class PostprocessConfig:
         iou_threshold: per-class NMS overlap above which the weaker box is dropped.
         max_detections: keep at most this many boxes per image, best first.
         pre_nms_top_k: consider at most this many (box, class) candidates per image.
+        class_agnostic: suppress overlapping boxes across classes too (one class per box, as
+            TFLite's detection post-process op does); default per-class NMS.
     """
 
     score_threshold: float = 0.3
     iou_threshold: float = 0.5
     max_detections: int = 100
     pre_nms_top_k: int = 2000
+    class_agnostic: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold < 1.0:
@@ -117,7 +120,7 @@ def select(
     chan_idx = cand_idx % c
     cand_boxes = boxes.float()[img_idx, anchor_idx]
     # Offset per (image, class) so one NMS call handles the whole batch.
-    group = img_idx * c + chan_idx
+    group = img_idx if config.class_agnostic else img_idx * c + chan_idx
     kept = batched_nms(cand_boxes, cand_scores, group, config.iou_threshold)
     kept_img = img_idx[kept]
     results = []
