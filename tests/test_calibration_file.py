@@ -163,3 +163,17 @@ def test_shipped_lane_width_on_real_frame(shipped: Calibration) -> None:
     pts = shipped.image_to_metric(shipped.view.image_points_px)
     assert pts[1, 0] - pts[0, 0] == pytest.approx(3.7, rel=0.01)
     assert pts[2, 0] - pts[3, 0] == pytest.approx(3.7, rel=0.01)
+
+
+def test_shipped_calibration_lookup(tmp_path, monkeypatch) -> None:
+    from aeb_app.geometry.calibration import load_calibration, shipped_calibration
+
+    path = shipped_calibration()
+    assert path.name == "solidWhiteRight.yaml" and path.is_file()
+    assert load_calibration(path).image_size_wh == (960, 540)
+    (tmp_path / "calibration").mkdir()
+    local = tmp_path / "calibration" / "solidWhiteRight.yaml"
+    local.write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert shipped_calibration() == local  # the working folder's copy wins
+    assert shipped_calibration("nope.yaml").name == "nope.yaml"

@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.errors import AebError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "calibration" / "solidWhiteRight.yaml"
+DEFAULT_CALIBRATION = shipped_calibration()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

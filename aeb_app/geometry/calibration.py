@@ -24,7 +24,7 @@ from aeb_app.errors import CalibrationError
 from aeb_app.geometry.homography import BirdsEyeView
 from aeb_app.geometry.scale import ReferencePair, fit_scale
 
-__all__ = ["SCHEMA_VERSION", "Calibration", "load_calibration", "save_calibration"]
+__all__ = ["SCHEMA_VERSION", "Calibration", "load_calibration", "save_calibration", "shipped_calibration"]
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +273,20 @@ def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     log.info("saved calibration to %s", path)
+
+
+def shipped_calibration(name: str = "solidWhiteRight.yaml") -> Path:
+    """A calibration shipped with the project, e.g. the one for the sample footage.
+
+    Looked up in ``./calibration`` (the working folder), the source checkout's ``calibration/``,
+    then ``<prefix>/share/aeb_app/calibration`` (where a non-editable install puts it). When none
+    has it, the checkout path is returned, so the caller's error names a concrete file.
+    """
+    import sys
+
+    checkout = Path(__file__).resolve().parents[2] / "calibration" / name
+    for candidate in (Path.cwd() / "calibration" / name, checkout,
+                      Path(sys.prefix) / "share" / "aeb_app" / "calibration" / name):
+        if candidate.is_file():
+            return candidate
+    return checkout

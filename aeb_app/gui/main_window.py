@@ -15,6 +15,7 @@ from PyQt5.QtWidgets import (
     QAction, QFileDialog, QInputDialog, QMainWindow, QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
 from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
 from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
@@ -27,7 +28,7 @@ __all__ = ["MainWindow", "DEFAULT_CALIBRATION", "VIDEO_FILTER"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "calibration" / "solidWhiteRight.yaml"
+DEFAULT_CALIBRATION = shipped_calibration()
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All files (*)"
 STOP_TIMEOUT_MS = 5000
 
