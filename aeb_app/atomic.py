@@ -43,7 +43,10 @@ def _umask() -> int:
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> None:

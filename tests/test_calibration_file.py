@@ -51,7 +51,7 @@ def test_save_is_atomic_on_failure(shipped: Calibration, tmp_path: Path, monkeyp
     def boom(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr("aeb_app.geometry.calibration.os.replace", boom)
+    monkeypatch.setattr("aeb_app.atomic.os.replace", boom)
     with pytest.raises(OSError):
         save_calibration(shipped, path)
     assert path.read_text(encoding="utf-8") == "previous"

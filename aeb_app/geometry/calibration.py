@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from aeb_app.atomic import write_text
 from aeb_app.errors import CalibrationError
 from aeb_app.geometry.homography import BirdsEyeView
 from aeb_app.geometry.scale import ReferencePair, fit_scale
@@ -262,16 +262,7 @@ def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> 
     """Write ``calibration`` as YAML atomically (temporary file in the same folder, then ``os.replace``)."""
     path = Path(path)
     text = yaml.safe_dump(calibration.to_dict(), sort_keys=False, default_flow_style=None, width=120)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
     log.info("saved calibration to %s", path)
 
 
