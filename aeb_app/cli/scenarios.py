@@ -7,10 +7,9 @@ passes, 1 when any fails (so CI can gate on it), 2 on a usage/app error.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
+
+from aeb_app.atomic import write_json
 
 __all__ = ["add_parser", "run", "format_table"]
 
@@ -45,19 +44,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     from aeb_app.errors import ConfigError
     from aeb_app.scenarios import run_all
@@ -70,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(rows) - len(failed)}/{len(rows)} passed (noise {args.noise_px} px, miss {args.miss_prob}, "
           f"seed {args.seed})" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if args.json:
-        _write_json_atomic(args.json, rows)
+        write_json(args.json, rows)
     return 1 if failed else 0
