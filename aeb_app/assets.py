@@ -151,7 +151,8 @@ def status() -> list[tuple[str, int, int, str]]:
                 where.add("corrupt")
             if path is not None:
                 present += 1
-                where.add("mirror" if mirror_dir() and path.is_relative_to(mirror_dir()) else "cache")
+                mirror = mirror_dir()
+                where.add("mirror" if mirror is not None and path.is_relative_to(mirror) else "cache")
         rows.append((asset.name, present, len(asset.files), ",".join(sorted(where)) or "-"))
     return rows
 

@@ -31,4 +31,4 @@ def read_image(path: str | Path) -> npt.NDArray[np.uint8]:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{path}: not a decodable image ({data.size} bytes)")
-    return image
+    return np.asarray(image, dtype=np.uint8)

@@ -251,6 +251,8 @@ def _fill(row: Row, stats: TimingStats, b: int, includes: str) -> None:
 def _accuracy(cfg: SweepConfig, detector, b: int) -> tuple[float, float, int]:
     from aeb_app.bench.coco_eval import evaluate_detector
 
+    if cfg.coco_dir is None:
+        raise ValueError("mAP needs a COCO folder")
     result = evaluate_detector(detector, cfg.coco_dir, annotations=cfg.annotations, batch_size=b, limit=cfg.limit)
     return result["map"], result["map50"], result["num_images"]
 
@@ -285,13 +287,13 @@ def _add_compute(row: Row, flops: float, gpu_name: str, tf32: bool) -> None:
 
 def add_acceleration(rows: list[Row], reference_mode: str) -> None:
     """``acceleration = fps(mode, b) / fps(reference, b)``; the reference falls back to fp32 if absent."""
-    by_key = {(r.mode, r.batch): r for r in rows if r.available and r.fps}
+    fps_by_key = {(r.mode, r.batch): r.fps for r in rows if r.available and r.fps}
     for row in rows:
         if not row.available or not row.fps:
             continue
         for ref in (reference_mode, "fp32"):
-            if (ref_row := by_key.get((ref, row.batch))) is not None:
-                row.acceleration = row.fps / ref_row.fps
+            if (ref_fps := fps_by_key.get((ref, row.batch))) is not None:
+                row.acceleration = row.fps / ref_fps
                 row.reference_mode = ref
                 break
 

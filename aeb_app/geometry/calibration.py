@@ -109,7 +109,7 @@ class Calibration:
         fit = fit_scale(list(reference_pairs))
         return cls(
             (w, h), view, tuple(reference_pairs), fit.k_x_m_per_px, fit.k_y_m_per_px, fit.residual_m,
-            tuple(origin_px) if origin_px is not None else (w / 2.0, float(h)),
+            (float(origin_px[0]), float(origin_px[1])) if origin_px is not None else (w / 2.0, float(h)),
             float(origin_ahead_m), camera_notes,
         )
 

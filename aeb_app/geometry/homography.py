@@ -140,7 +140,7 @@ class BirdsEyeView:
         det = float(np.linalg.det(matrix))
         if not np.isfinite(matrix).all() or abs(det) < 1e-12:
             raise CalibrationError(f"source_points_px: homography is singular (det={det:.3g})")
-        return cls(src, dst, (bw, bh), matrix, np.linalg.inv(matrix))
+        return cls(src, dst, (bw, bh), matrix, np.linalg.inv(matrix).astype(np.float64))
 
     def to_bev(self, points_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n, 2) image pixels -> (n, 2) BEV pixels. Empty input gives a (0, 2) array."""
@@ -152,4 +152,5 @@ class BirdsEyeView:
 
     def warp(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Warp an (h, w[, c]) image to the (bev_h, bev_w[, c]) bird's-eye view (linear interpolation)."""
-        return cv2.warpPerspective(frame, self.matrix, self.bev_size_wh, flags=cv2.INTER_LINEAR)
+        warped = cv2.warpPerspective(frame, self.matrix, self.bev_size_wh, flags=cv2.INTER_LINEAR)
+        return np.asarray(warped, dtype=np.uint8)

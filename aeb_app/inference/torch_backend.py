@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -58,8 +59,8 @@ class TorchDetector(Detector):
         self._device = torch.device(device)
         self._channels_last = channels_last
         self._cuda_graph = cuda_graph
-        self._graph = None
-        self._staging = None
+        self._graph: Callable | None = None
+        self._staging: tuple | None = None
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:

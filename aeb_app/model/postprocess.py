@@ -75,6 +75,8 @@ def decode_boxes(encoded: torch.Tensor, anchors_cxcywh: torch.Tensor, spec: Mode
 class DecodeHead(nn.Module):
     """(encoded boxes, logits) -> (normalised xyxy boxes, class probabilities)."""
 
+    anchors: torch.Tensor
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -145,7 +147,7 @@ def to_detections(
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
     ids = ids.astype(np.int64).reshape(-1)
-    return Detections(xyxy, s.astype(np.float32), ids, tuple(name_of(i) for i in ids))
+    return Detections(xyxy, s.astype(np.float32), ids, tuple(name_of(int(i)) for i in ids))
 
 
 def postprocess(

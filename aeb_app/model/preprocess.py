@@ -28,8 +28,8 @@ def resize_frame(frame_bgr: npt.NDArray[np.uint8], spec: ModelSpec) -> npt.NDArr
         # i.e. PIL's antialiased bilinear filter; OpenCV's INTER_LINEAR does not antialias.
         from PIL import Image
 
-        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return np.asarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
 
 
 def resize_batch(frames_bgr: Sequence[npt.NDArray[np.uint8]], spec: ModelSpec) -> npt.NDArray[np.uint8]:

@@ -69,13 +69,13 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
             # Seeded: "random" weights are the same in every process, so packages and engines
             # built from them keep one cache key.
             torch.manual_seed(0)
-            network = SSD300()
+            ssd = SSD300()
         if weights == RANDOM:
             log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
-            return LoadedModel(ssd300_spec(), network.eval(), RANDOM)
+            return LoadedModel(ssd300_spec(), ssd.eval(), RANDOM)
         path = _weights_path(name, weights)
-        load_nvidia_checkpoint(network, path)
-        return LoadedModel(ssd300_spec(), network.eval(), str(path))
+        load_nvidia_checkpoint(ssd, path)
+        return LoadedModel(ssd300_spec(), ssd.eval(), str(path))
     raise ModelLoadError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 

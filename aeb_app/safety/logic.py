@@ -136,8 +136,9 @@ class AebLogic:
         """
         length_m = zone_length_m(ego_speed_mps, self.zone_config)
         reason = self._staleness(timestamp_s, detections)
-        if reason:
-            return self._unavailable(frame_index, timestamp_s, length_m, reason, len(detections or ()))
+        if reason or detections is None:
+            return self._unavailable(frame_index, timestamp_s, length_m, reason or "no detections",
+                                     len(detections or ()))
         dt_s = timestamp_s - self._last_timestamp_s if self._last_timestamp_s is not None else 0.0
         self._last_timestamp_s = timestamp_s
         objects, mask = self._objects(detections, dt_s=dt_s, length_m=length_m)

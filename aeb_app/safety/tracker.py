@@ -89,14 +89,14 @@ class IouTracker:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for i, box in enumerate(boxes):
-            track = assigned[i]
-            if track is None:
-                track = Track(self._next_id, box, int(ids[i]), RangeFilter(self.filter_config))
+            existing = assigned[i]
+            if existing is None:
+                new = Track(self._next_id, box, int(ids[i]), RangeFilter(self.filter_config))
                 self._next_id += 1
-                self.tracks.append(track)
-                assigned[i] = track
+                self.tracks.append(new)
+                assigned[i] = new
             else:
-                track.xyxy_px, track.category_id = box, int(ids[i])
-                track.hits += 1
-                track.missed = 0
+                existing.xyxy_px, existing.category_id = box, int(ids[i])
+                existing.hits += 1
+                existing.missed = 0
         return [t for t in assigned if t is not None]

@@ -127,7 +127,7 @@ def _detections(box: np.ndarray | None, rng: np.random.Generator, *, noise_px: f
     noisy = box + rng.normal(0.0, noise_px, 4) if noise_px > 0 else box.copy()
     noisy[[0, 2]] = np.clip(np.sort(noisy[[0, 2]]), 0, camera.width_px)
     noisy[[1, 3]] = np.clip(np.sort(noisy[[1, 3]]), 0, camera.height_px)
-    return Detections(noisy[None], np.array([0.9]), np.array([3]), ("car",))
+    return Detections(noisy[None].astype(np.float32), np.array([0.9], np.float32), np.array([3]), ("car",))
 
 
 def run_scenario(scenario: Scenario, *, noise_px: float = 0.0, miss_prob: float = 0.0, seed: int = 0,
