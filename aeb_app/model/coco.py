@@ -23,7 +23,7 @@ COCO_NAMES: dict[int, str] = {
 COCO_IDS_80: tuple[int, ...] = tuple(sorted(COCO_NAMES))
 
 #: Classes that matter for forward-collision warning.
-ROAD_USER_IDS: frozenset[int] = frozenset({1, 2, 3, 4, 6, 7, 8})
+ROAD_USER_IDS: tuple[int, ...] = (1, 2, 3, 4, 6, 7, 8)  # person, bicycle, car, motorcycle, bus, train, truck
 
 
 def name_of(category_id: int) -> str:

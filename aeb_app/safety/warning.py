@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aeb_app.errors import ConfigError
+from aeb_app.model.coco import ROAD_USER_IDS
 from aeb_app.types import WarningLevel
 
 __all__ = ["WarningConfig", "WarningStateMachine", "ROAD_USER_IDS"]
 
-#: COCO ids that can be a collision threat: person, bicycle, car, motorcycle, bus, train, truck.
-ROAD_USER_IDS: tuple[int, ...] = (1, 2, 3, 4, 6, 7, 8)
 
 
 @dataclass(frozen=True)
