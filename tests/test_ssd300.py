@@ -120,3 +120,19 @@ def test_detection_net_outputs_normalised_boxes(ssd300: SSD300) -> None:
         boxes, scores = net(torch.randn(1, 3, 300, 300))
     assert boxes.shape == (1, 8732, 4) and scores.shape == (1, 8732, 81)
     assert torch.allclose(scores.sum(-1), torch.ones(1, 8732), atol=1e-5)
+
+
+def test_checkpoint_with_training_state_loads(tmp_path: Path, ssd300: SSD300) -> None:
+    """NVIDIA's training script saves optimizer/scheduler state and a label map beside the model."""
+    import collections
+
+    path = tmp_path / "full.pt"
+    optimizer = torch.optim.SGD(ssd300.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[43, 54])
+    assert isinstance(scheduler.state_dict()["milestones"], collections.Counter)
+    torch.save({"epoch": 65, "iteration": 1000, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "label_map": {1: "person"},
+                "model": ssd300.state_dict()}, path)
+    net = SSD300()
+    load_nvidia_checkpoint(net, path)
+    assert torch.equal(net.state_dict()["conf.0.weight"], ssd300.state_dict()["conf.0.weight"])

@@ -148,8 +148,13 @@ def load_nvidia_checkpoint(model: SSD300, path: Path) -> None:
     """
     if not path.is_file():
         raise ModelLoadError(f"{path}: SSD300 checkpoint not found")
+    import collections
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: never execute code from a downloaded file. NVIDIA's training script also
+        # saves the LR scheduler's state, whose milestones are a collections.Counter.
+        with torch.serialization.safe_globals([collections.Counter, collections.OrderedDict]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad pickles/zips
         raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
