@@ -152,7 +152,8 @@ def load_nvidia_checkpoint(model: SSD300, path: Path) -> None:
 
     try:
         # weights_only: never execute code from a downloaded file. NVIDIA's training script also
-        # saves the LR scheduler's state, whose milestones are a collections.Counter.
+        # saves the LR scheduler's state, whose milestones are a collections.Counter (allowed by
+        # recent torch releases already; listed for the older ones this package supports).
         with torch.serialization.safe_globals([collections.Counter, collections.OrderedDict]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad pickles/zips
