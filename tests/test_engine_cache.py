@@ -96,3 +96,14 @@ def test_failed_write_leaves_engines_dir_clean(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("builder died")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sidecar, text", [("[1, 2]", "not a JSON object"), ('{"runtime_version": "10.3.0", '
+                                           '"gpu_name": "g", "compute_capability": "9.0", "engine_sha256": "x", '
+                                           '"profile": [1]}', "sidecar lacks profile.max_batch")])
+def test_malformed_sidecar_is_named(tmp_path, sidecar, text):
+    path = _store(tmp_path)
+    ec.sidecar_path(path).write_text(sidecar)
+    with pytest.raises(EngineLoadError, match=text):
+        ec.load_checked(path, H200)
+    assert ec.needs_build(path, H200)

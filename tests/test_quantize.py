@@ -101,3 +101,23 @@ def test_int8_close_to_fp32_on_held_in_images(qdq, mobilenet, coco_dir, tmp_path
         _, s8 = q.run_decoded(cd.resize_batch(frames, mobilenet.spec))
     # Probabilities after a float sigmoid: INT8 noise on the logits moves them a little, not a lot.
     assert float((s8 - s32).abs().mean()) < 0.01
+
+
+def test_second_run_reuses_the_intact_model_and_a_corrupt_one_is_ignored(qdq, mobilenet, coco_dir, tmp_path_factory):
+    engines = shared_engines(tmp_path_factory)
+    mtime = qdq.stat().st_mtime_ns
+    assert quantize_model(mobilenet, coco_dir, engines_dir=engines, config=CONFIG) == qdq
+    assert qdq.stat().st_mtime_ns == mtime  # not quantised again
+    copy = qdq.with_name(qdq.name.replace("-n16-", "-n99-"))
+    copy.write_bytes(qdq.read_bytes()[:5000])  # truncated, with a copied (now wrong) sidecar
+    shutil.copy(qdq.with_name(qdq.name + ".json"), copy.with_name(copy.name + ".json"))
+    try:
+        assert find_qdq_model(mobilenet, engines) == qdq
+    finally:
+        copy.unlink()
+        copy.with_name(copy.name + ".json").unlink()
+
+
+def test_bad_quantize_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="num_images and batch_size must be >= 1, got 16 and 0"):
+        QuantizeConfig(num_images=16, batch_size=0)

@@ -8,22 +8,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aeb_app.cli.quantize import positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("build-engine", help="build a TensorRT engine with a batch profile")
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8"))
-    parser.add_argument("--min-batch", type=int, default=1)
-    parser.add_argument("--opt-batch", type=int, default=16)
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--min-batch", type=positive_int, default=1)
+    parser.add_argument("--opt-batch", type=positive_int, default=16)
+    parser.add_argument("--max-batch", type=positive_int, default=64)
     parser.add_argument("--int8-method", choices=("qdq", "calibrator"), default="qdq",
                         help="qdq: explicit Q/DQ ONNX (TensorRT 10.1+/11); calibrator: legacy entropy calibrator (10)")
     parser.add_argument("--converter", choices=("onnx", "torch2trt"), default="onnx")
     parser.add_argument("--coco-dir", type=Path, help="COCO val2017 for INT8 calibration")
-    parser.add_argument("--num-images", type=int, default=200)
+    parser.add_argument("--num-images", type=positive_int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workspace-gib", type=float, default=8.0)
+    parser.add_argument("--workspace-gib", type=float, default=8.0, help="builder workspace pool limit (GiB)")
     parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
     parser.add_argument("--rebuild", action="store_true", help="build even when a valid engine exists")
     parser.set_defaults(func=run)

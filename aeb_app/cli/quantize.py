@@ -19,12 +19,23 @@ from aeb_app.inference.quantize import METHODS
 log = logging.getLogger(__name__)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a one-line usage error otherwise, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("quantize", help="INT8 Q/DQ ONNX by entropy calibration on COCO images")
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--coco-dir", required=True, type=Path, help="COCO val2017 root or image folder")
-    parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES, help="calibration images (default 200)")
+    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES, help="calibration images (default 200)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random image draw")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")

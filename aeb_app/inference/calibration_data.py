@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.atomic import atomic_path
-from aeb_app.errors import InputError
+from aeb_app.errors import EngineError, InputError
 from aeb_app.model.preprocess import normalize_numpy, resize_batch
 from aeb_app.model.spec import ModelSpec
 
@@ -111,7 +111,7 @@ def calibration_batch(
             if batch.shape == (num_images, *spec.input_hw, 3) and batch.dtype == np.uint8:
                 log.info("calibration images from cache %s", cache)
                 return batch, key
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # truncated or foreign file
             log.warning("%s: unreadable calibration cache; rebuilding it", cache)
     batch = resize_batch(read_images(paths), spec)
     if cache is not None:
@@ -145,3 +145,48 @@ def ort_reader(batch_nhwc_u8: npt.NDArray[np.uint8], spec: ModelSpec, *, batch_s
             self._it = normalized_batches(batch_nhwc_u8, spec, batch_size)
 
     return _Reader()
+
+
+def trt_calibrator(batches, cache_file: Path, batch_size: int, *, device: str = "cuda"):
+    """A ``trt.IInt8EntropyCalibrator2`` over float32 NCHW host batches; reads/writes ``cache_file``.
+
+    Every batch must hold exactly ``batch_size`` images (TensorRT's ``get_batch`` contract).
+    One device buffer is allocated on the first batch and reused; ``get_batch`` returns its
+    address as the documented list of device pointers, or None when the batches run out.
+    """
+    from aeb_app.inference.tensorrt_backend import import_trt
+
+    trt = import_trt()
+
+    class EngineCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()  # pybind11 trampolines need the base initialiser
+            self._batches = iter(batches)
+            self._buffer = None  # torch tensor on ``device``, kept alive while TensorRT reads it
+
+        def get_batch_size(self) -> int:
+            return batch_size
+
+        def get_batch(self, names):
+            x = next(self._batches, None)
+            if x is None:
+                return None
+            if x.shape[0] != batch_size:
+                raise EngineError(f"calibration batch of {x.shape[0]} images; TensorRT expects {batch_size}")
+            import torch
+
+            host = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            if self._buffer is None or self._buffer.shape != host.shape:
+                self._buffer = torch.empty(host.shape, dtype=torch.float32, device=device)
+            self._buffer.copy_(host)
+            return [int(self._buffer.data_ptr())]
+
+        def read_calibration_cache(self):
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache) -> None:
+            from aeb_app.atomic import write_bytes
+
+            write_bytes(cache_file, bytes(cache))
+
+    return EngineCalibrator()

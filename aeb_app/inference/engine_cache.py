@@ -100,8 +100,13 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
         raise EngineLoadError(f"{engine}: no sidecar {side.name}; rebuild the engine with 'aeb-app build-engine'") from None
     except (OSError, ValueError) as exc:
         raise EngineLoadError(f"{side}: unreadable engine sidecar ({exc}); rebuild the engine") from exc
+    if not isinstance(meta, dict):
+        raise EngineLoadError(f"{side}: engine sidecar is not a JSON object; rebuild the engine")
     missing = [k for k in ("runtime_version", "gpu_name", "compute_capability", "engine_sha256", "profile")
                if k not in meta]
+    profile = meta.get("profile")
+    if "profile" not in missing and not (isinstance(profile, dict) and isinstance(profile.get("max_batch"), int)):
+        missing.append("profile.max_batch")
     if missing:
         raise EngineLoadError(f"{side}: sidecar lacks {', '.join(missing)}; rebuild the engine")
     return meta

@@ -150,6 +150,7 @@ def export_onnx(
     engines_dir: str | Path = "engines",
     out: str | Path | None = None,
     force: bool = False,
+    weights_hash: str | None = None,
 ) -> Path:
     """Export ``loaded`` (network + decode head) to ONNX, or reuse the valid cached file.
 
@@ -158,6 +159,8 @@ def export_onnx(
         engines_dir: cache folder; the default file name is :func:`onnx_path_for`.
         out: explicit output file instead of the cache name (a sidecar is written beside it).
         force: export even when a valid cached file exists.
+        weights_hash: :func:`weights_sha256` of ``loaded`` when the caller already has it
+            (hashing a ResNet-50's weights costs a noticeable fraction of a second).
 
     Returns:
         Path of the checked ``.onnx`` file.
@@ -165,7 +168,7 @@ def export_onnx(
     Raises:
         EngineError: the export or the ONNX check failed (nothing is left at the target).
     """
-    weights_hash = weights_sha256(loaded)
+    weights_hash = weights_hash or weights_sha256(loaded)
     path = Path(out) if out is not None else onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
     expected = _expected_sidecar(loaded, weights_hash)
     if not force and cached_onnx_valid(path, expected):

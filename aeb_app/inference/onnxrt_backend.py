@@ -129,21 +129,22 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
 
 
 def _find_model(loaded: LoadedModel, precision: str, engines_dir: Path, export_if_missing: bool) -> Path:
-    from aeb_app.inference.onnx_export import export_onnx, onnx_path_for
+    from aeb_app.inference.onnx_export import export_onnx, onnx_path_for, weights_sha256
 
+    if precision not in ("fp32", "int8"):
+        raise BackendUnavailableError(f"ONNX Runtime backend has no precision {precision!r}")
+    weights_hash = weights_sha256(loaded)  # once: the cache name and the export both need it
     if precision == "fp32":
-        path = onnx_path_for(loaded, engines_dir)
+        path = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
         if path.is_file() or export_if_missing:
-            return export_onnx(loaded, engines_dir=engines_dir)
+            return export_onnx(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
         raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
-    if precision == "int8":
-        from aeb_app.inference.quantize import find_qdq_model
+    from aeb_app.inference.quantize import find_qdq_model
 
-        path = find_qdq_model(loaded, engines_dir)
-        if path is None:
-            raise BackendUnavailableError(
-                f"int8_ort: no INT8 Q/DQ model for {loaded.spec.name} in {engines_dir}; run "
-                f"'aeb-app quantize --model {loaded.spec.name} --coco-dir DIR'"
-            )
-        return path
-    raise BackendUnavailableError(f"ONNX Runtime backend has no precision {precision!r}")
+    path = find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
+    if path is None:
+        raise BackendUnavailableError(
+            f"int8_ort: no INT8 Q/DQ model for {loaded.spec.name} in {engines_dir}; run "
+            f"'aeb-app quantize --model {loaded.spec.name} --coco-dir DIR'"
+        )
+    return path

@@ -21,6 +21,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -62,6 +63,8 @@ class QuantizeConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.num_images < 1 or self.batch_size < 1:
+            raise ValueError(f"num_images and batch_size must be >= 1, got {self.num_images} and {self.batch_size}")
 
     @property
     def tag(self) -> str:
@@ -102,13 +105,24 @@ def qdq_path_for(fp32_onnx: Path, config: QuantizeConfig) -> Path:
     return fp32_onnx.with_name(f"{fp32_onnx.stem}.int8-qdq-{config.tag}.onnx")
 
 
-def find_qdq_model(loaded: LoadedModel, engines_dir: str | Path) -> Path | None:
-    """The newest valid Q/DQ model for ``loaded`` in ``engines_dir`` (sidecar present), or None."""
+def qdq_model_intact(path: Path) -> bool:
+    """True when ``path`` has a Q/DQ sidecar whose sha256 matches the file (not truncated or edited)."""
+    meta = read_sidecar(path)
+    if not isinstance(meta, dict) or meta.get("kind") != "onnx-int8-qdq" or not path.is_file():
+        return False
+    if meta.get("sha256") != file_sha256(path):
+        log.warning("%s: file hash differs from its sidecar (corrupt or edited); ignoring it", path)
+        return False
+    return True
+
+
+def find_qdq_model(loaded: LoadedModel, engines_dir: str | Path, *, weights_hash: str | None = None) -> Path | None:
+    """The newest intact Q/DQ model for ``loaded`` in ``engines_dir``, or None."""
     from aeb_app.inference.onnx_export import onnx_path_for
 
-    stem = onnx_path_for(loaded, engines_dir).stem
-    found = [p for p in Path(engines_dir).glob(f"{stem}.int8-qdq-*.onnx") if read_sidecar(p) is not None]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    stem = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash).stem
+    found = sorted(Path(engines_dir).glob(f"{stem}.int8-qdq-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in found if qdq_model_intact(p)), None)
 
 
 def _ort_options(config: QuantizeConfig) -> dict[str, Any]:
@@ -165,6 +179,7 @@ def quantize_model(
     engines_dir: str | Path = "engines",
     config: QuantizeConfig = QuantizeConfig(),
     out: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """FP32 ONNX (exported or cached) -> INT8 Q/DQ ONNX in ``engines_dir``, with a sidecar.
 
@@ -174,6 +189,8 @@ def quantize_model(
         engines_dir: cache folder (ONNX, Q/DQ ONNX, ``calib/`` caches).
         config: calibration and exclusion knobs.
         out: explicit output path instead of :func:`qdq_path_for`.
+        force: quantise again even when an intact model from the same source, images,
+            knobs and quantizer version is already at the output path.
 
     Returns:
         Path of the Q/DQ model.
@@ -189,6 +206,11 @@ def quantize_model(
                                          seed=config.seed, cache_dir=engines_dir / "calib")
     calib_cache = engines_dir / "calib" / f"{loaded.spec.name}-{fp32_sha[:12]}-{config.tag}-{selection[:12]}.json"
     out_path = Path(out) if out is not None else qdq_path_for(fp32, config)
+    expected = {"source_onnx_sha256": fp32_sha, "images_sha256": selection,
+                "config": json.loads(json.dumps(asdict(config))), "quantizer": _quantizer_version()}
+    if not force and _reusable(out_path, expected):
+        log.info("reusing %s", out_path)
+        return out_path
     t0 = time.perf_counter()
     # ONNX Runtime's histogram collector stacks per-batch outputs: every batch must have one size.
     batch_size = max(d for d in range(1, config.batch_size + 1) if config.num_images % d == 0)
@@ -197,14 +219,26 @@ def quantize_model(
     write_json(sidecar_path(out_path), {
         "kind": "onnx-int8-qdq", "model": loaded.spec.name, "opset": OPSET,
         "source_onnx": fp32.name, "source_onnx_sha256": fp32_sha, "sha256": file_sha256(out_path),
-        "calibration": {**asdict(config), "images_sha256": selection, "coco_dir": str(coco_dir),
+        "calibration": {**expected["config"], "images_sha256": selection, "coco_dir": str(coco_dir),
                         "cache": calib_cache.name},
-        "quantizer": _quantizer_version(), "activations": "int8 symmetric (zero point 0)",
+        "quantizer": expected["quantizer"], "activations": "int8 symmetric (zero point 0)",
         "weights": "int8 symmetric per-channel", "float_nodes": excluded,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     log.info("wrote %s in %.1f s (%d nodes kept in float)", out_path, time.perf_counter() - t0, len(excluded))
     return out_path
+
+
+def _reusable(path: Path, expected: dict[str, Any]) -> bool:
+    """True when ``path`` is intact and its sidecar records the same source, images, knobs and quantizer."""
+    if not qdq_model_intact(path):
+        return False
+    meta = read_sidecar(path)
+    calib = meta.get("calibration") or {}
+    return (meta.get("source_onnx_sha256") == expected["source_onnx_sha256"]
+            and calib.get("images_sha256") == expected["images_sha256"]
+            and {k: calib.get(k) for k in expected["config"]} == expected["config"]
+            and meta.get("quantizer") == expected["quantizer"])
 
 
 def _quantizer_version() -> str:

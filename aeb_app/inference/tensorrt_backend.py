@@ -1,18 +1,20 @@
 """TensorRT 10 engine builder and runtime (thin; ``tensorrt`` is imported lazily).
 
 Written against the TensorRT 10 Python API documentation; it has not run against a real
-TensorRT here (not installable on these machines; see docs/nvidia-setup.md). Shaped like
-TensorRT's ``samples/python/efficientdet/build_engine.py``: :class:`EngineBuilder`
-(``create_network`` from ONNX, ``create_engine(precision, ...)``), an entropy calibrator that
-reads and writes its cache, and :func:`build_engine` writing ``engine + sidecar`` atomically.
+TensorRT here (not installable on these machines; see docs/nvidia-setup.md), so no TensorRT
+speed or accuracy figure exists for it. Shaped like TensorRT's
+``samples/python/efficientdet/build_engine.py``: :class:`EngineBuilder` (``create_network``
+from ONNX, ``create_engine(precision, ...)``), an entropy calibrator that reads and writes its
+cache, and :func:`build_engine` writing ``engine + sidecar`` atomically.
 
 INT8 has two paths behind one command:
 
 * ``qdq`` (default; TensorRT 10.1+ recommends it, 11 requires it): parse the Q/DQ ONNX from
-  :mod:`aeb_app.inference.quantize`. On TensorRT >= 11 the network is strongly typed (no
+  :mod:`aeb_app.inference.quantize`. On TensorRT >= 11 every network is strongly typed (no
   precision flags); on 10 we set INT8 (+FP16 for the float remainder).
 * ``calibrator`` (legacy, TensorRT 10 only): FP32 ONNX + ``IInt8EntropyCalibrator2`` fed with
-  the same calibration images, its cache next to the engine.
+  the same calibration images, its cache next to the engine. TensorRT calibrates at the
+  calibration profile's *opt* shape, so the calibrator's batch is the profile's opt batch.
 
 The runtime keeps device buffers as torch CUDA tensors on torch's current stream (one CUDA
 context, no pycuda): ``set_input_shape`` + ``set_tensor_address`` + ``execute_async_v3``.
@@ -20,12 +22,13 @@ context, no pycuda): ``set_input_shape`` + ``set_tensor_address`` + ``execute_as
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from aeb_app.errors import BackendUnavailableError, EngineError, EngineLoadError
+from aeb_app.errors import BackendUnavailableError, EngineError, EngineLoadError, InputError
 from aeb_app.inference import engine_cache as ec
 from aeb_app.inference.base import Detector, DetectorInfo
 
@@ -33,6 +36,10 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("TensorRT is not installed: pip install --extra-index-url https://pypi.nvidia.com "
                 "'tensorrt-cu12>=10.0,<11' on a machine with an NVIDIA GPU and driver (see docs/nvidia-setup.md)")
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_METHODS = ("qdq", "calibrator")
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("boxes", "scores")
 
 
 def import_trt():
@@ -42,6 +49,11 @@ def import_trt():
     except ImportError as exc:
         raise BackendUnavailableError(f"{INSTALL_HINT} ({exc})") from exc
     return trt
+
+
+def trt_major(trt) -> int:
+    """Major version of the imported TensorRT (``"10.3.0"`` -> 10)."""
+    return int(str(trt.__version__).split(".")[0])
 
 
 def machine_info() -> ec.MachineInfo:
@@ -55,39 +67,6 @@ def machine_info() -> ec.MachineInfo:
     return ec.MachineInfo(trt.__version__, torch.cuda.get_device_name(), f"{major}.{minor}")
 
 
-def make_calibrator(batches, cache_file: Path, batch_size: int):
-    """A ``trt.IInt8EntropyCalibrator2`` over float32 NCHW host batches; reads/writes ``cache_file``."""
-    import torch
-
-    trt = import_trt()
-
-    class EngineCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()
-            self._batches = iter(batches)
-            self._device = None
-
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names):
-            x = next(self._batches, None)
-            if x is None:
-                return None
-            self._device = torch.from_numpy(np.ascontiguousarray(x)).cuda()
-            return [int(self._device.data_ptr())]
-
-        def read_calibration_cache(self):
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache) -> None:
-            from aeb_app.atomic import write_bytes
-
-            write_bytes(cache_file, bytes(cache))
-
-    return EngineCalibrator()
-
-
 class EngineBuilder:
     """ONNX -> serialized TensorRT engine with one optimization profile on the batch axis."""
 
@@ -98,43 +77,72 @@ class EngineBuilder:
         self.config = self.builder.create_builder_config()
         self.config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
         self.network = None
-        self.strongly_typed = False
+        self.onnx_path: Path | None = None
+        # TensorRT 11 networks are always strongly typed (precision flags removed).
+        self.strongly_typed = trt_major(self.trt) >= 11
 
     def create_network(self, onnx_path: Path, *, strongly_typed: bool = False) -> None:
-        """Parse the ONNX (explicit batch is the only mode in TensorRT 10: flags 0)."""
+        """Parse the ONNX. Explicit batch is the only mode in TensorRT 10 (flags 0); ``strongly_typed``
+        sets ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (ignored by 11, where it is always on).
+
+        Raises:
+            EngineError: the parser rejected the file (its errors, on one line).
+        """
         flags = 0
         if strongly_typed:
             flags = 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        self.strongly_typed = strongly_typed
+        self.strongly_typed = self.strongly_typed or strongly_typed
+        self.onnx_path = Path(onnx_path)
         self.network = self.builder.create_network(flags)
         parser = self.trt.OnnxParser(self.network, self.logger)
         if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineError(f"{onnx_path}: TensorRT cannot parse the ONNX ({errors})")
+            errors = "; ".join(" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors))
+            raise EngineError(f"{onnx_path}: TensorRT cannot parse the ONNX ({errors or 'no parser error recorded'})")
 
-    def create_engine(self, precision: str, profile: ec.Profile, *, input_name: str = "images",
-                      calibrator=None) -> bytes:
-        """Set precision flags and the batch profile, build, and return the serialized engine."""
-        trt = self.trt
-        shape = tuple(self.network.get_input(0).shape)[1:]
-        opt = self.builder.create_optimization_profile()
-        opt.set_shape(input_name, (profile.min_batch, *shape), (profile.opt_batch, *shape),
-                      (profile.max_batch, *shape))
+    def create_engine(self, precision: str, profile: ec.Profile, *, calibrator=None) -> bytes:
+        """Set precision flags and the batch profile, build, and return the serialized engine.
+
+        Raises:
+            EngineError: a precision this TensorRT cannot build from this network, or a build failure.
+        """
+        net_input = self.network.get_input(0)
+        opt = self._batch_profile(net_input.name, tuple(net_input.shape)[1:], profile)
         self.config.add_optimization_profile(opt)
-        if not self.strongly_typed:
-            if precision in ("fp16", "int8"):
-                self.config.set_flag(trt.BuilderFlag.FP16)
-            if precision == "int8":
-                self.config.set_flag(trt.BuilderFlag.INT8)
-            if precision == "fp32":
-                self.config.clear_flag(trt.BuilderFlag.TF32)  # true FP32, as the sidecar says
+        self._set_precision(precision)
         if calibrator is not None:
+            if self.strongly_typed:
+                raise EngineError("strongly typed networks take INT8 from Q/DQ nodes, not a calibrator")
             self.config.int8_calibrator = calibrator
-            self.config.set_calibration_profile(opt)
+            self.config.set_calibration_profile(opt)  # TensorRT calibrates at this profile's opt shape
         serialized = self.builder.build_serialized_network(self.network, self.config)
         if serialized is None:
-            raise EngineError(f"TensorRT failed to build the {precision} engine (see the TensorRT log above)")
+            raise EngineError(f"{self.onnx_path}: TensorRT failed to build the {precision} engine "
+                              "(see the TensorRT log above)")
         return bytes(serialized)
+
+    def _batch_profile(self, name: str, chw: tuple, profile: ec.Profile):
+        opt = self.builder.create_optimization_profile()
+        opt.set_shape(name, (profile.min_batch, *chw), (profile.opt_batch, *chw), (profile.max_batch, *chw))
+        return opt
+
+    def _set_precision(self, precision: str) -> None:
+        trt = self.trt
+        if self.strongly_typed:
+            if precision == "fp16":
+                raise EngineError(f"{self.onnx_path}: a strongly typed (TensorRT 11) FP16 engine needs an FP16 "
+                                  "ONNX, which is not provided; use TensorRT 10 or --precision fp32/int8")
+            if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+                self.config.clear_flag(trt.BuilderFlag.TF32)
+            return
+        if precision in ("fp16", "int8"):
+            self.config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            self.config.set_flag(trt.BuilderFlag.INT8)
+        if precision == "fp32":
+            self.config.clear_flag(trt.BuilderFlag.TF32)  # true FP32, as the sidecar says
+
+
+_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
 
 
 class TensorRTDetector(Detector):
@@ -146,21 +154,53 @@ class TensorRTDetector(Detector):
                                             max_batch=meta["profile"]["max_batch"],
                                             notes={"engine": str(engine_path), "sidecar": meta}))
         self._data = data
-        self.engine = self.context = None
+        self.runtime = self.engine = self.context = None
+        self._out_dtypes: dict = {}
+        self._out_shapes: dict = {}
+        self._last_shape: tuple | None = None
 
     def activate(self) -> None:
         trt = import_trt()
+        where = self.info.notes["engine"]
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(self._data)
         if self.engine is None:
-            raise EngineLoadError(f"{self.info.notes['engine']}: TensorRT could not deserialize the engine")
-        self.context = self.engine.create_execution_context()
+            raise EngineLoadError(f"{where}: TensorRT could not deserialize the engine")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
+            raise EngineLoadError(f"{where}: engine tensors are {inputs} -> {outputs}; expected "
+                                  f"['{INPUT_NAME}'] -> {list(OUTPUT_NAMES)}; rebuild with 'aeb-app build-engine'")
+        self._check_dtypes(trt, where)
+        max_batch = int(self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
+        if max_batch != self.info.max_batch:
+            raise EngineLoadError(f"{where}: engine profile max batch {max_batch} differs from its sidecar's "
+                                  f"{self.info.max_batch}; rebuild it")
+        self.context = self.engine.create_execution_context()
+        self._last_shape = None
+
+    def _check_dtypes(self, trt, where: str) -> None:
+        """Map each output's TensorRT dtype to a torch dtype once; the input must be float32."""
+        import torch
+
+        if self.engine.get_tensor_dtype(INPUT_NAME) != trt.DataType.FLOAT:
+            raise EngineLoadError(f"{where}: input '{INPUT_NAME}' is {self.engine.get_tensor_dtype(INPUT_NAME)}, "
+                                  "expected float32; rebuild the engine")
+        for name in OUTPUT_NAMES:
+            dtype = self.engine.get_tensor_dtype(name)
+            key = next((k for k in _TORCH_DTYPES if dtype == getattr(trt.DataType, k)), None)
+            if key is None:
+                raise EngineLoadError(f"{where}: output '{name}' has unsupported dtype {dtype}")
+            self._out_dtypes[name] = getattr(torch, _TORCH_DTYPES[key])
 
     def deactivate(self) -> None:
-        self.context = self.engine = None
+        self.context = self.engine = self.runtime = None
+
+    def _stream_handle(self) -> int:
+        import torch
+
+        return torch.cuda.current_stream().cuda_stream
 
     def forward_normalized(self, x):
         """Decoded (boxes, scores) CUDA tensors for a normalised float32 NCHW CUDA tensor."""
@@ -171,15 +211,20 @@ class TensorRTDetector(Detector):
             raise EngineError(f"{self.info.mode}: batch of {n} exceeds the engine profile's max batch "
                               f"{self.info.max_batch}; rebuild with --max-batch {n}")
         x = x.contiguous()
-        self.context.set_input_shape(self.inputs[0], tuple(x.shape))
-        self.context.set_tensor_address(self.inputs[0], x.data_ptr())
-        out = {}
-        for name in self.outputs:
-            out[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=x.device)
-            self.context.set_tensor_address(name, out[name].data_ptr())
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise EngineError(f"{self.info.mode}: execute_async_v3 failed")
-        return out["boxes"], out["scores"]
+        if tuple(x.shape) != self._last_shape:  # output shapes only change with the input shape
+            if not self.context.set_input_shape(INPUT_NAME, tuple(x.shape)):
+                raise EngineError(f"{self.info.mode}: TensorRT rejected input shape {tuple(x.shape)}")
+            self._out_shapes = {n_: tuple(self.context.get_tensor_shape(n_)) for n_ in OUTPUT_NAMES}
+            self._last_shape = tuple(x.shape)
+        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        # Fresh outputs per call: callers may keep the previous results.
+        out = {name: torch.empty(self._out_shapes[name], dtype=self._out_dtypes[name], device=x.device)
+               for name in OUTPUT_NAMES}
+        for name, tensor in out.items():
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        if not self.context.execute_async_v3(self._stream_handle()):
+            raise EngineError(f"{self.info.mode}: execute_async_v3 failed (see the TensorRT log)")
+        return out["boxes"].float(), out["scores"].float()
 
     def run_decoded(self, batch_nhwc_u8):
         import torch
@@ -195,6 +240,14 @@ class TensorRTDetector(Detector):
         torch.cuda.synchronize()
 
 
+def find_engine(engines_dir: Path, model: str, precision: str, machine: ec.MachineInfo) -> Path | None:
+    """Newest engine file for ``model``/``precision`` built for this GPU and runtime version, or None."""
+    sm = machine.compute_capability.replace(".", "")
+    pattern = f"{model}_{precision}*_sm{sm}_*{machine.runtime_version}_*.engine"
+    found = sorted(Path(engines_dir).glob(pattern), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path | None = None,
            engine_path: str | Path | None = None, **options) -> TensorRTDetector:
     """Factory for ``int8_trt`` / ``fp16_trt`` / ``fp32_trt``: the newest matching engine in ``engines_dir``.
@@ -205,13 +258,13 @@ def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path |
     """
     machine = machine_info()
     if engine_path is None:
-        pattern = f"{loaded.spec.name}_{mode.precision}*_sm{machine.compute_capability.replace('.', '')}_*.engine"
-        found = sorted(Path(engines_dir or "engines").glob(pattern), key=lambda p: p.stat().st_mtime)
-        if not found:
+        engines_dir = Path(engines_dir or "engines")
+        engine_path = find_engine(engines_dir, loaded.spec.name, mode.precision, machine)
+        if engine_path is None:
             raise BackendUnavailableError(
-                f"{mode.name}: no {mode.precision} engine for {loaded.spec.name} in {engines_dir or 'engines'}; run "
-                f"'aeb-app build-engine --model {loaded.spec.name} --precision {mode.precision}'")
-        engine_path = found[-1]
+                f"{mode.name}: no {mode.precision} engine for {loaded.spec.name} built with TensorRT "
+                f"{machine.runtime_version} on sm_{machine.compute_capability.replace('.', '')} in {engines_dir}; "
+                f"run 'aeb-app build-engine --model {loaded.spec.name} --precision {mode.precision}'")
     return TensorRTDetector(Path(engine_path), loaded.spec, mode=mode.name, precision=mode.precision,
                             machine=machine)
 
@@ -222,22 +275,23 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
     """ONNX (exported, or Q/DQ for INT8) -> ``engines/<key>.engine`` + sidecar; reuses a valid one.
 
     Raises:
-        BackendUnavailableError: no TensorRT / GPU. EngineError: parse or build failure.
+        BackendUnavailableError: no TensorRT / GPU. EngineError: bad precision/method, parse or build failure.
         InputError: INT8 calibration images missing or unreadable.
     """
-    from aeb_app.atomic import write_bytes, write_json
-    from aeb_app.inference.onnx_export import export_onnx, file_sha256
-
-    if precision not in ("fp32", "fp16", "int8"):
-        raise EngineError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if int8_method not in INT8_METHODS:
+        raise EngineError(f"unknown INT8 method {int8_method!r}; choose one of {', '.join(INT8_METHODS)}")
     trt = import_trt()
     machine = machine_info()
     engines_dir = Path(engines_dir)
-    onnx_path, calib_sha = export_onnx(loaded, engines_dir=engines_dir), None
-    if precision == "int8" and int8_method == "qdq":
-        onnx_path = _qdq_onnx(loaded, engines_dir, coco_dir, num_images, seed)
-    onnx_sha = file_sha256(onnx_path)
     method = int8_method if precision == "int8" else None
+    if method == "calibrator" and trt_major(trt) >= 11:
+        raise EngineError("TensorRT 11 removed implicit INT8 calibrators: use --int8-method qdq")
+    onnx_path = _source_onnx(loaded, engines_dir, method, coco_dir, num_images, seed)
+    from aeb_app.inference.onnx_export import file_sha256
+
+    onnx_sha = file_sha256(onnx_path)
     key = ec.engine_key(model=loaded.spec.name, precision=precision, profile=profile, source_sha256=onnx_sha,
                         machine=machine, int8_method=method)
     target = ec.engine_path(engines_dir, key)
@@ -245,35 +299,22 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
         log.info("reusing %s", target)
         return target
     builder = EngineBuilder(workspace_gib=workspace_gib)
-    strongly_typed = method == "qdq" and int(trt.__version__.split(".")[0]) >= 11
-    builder.create_network(onnx_path, strongly_typed=strongly_typed)
-    calibrator = None
+    builder.create_network(onnx_path, strongly_typed=method == "qdq" and trt_major(trt) >= 11)
+    calibrator, calib = None, {}
     if method == "calibrator":
-        if int(trt.__version__.split(".")[0]) >= 11:
-            raise EngineError("TensorRT 11 removed implicit INT8 calibrators: use --int8-method qdq")
-        from aeb_app.inference.calibration_data import calibration_batch, normalized_batches
-
-        images, calib_sha = calibration_batch(coco_dir or _need_coco(), loaded.spec, num_images=num_images,
-                                              seed=seed, cache_dir=engines_dir / "calib")
-        batch = max(d for d in range(1, 9) if num_images % d == 0)
-        calibrator = make_calibrator(normalized_batches(images, loaded.spec, batch),
-                                     engines_dir / "calib" / f"{key}.trtcache", batch)
+        calibrator, calib = _legacy_calibrator(loaded, engines_dir, key, coco_dir, num_images, seed, profile)
     data = builder.create_engine(precision, profile, calibrator=calibrator)
-    meta = ec.make_sidecar(model=loaded.spec.name, precision=precision, profile=profile, machine=machine,
-                           onnx_sha256=onnx_sha, engine_sha256=__import__("hashlib").sha256(data).hexdigest(),
-                           calibration_sha256=calib_sha, int8_method=method,
-                           extra={"onnx": onnx_path.name, "strongly_typed": strongly_typed,
-                                  "tf32": precision != "fp32"})
-    write_bytes(target, data)
-    write_json(ec.sidecar_path(target), meta)
+    _write_engine(target, data, loaded=loaded, precision=precision, profile=profile, machine=machine,
+                  onnx_path=onnx_path, onnx_sha=onnx_sha, method=method, builder=builder, calib=calib)
     return target
 
 
-def _need_coco():
-    raise EngineError("INT8 needs calibration images: pass --coco-dir (COCO val2017)")
+def _source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_images: int, seed: int) -> Path:
+    """The FP32 ONNX (exported or cached), or for ``qdq`` the Q/DQ model made from it."""
+    if method != "qdq":
+        from aeb_app.inference.onnx_export import export_onnx
 
-
-def _qdq_onnx(loaded, engines_dir: Path, coco_dir, num_images: int, seed: int) -> Path:
+        return export_onnx(loaded, engines_dir=engines_dir)
     from aeb_app.inference.quantize import QuantizeConfig, find_qdq_model, quantize_model
 
     if coco_dir is None:
@@ -283,3 +324,48 @@ def _qdq_onnx(loaded, engines_dir: Path, coco_dir, num_images: int, seed: int) -
         return found
     return quantize_model(loaded, coco_dir, engines_dir=engines_dir,
                           config=QuantizeConfig(num_images=num_images, seed=seed))
+
+
+def _legacy_calibrator(loaded, engines_dir: Path, key: str, coco_dir, num_images: int, seed: int,
+                       profile: ec.Profile):
+    """``IInt8EntropyCalibrator2`` over full batches of ``profile.opt_batch`` calibration images.
+
+    TensorRT runs calibration at the calibration profile's opt shape, so every batch has
+    ``opt_batch`` images; the remainder of ``num_images`` is not used.
+    """
+    from aeb_app.inference.calibration_data import calibration_batch, normalized_batches, trt_calibrator
+
+    if coco_dir is None:
+        _need_coco()
+    batch = profile.opt_batch
+    if num_images < batch:
+        raise InputError(f"{coco_dir}: {num_images} calibration images is fewer than one batch of the profile's "
+                         f"opt batch {batch}; raise --num-images or lower --opt-batch")
+    images, calib_sha = calibration_batch(coco_dir, loaded.spec, num_images=num_images, seed=seed,
+                                          cache_dir=engines_dir / "calib")
+    used = num_images - num_images % batch
+    if used < num_images:
+        log.info("calibrating on %d of %d images (whole batches of %d)", used, num_images, batch)
+    calibrator = trt_calibrator(normalized_batches(images[:used], loaded.spec, batch),
+                                engines_dir / "calib" / f"{key}.trtcache", batch)
+    return calibrator, {"calibration_sha256": calib_sha, "calibration_images_used": used}
+
+
+def _write_engine(target: Path, data: bytes, *, loaded, precision, profile, machine, onnx_path: Path,
+                  onnx_sha: str, method, builder: EngineBuilder, calib: dict) -> None:
+    """Engine, then its sidecar, each written atomically (a crash between leaves a sidecar-less
+    engine, which :func:`engine_cache.needs_build` rebuilds)."""
+    from aeb_app.atomic import write_bytes, write_json
+
+    tf32 = precision != "fp32"
+    meta = ec.make_sidecar(model=loaded.spec.name, precision=precision, profile=profile, machine=machine,
+                           onnx_sha256=onnx_sha, engine_sha256=hashlib.sha256(data).hexdigest(),
+                           calibration_sha256=calib.get("calibration_sha256"), int8_method=method,
+                           extra={"onnx": onnx_path.name, "strongly_typed": builder.strongly_typed, "tf32": tf32,
+                                  **{k: v for k, v in calib.items() if k != "calibration_sha256"}})
+    write_bytes(target, data)
+    write_json(ec.sidecar_path(target), meta)
+
+
+def _need_coco():
+    raise InputError("INT8 needs calibration images: pass --coco-dir (COCO val2017)")
