@@ -5,8 +5,8 @@ A frame that failed to decode, failed inference, or arrived stale gives a result
 level is ``UNAVAILABLE`` (never "all clear"); the stream goes on.
 
 ``FrameResult.extras`` keys: ``level`` (:class:`WarningLevel`), ``reason`` (why unavailable, or ""),
-``state`` (the AEB frame state or None), ``frame`` (the raw BGR frame or None), ``annotated`` (BGR image with overlays, when rendering),
-``bev`` (the bird's-eye-view panel, when rendering).
+``state`` (the AEB frame state or None), ``frame`` (the raw BGR frame or None), ``annotated`` (BGR image
+with overlays, when rendering), ``bev`` (the bird's-eye-view panel, when rendering).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -133,6 +134,7 @@ class Pipeline:
         self._logic: AebLogic | None = None
         self._last_index: int | None = None
         self._last_image: npt.NDArray[np.uint8] | None = None
+        self._dimmed: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None = None  # (source, dimmed)
         self.reset()
 
     def configure(self, *, zone_config: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
@@ -189,15 +191,23 @@ class Pipeline:
         """The frame's level and, when UNAVAILABLE, why."""
         if state is None:
             return WarningLevel.UNAVAILABLE, error or "no calibration for this video"
+        if error is not None:  # a failed frame is never "all clear"; its error says more than the logic's reason
+            return WarningLevel.UNAVAILABLE, error
         level = WarningLevel(state.level)
-        return level, (state.reason or error or "") if level == WarningLevel.UNAVAILABLE else ""
+        return level, state.reason if level == WarningLevel.UNAVAILABLE else ""
+
+    def _dimmed_last_image(self) -> npt.NDArray[np.uint8]:
+        """The last good frame at 40 % brightness, computed once per run of failed frames."""
+        if self._dimmed is None or self._dimmed[0] is not self._last_image:
+            self._dimmed = (self._last_image, cv2.convertScaleAbs(self._last_image, alpha=0.4))
+        return self._dimmed[1]
 
     def _render(self, result: FrameResult, frame: VideoFrame, hud_lines: list[str]) -> None:
         t0 = time.perf_counter()
         if frame.image is not None:
             image = frame.image
         elif self._last_image is not None:  # a failed frame: the last good one, dimmed (stale)
-            image = (self._last_image * 0.4).astype(np.uint8)
+            image = self._dimmed_last_image()
         else:
             image = np.zeros((540, 960, 3), np.uint8)
         level, state = result.extras["level"], result.extras["state"]
@@ -251,10 +261,14 @@ class EventRecorder:
     _previous: WarningLevel = WarningLevel.NONE
 
     def update(self, result: FrameResult) -> WarningEvent | None:
-        """Record an event if this result raises the level; returns it (or None)."""
+        """Record an event if this result raises the level; returns it (or None).
+
+        A warning that follows UNAVAILABLE directly is an onset too (UNAVAILABLE ranks highest, but
+        CAUTION/BRAKE after it is a new warning); BRAKE -> CAUTION is not.
+        """
         level = level_of(result)
         previous, self._previous = self._previous, level
-        if level == WarningLevel.NONE or level <= previous:
+        if level in (WarningLevel.NONE, previous) or (level < previous and previous != WarningLevel.UNAVAILABLE):
             return None
         state = result.extras.get("state")
         in_zone = [o for o in (state.objects if state is not None else ()) if o.in_zone]

@@ -138,7 +138,7 @@ def test_truncated_video_plays_then_reports_unavailable(qtbot, window: MainWindo
     window.set_playing(True)
     qtbot.waitUntil(lambda: any(e.level == "UNAVAILABLE" for e in window.event_log.events), timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: window.banner.level == WarningLevel.UNAVAILABLE, timeout=TIMEOUT_MS)
-    assert "UNAVAILABLE" in window.banner.text() and window.event_log.table.rowCount() >= 1
+    assert "cannot be decoded" in window.banner.full_text and window.event_log.table.rowCount() >= 1
 
 
 def test_missing_model_weights_message(qtbot, window: MainWindow, sample_video: Path, tmp_path: Path,
@@ -207,3 +207,56 @@ def test_gui_command_line(data_dir: Path) -> None:
     assert args.func is gui_cli.run and args.video == "clip.mp4" and args.camera == 2 and args.mode == "fp32_ort"
     assert gui_cli.coco_subset_dir() == data_dir / "coco" / "val2017_subset"
     assert gui_cli._default_video() == str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4")
+
+
+def test_a_worker_that_stops_late_is_kept_until_it_ends(qtbot, window: MainWindow, sample_video: Path,
+                                                        monkeypatch) -> None:
+    import aeb_app.gui.session as session
+
+    real_open = session._open_detector
+
+    def slow_open(config):  # a slow model load: the worker cannot stop while it runs
+        time.sleep(1.5)
+        return real_open(config)
+
+    monkeypatch.setattr(session, "_open_detector", slow_open)
+    window.open_source(str(sample_video))
+    qtbot.waitUntil(lambda: "loading" in window.progress.format(), timeout=TIMEOUT_MS)
+    worker = window.worker
+    assert window.stop_session(100) is False
+    assert window.retired == [worker] and worker.isRunning()  # still referenced: no "destroyed while running"
+    qtbot.waitUntil(lambda: not window.retired, timeout=TIMEOUT_MS)
+    assert worker.isFinished() and window.last_result is None  # its frames never reach the window
+
+
+def test_banner_restyles_only_on_a_level_change(qtbot, window: MainWindow, monkeypatch) -> None:
+    banner = window.banner
+    banner.set_level(WarningLevel.NONE)
+    styles: list[str] = []
+    monkeypatch.setattr(banner, "setStyleSheet", styles.append)
+    for _ in range(5):
+        banner.set_level(WarningLevel.NONE)
+    assert styles == [] and banner.full_text == "AEB ready: no warning"
+    banner.set_level(WarningLevel.UNAVAILABLE, "frame failed")
+    banner.set_level(WarningLevel.UNAVAILABLE, "stale")
+    assert len(styles) == 1 and "#616161" in styles[0] and banner.full_text == "AEB SYSTEM UNAVAILABLE (stale)"
+    long_reason = "/a/very/long/folder/name/for/the/footage/clip.mp4: frame 125 cannot be decoded (corrupt)"
+    banner.set_level(WarningLevel.UNAVAILABLE, long_reason)
+    banner.resize(300, banner.height())
+    assert banner.text().startswith("AEB SYSTEM") and banner.text().endswith("\u2026")  # elided, not clipped
+    assert banner.toolTip() == banner.full_text and long_reason in banner.full_text
+    assert banner.minimumSizeHint().width() < 300 and window.width() == 1280  # the reason does not widen the window
+
+
+def test_transport_icon_follows_the_state(qtbot, window: MainWindow) -> None:
+    from PyQt5.QtWidgets import QStyle
+
+    bar = window.transport
+
+    def icon_is(kind) -> bool:
+        return bar.play_button.icon().pixmap(16).toImage() == bar.style().standardIcon(kind).pixmap(16).toImage()
+
+    bar.play_button.setChecked(True)
+    assert icon_is(QStyle.SP_MediaPause) and bar.play_button.text() == "Pause"
+    bar.set_playing(False)  # e.g. the end of the video
+    assert icon_is(QStyle.SP_MediaPlay) and bar.play_button.text() == "Play"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from aeb_app.gui.session import PlaybackControl, SessionConfig, Started, live_session
+from aeb_app.gui.session import PlaybackControl, SessionConfig, Started, _apply_commands, live_session
 from aeb_app.gui.worker import DropQueue, FrameWorker, GeneratorWorker
 from aeb_app.types import FrameResult
+from aeb_app.video import VideoInfo, VideoSource
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
 
@@ -85,3 +87,85 @@ def test_frame_worker_runs_the_live_session(qtbot, sample_video: Path) -> None:
     indices = [r.frame_index for r in results if r is not None]
     assert indices == sorted(indices) and len(indices) >= 5
 
+
+
+def _cleanup_fails():
+    try:
+        yield from _forever(0.01)
+    finally:  # runs on close(), after a stop
+        raise OSError("release failed for clip.mp4")
+
+
+def test_failing_cleanup_after_a_stop_is_emitted_not_fatal(qtbot) -> None:
+    worker = GeneratorWorker(_cleanup_fails)
+    errors: list[Exception] = []
+    worker.errored.connect(errors.append)
+    with qtbot.waitSignal(worker.yielded, timeout=5000):
+        worker.start()
+    assert worker.stop(2000) is True
+    qtbot.waitUntil(lambda: bool(errors), timeout=5000)
+    assert isinstance(errors[0], OSError) and "clip.mp4" in str(errors[0])
+
+
+def test_plain_iterators_need_no_cleanup(qtbot) -> None:
+    worker = GeneratorWorker(lambda: iter(["a", "b"]))
+    seen: list[str] = []
+    errors: list[Exception] = []
+    worker.yielded.connect(seen.append)
+    worker.errored.connect(errors.append)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        worker.start()
+    assert seen == ["a", "b"] and errors == []
+
+
+def test_drop_queue_under_a_concurrent_producer() -> None:
+    queue, n, taken = DropQueue(2), 20000, []
+    lengths: list[int] = []
+
+    def produce() -> None:
+        for i in range(n):
+            queue.put(i)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while producer.is_alive() or len(queue):
+        lengths.append(len(queue))
+        item = queue.take_latest()
+        if item is not None:
+            taken.append(item)
+    producer.join()
+    assert taken == sorted(set(taken)) and taken[-1] == n - 1  # in order, no duplicates, the newest last
+    assert len(taken) + queue.dropped == n and max(lengths) <= 2  # every item shown or counted, bounded
+
+
+def test_frame_worker_pokes_once_per_empty_queue() -> None:
+    worker = FrameWorker(_count, 0, queue_size=2)
+    pokes: list[int] = []
+    worker.frame_ready.connect(lambda: pokes.append(len(worker.queue)))  # direct: same thread here
+    results = [FrameResult(i, i / 25, None) for i in range(4)]
+    for r in results:
+        worker.handle(r)
+    assert pokes == [1] and worker.queue.dropped == 2 and worker.queue.take_latest() is results[3]
+    worker.handle(results[0])
+    assert pokes == [1, 1]
+
+
+class _FakeCamera:
+    info = VideoInfo("camera 0", 640, 480, 30.0, None, True)
+
+    def seek(self, index: int) -> None:
+        raise AssertionError("a camera must not be seeked")
+
+
+def test_seek_commands_are_clamped_and_ignored_on_cameras(sample_video: Path) -> None:
+    control = PlaybackControl(paused=True)
+    control.seek(10_000)
+    with VideoSource(sample_video) as src:
+        assert _apply_commands(src, None, control) == (True, False)
+        assert src.position == 220 and src.read().index == 220
+        control.seek(-5)
+        assert _apply_commands(src, None, control) == (True, False) and src.position == 0
+        assert _apply_commands(src, None, control) == (False, False)  # commands are taken once
+    control.seek(3)
+    control.step()
+    assert _apply_commands(_FakeCamera(), None, control) == (False, True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,8 +18,8 @@ from aeb_app.inference.registry import create
 from aeb_app.model.registry import load_model
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration, level_of, write_events
 from aeb_app.safety import WarningConfig
-from aeb_app.types import WarningLevel
-from aeb_app.video import VideoSource
+from aeb_app.types import Detections, FrameResult, WarningLevel
+from aeb_app.video import VideoFrame, VideoSource
 
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = REPO / "calibration" / "solidWhiteRight.yaml"
@@ -134,3 +136,59 @@ def test_seek_backwards_resets_the_logic(detector, sample_video: Path) -> None:
         back = pipeline.process(src.read())
     assert [level_of(r) for r in first + [back]] == [WarningLevel.NONE] * 3
     assert "annotated" not in back.extras
+
+
+def _result(index: int, level: WarningLevel) -> FrameResult:
+    return FrameResult(index, index / 25, None, extras={"level": level, "reason": "r" if level == 3 else ""})
+
+
+def test_event_onsets_include_a_warning_right_after_unavailable() -> None:
+    levels = [WarningLevel.NONE, WarningLevel.CAUTION, WarningLevel.CAUTION, WarningLevel.UNAVAILABLE,
+              WarningLevel.CAUTION, WarningLevel.BRAKE, WarningLevel.CAUTION, WarningLevel.NONE,
+              WarningLevel.UNAVAILABLE, WarningLevel.UNAVAILABLE, WarningLevel.BRAKE]
+    recorder = EventRecorder()
+    returned = [recorder.update(_result(i, lv)) for i, lv in enumerate(levels)]
+    assert [(e.frame_index, e.level) for e in recorder.events] == [
+        (1, "CAUTION"), (3, "UNAVAILABLE"), (4, "CAUTION"), (5, "BRAKE"), (8, "UNAVAILABLE"), (10, "BRAKE")]
+    assert [e for e in returned if e is not None] == recorder.events
+    assert recorder.events[1].reason == "r" and recorder.events[0].reason == ""
+    assert recorder.warning_count == 4
+
+
+class _FlakyDetector:
+    """Empty detections, except that inference fails on the listed calls (a backend hiccup)."""
+
+    def __init__(self, fail_calls: set[int]) -> None:
+        self.calls, self.fail_calls = 0, fail_calls
+        self.last_times = SimpleNamespace(preprocess_ms=0.1, inference_ms=0.2, postprocess_ms=0.3)
+
+    def infer(self, images, postprocess=None):
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise RuntimeError("device lost")
+        return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+                for _ in images]
+
+
+def test_failed_inference_and_decode_are_unavailable_with_the_dimmed_last_frame(sample_video: Path) -> None:
+    pipeline = Pipeline(_FlakyDetector({3}), load_calibration(CALIBRATION))
+    with VideoSource(sample_video) as src:
+        frames = list(src.frames(max_frames=4))
+    failed = VideoFrame(4, 0.16, None, error="frame 4: cannot be decoded")
+    out = [pipeline.process(f) for f in frames + [failed, VideoFrame(5, 0.2, None, error="frame 5: again")]]
+    none, unavailable = WarningLevel.NONE, WarningLevel.UNAVAILABLE
+    assert [level_of(r) for r in out] == [none, none, unavailable, none, unavailable, unavailable]
+    assert "inference failed (device lost)" in out[2].error and out[2].extras["reason"] == out[2].error
+    assert out[4].extras["reason"] == "frame 4: cannot be decoded" and out[4].extras["frame"] is None
+    expected = cv2.convertScaleAbs(frames[3].image, alpha=0.4)  # the last good frame, dimmed
+    assert np.array_equal(out[4].extras["annotated"][60:300, :300], expected[60:300, :300])  # off the zone
+    assert pipeline._dimmed_last_image() is pipeline._dimmed_last_image()  # computed once, not per frame
+    assert tuple(out[5].extras["annotated"][5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
+
+
+def test_an_error_is_never_all_clear_whatever_the_logic_says() -> None:
+    state = SimpleNamespace(level=WarningLevel.NONE, reason="")
+    assert Pipeline._level(state, "frame 7: inference failed") == (WarningLevel.UNAVAILABLE,
+                                                                   "frame 7: inference failed")
+    assert Pipeline._level(state, None) == (WarningLevel.NONE, "")
+    assert level_of(FrameResult(0, 0.0, None)) == WarningLevel.UNAVAILABLE  # no level at all

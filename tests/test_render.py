@@ -62,3 +62,29 @@ def test_bev_panel_places_objects_by_metres() -> None:
 def test_side_by_side_pads_the_panel() -> None:
     out = render.side_by_side(_frame(), np.ones((100, 240, 3), np.uint8))
     assert out.shape == (540, 1200, 3) and out[99, 1000, 0] == 1 and out[200, 1000, 0] == 0
+
+
+def test_bev_lanes_from_the_cache_match_direct_drawing() -> None:
+    from aeb_app.render import bev
+
+    layout = render.BevLayout()
+    panel = render.render_bev(objects_m=np.zeros((0, 2)), in_zone=[], zone_polygon_m=None, lane_width_m=3.5,
+                              layout=layout)
+    direct = np.full_like(panel, 45)
+    bev._draw_lanes(direct, layout, 3.5)
+    scale = np.full_like(panel, 45)
+    bev._draw_scale(scale, layout)  # drawn over the lanes: compare elsewhere
+    lanes = bev._lane_layer(layout, 3.5)[1].astype(bool) & (scale == 45).all(axis=2)
+    assert lanes.sum() > 1000 and np.array_equal(panel[lanes], direct[lanes])
+    assert bev._lane_layer(layout, 3.5) is bev._lane_layer(layout, 3.5)  # drawn once
+    assert not bev._lane_layer(layout, 3.5)[0].flags.writeable  # the cache cannot be painted over
+
+
+def test_labels_only_for_near_or_in_zone_objects() -> None:
+    obj = lambda x, y, d: SimpleNamespace(ground_px=(x, y), in_zone=False, distance_m=d, ttc_s=math.inf)  # noqa: E731
+    state = SimpleNamespace(zone_polygon_px=np.zeros((0, 2)), objects=(obj(100, 300, 20.0), obj(600, 300, 80.0)))
+    out = render.render_frame(_frame(), None, state, level=WarningLevel.NONE)
+    label_area = lambda x: out[300:318, x + 8:x + 60]  # noqa: E731 - right of and below the dot
+    assert (label_area(100) != 60).any()  # 20 m: "20.0 m | TTC -"
+    assert (label_area(600) == 60).all()  # 80 m and outside the zone: a dot only
+    assert tuple(out[300, 600]) == render.GREEN

@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.realtime = realtime
         self.warning_config = warning_config or WarningConfig()
         self.worker: FrameWorker | None = None
+        self.retired: list[FrameWorker] = []  # stopped late: kept alive until their thread ends
         self.control: PlaybackControl | None = None
         self.session: SessionConfig | None = None
         self.last_result: FrameResult | None = None
@@ -174,11 +175,24 @@ class MainWindow(QMainWindow):
             signal.disconnect()
         stopped = worker.stop(timeout_ms)
         worker.finished.disconnect()
+        if not stopped:
+            # Dropping the last reference to a running QThread aborts the process ("QThread: Destroyed
+            # while thread is still running"); keep it until its thread ends.
+            self.retired.append(worker)
+            worker.finished.connect(lambda: self._forget(worker))
+            if worker.isFinished():  # it ended before the connection was made
+                self._forget(worker)
         self.progress.hide()
         return stopped
 
+    def _forget(self, worker: FrameWorker) -> None:
+        if worker in self.retired:
+            self.retired.remove(worker)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self.stop_session()
+        for worker in list(self.retired):
+            worker.wait(STOP_TIMEOUT_MS)
         for index in range(self.tabs.count()):  # e.g. the benchmark tab's worker
             stop = getattr(self.tabs.widget(index), "stop", None)
             if callable(stop):

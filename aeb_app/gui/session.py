@@ -201,13 +201,10 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
     skipped = 0
     clock: tuple[float, int] | None = None  # (wall time, frame index) when playback (re)started
     while not control.stopped:
-        seek, step, zone, settings = control.take()
-        if zone is not None or settings is not None:
-            pipeline.configure(zone_config=zone, settings=settings)
-        if seek is not None and not info.is_camera:
-            source.seek(max(0, min(seek, (info.frame_count or 1) - 1)))
+        seek, step = _apply_commands(source, pipeline, control)
+        if seek:
             clock = None
-        if control.paused and not step and seek is None:
+        if control.paused and not step and not seek:
             clock = None
             control.wait(0.05)
             continue
@@ -233,6 +230,23 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
         yield result
         if event is not None:
             yield event
+
+
+def _apply_commands(source: VideoSource, pipeline: Pipeline, control: PlaybackControl) -> tuple[bool, bool]:
+    """Apply pending settings and seek; returns (seeked, step requested).
+
+    A seek on a camera is ignored (it cannot rewind, and must not read a frame while paused); an
+    index past the end is clamped to the last frame when the length is known.
+    """
+    seek, step, zone, settings = control.take()
+    if zone is not None or settings is not None:
+        pipeline.configure(zone_config=zone, settings=settings)
+    info = source.info
+    if seek is None or info.is_camera:
+        return False, step
+    last = info.frame_count - 1 if info.frame_count else seek
+    source.seek(max(0, min(seek, last)))
+    return True, step
 
 
 def with_settings(config: SessionConfig, **changes) -> SessionConfig:

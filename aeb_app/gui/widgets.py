@@ -74,19 +74,35 @@ class WarningBanner(QLabel):
         super().__init__(parent)
         self.setAlignment(Qt.AlignCenter)
         self.setMinimumHeight(36)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # a long reason must not widen the window
         self.sound_enabled = False
         self.beeps = 0
         self.level: WarningLevel | None = None
+        self.full_text = ""  # text() is this, elided to the width
         self.set_level(WarningLevel.UNAVAILABLE, "no video")
 
     def set_level(self, level: WarningLevel, detail: str = "") -> None:
         if level != self.level and level in (WarningLevel.CAUTION, WarningLevel.BRAKE) and self.sound_enabled:
             QApplication.beep()
             self.beeps += 1
-        self.level = level
         text, colour = BANNER_STYLE[level]
-        self.setText(text + (f" ({detail})" if detail else ""))
-        self.setStyleSheet(f"background: {colour}; color: white; font-weight: bold; font-size: 16px;")
+        text += f" ({detail})" if detail else ""
+        if level != self.level:  # called every frame: a style sheet change re-polishes the widget
+            self.setStyleSheet(f"background: {colour}; color: white; font-weight: bold; font-size: 16px;")
+        self.level = level
+        if text != self.full_text:
+            self.full_text = text
+            self.setToolTip(text)
+            self._show_text()
+
+    def _show_text(self) -> None:
+        """The text, elided on the right when the bar is narrower (a reason may name a long path)."""
+        self.ensurePolished()  # the style sheet's font
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.ElideRight, max(0, self.width() - 12)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self._show_text()
 
 
 def hud_text(times: StageTimes, *, fps: float, detector_info: object | None, dropped: int) -> str:
@@ -152,9 +168,12 @@ class TransportBar(QWidget):
         self.loop_box.toggled.connect(self.loop_toggled)
 
     def _on_play(self, playing: bool) -> None:
+        self._show_playing(playing)
+        self.play_toggled.emit(playing)
+
+    def _show_playing(self, playing: bool) -> None:
         self.play_button.setText("Pause" if playing else "Play")
         self.play_button.setIcon(self.style().standardIcon(QStyle.SP_MediaPause if playing else QStyle.SP_MediaPlay))
-        self.play_toggled.emit(playing)
 
     def _on_slider_action(self, action: int) -> None:
         if action in (QSlider.SliderPageStepAdd, QSlider.SliderPageStepSub,
@@ -166,7 +185,7 @@ class TransportBar(QWidget):
         self.play_button.blockSignals(True)
         self.play_button.setChecked(playing)
         self.play_button.blockSignals(False)
-        self.play_button.setText("Pause" if playing else "Play")
+        self._show_playing(playing)  # text and icon: the end of a video must not leave a pause icon
 
     def set_range(self, frame_count: int | None) -> None:
         self.slider.setEnabled(bool(frame_count))

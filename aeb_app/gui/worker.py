@@ -94,7 +94,21 @@ class GeneratorWorker(QThread):
             self.errored.emit(exc)
         finally:
             if generator is not None:
-                generator.close()  # run the generator's cleanup (release video, detector) in this thread
+                self._close(generator)
+
+    def _close(self, generator: Iterator[Any]) -> None:
+        """Run the generator's cleanup (release video, detector) in this thread.
+
+        A failing cleanup is emitted like any other error: an exception escaping ``run`` would reach
+        PyQt's excepthook, which aborts the whole application.
+        """
+        close = getattr(generator, "close", None)  # plain iterators have no cleanup
+        try:
+            if close is not None:
+                close()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("worker cleanup failed with %s: %s", type(exc).__name__, exc)
+            self.errored.emit(exc)
 
     def handle(self, item: Any) -> None:
         """Route one item to a signal (subclasses specialise)."""
