@@ -260,3 +260,17 @@ def test_transport_icon_follows_the_state(qtbot, window: MainWindow) -> None:
     assert icon_is(QStyle.SP_MediaPause) and bar.play_button.text() == "Pause"
     bar.set_playing(False)  # e.g. the end of the video
     assert icon_is(QStyle.SP_MediaPlay) and bar.play_button.text() == "Play"
+
+
+def test_only_processing_changes_restart_the_logic(qtbot, window: MainWindow, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from aeb_app.gui.session import PlaybackControl, SessionConfig
+
+    window.session, window.control = SessionConfig("clip.mp4"), PlaybackControl()
+    calls: list[dict] = []
+    monkeypatch.setattr(window.control, "configure", lambda **kw: calls.append(kw))
+    window.apply_settings(replace(window.settings, sound=not window.settings.sound))
+    assert calls == [] and window.banner.sound_enabled == window.settings.sound  # a beep toggle keeps the tracks
+    window.apply_settings(replace(window.settings, ego_speed_kmh=72.0))
+    assert len(calls) == 1 and calls[0]["settings"].ego_speed_mps == 20.0

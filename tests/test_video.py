@@ -122,3 +122,23 @@ def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="unsupported video extension"):
         VideoWriter(tmp_path / "x.gif", fps=25)
+
+
+def test_loop_over_a_truncated_video_wraps_after_the_failures(sample_video: Path, tmp_path: Path) -> None:
+    path = truncated_copy(sample_video, tmp_path)
+    with VideoSource(path, loop=True) as src:
+        frames = list(src.frames(max_frames=300))
+    wrap = next(i for i in range(1, len(frames)) if frames[i].index == 0)
+    failed = [f for f in frames[:wrap] if not f.ok]
+    assert len(frames) == 300 and 1 <= len(failed) <= MAX_CONSECUTIVE_FAILURES
+    assert all(f.ok for f in frames[wrap:wrap + 50])  # decoding resumes at frame 0
+    assert [f.index for f in frames[wrap:wrap + 3]] == [0, 1, 2]
+
+
+def test_unopened_source_and_negative_seek_are_input_errors(sample_video: Path) -> None:
+    src = VideoSource(sample_video)
+    with pytest.raises(InputError, match="source not opened"):
+        src.read()
+    with src:
+        with pytest.raises(InputError, match="seek to frame -1"):
+            src.seek(-1)

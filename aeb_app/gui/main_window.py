@@ -223,7 +223,8 @@ class MainWindow(QMainWindow):
             return
         if (settings.model, settings.mode) != (previous.model, previous.mode):
             self.open_source(self.session.source)
-        elif self.control is not None:
+        elif self.control is not None and zone_and_pipeline(settings) != zone_and_pipeline(previous):
+            # Only a real change: configuring restarts the AEB logic (tracks, TTC history, hysteresis).
             zone, pipeline_settings = zone_and_pipeline(settings)
             self.control.configure(zone=zone, settings=pipeline_settings)
 
