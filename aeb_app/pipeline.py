@@ -38,7 +38,7 @@ from aeb_app.types import FrameResult, StageTimes, WarningLevel
 from aeb_app.video import VideoFrame
 
 __all__ = [
-    "PipelineSettings", "Pipeline", "check_calibration", "image_to_metric_matrix", "level_of",
+    "PipelineSettings", "Pipeline", "check_calibration", "level_of",
     "WarningEvent", "EventRecorder", "write_events", "tune_cpu_threads",
 ]
 
@@ -71,14 +71,6 @@ def check_calibration(calibration: Calibration, size_wh: tuple[int, int], *, whe
     if tuple(calibration.image_size_wh) != tuple(size_wh):
         cw, ch = calibration.image_size_wh
         raise CalibrationError(f"calibration is for {cw}x{ch} images, the {where} is {size_wh[0]}x{size_wh[1]}")
-
-
-def image_to_metric_matrix(calibration: Calibration) -> npt.NDArray[np.float64]:
-    """3x3 homography image pixels -> road metres ``(lateral_m, ahead_m)``."""
-    ox, oy = calibration.origin_bev_px
-    kx, ky = calibration.k_x_m_per_px, calibration.k_y_m_per_px
-    bev_to_metric = np.array([[kx, 0.0, -ox * kx], [0.0, -ky, oy * ky + calibration.origin_ahead_m], [0, 0, 1.0]])
-    return bev_to_metric @ calibration.view.matrix
 
 
 def tune_cpu_threads(detector: Detector) -> None:
@@ -130,7 +122,7 @@ class Pipeline:
         self.zone_config = zone_config or ZoneConfig()
         self.warning_config = warning_config or WarningConfig()
         self.settings = settings
-        self._image_to_metric = image_to_metric_matrix(calibration) if calibration is not None else None
+        self._image_to_metric = calibration.image_to_metric_matrix() if calibration is not None else None
         self._logic: AebLogic | None = None
         self._last_index: int | None = None
         self._last_image: npt.NDArray[np.uint8] | None = None

@@ -137,3 +137,13 @@ def test_origin_outside_image_raises() -> None:
             reference_pairs=[ReferencePair((0, 0), (74, 0), 3.7), ReferencePair((0, 0), (0, 234), 12.19)],
             origin_px=(480, 600),
         )
+
+
+def test_image_to_metric_matrix_agrees_with_point_projection() -> None:
+    from aeb_app.geometry.calibration import load_calibration, shipped_calibration
+
+    cal = load_calibration(shipped_calibration())
+    pts = np.array([[480.0, 500.0], [300.0, 420.0], [700.0, 360.0]])
+    h = cal.image_to_metric_matrix()
+    homog = np.c_[pts, np.ones(len(pts))] @ h.T
+    np.testing.assert_allclose(homog[:, :2] / homog[:, 2:], cal.image_to_metric(pts), atol=1e-6)

@@ -140,6 +140,13 @@ class Calibration:
         """
         return self.bev_to_metric(self.view.to_bev(points_px))
 
+    def image_to_metric_matrix(self) -> npt.NDArray[np.float64]:
+        """3x3 homography image pixels -> ``(lateral_m, ahead_m)``: :meth:`image_to_metric` as one
+        matrix, for warping a whole frame into metric coordinates (the bird's-eye panel)."""
+        (ox, oy), kx, ky = self._origin_bev_px, self.k_x_m_per_px, self.k_y_m_per_px
+        bev_to_metric = np.array([[kx, 0.0, -ox * kx], [0.0, -ky, oy * ky + self.origin_ahead_m], [0.0, 0.0, 1.0]])
+        return bev_to_metric @ self.view.matrix
+
     def metric_to_image(self, metric_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n, 2) ``(lateral_m, ahead_m)`` -> (n, 2) image pixels (for drawing the zone)."""
         return self.view.to_image(self.metric_to_bev(metric_m))
