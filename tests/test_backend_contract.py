@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +97,12 @@ def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, refe
             assert _iou(box[None], g.xyxy_px[g.category_ids == cls]).max() >= 0.9
     with pytest.raises(BackendUnavailableError, match="no compiled package"):
         registry.create(mobilenet, "fp16_compiled", device="cpu", engines_dir=engines, precision="fp32", batch=3)
+    verdict = json.loads(Path(str(path) + ".probe.json").read_text())
+    assert verdict["ok"] is True  # probed once in a child process, cached beside the package
+
+    # A package that breaks its process (as FP16 packages did on an H200) is a clear error, not a crash.
+    path.write_bytes(b"PK\x03\x04 not really a package")
+    with pytest.raises(BackendUnavailableError, match="fails when loaded and run"):
+        registry.create(mobilenet, "fp16_compiled", device="cpu", engines_dir=engines, precision="fp32",
+                        batch=len(frames))
+    assert json.loads(Path(str(path) + ".probe.json").read_text())["ok"] is False

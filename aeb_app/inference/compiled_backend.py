@@ -9,15 +9,19 @@ model, precision, batch, device and torch version. Packages are compiled for a f
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from aeb_app.inference.torch_backend import DTYPE_NAMES as _DTYPES
+from aeb_app.atomic import write_json
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector, DetectorInfo
+from aeb_app.inference.torch_backend import DTYPE_NAMES as _DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,52 @@ def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: 
                                               "inductor_configs": options,
                                               "channels_last": device.startswith("cuda")})
     return target
+
+
+_PROBE = """
+import sys, torch
+path, device, dtype, batch, h, w = sys.argv[1:7]
+runner = torch._inductor.aoti_load_package(path)
+x = torch.zeros(int(batch), 3, int(h), int(w), device=device, dtype=getattr(torch, dtype))
+if device.startswith("cuda"):
+    x = x.contiguous(memory_format=torch.channels_last)
+out = runner(x)
+if device.startswith("cuda"):
+    torch.cuda.synchronize()
+print([tuple(t.shape) for t in out])
+"""
+
+
+def probe_package(path: Path, *, device: str, precision: str, batch: int, input_hw: tuple[int, int],
+                  timeout_s: float = 300.0) -> None:
+    """Load and run a package once in a child process; the verdict is cached beside it.
+
+    A package that takes its process down (seen with FP16 CUDA packages on an H200: the process
+    ended without a message) then gives a clear error instead of killing the app or a benchmark.
+
+    Raises:
+        EngineLoadError: the child process failed, crashed or timed out.
+    """
+    stat = path.stat()
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    verdict_path = Path(str(path) + ".probe.json")
+    try:
+        cached = json.loads(verdict_path.read_text())
+    except (OSError, ValueError):
+        cached = None
+    if not (isinstance(cached, dict) and cached.get("stamp") == stamp):
+        cmd = [sys.executable, "-c", _PROBE, str(path), device, _DTYPES[precision], str(batch), *map(str, input_hw)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            ok, detail = proc.returncode == 0, (proc.stderr.strip().splitlines() or [""])[-1][:200]
+            reason = "" if ok else f"exit code {proc.returncode}{': ' + detail if detail else ''}"
+        except subprocess.TimeoutExpired:
+            ok, reason = False, f"no answer within {timeout_s:.0f} s"
+        cached = {"stamp": stamp, "ok": ok, "reason": reason}
+        write_json(verdict_path, cached)
+    if not cached["ok"]:
+        raise EngineLoadError(f"{path.name}: the package fails when loaded and run ({cached['reason']}); "
+                              "rebuild it or choose another mode")
 
 
 class CompiledDetector(Detector):
@@ -181,6 +231,7 @@ def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path |
     path = package_path(engines_dir or "engines", meta)
     try:
         check_package(path, meta)
+        probe_package(path, device=device, precision=precision, batch=batch, input_hw=loaded.spec.input_hw)
     except EngineLoadError as exc:
         raise BackendUnavailableError(f"{mode.name}: {exc}") from exc
     return CompiledDetector(path, loaded.spec, mode=mode.name, precision=precision, device=device, batch=batch)
