@@ -11,6 +11,7 @@ kept boxes cross to the host.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -150,6 +151,12 @@ def to_detections(
     return Detections(xyxy, s.astype(np.float32), ids, tuple(name_of(int(i)) for i in ids))
 
 
+@lru_cache(maxsize=16)
+def _class_ids(spec: ModelSpec, device: torch.device) -> torch.Tensor:
+    """The spec's channel -> COCO id table on ``device``: made once, not per frame."""
+    return torch.as_tensor(spec.class_ids, dtype=torch.int64, device=device)
+
+
 def postprocess(
     boxes: torch.Tensor,
     scores: torch.Tensor,
@@ -158,6 +165,6 @@ def postprocess(
     config: PostprocessConfig,
 ) -> list[Detections]:
     """Decoded batch outputs -> one :class:`Detections` per frame, in original pixels."""
-    class_ids = torch.as_tensor(spec.class_ids, dtype=torch.int64, device=scores.device)
+    class_ids = _class_ids(spec, scores.device)
     picked = select(boxes, scores, class_ids, config)
     return [to_detections(b, s, c, hw) for (b, s, c), hw in zip(picked, frame_hws)]

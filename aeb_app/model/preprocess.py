@@ -8,6 +8,7 @@ the batch lives on.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import cv2
@@ -52,10 +53,18 @@ def normalize(batch_nhwc_u8, spec: ModelSpec, dtype=None):
     import torch
 
     x = batch_nhwc_u8.permute(0, 3, 1, 2).float()
-    mean = torch.tensor(spec.mean_rgb, device=x.device).view(1, 3, 1, 1)
-    inv_std = 1.0 / torch.tensor(spec.std_rgb, device=x.device).view(1, 3, 1, 1)
+    mean, inv_std = _mean_inv_std(spec, x.device)
     x = (x - mean) * inv_std
     return x if dtype is None else x.to(dtype)
+
+
+@lru_cache(maxsize=16)
+def _mean_inv_std(spec: ModelSpec, device):
+    """Per-channel mean and 1/std as (1, 3, 1, 1) tensors on ``device``: made once, not per frame."""
+    import torch
+
+    mean = torch.tensor(spec.mean_rgb, device=device).view(1, 3, 1, 1)
+    return mean, 1.0 / torch.tensor(spec.std_rgb, device=device).view(1, 3, 1, 1)
 
 
 def normalize_numpy(batch_nhwc_u8: npt.NDArray[np.uint8], spec: ModelSpec) -> npt.NDArray[np.float32]:
