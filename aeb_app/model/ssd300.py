@@ -123,6 +123,8 @@ class SSD300(nn.Module):
         for layer in [*self.additional_blocks.modules(), *self.loc, *self.conf]:
             if isinstance(layer, nn.Conv2d):
                 nn.init.xavier_uniform_(layer.weight)
+        # Set by aeb_app.model.fuse.fuse_heads for inference (replaces loc/conf).
+        self.fused_heads: nn.Module | None = None
 
     def raw_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feature = self.feature_extractor(x)
@@ -130,6 +132,8 @@ class SSD300(nn.Module):
         for block in self.additional_blocks:
             feature = block(feature)
             features.append(feature)
+        if self.fused_heads is not None:
+            return self.fused_heads(features)
         n = x.shape[0]
         locs = torch.cat([head(f).reshape(n, 4, -1) for f, head in zip(features, self.loc)], 2)
         confs = torch.cat([head(f).reshape(n, NUM_CLASSES, -1) for f, head in zip(features, self.conf)], 2)
