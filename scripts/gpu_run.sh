@@ -2,6 +2,7 @@
 # GPU benchmark runs, executed on the lent H200 through the device tool from the repo root:
 #   bash scripts/gpu_run.sh eager      # PyTorch eager/graph modes, both models, all batch sizes
 #   bash scripts/gpu_run.sh compiled   # AOTInductor packages (built then timed)
+#   bash scripts/gpu_run.sh fused      # speed_lab variants + fp16_fused/fp16_compiled sweeps + headless
 # Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
 # asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
 # packed into $OUT/results-<stage>.tgz; docs/benchmarks/ holds what came back.
@@ -41,6 +42,19 @@ final)
     --out "$R/ssd_mobilenet_v1" 2>&1 | tee "$R/mobilenet.log"
   for mode in fp16_graph fp32; do
     python3 -m aeb_app run .gpudata/videos/udacity/solidWhiteRight.mp4 --mode $mode --no-progress \
+      --out "$R/run_$mode.mp4" 2>&1 | tail -3 | tee "$R/run_$mode.log"
+    rm -f "$R/run_$mode.mp4"
+  done
+  ;;
+fused)
+  # Third session: cuDNN-fused eager and torch.compile modes against the eager baselines.
+  timeout 260 python3 scripts/speed_lab.py run --out "$R/speed_lab" --compile-budget 90 \
+    --jobs jit_b64_cudnn,jit_b1_cudnn --profile eager_cudnn 2>&1 | tee "$R/speed_lab.log"
+  timeout 200 python3 -m aeb_app bench --model ssd300_resnet50 --weights random \
+    --modes fp16_fused,fp16_compiled,fp16_graph,fp16 --batches 1,64 --engines-dir /tmp/engines \
+    --out "$R/ssd300_fused" 2>&1 | tee "$R/ssd300_fused.log"
+  for mode in fp16_compiled fp16_graph; do
+    timeout 60 python3 -m aeb_app run .gpudata/videos/udacity/solidWhiteRight.mp4 --mode $mode --no-progress \
       --out "$R/run_$mode.mp4" 2>&1 | tail -3 | tee "$R/run_$mode.log"
     rm -f "$R/run_$mode.mp4"
   done

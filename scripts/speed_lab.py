@@ -28,17 +28,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+RW = ("fold_bn", "fused_heads")
+CUDNN = ("cudnn_fused", "fused_heads")
 JIT_JOBS = {  # name: (batch, torch.compile mode, conv_1x1_as_mm, rewrites)
-    "jit_b64_tuned_mm": (64, "max-autotune-no-cudagraphs", True, True),
-    "jit_b64_default": (64, "default", False, True),
-    "jit_b1_default": (1, "default", False, True),
+    "jit_b64_tuned_mm": (64, "max-autotune-no-cudagraphs", True, RW),
+    "jit_b64_default": (64, "default", False, RW),
+    "jit_b1_default": (1, "default", False, RW),
+    "jit_b64_cudnn": (64, "default", False, CUDNN),
+    "jit_b1_cudnn": (1, "default", False, CUDNN),
 }
 AOTI_JOBS = {  # name: (batch, channels_last, freezing, rewrites)
-    "aoti_b1_cl_freeze": (1, True, True, False),
-    "aoti_b1_nchw_freeze": (1, False, True, False),
-    "aoti_b1_cl_nofreeze": (1, True, False, False),
-    "aoti_b1_cl_freeze_rw": (1, True, True, True),
+    "aoti_b1_cl_freeze": (1, True, True, ()),
+    "aoti_b1_nchw_freeze": (1, False, True, ()),
+    "aoti_b1_cl_nofreeze": (1, True, False, ()),
+    "aoti_b1_cl_freeze_rw": (1, True, True, RW),
 }
+EAGER = {"eager_as_loaded": (), "eager_rewrites": RW, "eager_cudnn": CUDNN}
 
 
 def _write(path: Path, obj) -> None:
@@ -47,7 +52,7 @@ def _write(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def build(device: str, dtype_name: str, rewrites: bool, channels_last: bool):
+def build(device: str, dtype_name: str, rewrites: tuple[str, ...], channels_last: bool):
     """DetectionNet of SSD300 (seeded random weights) on ``device``; the FP32 CPU reference too."""
     import torch
 
@@ -55,7 +60,7 @@ def build(device: str, dtype_name: str, rewrites: bool, channels_last: bool):
     from aeb_app.model.registry import DetectionNet, load_model
 
     loaded = load_model("ssd300_resnet50", "random")
-    network = optimize_for_inference(loaded.network)[0] if rewrites else loaded.network
+    network = optimize_for_inference(loaded.network, rewrites)[0] if rewrites else loaded.network
     net = DetectionNet(network, loaded.spec).eval()
     net.network.to(device, dtype=getattr(torch, dtype_name))
     net.decode.to(device)
@@ -76,7 +81,7 @@ def rel_error(outs, x) -> float:
     """Max over outputs of ||out - ref|| / ||ref|| against true FP32 (no TF32) of the same weights."""
     import torch
 
-    ref_net, _ = build(str(x.device), "float32", False, False)
+    ref_net, _ = build(str(x.device), "float32", (), False)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
@@ -113,23 +118,33 @@ def eager_job(args) -> None:
 
     torch.backends.cudnn.benchmark = True
     results = []
-    for name, rewrites in (("eager_as_loaded", False), ("eager_rewrites", True)):
-        net, _ = build(args.device, args.dtype, rewrites, args.device.startswith("cuda"))
-        for batch in args.batches:
-            x = make_input(batch, args.device, args.dtype, args.device.startswith("cuda"))
-            with torch.inference_mode():
-                err = rel_error(net(x), x)
-                graphed = _graphed(net, args.device)
-                row = {"variant": name, "batch": batch, "graph": args.device.startswith("cuda"), "rel_err": err,
-                       **time_fn(lambda: graphed(x), args.device, args.quick)}
+    for name, rewrites in EAGER.items():
+        try:
+            _eager_variant(args, name, rewrites, results)
+        except RuntimeError as exc:  # e.g. a fused cuDNN call this cuDNN cannot run
+            results.append({"variant": name, "error": str(exc)[:300]})
+            print(name, "failed:", exc, flush=True)
+        _write(args.out / "eager.json", results)
+
+
+def _eager_variant(args, name: str, rewrites: tuple[str, ...], results: list) -> None:
+    import torch
+
+    net, _ = build(args.device, args.dtype, rewrites, args.device.startswith("cuda"))
+    for batch in args.batches:
+        x = make_input(batch, args.device, args.dtype, args.device.startswith("cuda"))
+        with torch.inference_mode():
+            err = rel_error(net(x), x)
+            graphed = _graphed(net, args.device)
+            row = {"variant": name, "batch": batch, "graph": args.device.startswith("cuda"), "rel_err": err,
+                   **time_fn(lambda: graphed(x), args.device, args.quick)}
+            results.append(_throughput(row, batch))
+            if batch == max(args.batches) and name in args.profile.split(","):
+                row = {"variant": name, "batch": batch, "graph": False,
+                       **time_fn(lambda: net(x), args.device, args.quick)}
                 results.append(_throughput(row, batch))
-                if batch == max(args.batches):
-                    row = {"variant": name, "batch": batch, "graph": False,
-                           **time_fn(lambda: net(x), args.device, args.quick)}
-                    results.append(_throughput(row, batch))
-                    _profile(net, x, args.out / f"profile_{name}_b{batch}.txt", args.device)
-            print(json.dumps(results[-1]), flush=True)
-    _write(args.out / "eager.json", results)
+                _profile(net, x, args.out / f"profile_{name}_b{batch}.txt", args.device)
+        print(json.dumps(results[-1]), flush=True)
 
 
 def _profile(net, x, path: Path, device: str) -> None:
@@ -228,7 +243,7 @@ def aoti_run_job(args) -> None:
 
 def _child(sub: str, args, name: str | None = None, faulthandler: bool = False) -> list[str]:
     cmd = [sys.executable, *(["-X", "faulthandler"] if faulthandler else []), str(Path(__file__).resolve()), sub,
-           "--out", str(args.out), "--device", args.device, "--dtype", args.dtype]
+           "--out", str(args.out), "--device", args.device, "--dtype", args.dtype, "--profile", args.profile]
     return cmd + (["--name", name] if name else []) + (["--quick"] if args.quick else [])
 
 
@@ -291,6 +306,9 @@ def orchestrate(args) -> None:
     _write(args.out / "summary.json", summary)
     print(f"\n{'variant':28s} {'b':>3s} {'graph':>5s} {'p50 ms':>9s} {'img/s':>9s} {'rel_err':>9s}")
     for r in rows:
+        if "p50_ms" not in r:
+            print(f"{r['variant']:28s} {r.get('error', '?')[:100]}")
+            continue
         print(f"{r['variant']:28s} {r['batch']:3d} {str(r.get('graph')):>5s} {r['p50_ms']:9.3f} {r['img_per_s']:9.1f} "
               f"{r.get('rel_err', float('nan')):9.2e}")
 
@@ -305,6 +323,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--compile-budget", type=float, default=330)
     parser.add_argument("--jobs", default=",".join([*JIT_JOBS, *AOTI_JOBS]))
+    parser.add_argument("--profile", default=",".join(EAGER), help="eager variants to profile at the largest batch")
     args = parser.parse_args()
     args.batches = [1, 2] if args.quick else [1, 64]
     {"run": orchestrate, "eager": eager_job, "jit": jit_job, "aoti-build": aoti_build_job,

@@ -52,7 +52,7 @@ def test_mode_contract(mode, mobilenet, engines, reference):
         det = registry.create(mobilenet, mode, **kwargs)
     except BackendUnavailableError as exc:
         # Unavailable here: TensorRT (not installable), CUDA-only precisions, or no compiled package.
-        assert str(exc) and mode.endswith(("_trt", "16", "_graph", "_compiled")), f"{mode}: {exc}"
+        assert str(exc) and mode.endswith(("_trt", "16", "_graph", "_compiled", "_aoti", "_fused")), f"{mode}: {exc}"
         return
     frames, ref = reference
     with det:
@@ -74,9 +74,9 @@ def test_tensorrt_unavailable_says_how_to_install(mobilenet):
 
 
 def test_fallback_walks_the_list_and_names_every_reason(mobilenet, engines, caplog):
-    det = registry.create_with_fallback(mobilenet, ["int8_trt", "fp16_compiled", "fp32_ort"], engines_dir=engines)
+    det = registry.create_with_fallback(mobilenet, ["int8_trt", "fp16_aoti", "fp32_ort"], engines_dir=engines)
     assert det.info.mode == "fp32_ort"
-    assert "int8_trt unavailable" in caplog.text and "fp16_compiled unavailable" in caplog.text
+    assert "int8_trt unavailable" in caplog.text and "fp16_aoti unavailable" in caplog.text
 
 
 def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, reference):
@@ -86,7 +86,7 @@ def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, refe
     frames, ref = reference
     path = cb.compile_package(mobilenet, precision="fp32", batch=len(frames), device="cpu", engines_dir=engines)
     assert path.is_file() and path.with_name(path.name + ".json").is_file()
-    det = registry.create(mobilenet, "fp16_compiled", device="cpu", engines_dir=engines, precision="fp32",
+    det = registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32",
                           batch=len(frames))
     with det:
         got = det.infer(frames)
@@ -96,13 +96,14 @@ def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, refe
         for box, cls in zip(r.xyxy_px[keep], r.category_ids[keep]):
             assert _iou(box[None], g.xyxy_px[g.category_ids == cls]).max() >= 0.9
     with pytest.raises(BackendUnavailableError, match="no compiled package"):
-        registry.create(mobilenet, "fp16_compiled", device="cpu", engines_dir=engines, precision="fp32", batch=3)
+        registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32", batch=3)
     verdict = json.loads(Path(str(path) + ".probe.json").read_text())
     assert verdict["ok"] is True  # probed once in a child process, cached beside the package
 
-    # A package that breaks its process (as FP16 packages did on an H200) is a clear error, not a crash.
+    # A package that breaks its process (every CUDA package segfaulted in aoti_load_package on the
+    # H200 image, docs/benchmarks/h200/speed_lab) is a clear error, not a crash.
     path.write_bytes(b"PK\x03\x04 not really a package")
     with pytest.raises(BackendUnavailableError, match="fails when loaded and run"):
-        registry.create(mobilenet, "fp16_compiled", device="cpu", engines_dir=engines, precision="fp32",
+        registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32",
                         batch=len(frames))
     assert json.loads(Path(str(path) + ".probe.json").read_text())["ok"] is False

@@ -70,3 +70,25 @@ def test_mobilenet_has_nothing_to_fold() -> None:
     x = torch.rand(1, 3, 300, 300)
     with torch.inference_mode():
         assert all(torch.equal(a, b) for a, b in zip(net(x), fast(x)))
+
+
+def test_cudnn_fused_modules_compute_the_same_function(ssd300) -> None:
+    """On the CPU the fused modules run their unfused expression: the rewrite's wiring is checked here,
+    the cuDNN calls themselves on the GPU (scripts/speed_lab.py compares them with FP32)."""
+    from aeb_app.model.fuse import ConvReLU, FusedBottleneck
+
+    fast, applied = optimize_for_inference(ssd300, ("cudnn_fused", "fused_heads"))
+    assert applied == ["fold_bn", "fused_heads", "cudnn_fused"]
+    assert sum(isinstance(m, FusedBottleneck) for m in fast.modules()) == 3 + 4 + 6
+    # stem conv + 2 per bottleneck + 2 per extra block
+    assert sum(isinstance(m, ConvReLU) for m in fast.modules()) == 1 + 2 * 13 + 2 * 5
+    assert not any(isinstance(m, nn.ReLU) for m in fast.modules() if not isinstance(m, nn.Identity))
+    x = torch.randn(1, 3, 300, 300, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        for got, ref in zip(fast(x), ssd300(x)):
+            assert (got - ref).norm() / ref.norm() < 1e-5
+
+
+def test_unknown_rewrite_is_refused(ssd300) -> None:
+    with pytest.raises(ValueError, match="unknown rewrites"):
+        optimize_for_inference(ssd300, ("fold_bn", "magic"))

@@ -166,7 +166,7 @@ def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> lis
     from aeb_app.inference.registry import get_mode
 
     # AOTInductor packages are compiled for one batch size: open one per batch.
-    per_batch = get_mode(mode).backend == "pytorch-compiled"
+    per_batch = get_mode(mode).backend == "pytorch-aoti"
     rows: list[Row] = []
     shared, failure, first_map = None, None, None
     try:

@@ -1,4 +1,4 @@
-"""``fp16_compiled``: an AOTInductor ``.pt2`` package, compiled once and cached in ``engines/``.
+"""``fp16_aoti``: an AOTInductor ``.pt2`` package, compiled once and cached in ``engines/``.
 
 Compiling (``torch._inductor.aoti_compile_and_package``) takes minutes per shape, so it is
 done by :func:`compile_package` (an explicit command), never at app start; :func:`create`
@@ -146,7 +146,7 @@ class CompiledDetector(Detector):
     """Runs a loaded AOTInductor package (fixed batch: smaller batches are padded)."""
 
     def __init__(self, path: Path, spec, *, mode: str, precision: str, device: str, batch: int) -> None:
-        super().__init__(spec, DetectorInfo(mode, "pytorch-compiled", precision, device, spec.name,
+        super().__init__(spec, DetectorInfo(mode, "pytorch-aoti", precision, device, spec.name,
                                             max_batch=batch, notes={"package": str(path)}))
         self.path, self.batch, self.runner = path, batch, None
         self._call = None

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Mode:
     name: str
-    backend: str  # "pytorch", "pytorch-compiled", "onnxruntime", "tensorrt"
+    backend: str  # "pytorch", "pytorch-compiled", "pytorch-aoti", "onnxruntime", "tensorrt"
     precision: str
     factory: str  # "module:function" taking (loaded, mode, device=..., **options) -> Detector
     options: tuple[tuple[str, object], ...] = ()
@@ -47,8 +47,19 @@ MODES: dict[str, Mode] = {
              description="PyTorch eager BF16, channels-last (CUDA)"),
         Mode("fp16_graph", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
              options=(("cuda_graph", True),), description="PyTorch FP16 + CUDA Graph replay (CUDA)"),
-        Mode("fp16_compiled", "pytorch-compiled", "fp16", "aeb_app.inference.compiled_backend:create",
-             description="AOTInductor package, FP16 (CUDA), cached in engines/"),
+        Mode("fp16_fused", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
+             options=(("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             description="PyTorch FP16, BatchNorm folded, conv+bias+ReLU(+residual) as single cuDNN calls, "
+                         "fused SSD heads, CUDA Graph replay (CUDA)"),
+        Mode("fp16_compiled", "pytorch-compiled", "fp16", "aeb_app.inference.registry:_torch",
+             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("fold_bn", "fused_heads"))),
+             description="torch.compile (Inductor, frozen weights) FP16 + CUDA Graph replay (CUDA); "
+                         "compiles per batch size on first use, kernels cached in engines/inductor"),
+        Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
+             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("fold_bn", "fused_heads"))),
+             description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
+        Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.compiled_backend:create",
+             description="AOTInductor package, FP16 (CUDA), built once into engines/"),
         Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.onnxrt_backend:create",
              description="ONNX Runtime FP32 (CPU, or CUDA provider if present)"),
         Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.onnxrt_backend:create",
@@ -70,9 +81,10 @@ def _torch(loaded: LoadedModel, mode: Mode, *, device: str | None = None, **opti
     from aeb_app.inference.torch_backend import TorchDetector
 
     device = device or default_device()
-    options.pop("engines_dir", None)  # eager PyTorch builds nothing
-    return TorchDetector(loaded, precision=mode.precision, device=device, mode=mode.name,
-                         **{**dict(mode.options), **options})
+    options = {**dict(mode.options), **options}
+    if not options.get("compile"):
+        options.pop("engines_dir", None)  # eager PyTorch builds nothing
+    return TorchDetector(loaded, precision=mode.precision, device=device, mode=mode.name, **options)
 
 
 def get_mode(name: str) -> Mode:

@@ -1,4 +1,5 @@
-"""PyTorch backend: FP32 on CPU/CUDA, FP16/BF16 on CUDA, channels-last, optional CUDA Graphs."""
+"""PyTorch backend: FP32 on CPU/CUDA, FP16/BF16 on CUDA, channels-last, optional CUDA Graphs,
+inference rewrites (:mod:`aeb_app.model.fuse`) and ``torch.compile`` (Inductor)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class TorchDetector(Detector):
         device: "cpu", "cuda" or "cuda:N".
         channels_last: NHWC memory format (faster convolutions on tensor cores).
         cuda_graph: capture the network once per batch size and replay it (removes launch overhead).
+        rewrites: :data:`aeb_app.model.fuse.REWRITES` to apply to a copy of the network.
+        compile: ``torch.compile`` the network with Inductor (BatchNorm frozen into the weights);
+            each new batch size compiles once, in the first call (tens of seconds), with Inductor's
+            caches under ``engines_dir/inductor`` so later runs reuse the generated kernels.
+        engines_dir: where the Inductor cache lives (compile only).
     """
 
     def __init__(
@@ -37,6 +43,9 @@ class TorchDetector(Detector):
         device: str = "cpu",
         channels_last: bool = True,
         cuda_graph: bool = False,
+        rewrites: tuple[str, ...] = (),
+        compile: bool = False,
+        engines_dir=None,
         mode: str | None = None,
     ) -> None:
         import torch
@@ -52,35 +61,75 @@ class TorchDetector(Detector):
             loaded.spec,
             DetectorInfo(name, "pytorch", precision, device, loaded.spec.name,
                          notes={"channels_last": channels_last, "cuda_graph": cuda_graph,
-                                "weights": loaded.weights}),
+                                "weights": loaded.weights, "rewrites": list(rewrites), "compile": compile}),
         )
         self._loaded = loaded
         self._dtype = getattr(torch, DTYPE_NAMES[precision])
         self._device = torch.device(device)
         self._channels_last = channels_last
         self._cuda_graph = cuda_graph
+        self._rewrites = tuple(rewrites)
+        self._compile = compile
+        self._engines_dir = engines_dir
         self._graph: Callable | None = None
+        self._fn: Callable | None = None
         self._staging: tuple | None = None
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:
         import torch
 
-        net = DetectionNet(self._loaded.network, self.spec).eval()
+        network = self._loaded.network
+        if self._rewrites:
+            from aeb_app.model.fuse import optimize_for_inference
+
+            network, applied = optimize_for_inference(network, self._rewrites)
+            self.info.notes["rewrites"] = applied
+        net = DetectionNet(network, self.spec).eval()
         net.network.to(self._device, dtype=self._dtype)
         net.decode.to(self._device)
         if self._channels_last:
             net.network.to(memory_format=torch.channels_last)
         self.net = net
+        if "cudnn_fused" in self._rewrites and self._device.type == "cuda":
+            self._check_fused_calls(net)
+        self._fn = self._compiled(net) if self._compile else net
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             if self._cuda_graph:
                 from aeb_app.inference.cuda_graph import CudaGraphRunner
 
-                self._graph = CudaGraphRunner(net)
+                fn = self._fn
+                self._graph = CudaGraphRunner(lambda x: tuple(fn(x)))
+
+    def _check_fused_calls(self, net) -> None:
+        """One small forward pass: a cuDNN that cannot run the fused calls makes the mode unavailable."""
+        import torch
+
+        x = torch.zeros(1, 3, *self.spec.input_hw, device=self._device, dtype=self._dtype)
+        try:
+            with torch.inference_mode():
+                net(x.contiguous(memory_format=torch.channels_last) if self._channels_last else x)
+        except RuntimeError as exc:
+            self.net = None
+            raise BackendUnavailableError(f"{self.info.mode}: cuDNN cannot run the fused convolutions here "
+                                          f"({str(exc).splitlines()[0][:160]})") from exc
+
+    def _compiled(self, net):
+        import os
+        from pathlib import Path
+
+        import torch
+
+        if self._engines_dir is not None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            # Process-wide, read by Inductor when it compiles; an explicit setting wins.
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(self._engines_dir).resolve() / "inductor")
+        self.info.notes["inductor_cache"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "default")
+        return torch.compile(net, dynamic=False, options={"freezing": True})
 
     def deactivate(self) -> None:
         self.net = None
+        self._fn = None
         self._graph = None
 
     def _prepare(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
@@ -113,7 +162,7 @@ class TorchDetector(Detector):
         with torch.inference_mode():
             if self._graph is not None:
                 return self._graph(x)
-            return self.net(x)
+            return self._fn(x)
 
     def network_fn(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         x = self._prepare(batch_nhwc_u8)

@@ -7,7 +7,14 @@
   3x3 convolution (``4A + 81A`` output channels): the 38x38x1024 map is read once instead of
   twice, and the 16-channel box convolution, a poor fit for tensor cores, disappears.
 
-Both work on a copy (:func:`optimize_for_inference`); the loaded model is left as it was.
+* :func:`fuse_conv_activations` (after folding) runs convolution + bias + ReLU, and a ResNet
+  bottleneck's last convolution + bias + residual + ReLU, as single cuDNN calls
+  (``torch.cudnn_convolution_relu`` / ``torch.cudnn_convolution_add_relu``) on CUDA: the
+  separate bias, add and ReLU passes over the activations were half of eager FP16's time at
+  batch 64 on an H200 (docs/benchmarks/h200/speed_lab). On the CPU the same modules compute
+  the unfused expression.
+
+The rewrites work on a copy (:func:`optimize_for_inference`); the loaded model is left as it was.
 """
 
 from __future__ import annotations
@@ -78,16 +85,90 @@ def fuse_heads(ssd: nn.Module) -> bool:
     return True
 
 
-def optimize_for_inference(network: nn.Module) -> tuple[nn.Module, list[str]]:
-    """A copy of an eval-mode ``network`` with BatchNorm folded and SSD300 heads fused.
+class ConvReLU(nn.Module):
+    """``relu(conv(x) + bias)``, one cuDNN call on CUDA."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        if x.is_cuda:
+            return torch.cudnn_convolution_relu(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return torch.relu(c(x))
+
+
+class FusedBottleneck(nn.Module):
+    """torchvision's ``Bottleneck`` (BatchNorm folded) as three cuDNN calls on CUDA."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = ConvReLU(block.conv1), ConvReLU(block.conv2), block.conv3
+        self.downsample = block.downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv2(self.conv1(x))
+        c = self.conv3
+        if out.is_cuda:
+            return torch.cudnn_convolution_add_relu(out, c.weight, identity, 1.0, c.bias, c.stride, c.padding,
+                                                    c.dilation, c.groups)
+        return torch.relu(c(out) + identity)
+
+
+def fuse_conv_activations(module: nn.Module) -> int:
+    """Replace folded conv(+Identity)+ReLU runs in ``nn.Sequential`` containers, and folded ResNet bottlenecks.
 
     Returns:
-        The rewritten copy and the names of the rewrites applied (for sidecars and reports).
+        How many convolutions now carry their activation.
     """
+    from torchvision.models.resnet import Bottleneck
+
+    fused = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, Bottleneck) and all(isinstance(getattr(child, f"bn{i}"), nn.Identity)
+                                                     for i in (1, 2, 3)):
+                parent._modules[name] = FusedBottleneck(child)
+                fused += 3
+        if not isinstance(parent, nn.Sequential):
+            continue
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            rest = [parent._modules[n] for n in names[i + 1:i + 3]]
+            if not isinstance(parent._modules[name], nn.Conv2d) or not rest:
+                continue
+            relu_at = 1 if isinstance(rest[0], nn.ReLU) else (
+                2 if len(rest) == 2 and isinstance(rest[0], nn.Identity) and isinstance(rest[1], nn.ReLU) else 0)
+            if relu_at:
+                parent._modules[name] = ConvReLU(parent._modules[name])
+                parent._modules[names[i + relu_at]] = nn.Identity()
+                fused += 1
+    return fused
+
+
+REWRITES = ("fold_bn", "fused_heads", "cudnn_fused")
+
+
+def optimize_for_inference(network: nn.Module, rewrites: tuple[str, ...] = ("fold_bn", "fused_heads")
+                           ) -> tuple[nn.Module, list[str]]:
+    """A copy of an eval-mode ``network`` with the named rewrites (see :data:`REWRITES`) applied.
+
+    ``cudnn_fused`` implies ``fold_bn``.
+
+    Returns:
+        The rewritten copy and the names of the rewrites that changed something (for sidecars).
+    """
+    unknown = set(rewrites) - set(REWRITES)
+    if unknown:
+        raise ValueError(f"unknown rewrites {sorted(unknown)}; choose from {REWRITES}")
     net = copy.deepcopy(network).eval()
     applied = []
-    if fold_batchnorm(net):
+    if ("fold_bn" in rewrites or "cudnn_fused" in rewrites) and fold_batchnorm(net):
         applied.append("fold_bn")
-    if fuse_heads(net):
+    if "fused_heads" in rewrites and fuse_heads(net):
         applied.append("fused_heads")
+    if "cudnn_fused" in rewrites and fuse_conv_activations(net):
+        applied.append("cudnn_fused")
     return net, applied
