@@ -118,7 +118,8 @@ def eager_job(args) -> None:
 
     torch.backends.cudnn.benchmark = True
     results = []
-    for name, rewrites in EAGER.items():
+    for name in args.eager.split(","):
+        rewrites = EAGER[name]
         try:
             _eager_variant(args, name, rewrites, results)
         except RuntimeError as exc:  # e.g. a fused cuDNN call this cuDNN cannot run
@@ -243,7 +244,8 @@ def aoti_run_job(args) -> None:
 
 def _child(sub: str, args, name: str | None = None, faulthandler: bool = False) -> list[str]:
     cmd = [sys.executable, *(["-X", "faulthandler"] if faulthandler else []), str(Path(__file__).resolve()), sub,
-           "--out", str(args.out), "--device", args.device, "--dtype", args.dtype, "--profile", args.profile]
+           "--out", str(args.out), "--device", args.device, "--dtype", args.dtype, "--profile", args.profile,
+           "--eager", args.eager]
     return cmd + (["--name", name] if name else []) + (["--quick"] if args.quick else [])
 
 
@@ -323,6 +325,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--compile-budget", type=float, default=330)
     parser.add_argument("--jobs", default=",".join([*JIT_JOBS, *AOTI_JOBS]))
+    parser.add_argument("--eager", default=",".join(EAGER), help="eager variants to time")
     parser.add_argument("--profile", default=",".join(EAGER), help="eager variants to profile at the largest batch")
     args = parser.parse_args()
     args.batches = [1, 2] if args.quick else [1, 64]
