@@ -3,6 +3,7 @@
 #   bash scripts/gpu_run.sh eager      # PyTorch eager/graph modes, both models, all batch sizes
 #   bash scripts/gpu_run.sh compiled   # AOTInductor packages (built then timed)
 #   bash scripts/gpu_run.sh fused      # speed_lab variants + fp16_fused/fp16_compiled sweeps + headless
+#   bash scripts/gpu_run.sh final3     # the fused/compiled modes over the whole batch range, both models
 # Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
 # asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
 # packed into $OUT/results-<stage>.tgz; docs/benchmarks/ holds what came back.
@@ -58,6 +59,14 @@ fused)
       --out "$R/run_$mode.mp4" 2>&1 | tail -3 | tee "$R/run_$mode.log"
     rm -f "$R/run_$mode.mp4"
   done
+  ;;
+final3)
+  timeout 330 python3 -m aeb_app bench --model ssd300_resnet50 --weights random \
+    --modes fp16_compiled,fp16_fused,fp16_graph,fp16 --batches $BATCHES --engines-dir /tmp/engines \
+    --out "$R/ssd300_resnet50_fused" 2>&1 | tee "$R/ssd300_fused.log"
+  timeout 200 python3 -m aeb_app bench --model ssd_mobilenet_v1 --coco-dir .gpudata/coco/val2017_subset \
+    --modes fp16_compiled,fp16_fused,fp16 --batches 1,64 --engines-dir /tmp/engines \
+    --out "$R/ssd_mobilenet_v1_fused" 2>&1 | tee "$R/mobilenet_fused.log"
   ;;
 esac
 tar czf "$OUT/results-$stage.tgz" -C "$R" .

@@ -52,11 +52,12 @@ MODES: dict[str, Mode] = {
              description="PyTorch FP16, BatchNorm folded, conv+bias+ReLU(+residual) as single cuDNN calls, "
                          "fused SSD heads, CUDA Graph replay (CUDA)"),
         Mode("fp16_compiled", "pytorch-compiled", "fp16", "aeb_app.inference.registry:_torch",
-             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("fold_bn", "fused_heads"))),
-             description="torch.compile (Inductor, frozen weights) FP16 + CUDA Graph replay (CUDA); "
-                         "compiles per batch size on first use, kernels cached in engines/inductor"),
+             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             description="fp16_fused's network through torch.compile (Inductor fuses the rest; frozen weights) "
+                         "+ CUDA Graph replay (CUDA); compiles per batch size on first use (~20 s), "
+                         "kernels cached in engines/inductor"),
         Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
-             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("fold_bn", "fused_heads"))),
+             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
              description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
         Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.compiled_backend:create",
              description="AOTInductor package, FP16 (CUDA), built once into engines/"),
@@ -68,7 +69,7 @@ MODES: dict[str, Mode] = {
 }
 
 #: Default fallback order for the app: fastest first. Configurable (CLI --fallback, GUI settings).
-DEFAULT_FALLBACK: tuple[str, ...] = ("fp16_trt", "fp16_graph", "fp16", "fp32_ort", "fp32")
+DEFAULT_FALLBACK: tuple[str, ...] = ("fp16_trt", "fp16_fused", "fp16_graph", "fp16", "fp32_ort", "fp32")
 
 
 def default_device() -> str:

@@ -106,6 +106,13 @@ class FusedBottleneck(nn.Module):
         super().__init__()
         self.conv1, self.conv2, self.conv3 = ConvReLU(block.conv1), ConvReLU(block.conv2), block.conv3
         self.downsample = block.downsample
+        ds = self.downsample
+        if (isinstance(ds, nn.Sequential) and isinstance(ds[0], nn.Conv2d) and ds[0].bias is not None
+                and all(isinstance(m, nn.Identity) for m in ds[1:])):
+            # The shortcut's bias joins conv3's (both are added before the ReLU): no separate bias pass.
+            with torch.no_grad():
+                self.conv3.bias += ds[0].bias
+            ds[0].bias = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
