@@ -4,6 +4,7 @@
 #   bash scripts/gpu_run.sh compiled   # AOTInductor packages (built then timed)
 #   bash scripts/gpu_run.sh fused      # speed_lab variants + fp16_fused/fp16_compiled sweeps + headless
 #   bash scripts/gpu_run.sh final3     # the fused/compiled modes over the whole batch range, both models
+#   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 # Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
 # asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
 # packed into $OUT/results-<stage>.tgz; docs/benchmarks/ holds what came back.
@@ -67,6 +68,12 @@ final3)
   timeout 200 python3 -m aeb_app bench --model ssd_mobilenet_v1 --coco-dir .gpudata/coco/val2017_subset \
     --modes fp16_compiled,fp16_fused,fp16 --batches 1,64 --engines-dir /tmp/engines \
     --out "$R/ssd_mobilenet_v1_fused" 2>&1 | tee "$R/mobilenet_fused.log"
+  ;;
+gpu_tests)
+  timeout 330 python3 -m pytest -q tests/test_backend_contract.py tests/test_fuse.py -k "not compiled_package" \
+    2>&1 | tee "$R/contract_gpu.log"
+  timeout 150 python3 -m aeb_app bench --model ssd300_resnet50 --weights random --modes bf16_compiled \
+    --batches 1,64 --engines-dir /tmp/engines --out "$R/ssd300_bf16_compiled" 2>&1 | tee "$R/bf16_compiled.log"
   ;;
 esac
 tar czf "$OUT/results-$stage.tgz" -C "$R" .

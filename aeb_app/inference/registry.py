@@ -56,6 +56,9 @@ MODES: dict[str, Mode] = {
              description="fp16_fused's network through torch.compile (Inductor fuses the rest; frozen weights) "
                          "+ CUDA Graph replay (CUDA); compiles per batch size on first use (~20 s), "
                          "kernels cached in engines/inductor"),
+        Mode("bf16_compiled", "pytorch-compiled", "bf16", "aeb_app.inference.registry:_torch",
+             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             description="as fp16_compiled, in BF16 (CUDA)"),
         Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
              options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
              description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
