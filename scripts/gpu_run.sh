@@ -75,5 +75,9 @@ gpu_tests)
   timeout 150 python3 -m aeb_app bench --model ssd300_resnet50 --weights random --modes bf16_compiled \
     --batches 1,64 --engines-dir /tmp/engines --out "$R/ssd300_bf16_compiled" 2>&1 | tee "$R/bf16_compiled.log"
   ;;
+contract)
+  timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \
+    2>&1 | tee "$R/contract_gpu.log"
+  ;;
 esac
 tar czf "$OUT/results-$stage.tgz" -C "$R" .

@@ -107,3 +107,23 @@ def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, refe
         registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32",
                         batch=len(frames))
     assert json.loads(Path(str(path) + ".probe.json").read_text())["ok"] is False
+
+
+def test_detectors_leave_the_shared_model_alone(mobilenet, reference):
+    """Activating a PyTorch detector (channels-last, rewrites) must not move, cast or re-layout the loaded
+    model: ONNX export and the engine caches key on its weights (an FP16 detector on a GPU once changed the
+    key, and int8_ort then found no Q/DQ model)."""
+    import torch
+
+    from aeb_app.inference.onnx_export import weights_sha256
+
+    frames, _ = reference
+    before = weights_sha256(mobilenet)
+    for mode in ("fp32", "fp32_compiled"):
+        with registry.create(mobilenet, mode, device="cpu") as det:
+            det.infer(frames[:1])
+            assert det.net is not None and det.net.network is not mobilenet.network
+    params = list(mobilenet.network.parameters())
+    assert weights_sha256(mobilenet) == before
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)
+    assert all(p.is_contiguous() for p in params if p.dim() == 4)  # not left in channels-last

@@ -3,6 +3,7 @@ inference rewrites (:mod:`aeb_app.model.fuse`) and ``torch.compile`` (Inductor).
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Callable
 
@@ -79,12 +80,15 @@ class TorchDetector(Detector):
     def activate(self) -> None:
         import torch
 
-        network = self._loaded.network
+        # Work on a copy: the loaded model is shared (other detectors, ONNX export and the engine
+        # caches key on its weights), and moving/casting it in place changed those keys.
         if self._rewrites:
             from aeb_app.model.fuse import optimize_for_inference
 
-            network, applied = optimize_for_inference(network, self._rewrites)
+            network, applied = optimize_for_inference(self._loaded.network, self._rewrites)
             self.info.notes["rewrites"] = applied
+        else:
+            network = copy.deepcopy(self._loaded.network)
         net = DetectionNet(network, self.spec).eval()
         net.network.to(self._device, dtype=self._dtype)
         net.decode.to(self._device)
