@@ -51,7 +51,7 @@ def main() -> int:
         print(f"{variant} b{batch}: exit {proc.returncode} after {time.time() - start:.0f} s", flush=True)
     for variant in variants:
         subprocess.run([sys.executable, "-m", "aeb_app", "bench", "--model", "ssd300_resnet50", "--weights", "random",
-                        "--modes", "fp16_compiled,fp16_graph,fp16", "--batches", args.batches,
+                        "--modes", "fp16_aoti,fp16_graph,fp16", "--batches", args.batches,
                         "--engines-dir", f"/tmp/engines_{variant}", "--out", str(args.out / f"ssd300_compiled_{variant}")],
                        check=False)
     return 0

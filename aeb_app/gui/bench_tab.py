@@ -77,7 +77,7 @@ class BenchmarkTab(QtWidgets.QWidget):
         for name in MODES:
             item = QtWidgets.QListWidgetItem(name)
             item.setFlags(item.flags() | QtCore.Qt.ItemIsUserCheckable)
-            item.setCheckState(QtCore.Qt.Checked if name in ("fp32", "fp32_ort", "fp16", "fp16_trt") else
+            item.setCheckState(QtCore.Qt.Checked if name in ("fp32", "fp32_ort", "fp16", "fp16_fused", "fp16_trt") else
                                QtCore.Qt.Unchecked)
             self.mode_list.addItem(item)
         self.batches_edit = QtWidgets.QLineEdit(",".join(map(str, SEED_BATCHES)))

@@ -187,7 +187,8 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
         yield Progress(f"loading {config.model}", 0.2)
         with _open_detector(config) as detector:
             tune_cpu_threads(detector)
-            yield Progress(f"warming up {detector.info.mode}", 0.8)
+            compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
+            yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
             detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])
             pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
                                 settings=config.settings)

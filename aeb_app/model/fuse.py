@@ -6,12 +6,11 @@
 * :func:`fuse_heads` merges SSD300's box and class predictors of each feature map into one
   3x3 convolution (``4A + 81A`` output channels): the 38x38x1024 map is read once instead of
   twice, and the 16-channel box convolution, a poor fit for tensor cores, disappears.
-
 * :func:`fuse_conv_activations` (after folding) runs convolution + bias + ReLU, and a ResNet
   bottleneck's last convolution + bias + residual + ReLU, as single cuDNN calls
   (``torch.cudnn_convolution_relu`` / ``torch.cudnn_convolution_add_relu``) on CUDA: the
   separate bias, add and ReLU passes over the activations were half of eager FP16's time at
-  batch 64 on an H200 (docs/benchmarks/h200/speed_lab). On the CPU the same modules compute
+  batch 64 on an H200 (docs/benchmarks/h200/speed_notes.md). On the CPU the same modules compute
   the unfused expression.
 
 The rewrites work on a copy (:func:`optimize_for_inference`); the loaded model is left as it was.
