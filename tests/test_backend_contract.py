@@ -101,7 +101,7 @@ def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, refe
     assert verdict["ok"] is True  # probed once in a child process, cached beside the package
 
     # A package that breaks its process (every CUDA package segfaulted in aoti_load_package on the
-    # H200 image, docs/benchmarks/h200/speed_lab) is a clear error, not a crash.
+    # H200 image, docs/benchmarks/h200/speed_notes.md) is a clear error, not a crash.
     path.write_bytes(b"PK\x03\x04 not really a package")
     with pytest.raises(BackendUnavailableError, match="fails when loaded and run"):
         registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32",

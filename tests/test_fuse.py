@@ -1,4 +1,4 @@
-"""Inference rewrites (BatchNorm folding, fused SSD300 heads) keep the network's function."""
+"""Inference rewrites (BatchNorm folding, fused SSD300 heads, cuDNN conv+activation modules) keep the network's function."""
 
 from __future__ import annotations
 
