@@ -30,6 +30,9 @@ class Mode:
     description: str = ""
 
 
+_FUSED = ("cudnn_fused", "fused_heads")  # aeb_app.model.fuse rewrites of the fused/compiled modes
+_COMPILED = (("compile", True), ("cuda_graph", True), ("rewrites", _FUSED))
+
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
@@ -48,19 +51,19 @@ MODES: dict[str, Mode] = {
         Mode("fp16_graph", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
              options=(("cuda_graph", True),), description="PyTorch FP16 + CUDA Graph replay (CUDA)"),
         Mode("fp16_fused", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
-             options=(("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             options=(("cuda_graph", True), ("rewrites", _FUSED)),
              description="PyTorch FP16, BatchNorm folded, conv+bias+ReLU(+residual) as single cuDNN calls, "
                          "fused SSD heads, CUDA Graph replay (CUDA)"),
         Mode("fp16_compiled", "pytorch-compiled", "fp16", "aeb_app.inference.registry:_torch",
-             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             options=_COMPILED,
              description="fp16_fused's network through torch.compile (Inductor fuses the rest; frozen weights) "
                          "+ CUDA Graph replay (CUDA); compiles per batch size on first use (~20 s), "
                          "kernels cached in engines/inductor"),
         Mode("bf16_compiled", "pytorch-compiled", "bf16", "aeb_app.inference.registry:_torch",
-             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             options=_COMPILED,
              description="as fp16_compiled, in BF16 (CUDA)"),
         Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
-             options=(("compile", True), ("cuda_graph", True), ("rewrites", ("cudnn_fused", "fused_heads"))),
+             options=_COMPILED,
              description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
         Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.compiled_backend:create",
              description="AOTInductor package, FP16 (CUDA), built once into engines/"),
