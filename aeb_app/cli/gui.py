@@ -57,6 +57,10 @@ def _add_benchmark_tab(window) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aeb_app.heavy import preload, qt_environment
+
+    qt_environment()
+    preload(args.mode)  # before any window exists: see aeb_app.heavy for the crash this avoids
     from PyQt5.QtWidgets import QApplication
 
     from aeb_app.gui.main_window import DEFAULT_CALIBRATION, MainWindow

@@ -15,6 +15,7 @@ from PyQt5 import QtCore, QtWidgets
 from aeb_app.bench.sweep import SEED_BATCHES, Row, SweepConfig
 from aeb_app.inference.registry import MODES
 from aeb_app.model.registry import MODEL_NAMES
+from aeb_app.heavy import preload
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class BenchmarkTab(QtWidgets.QWidget):
         self.progress.setRange(0, len(config.modes) * len(config.batches))
         self.progress.setValue(0)
         self.status.setText(f"Running {config.model}…")
+        for mode in config.modes:  # heavy first imports in this (main) thread, never in the worker
+            preload(mode)
         self.worker = SweepWorker(config, self)
         self.worker.row.connect(self._on_row)
         self.worker.failed.connect(self._on_failed)

@@ -16,6 +16,7 @@ from PyQt5.QtWidgets import (
 )
 
 from aeb_app.geometry.calibration import shipped_calibration
+from aeb_app.heavy import preload
 from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
 from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
 from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
@@ -154,6 +155,7 @@ class MainWindow(QMainWindow):
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
                                      zone, pipeline_settings, self.realtime, self.warning_config)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
+        preload(self.settings.mode)  # heavy first imports here, never in the worker thread (see aeb_app.heavy)
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
         self.worker.progress.connect(self._on_progress)
         self.worker.frame_ready.connect(self._on_frame_ready)
