@@ -8,15 +8,17 @@ Thin by design: the window never decodes, infers or projects. It starts a worker
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
-from PyQt5.QtCore import QSettings, Qt
+from PyQt5.QtCore import QSettings, Qt, QTimer
 from PyQt5.QtWidgets import (
     QAction, QFileDialog, QInputDialog, QMainWindow, QProgressBar, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.heavy import preload
+from aeb_app.monitor import SystemMonitor
 from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
 from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
 from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CALIBRATION = shipped_calibration()
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All files (*)"
 STOP_TIMEOUT_MS = 5000
+WATCHDOG_INTERVAL_MS = 200
 
 
 def zone_and_pipeline(settings: AppSettings) -> tuple[ZoneConfig, PipelineSettings]:
@@ -49,10 +52,13 @@ class MainWindow(QMainWindow):
         calibration_path: road calibration to load (default: the shipped sample-footage calibration).
         realtime: pace video files at their frame rate (skip frames when behind).
         warning_config: warning thresholds (default: the safety package's defaults).
+        stale_after_s: wall-clock seconds without a new frame, while playing, after which the banner
+            says "system unavailable" (the watchdog; see :mod:`aeb_app.monitor`).
     """
 
     def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = DEFAULT_CALIBRATION,
-                 realtime: bool = True, warning_config: WarningConfig | None = None) -> None:
+                 realtime: bool = True, warning_config: WarningConfig | None = None,
+                 stale_after_s: float = 1.0) -> None:
         super().__init__()
         self.setWindowTitle("aeb_app: forward collision warning")
         self.setAcceptDrops(True)
@@ -68,8 +74,15 @@ class MainWindow(QMainWindow):
         self.last_result: FrameResult | None = None
         self.frame_count: int | None = None
         self.source_skipped = 0
+        self.monitor = SystemMonitor(stale_after_s=stale_after_s)
         self._build()
         self._menus()
+        # The watchdog: the banner is re-decided on a wall-clock timer, not only when a frame
+        # arrives, so a stalled camera, decoder or worker turns it grey instead of leaving it green.
+        self.watchdog = QTimer(self)
+        self.watchdog.setInterval(WATCHDOG_INTERVAL_MS)
+        self.watchdog.timeout.connect(self.refresh_banner)
+        self.watchdog.start()
 
     # -- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -164,6 +177,8 @@ class MainWindow(QMainWindow):
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)
         self.transport.set_playing(playing)
+        self.monitor.starting(str(source), time.monotonic(), playing=playing)
+        self.refresh_banner()
         self.progress.setValue(0)
         self.progress.show()
         self.worker.start()
@@ -185,6 +200,8 @@ class MainWindow(QMainWindow):
             if worker.isFinished():  # it ended before the connection was made
                 self._forget(worker)
         self.progress.hide()
+        self.monitor.ended("no video open", time.monotonic())
+        self.refresh_banner()
         return stopped
 
     def _forget(self, worker: FrameWorker) -> None:
@@ -192,6 +209,7 @@ class MainWindow(QMainWindow):
             self.retired.remove(worker)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self.watchdog.stop()
         self.stop_session()
         for worker in list(self.retired):
             worker.wait(STOP_TIMEOUT_MS)
@@ -205,12 +223,20 @@ class MainWindow(QMainWindow):
     def set_playing(self, playing: bool) -> None:
         if self.control is not None:
             self.control.set_paused(not playing)
+            self.monitor.set_playing(playing, time.monotonic())
+            self.refresh_banner()
         self.transport.set_playing(playing)
 
     def step(self) -> None:
         if self.control is not None:
             self.control.step()
+            self.monitor.set_playing(False, time.monotonic())
+            self.refresh_banner()
         self.transport.set_playing(False)
+
+    def refresh_banner(self) -> None:
+        """Show what the monitor allows now (called by the watchdog timer and on every change)."""
+        self.banner.show_view(self.monitor.view(time.monotonic()))
 
     def seek(self, frame_index: int) -> None:
         if self.control is not None:
@@ -244,6 +270,8 @@ class MainWindow(QMainWindow):
 
     def _on_message(self, item: object) -> None:
         if isinstance(item, Started):
+            self.monitor.started(time.monotonic())
+            self.refresh_banner()
             self.progress.hide()
             self.frame_count = item.video.frame_count
             self.transport.set_range(self.frame_count)
@@ -254,6 +282,8 @@ class MainWindow(QMainWindow):
             self.message_bar.show_message(item.text)
         elif isinstance(item, EndOfStream):
             self.transport.set_playing(False)
+            self.monitor.ended(f"end of video at frame {item.frame_index}", time.monotonic())
+            self.refresh_banner()
             self.statusBar().showMessage(f"end of video at frame {item.frame_index}")
 
     def _on_frame_ready(self) -> None:
@@ -267,7 +297,8 @@ class MainWindow(QMainWindow):
         if "annotated" in result.extras:
             self.video_view.show_image(result.extras["annotated"])
             self.bev_view.show_image(result.extras["bev"])
-        self.banner.set_level(level_of(result), result.extras.get("reason", ""))
+        self.monitor.frame(level_of(result), result.extras.get("reason", ""), time.monotonic())
+        self.refresh_banner()
         self.transport.show_position(result.frame_index, result.timestamp_s, self.frame_count)
         self.hud.update_from(result, self.dropped_frames)
 
@@ -280,12 +311,18 @@ class MainWindow(QMainWindow):
         self.event_log.add_event(event)
 
     def _on_error(self, exc: Exception) -> None:
+        self.monitor.failed(f"{type(exc).__name__}: {exc}", time.monotonic())
+        self.refresh_banner()
         self.progress.hide()
         self.message_bar.show_message(f"{type(exc).__name__}: {exc}", error=True)
         self.transport.set_playing(False)
 
     def _on_finished(self) -> None:
+        """The worker ended by itself (an error was reported first, if any): nothing is monitored."""
         self.progress.hide()
+        self.monitor.ended("processing stopped", time.monotonic())
+        self.refresh_banner()
+        self.transport.set_playing(False)
 
     # -- dialogs ---------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt naming

@@ -17,6 +17,7 @@ from PyQt5.QtWidgets import (
     QApplication, QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QStyle, QWidget,
 )
 
+from aeb_app.monitor import MonitorState, MonitorView
 from aeb_app.types import FrameResult, StageTimes, WarningLevel
 
 __all__ = ["to_qimage", "ImageView", "WarningBanner", "HudPanel", "TransportBar", "MessageBar",
@@ -29,6 +30,14 @@ BANNER_STYLE = {
     WarningLevel.CAUTION: ("CAUTION: vehicle ahead closing", "#f9a825"),
     WarningLevel.BRAKE: ("BRAKE!", "#c62828"),
     WarningLevel.UNAVAILABLE: ("AEB SYSTEM UNAVAILABLE", "#616161"),
+}
+#: Titles of the monitor states in which nothing is monitored (all grey: never the green "ready").
+STATE_TITLE = {
+    MonitorState.STARTING: "AEB STARTING",
+    MonitorState.STALE: "AEB SYSTEM UNAVAILABLE",
+    MonitorState.FAILED: "AEB SYSTEM UNAVAILABLE",
+    MonitorState.PAUSED: "AEB NOT MONITORING",
+    MonitorState.STOPPED: "AEB NOT MONITORING",
 }
 
 
@@ -78,17 +87,32 @@ class WarningBanner(QLabel):
         self.sound_enabled = False
         self.beeps = 0
         self.level: WarningLevel | None = None
+        self.state: MonitorState | None = None
+        self.colour = ""
         self.full_text = ""  # text() is this, elided to the width
-        self.set_level(WarningLevel.UNAVAILABLE, "no video")
+        self.show_view(MonitorView(MonitorState.STOPPED, WarningLevel.UNAVAILABLE, "no video open"))
+
+    def show_view(self, view: MonitorView) -> None:
+        """Show what the :class:`~aeb_app.monitor.SystemMonitor` allows: green only when all clear."""
+        if view.state is MonitorState.ACTIVE:
+            self.set_level(view.level, view.text)
+        else:
+            self._show(WarningLevel.UNAVAILABLE, STATE_TITLE[view.state], view.text)
+        self.state = view.state
 
     def set_level(self, level: WarningLevel, detail: str = "") -> None:
+        """Show a frame's warning level (use :meth:`show_view` in the live window)."""
         if level != self.level and level in (WarningLevel.CAUTION, WarningLevel.BRAKE) and self.sound_enabled:
             QApplication.beep()
             self.beeps += 1
-        text, colour = BANNER_STYLE[level]
-        text += f" ({detail})" if detail else ""
-        if level != self.level:  # called every frame: a style sheet change re-polishes the widget
+        self._show(level, BANNER_STYLE[level][0], detail)
+
+    def _show(self, level: WarningLevel, title: str, detail: str) -> None:
+        text = title + (f" ({detail})" if detail else "")
+        colour = BANNER_STYLE[level][1]
+        if colour != self.colour:  # called every frame: a style sheet change re-polishes the widget
             self.setStyleSheet(f"background: {colour}; color: white; font-weight: bold; font-size: 16px;")
+            self.colour = colour
         self.level = level
         if text != self.full_text:
             self.full_text = text

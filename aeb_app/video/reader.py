@@ -109,6 +109,7 @@ class VideoSource:
         self._next_index = 0
         self._failures = 0
         self._pending: npt.NDArray[np.uint8] | None = None
+        self._camera_t0: float | None = None  # perf_counter() of the first camera read
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "VideoSource":
@@ -231,12 +232,24 @@ class VideoSource:
         else:
             ok, frame = cap.read()
         decode_ms = (time.perf_counter() - t0) * 1e3
-        timestamp_s = index / self.info.fps
+        timestamp_s = self._timestamp_s(index, t0)
         if ok and frame is not None:
             self._failures = 0
             self._next_index += 1
             return VideoFrame(index, timestamp_s, frame, decode_ms)
         return self._failed_read(index, timestamp_s, decode_ms)
+
+    def _timestamp_s(self, index: int, read_start: float) -> float:
+        """``index / fps`` for files; for a camera, wall-clock seconds since it was opened.
+
+        A live camera's frame index says nothing about time: a camera that stalls for 2 s and then
+        delivers a frame must look 2 s late to the stale-frame check, not one frame period late.
+        """
+        if not self.info.is_camera:
+            return index / self.info.fps
+        if self._camera_t0 is None:
+            self._camera_t0 = read_start
+        return read_start - self._camera_t0
 
     def _failed_read(self, index: int, timestamp_s: float, decode_ms: float) -> VideoFrame | None:
         count = self.info.frame_count
