@@ -108,6 +108,7 @@ class Pipeline:
         zone_config: braking-zone settings.
         warning_config: warning settings.
         settings: per-run options.
+        no_calibration_reason: why the AEB logic is unavailable when ``calibration`` is None.
     """
 
     #: A forward jump of more frames than this (a seek) resets the logic; smaller ones are frames
@@ -116,8 +117,10 @@ class Pipeline:
 
     def __init__(self, detector: Detector, calibration: Calibration | None, *,
                  zone_config: ZoneConfig | None = None, warning_config: WarningConfig | None = None,
-                 settings: PipelineSettings = PipelineSettings()) -> None:
+                 settings: PipelineSettings = PipelineSettings(),
+                 no_calibration_reason: str = "no calibration for this video") -> None:
         self.detector = detector
+        self.no_calibration_reason = no_calibration_reason
         self.calibration = calibration
         self.zone_config = zone_config or ZoneConfig()
         self.warning_config = warning_config or WarningConfig()
@@ -171,7 +174,7 @@ class Pipeline:
             state = self._logic.update(frame.index, frame.timestamp_s, detections,
                                        ego_speed_mps=self.settings.ego_speed_mps)
         times.geometry_ms = (time.perf_counter() - t0) * 1e3
-        level, reason = self._level(state, error)
+        level, reason = self._level(state, error, self.no_calibration_reason)
         result = FrameResult(frame.index, frame.timestamp_s, detections, times, error,
                              {"level": level, "reason": reason, "state": state, "frame": frame.image})
         if self.settings.render:
@@ -179,10 +182,10 @@ class Pipeline:
         return result
 
     @staticmethod
-    def _level(state, error: str | None) -> tuple[WarningLevel, str]:
+    def _level(state, error: str | None, no_calibration_reason: str) -> tuple[WarningLevel, str]:
         """The frame's level and, when UNAVAILABLE, why."""
         if state is None:
-            return WarningLevel.UNAVAILABLE, error or "no calibration for this video"
+            return WarningLevel.UNAVAILABLE, error or no_calibration_reason
         if error is not None:  # a failed frame is never "all clear"; its error says more than the logic's reason
             return WarningLevel.UNAVAILABLE, error
         level = WarningLevel(state.level)

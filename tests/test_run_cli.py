@@ -50,17 +50,56 @@ def test_headless_run_on_a_truncated_video_reports_unavailable(sample_video: Pat
     ("args", "message"),
     [
         (["run", "{tmp}/missing.mp4"], "missing.mp4: no such file"),
-        (["run", "{video}", "--calibration", "{tmp}/other.yaml"], "calibration is for 1280x720 images"),
+        (["run", "{video}", "--calibration", "{tmp}/other.yaml"], "calibration is for 1280x960 images"),
         (["run", "{video}", "--model", "nope"], "unknown model 'nope'"),
         (["run", "{video}", "--mode", "warp_drive"], "unknown mode 'warp_drive'"),
     ],
 )
 def test_bad_input_gives_one_line_error(sample_video: Path, tmp_path: Path, capsys, args, message) -> None:
     src = Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
-    text = src.read_text().replace("image_size: [960, 540]", "image_size: [1280, 720]")
+    text = src.read_text().replace("image_size: [960, 540]", "image_size: [1280, 960]")  # another aspect ratio
     (tmp_path / "other.yaml").write_text(text)
     argv = [a.format(tmp=tmp_path, video=sample_video) for a in args] + ["--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("aeb-app: error:") and message in err[-1]
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def _resized_cut(video: Path, out: Path, size_wh: tuple[int, int], frames: int) -> Path:
+    """The first ``frames`` frames of the real footage at another resolution (a stand-in for a camera
+    recording at 1280x720 through the same lens)."""
+    cap = cv2.VideoCapture(str(video))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS), size_wh)
+    for _ in range(frames):
+        ok, image = cap.read()
+        assert ok
+        writer.write(cv2.resize(image, size_wh, interpolation=cv2.INTER_AREA))
+    writer.release()
+    cap.release()
+    return out
+
+
+def test_calibration_of_the_same_aspect_ratio_is_rescaled(sample_video: Path, tmp_path: Path, capsys,
+                                                          caplog) -> None:
+    clip = _resized_cut(sample_video, tmp_path / "hd.mp4", (1280, 720), 40)
+    shipped = Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
+    events = tmp_path / "events.json"
+    caplog.set_level("INFO")
+    code = main(["run", str(clip), "--calibration", str(shipped), "--mode", "fp32", "--no-render",
+                 "--events", str(events), "--no-progress"])
+    assert code == 0
+    assert "rescaled to 1280x720" in caplog.text
+    assert json.loads(events.read_text()) == []  # the same steady traffic: no warning, never unavailable
+    assert "levels: NONE 40" in capsys.readouterr().out
+
+
+def test_without_a_calibration_for_the_size_runs_detections_only(sample_video: Path, tmp_path: Path,
+                                                                 capsys) -> None:
+    clip = _resized_cut(sample_video, tmp_path / "hd.mp4", (1280, 720), 10)
+    events = tmp_path / "events.json"
+    code = main(["run", str(clip), "--mode", "fp32", "--no-render", "--events", str(events), "--no-progress"])
+    assert code == 0
+    rows = json.loads(events.read_text())
+    assert [r["level"] for r in rows] == ["UNAVAILABLE"] and "no calibration for 1280x720" in rows[0]["reason"]
+    assert "levels: UNAVAILABLE 10" in capsys.readouterr().out

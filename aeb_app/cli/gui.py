@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--model", default=None, help="model name (default: last used)")
     parser.add_argument("--mode", default=None, help="inference mode, e.g. fp32, fp32_ort (default: last used)")
     parser.add_argument("--calibration", type=Path, default=None,
-                        help="road calibration YAML (default: calibration/solidWhiteRight.yaml)")
+                        help="road calibration YAML (default: the sample footage's calibration for 960x540 "
+                             "videos; other sizes show detections only until calibrated)")
     parser.add_argument("--paused", action="store_true", help="open paused on the first frame")
     parser.set_defaults(func=run)
     return parser
@@ -63,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     preload(args.mode)  # before any window exists: see aeb_app.heavy for the crash this avoids
     from PyQt5.QtWidgets import QApplication
 
-    from aeb_app.gui.main_window import DEFAULT_CALIBRATION, MainWindow
+    from aeb_app.gui.main_window import MainWindow
     from aeb_app.gui.panels import AppSettings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(calibration_path=args.calibration or DEFAULT_CALIBRATION)
+    window = MainWindow(calibration_path=args.calibration)
     if args.model or args.mode:
         current = window.settings
         window.apply_settings(AppSettings(args.model or current.model, args.mode or current.mode,

@@ -13,22 +13,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.errors import AebError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CALIBRATION = shipped_calibration()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("run", help="process a video without a display (annotated mp4 + events)")
     parser.add_argument("video", help="input video file (or a camera index)")
     parser.add_argument("--calibration", type=Path, default=None,
-                        help="road calibration YAML (default: calibration/solidWhiteRight.yaml of the checkout)")
+                        help="road calibration YAML; one for another frame size of the same aspect ratio is "
+                             "rescaled (default: the sample footage's calibration for 960x540 videos, else "
+                             "detections only with AEB unavailable)")
     parser.add_argument("--model", default="ssd_mobilenet_v1", help="model name (default ssd_mobilenet_v1)")
-    parser.add_argument("--mode", default=None,
-                        help="inference mode, e.g. fp32, fp32_ort, fp16_trt (default: first available of the fallback)")
+    parser.add_argument("--mode", default="auto",
+                        help="inference mode, e.g. fp32, fp32_ort, fp16_trt, or 'auto': the first mode of the "
+                             "fallback order this machine can run, as in the GUI (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="annotated video to write (.mp4/.avi)")
     parser.add_argument("--events", type=Path, default=None, help="warning events to write (.csv or .json)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
@@ -72,23 +72,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_detector(model_name: str, mode: str | None, threads: int | None):
-    from aeb_app.inference.registry import DEFAULT_FALLBACK, create, create_with_fallback
-    from aeb_app.model.registry import load_model
+def stream_config(args: argparse.Namespace):
+    """The front door's configuration for these arguments."""
+    from aeb_app.model.postprocess import PostprocessConfig
+    from aeb_app.pipeline import PipelineSettings
+    from aeb_app.stream import StreamConfig
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    loaded = load_model(model_name)
-    options = {"intra_op_threads": threads} if threads and mode and mode.endswith("_ort") else {}
-    return create(loaded, mode, **options) if mode else create_with_fallback(loaded, DEFAULT_FALLBACK)
-
-
-def _calibration(path: Path | None):
-    from aeb_app.geometry import load_calibration
-
-    return load_calibration(path or DEFAULT_CALIBRATION)
+    settings = PipelineSettings(
+        postprocess=PostprocessConfig(score_threshold=args.score_threshold),
+        ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
+        render=not args.no_render, hud=True,
+    )
+    return StreamConfig(args.video, model=args.model, mode=args.mode, threads=args.threads,
+                        calibration=args.calibration, settings=settings)
 
 
 def process_video(args: argparse.Namespace) -> RunSummary:
@@ -99,45 +95,20 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     """
     import contextlib
 
-    from aeb_app.pipeline import (
-        EventRecorder, Pipeline, PipelineSettings, check_calibration, tune_cpu_threads, write_events,
-    )
-    from aeb_app.video import VideoSource, VideoWriter
+    from aeb_app.pipeline import EventRecorder, write_events
+    from aeb_app.stream import open_stream
+    from aeb_app.video import VideoWriter
 
-    calibration = _calibration(args.calibration)
     summary = RunSummary()
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(VideoSource(args.video))
-        info = source.info
-        check_calibration(calibration, info.size_wh)
-        detector = stack.enter_context(_open_detector(args.model, args.mode, args.threads))
-        log.info("detector: %s", detector.info)
-        tune_cpu_threads(detector)
-        _warm_up(detector, info.size_wh)
-        from aeb_app.model.postprocess import PostprocessConfig
-
-        settings = PipelineSettings(
-            postprocess=PostprocessConfig(score_threshold=args.score_threshold),
-            ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
-            render=not args.no_render, hud=True,
-        )
-        pipeline = Pipeline(detector, calibration, settings=settings)
-        writer = stack.enter_context(VideoWriter(args.out, fps=info.fps)) if args.out else None
+        stream = stack.enter_context(open_stream(stream_config(args)))
+        writer = stack.enter_context(VideoWriter(args.out, fps=stream.source.info.fps)) if args.out else None
         recorder = EventRecorder()
-        _loop(pipeline, source, writer, recorder, summary, args)
+        _loop(stream.pipeline, stream.source, writer, recorder, summary, args)
     if args.events:
         write_events(args.events, recorder.events)
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
-
-
-def _warm_up(detector, size_wh: tuple[int, int]) -> None:
-    """One untimed inference (lazy imports, allocations, ORT/torch first-run set-up) before timing."""
-    import numpy as np
-
-    t0 = time.perf_counter()
-    detector.infer([np.zeros((size_wh[1], size_wh[0], 3), np.uint8)])
-    log.info("warm-up inference: %.0f ms (not timed)", (time.perf_counter() - t0) * 1e3)
 
 
 def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]:

@@ -49,21 +49,27 @@ class MainWindow(QMainWindow):
 
     Args:
         settings_store: where choices persist (default: the user's ``QSettings("aeb_app", "aeb_app")``).
-        calibration_path: road calibration to load (default: the shipped sample-footage calibration).
+        calibration_path: road calibration to load (default: the shipped sample-footage calibration for
+            videos of its frame size; see :func:`aeb_app.stream.resolve_calibration`).
         realtime: pace video files at their frame rate (skip frames when behind).
         warning_config: warning thresholds (default: the safety package's defaults).
         stale_after_s: wall-clock seconds without a new frame, while playing, after which the banner
             says "system unavailable" (the watchdog; see :mod:`aeb_app.monitor`).
     """
 
-    def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = DEFAULT_CALIBRATION,
+    def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = None,
                  realtime: bool = True, warning_config: WarningConfig | None = None,
                  stale_after_s: float = 1.0) -> None:
         super().__init__()
         self.setWindowTitle("aeb_app: forward collision warning")
         self.setAcceptDrops(True)
         self.store = settings_store or QSettings("aeb_app", "aeb_app")
-        self.settings = AppSettings.load(self.store)
+        from aeb_app.inference.registry import MODES
+        from aeb_app.model.registry import MODEL_NAMES
+
+        self.modes = ("auto", *MODES)
+        self.settings, self.settings_problems = AppSettings.load_checked(self.store, models=tuple(MODEL_NAMES),
+                                                                         modes=self.modes)
         self.calibration_path = calibration_path
         self.realtime = realtime
         self.warning_config = warning_config or WarningConfig()
@@ -77,6 +83,8 @@ class MainWindow(QMainWindow):
         self.monitor = SystemMonitor(stale_after_s=stale_after_s)
         self._build()
         self._menus()
+        if self.settings_problems:  # e.g. decel_mps2=0 saved by hand: say so instead of failing every start
+            self.message_bar.show_message(" | ".join(self.settings_problems), error=True)
         # The watchdog: the banner is re-decided on a wall-clock timer, not only when a frame
         # arrives, so a stalled camera, decoder or worker turns it grey instead of leaving it green.
         self.watchdog = QTimer(self)
@@ -101,7 +109,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.hud = HudPanel()
         self.event_log = EventLog()
-        self.settings_panel = SettingsPanel(self.settings, models=MODEL_NAMES, modes=tuple(MODES))
+        self.settings_panel = SettingsPanel(self.settings, models=MODEL_NAMES, modes=self.modes)
         self._layout()
         self._connect()
 

@@ -21,13 +21,17 @@ __all__ = ["AppSettings", "EventLog", "SettingsPanel"]
 log = logging.getLogger(__name__)
 
 
+#: Allowed ranges of the numeric settings (the Settings panel's spin boxes use the same).
+RANGES = {"ego_speed_kmh": (0.0, 250.0), "reaction_time_s": (0.0, 5.0), "decel_mps2": (0.5, 12.0)}
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """User choices that persist between runs.
 
     Attributes:
         model: model name.
-        mode: inference mode.
+        mode: inference mode, or ``auto`` (the first mode of the fallback order this machine can run).
         ego_speed_kmh: ego speed for the zone length, km/h (0: unknown, fixed zone length).
         reaction_time_s: reaction time, seconds.
         decel_mps2: braking deceleration, m/s^2.
@@ -35,30 +39,59 @@ class AppSettings:
     """
 
     model: str = "ssd_mobilenet_v1"
-    mode: str = "fp32"
+    mode: str = "auto"
     ego_speed_kmh: float = 0.0
     reaction_time_s: float = 1.2
     decel_mps2: float = 6.0
     sound: bool = False
 
     @classmethod
-    def load(cls, store: QSettings) -> "AppSettings":
-        """Read from ``store``; a missing or unreadable value keeps its default."""
-        values = {}
+    def load(cls, store: QSettings, *, models: tuple[str, ...] = (), modes: tuple[str, ...] = ()) -> "AppSettings":
+        """Read from ``store``; a missing, unreadable or out-of-range value keeps its default.
+
+        Each value refused is logged with the settings file and the key (see :meth:`problems`).
+        """
+        return cls.load_checked(store, models=models, modes=modes)[0]
+
+    @classmethod
+    def load_checked(cls, store: QSettings, *, models: tuple[str, ...] = (),
+                     modes: tuple[str, ...] = ()) -> tuple["AppSettings", list[str]]:
+        """Like :meth:`load`, also returning one message per refused value (naming the file and key)."""
+        values, problems = {}, []
         for f in fields(cls):
             default = getattr(cls, f.name)
             raw = store.value(f"settings/{f.name}", default)
+            problem = None
             try:
-                values[f.name] = (str(raw).lower() in ("true", "1")) if isinstance(default, bool) else type(default)(raw)
-            except (TypeError, ValueError):
-                log.warning("ignoring stored setting %s=%r", f.name, raw)
-                values[f.name] = default
-        return cls(**values)
+                value = (str(raw).lower() in ("true", "1")) if isinstance(default, bool) else type(default)(raw)
+                problem = _check(f.name, value, models=models, modes=modes)
+            except (TypeError, ValueError, OverflowError):
+                problem = "not a valid value"
+            if problem:
+                problems.append(f"{store.fileName()}: settings/{f.name}={raw!r} ignored ({problem}); "
+                                f"using the default {default!r}")
+                log.warning(problems[-1])
+                value = default
+            values[f.name] = value
+        return cls(**values), problems
 
     def save(self, store: QSettings) -> None:
         for key, value in asdict(self).items():
             store.setValue(f"settings/{key}", value)
         store.sync()
+
+
+def _check(name: str, value: object, *, models: tuple[str, ...], modes: tuple[str, ...]) -> str | None:
+    """Why ``value`` is not acceptable for setting ``name``, or None."""
+    if name in RANGES:
+        low, high = RANGES[name]
+        if not (math.isfinite(value) and low <= value <= high):
+            return f"must be a number in [{low:g}, {high:g}]"
+    if name == "model" and models and value not in models:
+        return f"unknown model; choose one of {', '.join(models)}"
+    if name == "mode" and modes and value not in modes:
+        return f"unknown mode; choose one of {', '.join(modes)}"
+    return None
 
 
 class EventLog(QWidget):
@@ -118,9 +151,9 @@ class SettingsPanel(QGroupBox):
         self.model_box.addItems(models)
         self.mode_box = QComboBox()
         self.mode_box.addItems(modes)
-        self.speed = self._spin(0.0, 250.0, 5.0, " km/h")
-        self.reaction = self._spin(0.0, 5.0, 0.1, " s")
-        self.decel = self._spin(0.5, 12.0, 0.5, " m/s²")
+        self.speed = self._spin(*RANGES["ego_speed_kmh"], 5.0, " km/h")
+        self.reaction = self._spin(*RANGES["reaction_time_s"], 0.1, " s")
+        self.decel = self._spin(*RANGES["decel_mps2"], 0.5, " m/s²")
         self.sound_box = QCheckBox("Beep on warnings")
         self.apply_button = QPushButton("Apply")
         form = QFormLayout(self)

@@ -12,6 +12,7 @@ view stays live instead of lagging; the count is ``result.extras["skipped"]``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,11 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from aeb_app.errors import CalibrationError
-from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration, tune_cpu_threads
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings
 from aeb_app.safety import WarningConfig, ZoneConfig
+from aeb_app.stream import Progress, StreamConfig, open_steps
 from aeb_app.video import VideoInfo, VideoSource
 
 __all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "live_session"]
@@ -48,20 +47,12 @@ class SessionConfig:
 
     source: str | int
     model: str = "ssd_mobilenet_v1"
-    mode: str = "fp32"
+    mode: str = "auto"
     calibration_path: Path | None = None
     zone: ZoneConfig = ZoneConfig()
     settings: PipelineSettings = PipelineSettings()
     realtime: bool = True
     warning: WarningConfig = WarningConfig()
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Loading progress: ``fraction`` in [0, 1] and what is happening."""
-
-    text: str
-    fraction: float
 
 
 @dataclass(frozen=True)
@@ -151,24 +142,11 @@ class PlaybackControl:
         return out
 
 
-def _open_detector(config: SessionConfig):
-    from aeb_app.inference.registry import create
-    from aeb_app.model.registry import load_model
-
-    return create(load_model(config.model), config.mode)
-
-
-def _calibration(config: SessionConfig, info: VideoInfo) -> tuple[object | None, str]:
-    if config.calibration_path is None:
-        return None, "no calibration loaded: detections only, AEB unavailable"
-    from aeb_app.geometry import load_calibration
-
-    try:
-        calibration = load_calibration(config.calibration_path)
-        check_calibration(calibration, info.size_wh)
-    except CalibrationError as exc:
-        return None, f"{exc}: detections only, AEB unavailable (calibrate this camera)"
-    return calibration, ""
+def stream_config(config: SessionConfig) -> StreamConfig:
+    """The front door's configuration for a GUI session (calibration problems are not fatal here)."""
+    return StreamConfig(config.source, model=config.model, mode=config.mode, calibration=config.calibration_path,
+                        lenient_calibration=True, zone=config.zone, warning=config.warning,
+                        settings=config.settings)
 
 
 def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[object]:
@@ -178,22 +156,12 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
         InputError: the video/camera cannot be opened.
         ModelLoadError, BackendUnavailableError: the model or mode cannot be loaded.
     """
-    yield Progress(f"opening {config.source}", 0.05)
-    with VideoSource(config.source) as source:
-        calibration, problem = _calibration(config, source.info)
-        if problem:
-            log.warning(problem)
-            yield Notice(problem)
-        yield Progress(f"loading {config.model}", 0.2)
-        with _open_detector(config) as detector:
-            tune_cpu_threads(detector)
-            compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
-            yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
-            detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])
-            pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
-                                settings=config.settings)
-            yield Started(source.info, detector.info, calibration is not None)
-            yield from _play(source, pipeline, control, realtime=config.realtime)
+    with contextlib.ExitStack() as stack:
+        stream = yield from open_steps(stream_config(config), stack)
+        if stream.calibration_note:
+            yield Notice(stream.calibration_note)
+        yield Started(stream.source.info, stream.detector.info, stream.calibration is not None)
+        yield from _play(stream.source, stream.pipeline, control, realtime=config.realtime)
 
 
 def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool) -> Iterator[object]:
