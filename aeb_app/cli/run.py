@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
 from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.errors import AebError
 
@@ -23,19 +24,23 @@ DEFAULT_CALIBRATION = shipped_calibration()
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("run", help="process a video without a display (annotated mp4 + events)")
-    parser.add_argument("video", help="input video file (or a camera index)")
-    parser.add_argument("--calibration", type=Path, default=None,
+    parser.add_argument("video", type=at.video_source, help="input video file (or a camera index)")
+    parser.add_argument("--calibration", type=at.existing_file, default=None,
                         help="road calibration YAML (default: calibration/solidWhiteRight.yaml of the checkout)")
-    parser.add_argument("--model", default="ssd_mobilenet_v1", help="model name (default ssd_mobilenet_v1)")
-    parser.add_argument("--mode", default=None,
+    from aeb_app.inference.registry import MODES
+    from aeb_app.model.registry import MODEL_NAMES
+
+    parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES,
+                        help="model name (default ssd_mobilenet_v1)")
+    parser.add_argument("--mode", default=None, choices=MODES,
                         help="inference mode, e.g. fp32, fp32_ort, fp16_trt (default: first available of the fallback)")
-    parser.add_argument("--out", type=Path, default=None, help="annotated video to write (.mp4/.avi)")
-    parser.add_argument("--events", type=Path, default=None, help="warning events to write (.csv or .json)")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    parser.add_argument("--speed-kmh", type=float, default=None, metavar="X",
+    parser.add_argument("--out", type=at.writable_output(".mp4", ".avi", ".mkv", ".m4v"), default=None, help="annotated video to write (.mp4/.avi)")
+    parser.add_argument("--events", type=at.writable_output(".csv", ".json"), default=None, help="warning events to write (.csv or .json)")
+    parser.add_argument("--max-frames", type=at.positive_int, default=None, metavar="N", help="stop after N frames")
+    parser.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
                         help="ego speed for the braking-zone length (default: fixed length)")
-    parser.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (torch/ORT)")
+    parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
+    parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -67,6 +72,8 @@ class RunSummary:
 def run(args: argparse.Namespace) -> int:
     if args.no_render and args.out:
         raise AebError("--no-render cannot be combined with --out")
+    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration)],
+                     [("--out", args.out), ("--events", args.events)])
     summary = process_video(args)
     print(summary.text())
     return 0
