@@ -20,7 +20,7 @@ from aeb_app.errors import ConfigError
 __all__ = [
     "positive_int", "non_negative_int", "probability", "finite_float", "positive_float", "non_negative_float",
     "existing_file", "existing_dir", "writable_output", "output_dir", "cache_dir", "device", "video_source",
-    "weights_spec", "csv_of", "check_outputs",
+    "weights_spec", "csv_of", "check_outputs", "check_bench_out",
 ]
 
 T = TypeVar("T")
@@ -228,3 +228,16 @@ def check_outputs(inputs: Iterable[tuple[str, Path | str | None]],
             if _same_file(out, other):
                 raise ConfigError(f"{name} {out} is the same file as {other_name}; refusing to overwrite it")
         seen.append((name, out))
+
+
+def check_bench_out(path: Path) -> None:
+    """``bench --out`` is replaced as a whole at the end: refuse a non-empty folder that is not a
+    previous bench output (so a typo like ``--out ~`` cannot delete anything).
+
+    Raises:
+        ConfigError: the folder has files and no ``results.json``.
+    """
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()) and not (path / "results.json").is_file():
+        raise ConfigError(f"--out {path}: folder has other files and is not a previous bench output; "
+                          "bench replaces its output folder as a whole, so give a new or empty folder")

@@ -38,10 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aeb_app.atomic import atomic_dir
     from aeb_app.bench.machine import fingerprint
     from aeb_app.bench.report import write_all
     from aeb_app.bench.sweep import SweepConfig, run_sweep
 
+    at.check_bench_out(args.out)
     cfg = SweepConfig(model=args.model, modes=args.modes, batches=args.batches, coco_dir=args.coco_dir,
                       annotations=args.annotations, limit=args.limit, weights=args.weights, device=args.device,
                       warmup_iters=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = run_sweep(cfg, on_row=show)
     command = "aeb-app " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
-    paths = write_all(args.out, rows, fingerprint(), command)
+    with atomic_dir(args.out) as tmp:  # a folder never mixes two runs' files; a killed run leaves the old one
+        paths = write_all(tmp, rows, fingerprint(), command)
     print(f"wrote {', '.join(p.name for p in paths)} to {args.out}")
     return 0

@@ -106,8 +106,9 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     """
     import contextlib
 
+    from aeb_app.event_log import EventLog
     from aeb_app.pipeline import (
-        EventRecorder, Pipeline, PipelineSettings, check_calibration, tune_cpu_threads, write_events,
+        EventRecorder, Pipeline, PipelineSettings, WarningEvent, check_calibration, tune_cpu_threads,
     )
     from aeb_app.video import VideoSource, VideoWriter
 
@@ -131,9 +132,10 @@ def process_video(args: argparse.Namespace) -> RunSummary:
         pipeline = Pipeline(detector, calibration, settings=settings)
         writer = stack.enter_context(VideoWriter(args.out, fps=info.fps)) if args.out else None
         recorder = EventRecorder()
-        _loop(pipeline, source, writer, recorder, summary, args)
+        # Events are appended as they happen (CSV streamed), so a late failure or a kill keeps them.
+        events = stack.enter_context(EventLog(args.events, WarningEvent.__dataclass_fields__)) if args.events else None
+        _loop(pipeline, source, writer, recorder, summary, args, events)
     if args.events:
-        write_events(args.events, recorder.events)
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
 
@@ -153,7 +155,7 @@ def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]
             f"frame {summary.frames}  {1000.0 / last_total_ms if last_total_ms else 0:.1f} FPS"]
 
 
-def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace) -> None:
+def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace, events=None) -> None:
     from tqdm import tqdm
 
     from aeb_app import render
@@ -171,7 +173,9 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         result = pipeline.process(frame, hud_lines=_hud_lines(pipeline, summary, last_ms))
         if writer is not None:
             writer.write(render.side_by_side(result.extras["annotated"], result.extras["bev"]))
-        recorder.update(result)
+        event = recorder.update(result)
+        if events is not None and event is not None:
+            events.append(event)
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1
