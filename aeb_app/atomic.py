@@ -87,7 +87,8 @@ def _prepare_folder(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"{target}: cannot write there: a parent of it is a file, not a folder") from None
+        blocker = next((p for p in reversed(target.parents) if p.exists() and not p.is_dir()), target.parent)
+        raise ConfigError(f"{target}: cannot write there: {blocker} is a file, not a folder") from None
     except OSError as exc:
         raise ConfigError(f"{target}: cannot create its folder ({exc.strerror or exc})") from None
 
