@@ -104,14 +104,16 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
         reason = " ".join(str(exc).split())[:120]
         raise EngineLoadError(f"{side}: unreadable engine sidecar ({reason}); rebuild the engine") from None
     if not isinstance(meta, dict):
-        raise EngineLoadError(f"{side}: engine sidecar is a JSON {type(meta).__name__}, not an object; rebuild the engine")
+        raise EngineLoadError(f"{side}: engine sidecar is not a JSON object (a {type(meta).__name__}); rebuild the engine")
     missing = [k for k, kind in _SIDECAR_SCHEMA.items() if not isinstance(meta.get(k), kind)]
     profile = meta.get("profile")
-    if "profile" not in missing and not (isinstance(profile, dict) and isinstance(profile.get("max_batch"), int)
-                                         and not isinstance(profile.get("max_batch"), bool)):
+    if "profile" not in meta:
+        missing.append("profile")
+    elif not (isinstance(profile, dict) and isinstance(profile.get("max_batch"), int)
+              and not isinstance(profile.get("max_batch"), bool)):
         missing.append("profile.max_batch")
     if missing:
-        raise EngineLoadError(f"{side}: sidecar lacks or mistypes {', '.join(missing)}; rebuild the engine")
+        raise EngineLoadError(f"{side}: sidecar lacks {', '.join(missing)} (missing or wrong type); rebuild the engine")
     return meta
 
 
@@ -120,7 +122,6 @@ MAX_SIDECAR_BYTES = 1 << 20
 #: Fields every engine sidecar must have, with their JSON types.
 _SIDECAR_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "runtime_version": str, "gpu_name": str, "compute_capability": (str, int, float), "engine_sha256": str,
-    "profile": dict,
 }
 
 
