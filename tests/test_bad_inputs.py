@@ -277,7 +277,7 @@ def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
         Case("out_events_folder", ["run", v, "--events", "sub"], message="is a folder",
              setup=lambda d: (d / "sub").mkdir()),
         Case("out_parent_missing", ["run", v, "--out", "nope/a.mp4"], message="folder nope does not exist"),
-        Case("out_parent_is_file", ["run", v, "--out", "f/a.mp4"], message="folder f does not exist",
+        Case("out_parent_is_file", ["run", v, "--out", "f/a.mp4"], message="f/a.mp4: f is a file, not a folder",
              setup=_put("f", b"x")),
         Case("out_events_equals_out", ["run", v, "--out", "a.mp4", "--events", "a.mp4"],
              message="--events: a.mp4: extension"),
@@ -474,3 +474,46 @@ def test_atomic_dir_never_mixes_two_runs(tmp_path: Path) -> None:
         (tmp / "results.json").write_text("run 3")
     assert [p.name for p in out.iterdir()] == ["results.json"]  # nothing of run 1 mixed in
     assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temp folders left
+
+
+def test_temp_files_of_a_kill_9_are_swept_on_the_next_write(tmp_path: Path) -> None:
+    from aeb_app.atomic import write_text
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".a.{dead.pid}.k3j2.mp4"
+    stale.write_bytes(b"half a video")
+    alive = tmp_path / f".a.{os.getpid()}.zz.mp4"  # ours (still running): left alone
+    alive.write_bytes(b"x")
+    write_text(tmp_path / "a.mp4", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.mp4", alive.name])
+
+
+def test_argtypes_accept_good_values_and_compare_paths_by_file(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from aeb_app.cli import argtypes as at
+    from aeb_app.errors import ConfigError
+
+    assert at.device("cuda:1") == "cuda:1" and at.device("cpu") == "cpu"
+    for bad in ("cuda:x", "gpu", "CUDA", "cuda:"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            at.device(bad)
+    assert at.probability("0") == 0.0 and at.probability("1") == 1.0 and at.positive_int("3") == 3
+    assert at.csv_of(at.positive_int)("1, 8,64") == (1, 8, 64)
+    with pytest.raises(argparse.ArgumentTypeError, match="not an integer"):
+        at.positive_int("1e3")
+    with pytest.raises(argparse.ArgumentTypeError, match="finite"):
+        at.positive_float("inf")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.mp4").write_bytes(b"v")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "in.mp4")
+    assert at.writable_output(".mp4")("new.mp4") == Path("new.mp4")
+    at.check_outputs([("VIDEO", "in.mp4"), ("--calibration", None)], [("--out", "new.mp4"), ("--events", None)])
+    for spelling in ("./in.mp4", str(tmp_path / "in.mp4"), "link.mp4", "sub/../in.mp4"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ConfigError, match="same file as VIDEO"):
+            at.check_outputs([("VIDEO", "in.mp4")], [("--out", spelling)])
+    with pytest.raises(ConfigError, match="--events e.csv is the same file as --out"):
+        at.check_outputs([], [("--out", "e.csv"), ("--events", "e.csv")])
+    assert at.video_source("0") == "0"

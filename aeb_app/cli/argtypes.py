@@ -120,6 +120,8 @@ def existing_dir(text: str) -> Path:
 
 def _check_parent(path: Path, text: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from aeb_app.cli import argtypes as at
 from aeb_app.model.registry import MODEL_NAMES
