@@ -16,8 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="accuracy and speed of every mode at every batch size")
     p.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES)
     p.add_argument("--weights", default="auto", help="'auto', 'random' (speed only) or a file")
-    p.add_argument("--modes", type=at.csv_of(str), default=SEED_MODES, help="comma-separated (default: the seed's five)")
-    p.add_argument("--batches", type=at.csv_of(at.positive_int), default=SEED_BATCHES, help="comma-separated batch sizes")
+    p.add_argument("--modes", type=at.csv_of(str), default=SEED_MODES,
+                   help="comma-separated (default: the seed's five)")
+    p.add_argument("--batches", type=at.csv_of(at.positive_int), default=SEED_BATCHES,
+                   help="comma-separated batch sizes")
     p.add_argument("--coco-dir", type=at.existing_dir, help="COCO folder for mAP (omit: speed only)")
     p.add_argument("--annotations", type=at.existing_file)
     p.add_argument("--limit", type=at.positive_int, help="mAP on the first N images only")

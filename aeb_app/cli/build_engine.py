@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--coco-dir", type=at.existing_dir, help="COCO val2017 for INT8 calibration")
     parser.add_argument("--num-images", type=positive_int, default=200)
     parser.add_argument("--seed", type=at.non_negative_int, default=0)
-    parser.add_argument("--workspace-gib", type=at.positive_float, default=8.0, help="builder workspace pool limit (GiB)")
+    parser.add_argument("--workspace-gib", type=at.positive_float, default=8.0,
+                        help="builder workspace pool limit (GiB)")
     parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
     parser.add_argument("--rebuild", action="store_true", help="build even when a valid engine exists")
     parser.set_defaults(func=run)

@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="COCO mAP@[.5:.95] of a model over a COCO folder")
     add_model_args(p, default_mode="fp32")
     p.add_argument("--coco-dir", type=at.existing_dir, required=True, help="folder with images and annotations/")
-    p.add_argument("--annotations", type=at.existing_file, help="instances json (default: the one in COCO_DIR/annotations)")
+    p.add_argument("--annotations", type=at.existing_file,
+                   help="instances json (default: the one in COCO_DIR/annotations)")
     p.add_argument("--batch-size", type=at.positive_int, default=8)
     p.add_argument("--limit", type=at.positive_int, help="only the first N images (by id)")
     p.add_argument("--max-detections", type=at.positive_int, default=100, help="boxes kept per image (COCO: 100)")

@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("gui", help="open the desktop window (default)")
     parser.add_argument("video", nargs="?", default=None,
                         help="video to open (default: the sample footage from the asset mirror/cache)")
-    parser.add_argument("--camera", type=at.non_negative_int, default=None, metavar="N", help="open camera N instead of a video")
+    parser.add_argument("--camera", type=at.non_negative_int, default=None, metavar="N",
+                        help="open camera N instead of a video")
     parser.add_argument("--model", default=None, help="model name (default: last used)")
     parser.add_argument("--mode", default=None, help="inference mode, e.g. fp32, fp32_ort (default: last used)")
     parser.add_argument("--calibration", type=at.existing_file, default=None,

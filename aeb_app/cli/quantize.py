@@ -28,12 +28,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--coco-dir", required=True, type=at.existing_dir, help="COCO val2017 root or image folder")
-    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES, help="calibration images (default 200)")
+    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES,
+                        help="calibration images (default 200)")
     parser.add_argument("--seed", type=at.non_negative_int, default=DEFAULT_SEED, help="seed of the random image draw")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")
     parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
-    parser.add_argument("--out", type=at.writable_output(".onnx"), help="output file (default: cache name in --engines-dir)")
+    parser.add_argument("--out", type=at.writable_output(".onnx"),
+                        help="output file (default: cache name in --engines-dir)")
     parser.add_argument("--evaluate", action="store_true",
                         help="then report COCO mAP of FP32 and INT8 (ONNX Runtime) on --coco-dir's annotations")
     parser.set_defaults(func=run)

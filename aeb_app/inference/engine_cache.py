@@ -104,7 +104,8 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
         reason = " ".join(str(exc).split())[:120]
         raise EngineLoadError(f"{side}: unreadable engine sidecar ({reason}); rebuild the engine") from None
     if not isinstance(meta, dict):
-        raise EngineLoadError(f"{side}: engine sidecar is not a JSON object (a {type(meta).__name__}); rebuild the engine")
+        raise EngineLoadError(
+            f"{side}: engine sidecar is not a JSON object (a {type(meta).__name__}); rebuild the engine")
     missing = [k for k, kind in _SIDECAR_SCHEMA.items() if not isinstance(meta.get(k), kind)]
     profile = meta.get("profile")
     if "profile" not in meta:
