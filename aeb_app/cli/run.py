@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=at.writable_output(".mp4", ".avi", ".mkv", ".m4v"), default=None,
                         help="annotated video to write (.mp4/.avi)")
     parser.add_argument("--events", type=at.writable_output(".csv", ".json"), default=None,
-                        help="warning events: .csv is written as they happen (kept if the run is killed), .json at the end")
+                        help="warning events: .csv written as they happen (kept if killed), .json at the end")
     parser.add_argument("--max-frames", type=at.positive_int, default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
                         help="ego speed for the braking-zone length (default: fixed length)")
