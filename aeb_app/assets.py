@@ -106,7 +106,16 @@ def verify(path: Path, entry: AssetFile) -> None:
 def _pinned_sha(path: Path) -> str | None:
     """Trust-on-first-use checksum recorded when a file without a manifest checksum was fetched."""
     pin = path.with_name(path.name + ".sha256")
-    return pin.read_text().split()[0] if pin.is_file() else None
+    if not pin.is_file():
+        return None
+    try:
+        words = pin.read_text(encoding="ascii", errors="replace")[:1024].split()
+    except OSError as exc:
+        raise AssetError(f"{pin}: cannot read checksum pin ({exc.strerror or exc})") from None
+    if not words or len(words[0]) != 64 or any(c not in "0123456789abcdef" for c in words[0].lower()):
+        raise AssetError(f"{pin}: empty or malformed checksum pin (want 64 hex digits); delete {pin.name} and "
+                         f"{path.name} and fetch again")
+    return words[0].lower()
 
 
 def locate(entry: AssetFile) -> Path | None:
@@ -146,7 +155,8 @@ def status() -> list[tuple[str, int, int, str]]:
         for entry in asset.files:
             try:
                 path = locate(entry)
-            except AssetError:
+            except AssetError as exc:
+                log.warning("%s", exc)  # say why it is listed as corrupt
                 path = None
                 where.add("corrupt")
             if path is not None:

@@ -158,7 +158,7 @@ class Pipeline:
         self._last_index = frame.index
         times = StageTimes(decode_ms=frame.decode_ms)
         detections, error = None, frame.error
-        if frame.image is not None:
+        if frame.image is not None and frame.error is None:  # frozen/blank/torn frames get no detections
             self._last_image = frame.image
             try:
                 detections = self.detector.infer([frame.image], self.settings.postprocess)[0]

@@ -177,3 +177,128 @@ def test_shipped_calibration_lookup(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert shipped_calibration() == local  # the working folder's copy wins
     assert shipped_calibration("nope.yaml").name == "nope.yaml"
+
+
+# -- hostile and malformed files: one-line CalibrationError naming the key, never another exception ------------
+
+BILLION_LAUGHS = "\n".join(
+    ['schema_version: 1', 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    + ["reference_pairs: [*l8]"]
+)
+
+
+def _with(key_path: tuple, value) -> dict:
+    """The shipped calibration with one (possibly nested) value replaced."""
+    data = _good()
+    node = data
+    for key in key_path[:-1]:
+        node = node[key]
+    node[key_path[-1]] = value
+    return data
+
+
+HOSTILE_TEXT = [
+    ("billion_laughs", BILLION_LAUGHS, "anchors"),
+    ("alias_only", "schema_version: 1\na: *x\n", "alias|malformed"),
+    ("deep_nesting", "schema_version: 1\norigin_px: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper"),
+    ("huge_file", "camera_notes: '" + "x" * 300_000 + "'\n", "larger than"),
+    ("python_tag", "schema_version: !!python/object/apply:os.system ['true']\n", "malformed YAML"),
+    ("huge_int_literal", "schema_version: 1" + "0" * 5000 + "\n", "cannot be read|schema_version"),
+    ("empty", "", "mapping"),
+    ("scalar", "42\n", "mapping"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "match"), HOSTILE_TEXT, ids=[c[0] for c in HOSTILE_TEXT])
+def test_hostile_yaml_refused_before_building(tmp_path: Path, name: str, text: str, match: str) -> None:
+    import resource
+    import time
+
+    path = _write(tmp_path, text)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(CalibrationError, match=match) as info:
+        load_calibration(path)
+    assert time.perf_counter() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no expansion
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message and len(message) < 400
+
+
+def test_non_utf8_file_is_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("camera_notes: 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(CalibrationError, match=r"not UTF-8 text \(byte 0xe9 at offset 18\)"):
+        load_calibration(path)
+
+
+def test_directory_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationError, match="cannot read"):
+        load_calibration(tmp_path)
+
+
+BIG = 10**400
+BAD_FIELDS = [
+    (("origin_px",), "ab", r"origin_px: expected \[x, y\], got 'ab'"),
+    (("origin_px",), [480], r"origin_px: expected \[x, y\]"),
+    (("origin_px",), [480, BIG], r"origin_px\[1\]: 1000000.* out of range"),
+    (("origin_px",), [480.0, 100.0], "origin_px.*above the horizon"),
+    (("origin_px",), [float("nan"), 540], r"origin_px\[0\].*finite"),
+    (("origin_ahead_m",), BIG, "origin_ahead_m.*out of range"),
+    (("origin_ahead_m",), 1e308, r"origin_ahead_m: 1e\+308 outside"),
+    (("origin_ahead_m",), True, "origin_ahead_m: expected a finite number, got True"),
+    (("image_size",), [BIG, 540], "image_size: expected"),
+    (("image_size",), [960.5, 540], "image_size: expected"),
+    (("bev_size",), [0, 1400], "bev_size: expected"),
+    (("k_x_m_per_px",), -0.05, r"k_x_m_per_px: -0.05 outside \(0"),
+    (("k_x_m_per_px",), float("inf"), "k_x_m_per_px: expected a finite number"),
+    (("schema_version",), True, "schema_version is True"),
+    (("source_points_px",), [[422.4, 345.0]] * 3, "source_points_px: expected a list of 4"),
+    (("source_points_px",), [[422.4, 345.0]] * 4, "source_points_px: points 0 and 1 are repeated"),
+    (("source_points_px",), "abc", "source_points_px: expected a list of 4"),
+    (("source_points_px", 2), ["ab", 1], r"source_points_px\[2\]\[0\]: expected a finite number, got 'ab'"),
+    (("source_points_px", 2), [1e308, -1e308], r"source_points_px\[2\]\[0\]: 1e\+308 outside"),
+    (("source_points_px",), [[300, 300], [600, 300], [620, 520], [280, 520]], "horizon lies outside"),
+    (("bev_points_px",), [[0, 0], [10, 10], [20, 20], [30, 30]], "bev_points_px: three points are collinear"),
+    (("reference_pairs",), [], r"reference_pairs: expected a list of 2\.\.1000 pairs, got 0 items"),
+    (("reference_pairs",), "lol" * 10_000, "reference_pairs: expected a list"),
+    (("reference_pairs", 0, "a_bev_px"), [-1e308, 0], r"reference_pairs\[0\]\.a_bev_px\[0\]"),
+    (("reference_pairs", 0, "distance_m"), float("nan"), r"reference_pairs\[0\]\.distance_m"),
+    (("reference_pairs", 0, "distance_m"), "3.7", r"reference_pairs\[0\]\.distance_m: expected a finite"),
+    (("reference_pairs", 0, "colour"), "red", r"reference_pairs\[0\]: unknown field"),
+    (("reference_pairs", 0), ["x" * 10_000], r"reference_pairs\[0\]: needs"),
+    (("camera_notes",), ["a", "list"], "camera_notes: expected text"),
+]
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:  # repeated test values must not become anchors
+        return True
+
+
+@pytest.mark.parametrize(("key_path", "value", "match"), BAD_FIELDS,
+                         ids=[f"{'.'.join(map(str, c[0]))}-{i}" for i, c in enumerate(BAD_FIELDS)])
+def test_bad_field_names_the_key(tmp_path: Path, key_path: tuple, value, match: str) -> None:
+    path = tmp_path / "cal.yaml"
+    path.write_text(yaml.dump(_with(key_path, value), Dumper=_NoAliasDumper, width=10**6), encoding="utf-8")
+    with pytest.raises(CalibrationError, match=match) as info:
+        load_calibration(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message and len(message) < 400
+
+
+def test_reference_pairs_along_one_axis_is_calibration_error(tmp_path: Path) -> None:
+    data = _good()
+    data["reference_pairs"] = [{"a_bev_px": [113, y], "b_bev_px": [113, y - 230], "distance_m": 12.19}
+                               for y in (1300, 1000, 700)]
+    with pytest.raises(CalibrationError, match="reference_pairs: pairs must include one across"):
+        load_calibration(_write(tmp_path, data))
+
+
+def test_origin_above_horizon_refused_by_from_points(shipped: Calibration) -> None:
+    with pytest.raises(CalibrationError, match="origin_px.*above the horizon"):
+        Calibration.from_points(
+            image_size_wh=shipped.image_size_wh, source_points_px=shipped.view.image_points_px,
+            bev_points_px=shipped.view.bev_points_px, bev_size_wh=shipped.view.bev_size_wh,
+            reference_pairs=shipped.reference_pairs, origin_px=(480.0, 50.0))

@@ -142,3 +142,95 @@ def test_unopened_source_and_negative_seek_are_input_errors(sample_video: Path) 
     with src:
         with pytest.raises(InputError, match="seek to frame -1"):
             src.seek(-1)
+
+
+# -- frame validity: decoded but implausible frames (frozen, blank, torn) are marked invalid ------------------
+
+def _real_frames(video: Path, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    try:
+        frames = [cap.read()[1] for _ in range(n)]
+    finally:
+        cap.release()
+    assert all(f is not None for f in frames)
+    return frames
+
+
+def _write_avi(path: Path, frames: list[np.ndarray]) -> Path:
+    """MJPG: every frame coded on its own, so repeated input frames decode bit-identical."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_one_frame_video_reads_its_frame(sample_video: Path, tmp_path: Path) -> None:
+    [frame] = _real_frames(sample_video, 1)
+    path = tmp_path / "one.mp4"
+    with VideoWriter(path, fps=25) as writer:
+        writer.write(frame)
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+        assert src.info.frame_count == 1
+    assert [f.index for f in frames] == [0] and frames[0].valid
+
+
+def test_real_footage_and_photos_are_all_plausible(sample_video: Path, coco_dir: Path) -> None:
+    from aeb_app.video.validity import implausibility
+
+    with VideoSource(sample_video) as src:
+        frames = list(src.frames())
+    assert len(frames) == 221 and all(f.valid for f in frames), [f.error for f in frames if f.error][:3]
+    photos = sorted((coco_dir / "val2017").glob("*.jpg"))
+    assert len(photos) == 155
+    assert [p.name for p in photos if implausibility(cv2.imread(str(p))) is not None] == []
+
+
+def test_frozen_blank_and_torn_frames_are_invalid_with_a_reason(sample_video: Path, tmp_path: Path) -> None:
+    real = _real_frames(sample_video, 8)
+    torn = real[5].copy()
+    torn[160:480] = (0, 135, 0)  # a decoder's flat fill over lost macroblocks
+    cases = {
+        "frozen": (real[:3] + [real[3]] * 6, [False] * 6 + [True] * 3, "frozen frame"),
+        "blank": ([real[0], np.full_like(real[0], 90), real[1]], [False, True, False], "blank frame"),
+        "torn": ([real[0], torn, real[6]], [False, True, False], "torn frame"),
+    }
+    for name, (images, expected_invalid, reason) in cases.items():
+        path = _write_avi(tmp_path / f"{name}.avi", images)
+        with VideoSource(path) as src:
+            frames = list(src.frames())
+        assert [not f.valid for f in frames] == expected_invalid, name
+        bad = [f for f in frames if not f.valid]
+        assert all(f.ok and reason in f.error and str(path) in f.error for f in bad), name
+    with VideoSource(tmp_path / "frozen.avi", check_frames=False) as src:
+        assert all(f.valid for f in src.frames())
+
+
+def zeroed_chunks_copy(video: Path, tmp_path: Path) -> Path:
+    """The sample with 3,000 zero bytes every 150 kB of its data: frames decode, some to garbage."""
+    data = bytearray(video.read_bytes())
+    start = data.find(b"mdat")
+    for offset in range(start + 100_000, len(data) - 100_000, 150_000):
+        data[offset:offset + 3000] = bytes(3000)
+    path = tmp_path / "zeroed.mp4"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_zeroed_data_chunks_give_invalid_frames(sample_video: Path, tmp_path: Path) -> None:
+    with VideoSource(zeroed_chunks_copy(sample_video, tmp_path)) as src:
+        frames = list(src.frames())
+    invalid = [f for f in frames if f.ok and not f.valid]
+    assert any("torn frame" in f.error for f in invalid) and any("blank frame" in f.error for f in invalid)
+    assert sum(f.valid for f in frames) > 150  # the intact frames still pass
+
+
+def test_seek_resets_the_frozen_count(tmp_path: Path, sample_video: Path) -> None:
+    real = _real_frames(sample_video, 2)
+    path = _write_avi(tmp_path / "still.avi", [real[0]] * 3 + [real[1]] * 3)
+    with VideoSource(path) as src:
+        assert [f.valid for f in src.frames()] == [True] * 3 + [True] * 3  # 2 repeats each: below the limit
+        src.seek(0)
+        assert src.read().valid and src.read().valid

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aeb_app.cli.quantize import positive_int
+from aeb_app.cli import argtypes as at
+from aeb_app.cli.argtypes import positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,11 +23,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--int8-method", choices=("qdq", "calibrator"), default="qdq",
                         help="qdq: explicit Q/DQ ONNX (TensorRT 10.1+/11); calibrator: legacy entropy calibrator (10)")
     parser.add_argument("--converter", choices=("onnx", "torch2trt"), default="onnx")
-    parser.add_argument("--coco-dir", type=Path, help="COCO val2017 for INT8 calibration")
+    parser.add_argument("--coco-dir", type=at.existing_dir, help="COCO val2017 for INT8 calibration")
     parser.add_argument("--num-images", type=positive_int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workspace-gib", type=float, default=8.0, help="builder workspace pool limit (GiB)")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    parser.add_argument("--seed", type=at.non_negative_int, default=0)
+    parser.add_argument("--workspace-gib", type=at.positive_float, default=8.0,
+                        help="builder workspace pool limit (GiB)")
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
     parser.add_argument("--rebuild", action="store_true", help="build even when a valid engine exists")
     parser.set_defaults(func=run)
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from aeb_app.cli import argtypes as at
 from aeb_app.model.registry import MODEL_NAMES
 
 
@@ -18,7 +19,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_mode: str = "auto
                         help="backend+precision; 'auto' tries --fallback in order")
     parser.add_argument("--fallback", default=",".join(DEFAULT_FALLBACK),
                         help="comma-separated modes tried in order when --mode auto (default: %(default)s)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    parser.add_argument("--device", default=None, type=at.device, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 
 def make_detector(args: argparse.Namespace):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, make_detector
 from aeb_app.errors import InputError
 
@@ -17,11 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="detect objects in an image or a video")
     p.add_argument("path", type=Path, metavar="PATH", help="image (.jpg, .png, ...) or video file")
     add_model_args(p)
-    p.add_argument("--out", type=Path, help="annotated image or video (same kind as PATH)")
-    p.add_argument("--json", type=Path, help="detections as JSON")
-    p.add_argument("--score-threshold", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=8, help="video frames per inference call")
-    p.add_argument("--max-frames", type=int, help="stop a video after N frames")
+    p.add_argument("--out", type=at.writable_output(), help="annotated image or video (same kind as PATH)")
+    p.add_argument("--json", type=at.writable_output(".json"), help="detections as JSON")
+    p.add_argument("--score-threshold", type=at.probability, default=0.5)
+    p.add_argument("--batch-size", type=at.positive_int, default=8, help="video frames per inference call")
+    p.add_argument("--max-frames", type=at.positive_int, help="stop a video after N frames")
     p.set_defaults(func=run)
     return p
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.path.is_file():
         raise InputError(f"{args.path}: file not found")
+    at.check_outputs([("PATH", args.path)], [("--out", args.out), ("--json", args.json)])
     is_image = args.path.suffix.lower() in IMAGE_SUFFIXES
     if args.out and (args.out.suffix.lower() in IMAGE_SUFFIXES) != is_image:
         raise InputError(f"{args.out}: output must be {'an image' if is_image else 'a video'} like {args.path.name}")

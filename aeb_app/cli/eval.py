@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, make_detector
 
 log = logging.getLogger(__name__)
@@ -14,12 +15,13 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="COCO mAP@[.5:.95] of a model over a COCO folder")
     add_model_args(p, default_mode="fp32")
-    p.add_argument("--coco-dir", type=Path, required=True, help="folder with images and annotations/")
-    p.add_argument("--annotations", type=Path, help="instances json (default: the one in COCO_DIR/annotations)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--limit", type=int, help="only the first N images (by id)")
-    p.add_argument("--max-detections", type=int, default=100, help="boxes kept per image (COCO: 100)")
-    p.add_argument("--json", type=Path, required=True, help="write the results here")
+    p.add_argument("--coco-dir", type=at.existing_dir, required=True, help="folder with images and annotations/")
+    p.add_argument("--annotations", type=at.existing_file,
+                   help="instances json (default: the one in COCO_DIR/annotations)")
+    p.add_argument("--batch-size", type=at.positive_int, default=8)
+    p.add_argument("--limit", type=at.positive_int, help="only the first N images (by id)")
+    p.add_argument("--max-detections", type=at.positive_int, default=100, help="boxes kept per image (COCO: 100)")
+    p.add_argument("--json", type=at.writable_output(".json"), required=True, help="write the results here")
     p.set_defaults(func=run)
     return p
 
@@ -31,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from aeb_app.bench.coco_eval import evaluate_detector
     from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig
 
-    if args.batch_size < 1:
-        raise SystemExit("aeb-app: error: --batch-size must be >= 1")
+    at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
     config = PostprocessConfig(
         score_threshold=EVAL_POSTPROCESS.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
         max_detections=args.max_detections,

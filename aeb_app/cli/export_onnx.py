@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("export-onnx", help="export a model (with box decoding) to ONNX")
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
-    parser.add_argument("--out", type=Path, help="output file (default: cache name in --engines-dir)")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    parser.add_argument("--out", type=at.writable_output(".onnx"),
+                        help="output file (default: cache name in --engines-dir)")
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
     parser.add_argument("--force", action="store_true", help="export even when a valid cached file exists")
     parser.set_defaults(func=run)
     return parser

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
+
 log = logging.getLogger(__name__)
 
 
@@ -14,10 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("gui", help="open the desktop window (default)")
     parser.add_argument("video", nargs="?", default=None,
                         help="video to open (default: the sample footage from the asset mirror/cache)")
-    parser.add_argument("--camera", type=int, default=None, metavar="N", help="open camera N instead of a video")
+    parser.add_argument("--camera", type=at.non_negative_int, default=None, metavar="N",
+                        help="open camera N instead of a video")
     parser.add_argument("--model", default=None, help="model name (default: last used)")
     parser.add_argument("--mode", default=None, help="inference mode, e.g. fp32, fp32_ort (default: last used)")
-    parser.add_argument("--calibration", type=Path, default=None,
+    parser.add_argument("--calibration", type=at.existing_file, default=None,
                         help="road calibration YAML (default: the sample footage's calibration for 960x540 "
                              "videos; other sizes show detections only until calibrated)")
     parser.add_argument("--paused", action="store_true", help="open paused on the first frame")

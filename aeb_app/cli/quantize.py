@@ -13,34 +13,29 @@ import logging
 import tempfile
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
 from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED
 from aeb_app.inference.quantize import METHODS
 
 log = logging.getLogger(__name__)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a one-line usage error otherwise, not a traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+positive_int = at.positive_int  # kept importable from here for older callers
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("quantize", help="INT8 Q/DQ ONNX by entropy calibration on COCO images")
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
-    parser.add_argument("--coco-dir", required=True, type=Path, help="COCO val2017 root or image folder")
-    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES, help="calibration images (default 200)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random image draw")
+    parser.add_argument("--coco-dir", required=True, type=at.existing_dir, help="COCO val2017 root or image folder")
+    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES,
+                        help="calibration images (default 200)")
+    parser.add_argument("--seed", type=at.non_negative_int, default=DEFAULT_SEED, help="seed of the random image draw")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
-    parser.add_argument("--out", type=Path, help="output file (default: cache name in --engines-dir)")
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
+    parser.add_argument("--out", type=at.writable_output(".onnx"),
+                        help="output file (default: cache name in --engines-dir)")
     parser.add_argument("--evaluate", action="store_true",
                         help="then report COCO mAP of FP32 and INT8 (ONNX Runtime) on --coco-dir's annotations")
     parser.set_defaults(func=run)

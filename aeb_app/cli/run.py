@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aeb_app.cli import argtypes as at
 from aeb_app.errors import AebError
 
 log = logging.getLogger(__name__)
@@ -20,22 +21,28 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("run", help="process a video without a display (annotated mp4 + events)")
-    parser.add_argument("video", help="input video file (or a camera index)")
-    parser.add_argument("--calibration", type=Path, default=None,
+    parser.add_argument("video", type=at.video_source, help="input video file (or a camera index)")
+    parser.add_argument("--calibration", type=at.existing_file, default=None,
                         help="road calibration YAML; one for another frame size of the same aspect ratio is "
                              "rescaled (default: the sample footage's calibration for 960x540 videos, else "
                              "detections only with AEB unavailable)")
-    parser.add_argument("--model", default="ssd_mobilenet_v1", help="model name (default ssd_mobilenet_v1)")
-    parser.add_argument("--mode", default="auto",
+    from aeb_app.inference.registry import MODES
+    from aeb_app.model.registry import MODEL_NAMES
+
+    parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES,
+                        help="model name (default ssd_mobilenet_v1)")
+    parser.add_argument("--mode", default="auto", choices=["auto", *MODES],
                         help="inference mode, e.g. fp32, fp32_ort, fp16_trt, or 'auto': the first mode of the "
                              "fallback order this machine can run, as in the GUI (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, help="annotated video to write (.mp4/.avi)")
-    parser.add_argument("--events", type=Path, default=None, help="warning events to write (.csv or .json)")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    parser.add_argument("--speed-kmh", type=float, default=None, metavar="X",
+    parser.add_argument("--out", type=at.writable_output(".mp4", ".avi", ".mkv", ".m4v"), default=None,
+                        help="annotated video to write (.mp4/.avi)")
+    parser.add_argument("--events", type=at.writable_output(".csv", ".json"), default=None,
+                        help="warning events: .csv written as they happen (kept if killed), .json at the end")
+    parser.add_argument("--max-frames", type=at.positive_int, default=None, metavar="N", help="stop after N frames")
+    parser.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
                         help="ego speed for the braking-zone length (default: fixed length)")
-    parser.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (torch/ORT)")
+    parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
+    parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -67,6 +74,8 @@ class RunSummary:
 def run(args: argparse.Namespace) -> int:
     if args.no_render and args.out:
         raise AebError("--no-render cannot be combined with --out")
+    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration)],
+                     [("--out", args.out), ("--events", args.events)])
     summary = process_video(args)
     print(summary.text())
     return 0
@@ -95,7 +104,8 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     """
     import contextlib
 
-    from aeb_app.pipeline import EventRecorder, write_events
+    from aeb_app.event_log import EventLog
+    from aeb_app.pipeline import EventRecorder, WarningEvent
     from aeb_app.stream import open_stream
     from aeb_app.video import VideoWriter
 
@@ -104,9 +114,10 @@ def process_video(args: argparse.Namespace) -> RunSummary:
         stream = stack.enter_context(open_stream(stream_config(args)))
         writer = stack.enter_context(VideoWriter(args.out, fps=stream.source.info.fps)) if args.out else None
         recorder = EventRecorder()
-        _loop(stream.pipeline, stream.source, writer, recorder, summary, args)
+        # Events are appended as they happen (CSV streamed), so a late failure or a kill keeps them.
+        events = stack.enter_context(EventLog(args.events, WarningEvent.__dataclass_fields__)) if args.events else None
+        _loop(stream.pipeline, stream.source, writer, recorder, summary, args, events)
     if args.events:
-        write_events(args.events, recorder.events)
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
 
@@ -117,7 +128,7 @@ def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]
             f"frame {summary.frames}  {1000.0 / last_total_ms if last_total_ms else 0:.1f} FPS"]
 
 
-def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace) -> None:
+def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace, events=None) -> None:
     from tqdm import tqdm
 
     from aeb_app import render
@@ -135,7 +146,9 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         result = pipeline.process(frame, hud_lines=_hud_lines(pipeline, summary, last_ms))
         if writer is not None:
             writer.write(render.side_by_side(result.extras["annotated"], result.extras["bev"]))
-        recorder.update(result)
+        event = recorder.update(result)
+        if events is not None and event is not None:
+            events.append(event)
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from aeb_app.atomic import write_json
+from aeb_app.cli import argtypes as at
 
 __all__ = ["add_parser", "run", "format_table"]
 
@@ -19,10 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "scenarios", help="validate the AEB logic on synthetic NHTSA FCW / Euro NCAP scenarios",
         description="Run every scenario; exit 1 if any fails.",
     )
-    parser.add_argument("--noise-px", type=float, default=0.0, help="std. dev. of box pixel noise (default 0)")
-    parser.add_argument("--miss-prob", type=float, default=0.0, help="probability of a missed detection per frame")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--json", metavar="OUT", type=Path, help="write results as a JSON list to OUT")
+    parser.add_argument("--noise-px", type=at.non_negative_float, default=0.0,
+                        help="std. dev. of box pixel noise (default 0)")
+    parser.add_argument("--miss-prob", type=at.probability, default=0.0,
+                        help="probability of a missed detection per frame")
+    parser.add_argument("--seed", type=at.non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--json", metavar="OUT", type=at.writable_output(".json"),
+                        help="write results as a JSON list to OUT")
     parser.set_defaults(func=run)
 
 

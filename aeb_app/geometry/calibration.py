@@ -10,11 +10,13 @@ once when the camera is installed.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import yaml
@@ -23,6 +25,7 @@ from aeb_app.atomic import write_text
 from aeb_app.errors import CalibrationError
 from aeb_app.geometry.homography import BirdsEyeView
 from aeb_app.geometry.scale import ReferencePair, fit_scale
+from aeb_app.safe_yaml import YamlLimitError, load_bounded_yaml, short_repr
 
 __all__ = ["SCHEMA_VERSION", "Calibration", "load_calibration", "save_calibration", "shipped_calibration"]
 
@@ -72,6 +75,7 @@ class Calibration:
         except ValueError as exc:
             raise CalibrationError(f"origin_px: {self.origin_px} is not on the road plane ({exc})") from exc
         object.__setattr__(self, "_origin_bev_px", origin_bev)
+        _check_origin_below_horizon(self)
 
     @classmethod
     def from_points(
@@ -174,72 +178,174 @@ class Calibration:
         }
 
 
-def _check_size(value: Any, name: str) -> tuple[int, int]:
+#: Bounds of the file's fields: a plausible camera, bird's-eye view and road (checked before any maths,
+#: so huge or non-finite values give a CalibrationError naming the key, never an OverflowError).
+MAX_IMAGE_SIDE_PX = 16384
+MAX_BEV_SIDE_PX = 100_000
+MAX_COORD_PX = 1e6
+MAX_DISTANCE_M = 1e4
+MAX_ORIGIN_AHEAD_M = 100.0
+MAX_K_M_PER_PX = 1e3
+MAX_PAIRS = 1000
+MAX_TEXT_CHARS = 10_000
+#: The origin may be at most this many times farther (in homogeneous scale) than the road points.
+MIN_ORIGIN_W_RATIO = 0.01
+
+
+def _check_size(value: Any, name: str, max_side: int = MAX_BEV_SIDE_PX) -> tuple[int, int]:
     if not (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise CalibrationError(f"{name}: expected [width, height] positive integers, got {value!r}")
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 < v <= max_side
+                    for v in value)):
+        raise CalibrationError(
+            f"{name}: expected [width, height] integers in 1..{max_side}, got {short_repr(value)}")
     return int(value[0]), int(value[1])
+
+
+def _finite(value: Any, key: str, *, low: float = -math.inf, high: float = math.inf,
+            low_open: bool = False) -> float:
+    """A real number (not bool) within [low, high] (``(low, high]`` when ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CalibrationError(f"{key}: expected a finite number, got {short_repr(value)}")
+    if isinstance(value, int) and abs(value) > 1e15:  # float() of a 400-digit int overflows
+        raise CalibrationError(f"{key}: {short_repr(value, 24)} is out of range")
+    number = float(value)
+    if not math.isfinite(number):
+        raise CalibrationError(f"{key}: expected a finite number, got {number}")
+    if number > high or (number <= low if low_open else number < low):
+        bracket = "(" if low_open else "["
+        raise CalibrationError(f"{key}: {number:g} outside {bracket}{low:g}, {high:g}]")
+    return number
+
+
+def _point(value: Any, key: str) -> tuple[float, float]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise CalibrationError(f"{key}: expected [x, y], got {short_repr(value)}")
+    x, y = (_finite(v, f"{key}[{i}]", low=-MAX_COORD_PX, high=MAX_COORD_PX) for i, v in enumerate(value))
+    return x, y
+
+
+def _points(value: Any, key: str, count: int = 4) -> list[tuple[float, float]]:
+    if not (isinstance(value, list) and len(value) == count):
+        got = f"{len(value)} items" if isinstance(value, list) else short_repr(value)
+        raise CalibrationError(f"{key}: expected a list of {count} [x, y] points, got {got}")
+    return [_point(p, f"{key}[{i}]") for i, p in enumerate(value)]
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT_CHARS:
+        raise CalibrationError(f"{key}: expected text of at most {MAX_TEXT_CHARS} characters, got "
+                               f"{short_repr(value) if not isinstance(value, str) else f'{len(value)} characters'}")
+    return value
 
 
 _REQUIRED = ("schema_version", "image_size", "source_points_px", "bev_size", "bev_points_px",
              "reference_pairs", "k_x_m_per_px", "k_y_m_per_px")
 _OPTIONAL = ("fit_residual_m", "origin_px", "origin_ahead_m", "camera_notes")
+_PAIR_KEYS = ("a_bev_px", "b_bev_px", "distance_m")
 
 
 def _number(data: dict[str, Any], key: str, where: str) -> float:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise CalibrationError(f"{where}: {key}: expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        return _finite(data[key], key, low=0.0, high=MAX_K_M_PER_PX, low_open=True)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{where}: {exc}") from None
 
 
-def _pairs(raw: Any, where: str) -> list[ReferencePair]:
-    if not isinstance(raw, list):
-        raise CalibrationError(f"{where}: reference_pairs: expected a list, got {type(raw).__name__}")
+def _pairs(raw: Any) -> list[ReferencePair]:
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_PAIRS:
+        got = f"{len(raw)} items" if isinstance(raw, list) else type(raw).__name__
+        raise CalibrationError(f"reference_pairs: expected a list of 2..{MAX_PAIRS} pairs, got {got}")
     pairs = []
     for i, item in enumerate(raw):
-        field_name = f"reference_pairs[{i}]"
-        if not isinstance(item, dict) or not {"a_bev_px", "b_bev_px", "distance_m"} <= set(item):
-            raise CalibrationError(f"{where}: {field_name}: needs a_bev_px, b_bev_px, distance_m; got {item!r}")
-        pts = []
-        for key in ("a_bev_px", "b_bev_px"):
-            p = item[key]
-            if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)):
-                raise CalibrationError(f"{where}: {field_name}.{key}: expected [x, y], got {p!r}")
-            pts.append((float(p[0]), float(p[1])))
-        pairs.append(ReferencePair(pts[0], pts[1], _number(item, "distance_m", f"{where}: {field_name}"),
-                                   str(item.get("note", ""))))
+        name = f"reference_pairs[{i}]"
+        if not isinstance(item, dict) or not set(_PAIR_KEYS) <= set(item):
+            raise CalibrationError(f"{name}: needs a_bev_px, b_bev_px, distance_m; got {short_repr(item)}")
+        unknown = sorted(str(k) for k in set(item) - {*_PAIR_KEYS, "note"})
+        if unknown:
+            raise CalibrationError(f"{name}: unknown field(s): {short_repr(', '.join(unknown))}")
+        a, b = _point(item["a_bev_px"], f"{name}.a_bev_px"), _point(item["b_bev_px"], f"{name}.b_bev_px")
+        distance = _finite(item["distance_m"], f"{name}.distance_m", low=0.0, high=MAX_DISTANCE_M, low_open=True)
+        pairs.append(ReferencePair(a, b, distance, _text(item.get("note", ""), f"{name}.note")))
     return pairs
 
 
-def _from_dict(data: Any, where: str) -> Calibration:
+def _check_keys(data: Any) -> None:
     if not isinstance(data, dict):
-        raise CalibrationError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
+        raise CalibrationError(f"expected a mapping at top level, got {type(data).__name__}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise CalibrationError(f"{where}: schema_version is {version!r}, this version reads {SCHEMA_VERSION}")
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
+        raise CalibrationError(f"schema_version is {short_repr(version)}, this version reads {SCHEMA_VERSION}")
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
-        raise CalibrationError(f"{where}: missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+        raise CalibrationError(f"missing field(s): {', '.join(missing)}")
+    unknown = sorted(str(k) for k in set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise CalibrationError(f"{where}: unknown field(s): {', '.join(unknown)}")
+        raise CalibrationError(f"unknown field(s): {short_repr(', '.join(unknown), 120)}")
+
+
+def _build(data: dict[str, Any]) -> Calibration:
+    """Every field type- and range-checked (the key named), then :meth:`Calibration.from_points`."""
+    w, h = _check_size(data["image_size"], "image_size", MAX_IMAGE_SIDE_PX)
+    origin = _point(data["origin_px"], "origin_px") if "origin_px" in data else None
+    if "fit_residual_m" in data:
+        _finite(data["fit_residual_m"], "fit_residual_m", low=0.0, high=MAX_DISTANCE_M)
+    ahead = (_finite(data["origin_ahead_m"], "origin_ahead_m", low=-MAX_ORIGIN_AHEAD_M, high=MAX_ORIGIN_AHEAD_M)
+             if "origin_ahead_m" in data else 0.0)
+    kwargs = dict(
+        image_size_wh=(w, h), source_points_px=_points(data["source_points_px"], "source_points_px"),
+        bev_points_px=_points(data["bev_points_px"], "bev_points_px"),
+        bev_size_wh=_check_size(data["bev_size"], "bev_size"), reference_pairs=_pairs(data["reference_pairs"]),
+        origin_px=origin, origin_ahead_m=ahead, camera_notes=_text(data.get("camera_notes", ""), "camera_notes"),
+    )
     try:
-        cal = Calibration.from_points(
-            image_size_wh=_check_size(data["image_size"], "image_size"),
-            source_points_px=data["source_points_px"],
-            bev_points_px=data["bev_points_px"],
-            bev_size_wh=_check_size(data["bev_size"], "bev_size"),
-            reference_pairs=_pairs(data["reference_pairs"], where),
-            origin_px=tuple(data["origin_px"]) if "origin_px" in data else None,
-            origin_ahead_m=_number(data, "origin_ahead_m", where) if "origin_ahead_m" in data else 0.0,
-            camera_notes=str(data.get("camera_notes", "")),
-        )
+        cal = Calibration.from_points(**kwargs)  # type: ignore[arg-type]
+    except (np.linalg.LinAlgError, cv2.error, ArithmeticError, ValueError) as exc:
+        if isinstance(exc, CalibrationError):
+            raise
+        raise CalibrationError(f"degenerate points ({type(exc).__name__}: {short_repr(str(exc), 120)})") from None
+    _check_horizon_crosses_image(cal)
+    return cal
+
+
+def _road_side_w(cal: Calibration, points_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Homogeneous scale of image points under the image->BEV homography, signed so road points are > 0."""
+    m = cal.view.matrix
+    pts = np.asarray(points_px, dtype=np.float64).reshape(-1, 2)
+    w = pts @ m[2, :2] + m[2, 2]
+    sign = np.sign(np.median(cal.view.image_points_px @ m[2, :2] + m[2, 2]))
+    return w * sign
+
+
+def _check_origin_below_horizon(cal: Calibration) -> None:
+    """The distance origin must be a road pixel: below the horizon, not at infinity."""
+    ref = float(np.median(_road_side_w(cal, cal.view.image_points_px)))
+    w_origin = float(_road_side_w(cal, [cal.origin_px])[0])
+    if not w_origin > MIN_ORIGIN_W_RATIO * ref:
+        where = "above" if w_origin < 0 else "at"
+        raise CalibrationError(
+            f"origin_px: {short_repr(cal.origin_px)} is {where} the horizon of the road plane (not a road pixel); "
+            "pick a pixel on the road near the bottom of the image")
+
+
+def _check_horizon_crosses_image(cal: Calibration) -> None:
+    """A forward-looking camera sees the horizon: the road plane must end inside the frame."""
+    w, h = cal.image_size_wh
+    corners = _road_side_w(cal, [(0, 0), (w, 0), (w, h), (0, h)])
+    if (corners > 0).all():
+        raise CalibrationError(
+            f"source_points_px: the road plane's horizon lies outside the {w}x{h} image (the lane lines do not "
+            "converge inside the frame); pick points on the two lane lines at two distances, in order TL, TR, BR, BL")
+
+
+def _from_dict(data: Any, where: str) -> Calibration:
+    try:
+        _check_keys(data)
+        cal = _build(data)
     except CalibrationError as exc:
-        raise CalibrationError(f"{where}: {exc}") from exc
+        raise CalibrationError(f"{where}: {exc}") from None
     for key, fitted in (("k_x_m_per_px", cal.k_x_m_per_px), ("k_y_m_per_px", cal.k_y_m_per_px)):
         stored = _number(data, key, where)
-        if not stored > 0 or abs(stored - fitted) > K_CONSISTENCY_TOL * fitted:
+        if abs(stored - fitted) > K_CONSISTENCY_TOL * fitted:
             raise CalibrationError(
                 f"{where}: {key}: stored {stored} disagrees with {fitted:.6g} refitted from reference_pairs"
             )
@@ -247,21 +353,23 @@ def _from_dict(data: Any, where: str) -> Calibration:
 
 
 def load_calibration(path: str | os.PathLike[str]) -> Calibration:
-    """Read and validate a calibration YAML file.
+    """Read and validate a calibration YAML file, safely (see :mod:`aeb_app.safe_yaml`).
+
+    The file is at most 256 KiB of UTF-8 YAML without anchors/aliases or deep nesting; every field is
+    type- and range-checked before any maths; the origin must lie below the road's horizon and the
+    horizon inside the image.
 
     Raises:
-        CalibrationError: unreadable file, malformed YAML, wrong ``schema_version``, a missing/unknown/invalid
-            field, or stored k_x/k_y that disagree with the reference pairs; the message names file and field.
+        CalibrationError: unreadable, oversized, non-UTF-8 or malformed file, anchors/aliases, wrong
+            ``schema_version``, a missing/unknown/invalid field, degenerate points, an origin above the
+            horizon, or stored k_x/k_y that disagree with the reference pairs; one line naming file and field.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CalibrationError(f"{path}: cannot read calibration file ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f"{path}: malformed YAML ({' '.join(str(exc).split())})") from exc
+        data = load_bounded_yaml(path)
+    except YamlLimitError as exc:
+        prefix = "" if str(exc).startswith(("cannot read", "malformed YAML")) else "calibration file: "
+        raise CalibrationError(f"{path}: {prefix}{exc}") from None
     return _from_dict(data, str(path))
 
 

@@ -95,21 +95,35 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
         raise EngineLoadError(f"{engine}: engine file not found; build it with 'aeb-app build-engine'")
     side = sidecar_path(engine)
     try:
+        if side.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"larger than {MAX_SIDECAR_BYTES} bytes")
         meta = json.loads(side.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EngineLoadError(f"{engine}: no sidecar {side.name}; rebuild the engine with 'aeb-app build-engine'") from None
-    except (OSError, ValueError) as exc:
-        raise EngineLoadError(f"{side}: unreadable engine sidecar ({exc}); rebuild the engine") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise EngineLoadError(f"{side}: unreadable engine sidecar ({reason}); rebuild the engine") from None
     if not isinstance(meta, dict):
-        raise EngineLoadError(f"{side}: engine sidecar is not a JSON object; rebuild the engine")
-    missing = [k for k in ("runtime_version", "gpu_name", "compute_capability", "engine_sha256", "profile")
-               if k not in meta]
+        raise EngineLoadError(
+            f"{side}: engine sidecar is not a JSON object (a {type(meta).__name__}); rebuild the engine")
+    missing = [k for k, kind in _SIDECAR_SCHEMA.items() if not isinstance(meta.get(k), kind)]
     profile = meta.get("profile")
-    if "profile" not in missing and not (isinstance(profile, dict) and isinstance(profile.get("max_batch"), int)):
+    if "profile" not in meta:
+        missing.append("profile")
+    elif not (isinstance(profile, dict) and isinstance(profile.get("max_batch"), int)
+              and not isinstance(profile.get("max_batch"), bool)):
         missing.append("profile.max_batch")
     if missing:
-        raise EngineLoadError(f"{side}: sidecar lacks {', '.join(missing)}; rebuild the engine")
+        raise EngineLoadError(f"{side}: sidecar lacks {', '.join(missing)} (missing or wrong type); rebuild the engine")
     return meta
+
+
+#: Largest sidecar read, bytes (real ones are under 2 KB).
+MAX_SIDECAR_BYTES = 1 << 20
+#: Fields every engine sidecar must have, with their JSON types.
+_SIDECAR_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "runtime_version": str, "gpu_name": str, "compute_capability": (str, int, float), "engine_sha256": str,
+}
 
 
 def _describe(meta_or_machine: dict[str, Any] | MachineInfo, lib: str) -> str:

@@ -74,15 +74,40 @@ def sidecar_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+#: Largest sidecar read, bytes (real ones are under 2 KB).
+MAX_SIDECAR_BYTES = 1 << 20
+
+
 def read_sidecar(artifact: str | Path) -> dict[str, Any] | None:
-    """The artifact's sidecar as a dict, or None when missing or unreadable."""
+    """The artifact's sidecar as a dict, or None when missing, unreadable or not a JSON object.
+
+    A sidecar that exists but is unusable (not JSON, ``[]``, a string, oversized, or with a
+    non-string key field) is logged once and treated as missing, so the artifact is rebuilt.
+    """
     import json
 
     path = sidecar_path(artifact)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"larger than {MAX_SIDECAR_BYTES} bytes")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, ValueError, RecursionError) as exc:
+        log.warning("%s: unreadable sidecar (%s); ignoring it", path, " ".join(str(exc).split())[:120])
+        return None
+    if not isinstance(meta, dict):
+        log.warning("%s: sidecar is a JSON %s, not an object; ignoring it", path, type(meta).__name__)
+        return None
+    bad = [k for k in _SIDECAR_STR_KEYS if k in meta and not isinstance(meta[k], str)]
+    if bad:
+        log.warning("%s: sidecar field(s) %s are not text; ignoring it", path, ", ".join(bad))
+        return None
+    return meta
+
+
+#: Sidecar fields that must be strings when present (hashes, names, versions).
+_SIDECAR_STR_KEYS = ("kind", "model", "weights_sha256", "torch_version", "sha256")
 
 
 def _expected_sidecar(loaded: LoadedModel, weights_hash: str) -> dict[str, Any]:

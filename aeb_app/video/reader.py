@@ -6,6 +6,13 @@ naming the file and the problem), and reads frames as :class:`VideoFrame` values
 that fails to decode mid-stream is not a crash: it comes back with ``image=None`` and an
 ``error`` text, so the pipeline reports "system unavailable" for it. After
 :data:`MAX_CONSECUTIVE_FAILURES` failures in a row the stream ends (a truncated file).
+
+A frame that decodes but is implausible (frozen, blank or torn, see :mod:`aeb_app.video.validity`)
+keeps its ``image`` (for display) and gets an ``error`` naming the reason; ``VideoFrame.valid`` is
+False and the pipeline makes it UNAVAILABLE, not "no warning".
+
+The frame read to probe a file is kept and returned by the first :meth:`VideoSource.read` (no
+rewind), so a one-frame video works.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import InputError
+from aeb_app.video.validity import FrameCheck
 
 __all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "parse_source"]
 
@@ -66,8 +74,8 @@ class VideoFrame:
         index: 0-based frame index in the source.
         timestamp_s: presentation time, seconds (``index / fps`` for files).
         image: (h, w, 3) uint8 BGR, or ``None`` when decoding failed.
-        decode_ms: time spent reading/decoding this frame, milliseconds.
-        error: why ``image`` is ``None``.
+        decode_ms: time spent reading/decoding (and checking) this frame, milliseconds.
+        error: why ``image`` is ``None``, or why a decoded ``image`` is implausible (frozen/blank/torn).
     """
 
     index: int
@@ -78,7 +86,13 @@ class VideoFrame:
 
     @property
     def ok(self) -> bool:
+        """The frame decoded (it may still be implausible: see :attr:`valid`)."""
         return self.image is not None
+
+    @property
+    def valid(self) -> bool:
+        """Decoded and plausible: the only frames whose detections may count."""
+        return self.image is not None and self.error is None
 
 
 def parse_source(value: str | int | os.PathLike[str]) -> str | int:
@@ -95,15 +109,18 @@ class VideoSource:
     Args:
         source: file path, or a camera index (``int``).
         loop: when the end of a file is reached, start again at frame 0.
+        check_frames: mark frozen/blank/torn frames invalid (:class:`~aeb_app.video.validity.FrameCheck`).
 
     Raises:
         InputError: on :meth:`open` for a missing/empty/unreadable file, an undecodable first frame,
             or a camera that does not open.
     """
 
-    def __init__(self, source: str | os.PathLike[str] | int, *, loop: bool = False) -> None:
+    def __init__(self, source: str | os.PathLike[str] | int, *, loop: bool = False, check_frames: bool = True) -> None:
         self.source = parse_source(source)
         self.loop = loop
+        self._check = FrameCheck() if check_frames else None
+        self._invalid_run = 0
         self._cap: cv2.VideoCapture | None = None
         self._info: VideoInfo | None = None
         self._next_index = 0
@@ -189,10 +206,9 @@ class VideoSource:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         is_camera = isinstance(self.source, int)
-        if not is_camera:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        else:
-            self._pending = frame  # keep the probed camera frame: cameras cannot rewind
+        # Keep the probed frame for the first read instead of rewinding: cameras cannot rewind, and
+        # some one-frame files fail to decode again after a seek to 0.
+        self._pending = frame
         h, w = frame.shape[:2]
         return VideoInfo(self.name, w, h, fps if 0 < fps < 1000 else DEFAULT_FPS,
                          count if count > 0 and not is_camera else None, is_camera)
@@ -216,8 +232,11 @@ class VideoSource:
         if frame_index < 0 or (count is not None and frame_index >= count):
             raise InputError(f"{self.name}: seek to frame {frame_index} outside 0..{(count or 1) - 1}")
         cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+        self._pending = None
         self._next_index = frame_index
         self._failures = 0
+        if self._check is not None:
+            self._check.reset()
 
     def read(self) -> VideoFrame | None:
         """The next frame; ``None`` at the end of the stream (or after too many failures).
@@ -231,13 +250,25 @@ class VideoSource:
             ok, frame, self._pending = True, self._pending, None
         else:
             ok, frame = cap.read()
-        decode_ms = (time.perf_counter() - t0) * 1e3
         timestamp_s = self._timestamp_s(index, t0)
         if ok and frame is not None:
             self._failures = 0
             self._next_index += 1
-            return VideoFrame(index, timestamp_s, frame, decode_ms)
-        return self._failed_read(index, timestamp_s, decode_ms)
+            error = self._implausible(index, frame)
+            return VideoFrame(index, timestamp_s, frame, (time.perf_counter() - t0) * 1e3, error)
+        return self._failed_read(index, timestamp_s, (time.perf_counter() - t0) * 1e3)
+
+    def _implausible(self, index: int, frame: npt.NDArray[np.uint8]) -> str | None:
+        """The error text of a frozen/blank/torn frame (logged once per run of such frames), or None."""
+        reason = self._check.check(frame) if self._check is not None else None
+        if reason is None:
+            self._invalid_run = 0
+            return None
+        message = f"{self.name}: frame {index}: {reason}"
+        if self._invalid_run == 0:
+            log.warning("%s (reported as unavailable)", message)
+        self._invalid_run += 1
+        return message
 
     def _timestamp_s(self, index: int, read_start: float) -> float:
         """``index / fps`` for files; for a camera, wall-clock seconds since it was opened.
