@@ -128,7 +128,7 @@ class RangeFilter:
 
 
 def ttc_s(range_m: float, range_rate_mps: float, range_accel_mps2: float = 0.0, *,
-          min_closing_mps: float = 0.3) -> float:
+          min_closing_mps: float = 0.3, max_closing_mps: float = math.inf) -> float:
     """Time to collision in seconds; ``inf`` when not closing.
 
     Physical assumptions (as in openpilot's ``calc_ttc``): both vehicles keep their current relative
@@ -136,21 +136,29 @@ def ttc_s(range_m: float, range_rate_mps: float, range_accel_mps2: float = 0.0, 
     course (``inf``), even if the relative acceleration is negative: a filtered acceleration alone is
     too noisy to warn on. When closing, the constant-velocity TTC ``r / closing speed`` is used, and
     the constant-acceleration root when the closing speed is increasing (lead braking), whichever is
-    smaller; a decreasing closing speed is ignored (conservative).
+    smaller; a decreasing closing speed is ignored (conservative). The closing speed never exceeds
+    ``max_closing_mps`` (a braking lead stops; it does not reverse into the ego): once the acceleration
+    has brought it there, it stays there.
 
     Args:
         range_m: gap, metres (<= 0 gives 0).
         range_rate_mps: d(range)/dt, m/s, negative when closing.
         range_accel_mps2: d^2(range)/dt^2, m/s^2, negative when the closing speed grows.
         min_closing_mps: closing speed below which the TTC is infinite.
+        max_closing_mps: the largest closing speed possible (ego speed plus a margin), m/s.
     """
     if range_m <= 0:
         return 0.0
-    closing = -range_rate_mps
+    closing = min(-range_rate_mps, max_closing_mps)
     if not math.isfinite(closing) or closing <= min_closing_mps:
         return math.inf
     ttc = range_m / closing
     if range_accel_mps2 < 0:
-        disc = range_rate_mps**2 - 2.0 * range_accel_mps2 * range_m
-        ttc = min(ttc, (-range_rate_mps - math.sqrt(disc)) / range_accel_mps2)
+        accel = -range_accel_mps2
+        t_cap = (max_closing_mps - closing) / accel  # inf when uncapped
+        covered = closing * t_cap + 0.5 * accel * t_cap**2 if math.isfinite(t_cap) else math.inf
+        if covered >= range_m:
+            ttc = min(ttc, (-closing + math.sqrt(closing**2 + 2.0 * accel * range_m)) / accel)
+        else:
+            ttc = min(ttc, t_cap + (range_m - covered) / max_closing_mps)
     return float(ttc)

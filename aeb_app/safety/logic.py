@@ -242,9 +242,11 @@ class AebLogic:
         cue's constant part (tyre offset, width), which does not average out over frames.
         """
         f = track.range_filter
-        if cues.ground_valid[i]:
-            f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
-                     gate_sigma_m=float(cues.ground_sigma_m[i]))
+        if cues.why_no_ground[i] == "occlusion":
+            track.last_occluded_s = timestamp_s
+        if cues.ground_valid[i] and f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
+                                             gate_sigma_m=float(cues.ground_sigma_m[i])):
+            track.last_ground_s = timestamp_s
         if cues.width_valid[i]:
             f.update(float(cues.width_range_m[i]), float(cues.width_noise_m[i]),
                      gate_sigma_m=float(cues.width_sigma_m[i]))
@@ -265,12 +267,18 @@ class AebLogic:
         width = self._track_width(track)[0]
         lateral = float(object_lateral_m(self.road, box, [f.range_m], [width],
                                          border_margin_px=self.cue_config.border_margin_px)[0])
-        inside = bool(in_zone([[lateral, f.range_m]], half_width_m=self.zone_config.lane_width_m / 2,
+        # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
+        near = max(f.range_m - f.range_sigma_m, 0.0)
+        inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
                               length_m=length_m)[0])
+        recent = f.config.reacquire_after_s
         threat = assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
                                ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m,
-                               config=self.warning_config)
-        agrees = threat.agrees(self.warning_config.require_agreement)
+                               config=self.warning_config,
+                               range_independent=timestamp_s - track.last_ground_s <= recent)
+        # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
+        occluded = timestamp_s - track.last_occluded_s <= recent
+        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         try:
             bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])

@@ -58,7 +58,8 @@ def _closing_cap(ego_speed_mps: float | None, config: WarningConfig) -> float:
 
 
 def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, track_age_s: float,
-                  ego_speed_mps: float | None, setback_m: float, config: WarningConfig) -> ThreatAssessment:
+                  ego_speed_mps: float | None, setback_m: float, config: WarningConfig,
+                  range_independent: bool = True) -> ThreatAssessment:
     """Both TTC cues of a track, fused, and which of them confirm a threat.
 
     What both cues measure is the closing speed (the scale cue as ``closing / camera depth``); those are
@@ -73,6 +74,9 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
         ego_speed_mps: ego speed, m/s, or None when unknown.
         setback_m: camera distance behind the range origin, metres (the scale cue measures camera depth).
         config: warning settings.
+        range_independent: the range has had a ground-contact measurement recently. When it has not,
+            the range comes from the box width alone, its rate is the scale cue's twin, and it gets no
+            separate vote: the scale cue must then show a significant expansion on its own.
     """
     cap = _closing_cap(ego_speed_mps, config)
     rng = filt.range_m
@@ -80,17 +84,18 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
     ranged = filt.initialized and math.isfinite(rng) and rng > 0 and filt.since_accept_s <= filt.config.reacquire_after_s
     available, confirmed, speeds, weights = [], [], [], []
     ttc_range = math.inf
-    accel = filt.range_accel_mps2 if ranged else 0.0
+    accel = 0.0
+    if ranged and filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
+        accel = filt.range_accel_mps2  # only a significant braking of the lead shortens the TTC
     if ranged and track_age_s >= config.min_track_age_s - 1e-6:
         closing = min(-filt.range_rate_mps, cap)
-        if -filt.range_rate_mps > cap:
-            accel = 0.0  # faster closing than the ego can drive: noise, and so is its acceleration
-        ttc_range = ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps)
+        ttc_range = ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
         sigma = max(filt.range_rate_sigma_mps, 1e-3)
-        available.append("range")
         speeds.append(closing)
         weights.append(1.0 / sigma**2)
-        if closing > 0 and (closing + config.agree_sigmas * sigma) * config.agree_ttc_s > rng:
+        if range_independent:
+            available.append("range")
+        if range_independent and closing > 0 and (closing + config.agree_sigmas * sigma) * config.agree_ttc_s > rng:
             confirmed.append("range")
     ttc_scale = math.nan
     if expansion is not None:
@@ -103,10 +108,11 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
             speeds.append(closing)
             weights.append(1.0 / max(expansion.rate_sigma_per_s * depth, 1e-3) ** 2)
         optimistic = rate_now + config.agree_sigmas * expansion.rate_sigma_per_s
-        if rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
+        significant = range_independent or expansion.expanding(config.agree_sigmas)
+        if significant and rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
             confirmed.append("scale")
     if not (ranged and weights):
         return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(available), tuple(confirmed))
     fused_closing = sum(w * v for w, v in zip(weights, speeds)) / sum(weights)
-    fused = ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps)
+    fused = ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
     return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(available), tuple(confirmed))

@@ -46,6 +46,8 @@ class Track:
         hits: number of frames matched.
         width_info: sum of 1/sigma^2 of the object's width measured through the ground cue, 1/m^2.
         width_info_m: sum of width/sigma^2 of those measurements, 1/m.
+        last_ground_s: last time the ground-contact cue was used, seconds.
+        last_occluded_s: last time the box's bottom was an occlusion edge (something nearer in front), seconds.
     """
 
     track_id: int
@@ -58,6 +60,8 @@ class Track:
     hits: int = 1
     width_info: float = 0.0
     width_info_m: float = 0.0
+    last_ground_s: float = -math.inf
+    last_occluded_s: float = -math.inf
 
     def learn_width(self, width_m: float, sigma_m: float) -> None:
         """Add one measurement of the object's true width (metres, with its sigma)."""

@@ -41,6 +41,8 @@ class WarningConfig:
         agree_sigmas: how optimistic, in standard deviations of the cue's closing / expansion rate.
         max_lead_reverse_mps: with a known ego speed, closing speed is capped at ego speed plus this
             (a lead vehicle does not reverse faster), m/s; a standing ego therefore never warns.
+        accel_sigmas: the filtered relative acceleration shortens the TTC only when it is this many
+            standard deviations below zero (noise in the acceleration alone must not warn).
         category_ids: COCO ids considered (default road users).
     """
 
@@ -50,11 +52,12 @@ class WarningConfig:
     off_s: float = 0.3
     max_frame_gap_s: float = 0.5
     min_closing_mps: float = 0.5
-    min_track_age_s: float = 0.3
+    min_track_age_s: float = 0.5
     require_agreement: bool = True
     agree_ttc_s: float = 8.0
     agree_sigmas: float = 2.0
-    max_lead_reverse_mps: float = 1.0
+    max_lead_reverse_mps: float = 0.5
+    accel_sigmas: float = 0.5
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
@@ -62,7 +65,8 @@ class WarningConfig:
             raise ConfigError(
                 f"warning.brake_ttc_s ({self.brake_ttc_s}) must be > 0 and <= caution_ttc_s ({self.caution_ttc_s})"
             )
-        for name in ("on_s", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps"):
+        for name in ("on_s", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps",
+                     "accel_sigmas"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
