@@ -34,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--speed-kmh", type=float, default=None, metavar="X",
                         help="ego speed for the braking-zone length (default: fixed length)")
+    parser.add_argument("--ego-speed", type=Path, default=None, metavar="CSV",
+                        help="ego speed per frame from a time_s,speed_mps CSV (CAN/GPS log), instead of --speed-kmh")
+    parser.add_argument("--tracks", type=Path, default=None, metavar="CSV",
+                        help="write one row per frame per tracked object (range, TTC, cues; see README)")
     parser.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
@@ -102,9 +106,11 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     from aeb_app.pipeline import (
         EventRecorder, Pipeline, PipelineSettings, check_calibration, tune_cpu_threads, write_events,
     )
+    from aeb_app.tracks import TracksCsvWriter
     from aeb_app.video import VideoSource, VideoWriter
 
     calibration = _calibration(args.calibration)
+    ego_speed = _ego_speed(args)
     summary = RunSummary()
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(VideoSource(args.video))
@@ -119,16 +125,32 @@ def process_video(args: argparse.Namespace) -> RunSummary:
         settings = PipelineSettings(
             postprocess=PostprocessConfig(score_threshold=args.score_threshold),
             ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
-            render=not args.no_render, hud=True,
+            render=not args.no_render, hud=True, ego_speed_profile=ego_speed,
         )
         pipeline = Pipeline(detector, calibration, settings=settings)
         writer = stack.enter_context(VideoWriter(args.out, fps=info.fps)) if args.out else None
         recorder = EventRecorder()
-        _loop(pipeline, source, writer, recorder, summary, args)
+        tracks = stack.enter_context(TracksCsvWriter(args.tracks)) if args.tracks else None
+        _loop(pipeline, source, writer, recorder, summary, args, tracks)
     if args.events:
         write_events(args.events, recorder.events)
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
+
+
+def _ego_speed(args: argparse.Namespace):
+    """The ``--ego-speed`` profile (checked before any long work), or None; refuses clashing outputs."""
+    from aeb_app.safety.ego_speed import load_ego_speed_csv
+
+    if args.ego_speed is not None and args.speed_kmh is not None:
+        raise AebError("--ego-speed and --speed-kmh cannot be combined")
+    if args.tracks is not None:
+        outputs = [p.resolve() for p in (args.out, args.events, args.ego_speed) if p is not None]
+        if args.tracks.resolve() in outputs or str(args.tracks) == str(args.video):
+            raise AebError(f"--tracks {args.tracks}: the same file as another input or output")
+        if args.tracks.suffix.lower() != ".csv":
+            raise AebError(f"--tracks {args.tracks}: the tracks file must end in .csv")
+    return load_ego_speed_csv(args.ego_speed) if args.ego_speed is not None else None
 
 
 def _warm_up(detector, size_wh: tuple[int, int]) -> None:
@@ -146,7 +168,8 @@ def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]
             f"frame {summary.frames}  {1000.0 / last_total_ms if last_total_ms else 0:.1f} FPS"]
 
 
-def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace) -> None:
+def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace,
+          tracks=None) -> None:
     from tqdm import tqdm
 
     from aeb_app import render
@@ -165,6 +188,8 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         if writer is not None:
             writer.write(render.side_by_side(result.extras["annotated"], result.extras["bev"]))
         recorder.update(result)
+        if tracks is not None:
+            tracks.write(result.extras.get("state"))
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import CalibrationError
 from aeb_app.geometry.calibration import Calibration
+from aeb_app.geometry.construct import horizon_row_px
 
 __all__ = ["RoadGeometry"]
 
@@ -57,10 +58,8 @@ class RoadGeometry:
         m = calibration.image_to_metric_matrix()
         w, h = calibration.image_size_wh
         cx = w / 2.0
-        if abs(m[2, 1]) < 1e-12:
-            raise CalibrationError("calibration: the road plane has no horizon in the image (degenerate homography)")
-        horizon = -(m[2, 0] * cx + m[2, 2]) / m[2, 1]
-        if not (0.0 <= horizon < h - _FIT_START_BELOW_HORIZON_PX) or not math.isfinite(horizon):
+        horizon = horizon_row_px(calibration, cx)
+        if not (math.isfinite(horizon) and 0.0 <= horizon < h - _FIT_START_BELOW_HORIZON_PX):
             raise CalibrationError(
                 f"calibration: the horizon is at row {horizon:.1f}, outside the {w}x{h} image; "
                 "ranges from this calibration would be wrong")

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry import BirdsEyeView, Calibration, ReferencePair
+from aeb_app.geometry.construct import ground_ahead_m, project_world
 
 __all__ = ["PinholeCamera", "LeadMotion", "VehicleShape", "vehicle_box_px", "synthetic_calibration"]
 
@@ -36,13 +37,8 @@ class PinholeCamera:
 
     def project(self, points_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n, 3) world points (X right, Y down, Z forward; camera at origin) -> (n, 2) pixels."""
-        p = np.asarray(points_m, dtype=np.float64).reshape(-1, 3)
-        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
-        yc = p[:, 1] * c - p[:, 2] * s
-        zc = p[:, 1] * s + p[:, 2] * c
-        u = self.width_px / 2 + self.focal_px * p[:, 0] / zc
-        v = self.height_px / 2 + self.focal_px * yc / zc
-        return np.stack([u, v], axis=1)
+        return project_world(points_m, focal_px=self.focal_px, cx=self.width_px / 2, cy=self.height_px / 2,
+                             pitch_rad=self.pitch_rad)
 
     def ground_px(self, lateral_m: float, ahead_cam_m: float) -> tuple[float, float]:
         """Pixel of the road point ``lateral_m`` right and ``ahead_cam_m`` ahead of the camera."""
@@ -51,10 +47,8 @@ class PinholeCamera:
 
     def ground_ahead_of_pixel_row_m(self, v_px: float) -> float:
         """Distance ahead of the camera (m) of the road point seen on the centre column at row ``v_px``."""
-        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
-        yc, zc = (v_px - self.height_px / 2) / self.focal_px, 1.0
-        y_world, z_world = yc * c + zc * s, -yc * s + zc * c
-        return self.height_m / y_world * z_world
+        return ground_ahead_m(v_px, focal_px=self.focal_px, cy=self.height_px / 2, height_m=self.height_m,
+                              pitch_rad=self.pitch_rad)
 
 
 @dataclass(frozen=True)
