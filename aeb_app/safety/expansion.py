@@ -110,5 +110,6 @@ class ExpansionTracker:
         sd = max(math.sqrt(float(resid @ resid) / dof), c.min_log_sigma)
         spread = float(((tk - tk.mean()) ** 2).sum())
         rate_sigma = sd / math.sqrt(spread) if spread > 0 else math.inf
-        ttc = 1.0 / slope - (now_s - float(tk.mean())) if slope > 0 else math.inf
-        return ExpansionEstimate(float(slope), float(rate_sigma), max(ttc, 0.0) if slope > 0 else math.inf)
+        growing = slope > 1e-9  # a constant width fits a slope of rounding noise
+        ttc = max(1.0 / slope - (now_s - float(tk.mean())), 0.0) if growing else math.inf
+        return ExpansionEstimate(float(slope), float(rate_sigma), ttc)

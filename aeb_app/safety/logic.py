@@ -278,7 +278,8 @@ class AebLogic:
                                range_independent=timestamp_s - track.last_ground_s <= recent)
         # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
         occluded = timestamp_s - track.last_occluded_s <= recent
-        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded
+        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
+        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded and settled
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         try:
             bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])
