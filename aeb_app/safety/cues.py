@@ -76,7 +76,8 @@ class CueConfig:
         priors: COCO id -> :class:`ClassPrior`; classes without a prior get no width cue and no tyre offset.
         edge_sigma_px: box-edge error of the detector, pixels (fixed part).
         edge_sigma_frac: box-edge error proportional to the box size (fraction of its height/width).
-        border_margin_px: an edge this close to the image border counts as cut by it.
+        border_margin_px: an edge this close to the image border counts as cut by it (about 2.5 box-edge
+            sigmas: a cut edge jittered off the border is still cut).
         occlusion_margin_px: tolerance for "the bottom edge lies on or inside a nearer box".
         occlusion_min_overlap: fraction of the box's bottom edge that must lie over the nearer box.
         horizon_band_px: ground points less than this far below the horizon are not used.
@@ -86,7 +87,7 @@ class CueConfig:
     priors: Mapping[int, ClassPrior] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     edge_sigma_px: float = 2.0
     edge_sigma_frac: float = 0.03
-    border_margin_px: float = 1.0
+    border_margin_px: float = 5.0
     occlusion_margin_px: float = 3.0
     occlusion_min_overlap: float = 0.3
     horizon_band_px: float = 6.0
@@ -183,8 +184,9 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
     return value, sigma
 
 
-def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.NDArray[np.bool_]:
-    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box."""
+def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
+                     can_occlude: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude."""
     n = len(boxes)
     out = np.zeros(n, bool)
     m = config.occlusion_margin_px
@@ -192,7 +194,7 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.N
         x1, _, x2, y2 = boxes[i]
         width = max(x2 - x1, 1e-6)
         for j in range(n):
-            if i == j:
+            if i == j or not can_occlude[j]:
                 continue
             bx1, by1, bx2, by2 = boxes[j]
             overlap = min(x2, bx2) - max(x1, bx1)
@@ -204,7 +206,8 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.N
 
 def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike,
                  config: CueConfig, *, context_xyxy_px: npt.ArrayLike | None = None,
-                 width_m: npt.ArrayLike | None = None, width_sigma_m: npt.ArrayLike | None = None) -> RangeCues:
+                 width_m: npt.ArrayLike | None = None, width_sigma_m: npt.ArrayLike | None = None,
+                 can_occlude: npt.ArrayLike | None = None) -> RangeCues:
     """Both range cues of n boxes.
 
     Args:
@@ -217,6 +220,8 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
         width_m: (n,) the object's width when known better than the class prior (a track's learned
             width), metres; NaN entries use the prior.
         width_sigma_m: (n,) its uncertainty, metres.
+        can_occlude: (m,) which context boxes are solid enough to occlude (e.g. established tracks, so a
+            one-frame false positive does not hide the lead's ground contact); default all.
 
     Returns:
         The cues (see :class:`RangeCues`).
@@ -239,7 +244,8 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     cut_bottom = boxes[:, 3] >= h_img - mrg
     cut_side = (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
     context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
-    occluded = _occluded_bottom(context, config)[_rows_in(boxes, context)]
+    solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
+    occluded = _occluded_bottom(context, config, solid)[_rows_in(boxes, context)]
     bottom = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
     metric = road.ground_metric(bottom)
     per_px = road.range_per_px(boxes[:, 3])

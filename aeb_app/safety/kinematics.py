@@ -72,6 +72,11 @@ class RangeFilter:
         self.p = f @ self.p @ f.T + q
         self.since_accept_s += dt_s
 
+    @property
+    def needs_start(self) -> bool:
+        """The next measurement (re)starts the filter: never started, or nothing accepted for too long."""
+        return not self.initialized or self.since_accept_s > self.config.reacquire_after_s
+
     def gate_m(self, sigma_m: float) -> float:
         """Largest accepted |measurement - prediction|, metres, for a measurement of ``sigma_m``.
 
@@ -89,7 +94,7 @@ class RangeFilter:
         """
         if not (math.isfinite(range_m) and math.isfinite(sigma_m) and sigma_m > 0):
             return False
-        if not self.initialized or self.since_accept_s > self.config.reacquire_after_s:
+        if self.needs_start:
             c = self.config
             self.x = np.array([range_m, 0.0, 0.0])
             self.p = np.diag([sigma_m**2, c.initial_rate_sigma_mps**2, c.initial_accel_sigma_mps2**2])

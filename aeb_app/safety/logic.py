@@ -133,6 +133,9 @@ class AebFrameState:
 class AebLogic:
     """Stateful per-frame AEB decision. One instance per video/camera stream.
 
+    An object whose box bottom was an occlusion edge within ``OCCLUSION_HOLD_S`` seconds does not warn
+    (the nearer object in front of it does; the hold covers a frame or two in which the nearer one is missed).
+
     Args:
         calibration: road calibration of the camera.
         zone_config: braking-zone settings (defaults if None).
@@ -144,6 +147,8 @@ class AebLogic:
     Raises:
         CalibrationError: the calibration's horizon is outside the image.
     """
+
+    OCCLUSION_HOLD_S = 0.3
 
     def __init__(self, calibration: Calibration, zone_config: ZoneConfig | None = None,
                  warning_config: WarningConfig | None = None,
@@ -216,7 +221,10 @@ class AebLogic:
             track.range_filter.predict(dt_s)
         tracks = self.tracker.update(boxes, ids, timestamp_s)
         widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
-        cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1])
+        # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
+        solid = [t.hits > 1 for t in tracks]
+        cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
+                            can_occlude=solid)
         fused, _ = cues.fused()
         objects = []
         for i, track in enumerate(tracks):
@@ -244,13 +252,20 @@ class AebLogic:
         f = track.range_filter
         if cues.why_no_ground[i] == "occlusion":
             track.last_occluded_s = timestamp_s
+        if cues.width_valid[i]:
+            track.expansion.add(timestamp_s, float(box[2] - box[0]))
+        if f.needs_start:
+            # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
+            fused, sigma = cues.fused()
+            if f.update(float(fused[i]), float(sigma[i])) and cues.ground_valid[i]:
+                track.last_ground_s = timestamp_s
+            return
         if cues.ground_valid[i] and f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
                                              gate_sigma_m=float(cues.ground_sigma_m[i])):
             track.last_ground_s = timestamp_s
         if cues.width_valid[i]:
             f.update(float(cues.width_range_m[i]), float(cues.width_noise_m[i]),
                      gate_sigma_m=float(cues.width_sigma_m[i]))
-            track.expansion.add(timestamp_s, float(box[2] - box[0]))
         prior = self.cue_config.priors.get(track.category_id)
         if prior and cues.ground_valid[i] and cues.width_valid[i] and abs(cues.lateral_m[i]) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
@@ -264,9 +279,7 @@ class AebLogic:
                 score: float) -> ObjectState:
         f = track.range_filter
         ground = ((box[0] + box[2]) / 2.0, box[3])
-        width = self._track_width(track)[0]
-        lateral = float(object_lateral_m(self.road, box, [f.range_m], [width],
-                                         border_margin_px=self.cue_config.border_margin_px)[0])
+        lateral = self._lateral(track, box, f.range_m)
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
         near = max(f.range_m - f.range_sigma_m, 0.0)
         inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
@@ -277,7 +290,7 @@ class AebLogic:
                                config=self.warning_config,
                                range_independent=timestamp_s - track.last_ground_s <= recent)
         # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
-        occluded = timestamp_s - track.last_occluded_s <= recent
+        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
         agrees = threat.agrees(self.warning_config.require_agreement) and not occluded and settled
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
@@ -291,6 +304,19 @@ class AebLogic:
             inside, level, score, tuple(float(v) for v in box), bool(cues.ground_valid[i]),
             bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
             threat.confirmed if agrees else (), cues.why_no_ground[i])
+
+    def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
+        """The object's lateral offset; while its box is cut at a side, the last one seen whole (an object
+        does not move sideways much in a few frames, and a cut box no longer shows its rear-face edge)."""
+        margin = self.cue_config.border_margin_px
+        cut = box[0] <= margin or box[2] >= self.calibration.image_size_wh[0] - margin
+        if cut and math.isfinite(track.lateral_m):
+            return track.lateral_m
+        lateral = float(object_lateral_m(self.road, box, [range_m], [self._track_width(track)[0]],
+                                         border_margin_px=margin)[0])
+        if not cut:
+            track.lateral_m = lateral
+        return lateral
 
     def _state(self, frame_index: int, timestamp_s: float, level: WarningLevel, requested: WarningLevel,
                reason: str, objects: tuple[ObjectState, ...], mask: npt.NDArray[np.bool_],

@@ -48,6 +48,7 @@ class Track:
         width_info_m: sum of width/sigma^2 of those measurements, 1/m.
         last_ground_s: last time the ground-contact cue was used, seconds.
         last_occluded_s: last time the box's bottom was an occlusion edge (something nearer in front), seconds.
+        lateral_m: the object's lateral offset when last seen whole (not cut at a side), metres.
     """
 
     track_id: int
@@ -62,6 +63,7 @@ class Track:
     width_info_m: float = 0.0
     last_ground_s: float = -math.inf
     last_occluded_s: float = -math.inf
+    lateral_m: float = math.nan
 
     def learn_width(self, width_m: float, sigma_m: float) -> None:
         """Add one measurement of the object's true width (metres, with its sigma)."""
