@@ -34,6 +34,7 @@ from aeb_app.inference.base import Detector
 from aeb_app.model.coco import name_of
 from aeb_app.model.postprocess import PostprocessConfig
 from aeb_app.safety import AebLogic, WarningConfig, ZoneConfig
+from aeb_app.safety.ego_speed import EgoSpeedProfile
 from aeb_app.types import FrameResult, StageTimes, WarningLevel
 from aeb_app.video import VideoFrame
 
@@ -56,6 +57,8 @@ class PipelineSettings:
         bev_background: warp the camera frame into the BEV panel.
         hud: burn HUD text into the annotated frame (headless output; the GUI has its own HUD).
         banner: burn the warning banner into the annotated frame (the GUI has its own banner).
+        ego_speed_profile: ego speed over time (``--ego-speed CSV``); when set it replaces ``ego_speed_mps``
+            (outside the file's time span the speed is unknown).
     """
 
     postprocess: PostprocessConfig = PostprocessConfig(score_threshold=0.4)
@@ -64,6 +67,13 @@ class PipelineSettings:
     bev_background: bool = True
     hud: bool = False
     banner: bool = True
+    ego_speed_profile: EgoSpeedProfile | None = None
+
+    def ego_speed_at(self, timestamp_s: float) -> float | None:
+        """Ego speed for the frame at ``timestamp_s``, m/s (None: unknown)."""
+        if self.ego_speed_profile is not None:
+            return self.ego_speed_profile.at(timestamp_s)
+        return self.ego_speed_mps
 
 
 def check_calibration(calibration: Calibration, size_wh: tuple[int, int], *, where: str = "video") -> None:
@@ -172,7 +182,7 @@ class Pipeline:
         state = None
         if self._logic is not None:
             state = self._logic.update(frame.index, frame.timestamp_s, detections,
-                                       ego_speed_mps=self.settings.ego_speed_mps)
+                                       ego_speed_mps=self.settings.ego_speed_at(frame.timestamp_s))
         times.geometry_ms = (time.perf_counter() - t0) * 1e3
         level, reason = self._level(state, error, self.no_calibration_reason)
         result = FrameResult(frame.index, frame.timestamp_s, detections, times, error,
@@ -237,6 +247,7 @@ class WarningEvent:
         distance_m: that object's distance ahead, metres (NaN if none).
         ttc_s: that object's TTC, seconds (inf when not closing, NaN if none).
         reason: why the system is unavailable, else "".
+        cues: the TTC cues that agreed on the threat, e.g. "range+scale" ("" for UNAVAILABLE).
     """
 
     timestamp_s: float
@@ -246,6 +257,7 @@ class WarningEvent:
     distance_m: float = math.nan
     ttc_s: float = math.nan
     reason: str = ""
+    cues: str = ""
 
 
 @dataclass
@@ -272,7 +284,8 @@ class EventRecorder:
         if in_zone and level != WarningLevel.UNAVAILABLE:
             obj = min(in_zone, key=lambda o: (o.ttc_s, o.distance_m))
             event = WarningEvent(result.timestamp_s, result.frame_index, level.name,
-                                 f"{name_of(obj.category_id)} #{obj.track_id}", obj.distance_m, obj.ttc_s)
+                                 f"{name_of(obj.category_id)} #{obj.track_id}", obj.distance_m, obj.ttc_s,
+                                 cues=obj.cues_text)
         self.events.append(event)
         return event
 

@@ -27,7 +27,7 @@ def test_headless_run_writes_video_and_events(sample_video: Path, tmp_path: Path
     with events.open() as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == ["timestamp_s", "frame_index", "level", "object", "distance_m", "ttc_s",
-                                     "reason"]
+                                     "reason", "cues"]
         assert list(reader) == []  # no warning, and no frame was ever unavailable
     summary = capsys.readouterr().out
     assert "frames 30 (failed 0)" in summary and "FPS" in summary and "warnings 0" in summary

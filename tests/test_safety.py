@@ -63,8 +63,10 @@ def test_zone_config_rejects_bad_values(bad: dict) -> None:
 def test_warning_config_rejects_bad_thresholds() -> None:
     with pytest.raises(ConfigError, match="brake_ttc_s"):
         WarningConfig(caution_ttc_s=1.0, brake_ttc_s=2.0)
-    with pytest.raises(ConfigError, match="on_frames"):
-        WarningConfig(on_frames=0)
+    with pytest.raises(ConfigError, match="on_s"):
+        WarningConfig(on_s=-0.1)
+    with pytest.raises(ConfigError, match="min_track_age_s"):
+        WarningConfig(min_track_age_s=float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -82,14 +84,15 @@ def test_ttc_table(range_m: float, rate: float, accel: float, expected: float) -
 def test_iou_and_tracker_keeps_ids() -> None:
     assert iou_matrix([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]) == pytest.approx(
         np.array([[1.0, 1 / 3, 0.0]]))
-    tracker = IouTracker(max_missed=1)
-    a = tracker.update([[0, 0, 10, 10], [50, 50, 60, 60]], [3, 3])
-    b = tracker.update([[51, 50, 61, 60], [1, 0, 11, 10]], [3, 3])
+    tracker = IouTracker(max_coast_s=0.05)
+    a = tracker.update([[0, 0, 10, 10], [50, 50, 60, 60]], [3, 3], 0.0)
+    b = tracker.update([[51, 50, 61, 60], [1, 0, 11, 10]], [3, 3], 0.04)
     assert [t.track_id for t in b] == [a[1].track_id, a[0].track_id]
-    tracker.update(np.zeros((0, 4)), [])
-    tracker.update(np.zeros((0, 4)), [])
-    assert tracker.tracks == []  # aged out after max_missed
-    assert tracker.update([[0, 0, 10, 10]], [3])[0].track_id == 3
+    tracker.update(np.zeros((0, 4)), [], 0.08)
+    assert len(tracker.tracks) == 2  # coasting for 0.04 s
+    tracker.update(np.zeros((0, 4)), [], 0.12)
+    assert tracker.tracks == []  # aged out after max_coast_s
+    assert tracker.update([[0, 0, 10, 10]], [3], 0.16)[0].track_id == 3
 
 
 @pytest.mark.parametrize(
@@ -104,9 +107,22 @@ def test_iou_and_tracker_keeps_ids() -> None:
     ],
 )
 def test_hysteresis_table(requested: list[WarningLevel], expected: list[WarningLevel]) -> None:
-    sm = WarningStateMachine(WarningConfig(on_frames=2, off_frames=4))
+    sm = WarningStateMachine(WarningConfig(on_s=0.04, off_s=0.12))  # 2 and 4 frames at 25 fps
     assert sm.level == U  # nothing seen yet is not "all clear"
-    assert [sm.update(r) for r in requested] == expected
+    assert [sm.update(r, k / 25) for k, r in enumerate(requested)] == expected
+
+
+@pytest.mark.parametrize("fps", [10, 15, 25, 30])
+def test_hysteresis_is_measured_in_seconds(fps: int) -> None:
+    sm = WarningStateMachine(WarningConfig(on_s=0.2, off_s=0.5))
+    times = [k / fps for k in range(3 * fps)]
+    levels = [sm.update(C if 0.5 <= t < 1.5 else N, t) for t in times]
+    rise = times[levels.index(C)]
+    fall = times[len(levels) - levels[::-1].index(C)]
+    # Asked from 0.5 s and held 0.2 s; less asked from 1.5 s, for 0.5 s: each edge is first seen on a
+    # frame, so a frame rate can only shift a transition by less than two frame periods.
+    assert 0.7 - 1e-9 <= rise < 0.7 + 2 / fps
+    assert 2.0 - 1e-9 <= fall < 2.0 + 2 / fps
 
 
 def _car(gap_m: float) -> Detections:
@@ -145,7 +161,7 @@ def test_non_road_users_are_ignored() -> None:
 
 def test_zone_polygon_in_pixels_matches_metres() -> None:
     state = AebLogic(CAL).update(0, 0.0, Detections.empty(), ego_speed_mps=20.0)
-    assert state.zone_length_m == pytest.approx(20.0 * 1.2 + 400 / 12)
+    assert state.zone_length_m == pytest.approx(20.0 * 1.5 + 400 / 12)
     np.testing.assert_allclose(CAL.image_to_metric(state.zone_polygon_px), state.zone_polygon_m, atol=1e-6)
 
 

@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("eval", "aeb_app.cli.eval"),
     ("assets", "aeb_app.cli.assets"),
     ("scenarios", "aeb_app.cli.scenarios"),
+    ("calibrate", "aeb_app.cli.calibrate"),
     ("run", "aeb_app.cli.run"),
     ("export-onnx", "aeb_app.cli.export_onnx"),
     ("quantize", "aeb_app.cli.quantize"),

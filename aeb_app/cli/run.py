@@ -41,6 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--max-frames", type=at.positive_int, default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
                         help="ego speed for the braking-zone length (default: fixed length)")
+    parser.add_argument("--ego-speed", type=at.existing_file, default=None, metavar="CSV",
+                        help="ego speed per frame from a time_s,speed_mps CSV (CAN/GPS log), instead of --speed-kmh")
+    parser.add_argument("--tracks", type=at.writable_output(".csv"), default=None, metavar="CSV",
+                        help="write one row per frame per tracked object (range, TTC, cues; see README)")
     parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
     parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
@@ -74,15 +78,15 @@ class RunSummary:
 def run(args: argparse.Namespace) -> int:
     if args.no_render and args.out:
         raise AebError("--no-render cannot be combined with --out")
-    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration)],
-                     [("--out", args.out), ("--events", args.events)])
+    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed)],
+                     [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
     summary = process_video(args)
     print(summary.text())
     return 0
 
 
-def stream_config(args: argparse.Namespace):
-    """The front door's configuration for these arguments."""
+def stream_config(args: argparse.Namespace, ego_speed=None):
+    """The front door's configuration for these arguments (``ego_speed``: a loaded ``--ego-speed`` profile)."""
     from aeb_app.model.postprocess import PostprocessConfig
     from aeb_app.pipeline import PipelineSettings
     from aeb_app.stream import StreamConfig
@@ -90,7 +94,7 @@ def stream_config(args: argparse.Namespace):
     settings = PipelineSettings(
         postprocess=PostprocessConfig(score_threshold=args.score_threshold),
         ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
-        render=not args.no_render, hud=True,
+        render=not args.no_render, hud=True, ego_speed_profile=ego_speed,
     )
     return StreamConfig(args.video, model=args.model, mode=args.mode, threads=args.threads,
                         calibration=args.calibration, settings=settings)
@@ -107,19 +111,31 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     from aeb_app.event_log import EventLog
     from aeb_app.pipeline import EventRecorder, WarningEvent
     from aeb_app.stream import open_stream
+    from aeb_app.tracks import TracksCsvWriter
     from aeb_app.video import VideoWriter
 
+    ego_speed = _ego_speed(args)
     summary = RunSummary()
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(open_stream(stream_config(args)))
+        stream = stack.enter_context(open_stream(stream_config(args, ego_speed)))
         writer = stack.enter_context(VideoWriter(args.out, fps=stream.source.info.fps)) if args.out else None
         recorder = EventRecorder()
-        # Events are appended as they happen (CSV streamed), so a late failure or a kill keeps them.
+        # Events and tracks are appended as they happen, so a late failure or a kill keeps them.
         events = stack.enter_context(EventLog(args.events, WarningEvent.__dataclass_fields__)) if args.events else None
-        _loop(stream.pipeline, stream.source, writer, recorder, summary, args, events)
+        tracks = stack.enter_context(TracksCsvWriter(args.tracks)) if args.tracks else None
+        _loop(stream.pipeline, stream.source, writer, recorder, summary, args, events, tracks)
     if args.events:
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
+
+
+def _ego_speed(args: argparse.Namespace):
+    """The ``--ego-speed`` profile (checked before any long work), or None."""
+    from aeb_app.safety.ego_speed import load_ego_speed_csv
+
+    if args.ego_speed is not None and args.speed_kmh is not None:
+        raise AebError("--ego-speed and --speed-kmh cannot be combined")
+    return load_ego_speed_csv(args.ego_speed) if args.ego_speed is not None else None
 
 
 def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]:
@@ -128,7 +144,8 @@ def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]
             f"frame {summary.frames}  {1000.0 / last_total_ms if last_total_ms else 0:.1f} FPS"]
 
 
-def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace, events=None) -> None:
+def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace,
+          events=None, tracks=None) -> None:
     from tqdm import tqdm
 
     from aeb_app import render
@@ -149,6 +166,8 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         event = recorder.update(result)
         if events is not None and event is not None:
             events.append(event)
+        if tracks is not None:
+            tracks.write(result.extras.get("state"))
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1

@@ -9,11 +9,13 @@ Typical use::
 from __future__ import annotations
 
 from aeb_app.geometry.calibration import SCHEMA_VERSION, Calibration, load_calibration, save_calibration
+from aeb_app.geometry.construct import calibration_from_intrinsics, calibration_from_reference_points
 from aeb_app.geometry.homography import BirdsEyeView, project_points, validate_quad
 from aeb_app.geometry.scale import ReferencePair, ScaleFit, fit_scale, scale_from_three_points
 
 __all__ = [
     "SCHEMA_VERSION", "Calibration", "load_calibration", "save_calibration",
+    "calibration_from_intrinsics", "calibration_from_reference_points",
     "BirdsEyeView", "project_points", "validate_quad",
     "ReferencePair", "ScaleFit", "fit_scale", "scale_from_three_points",
 ]

@@ -8,25 +8,40 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from aeb_app.errors import ConfigError
+
 __all__ = ["RangeFilterConfig", "RangeFilter", "ttc_s"]
 
 
 @dataclass(frozen=True)
 class RangeFilterConfig:
-    """Constant-acceleration Kalman filter on range.
+    """Constant-acceleration Kalman filter on range, with measurement gating. Every constant is in SI units.
 
     Attributes:
         jerk_psd: white-jerk process noise spectral density, m^2/s^5 (how fast relative acceleration
             may change: a lead that brakes hard steps it by several m/s^2).
-        noise_m_at_10m: range measurement standard deviation at 10 m. A monocular ground-point range
-            error grows with range squared (one pixel covers r^2 / (f h) metres), so the filter uses
-            ``max(noise_floor_m, noise_m_at_10m * (r / 10)^2)``.
-        noise_floor_m: minimum measurement standard deviation, metres.
+        max_rel_accel_mps2: the largest relative acceleration two road vehicles reach (hard braking of
+            one plus acceleration of the other). A measurement further from the prediction than this
+            acceleration could move it (plus ``gate_sigmas`` of the combined uncertainty) is rejected.
+        gate_sigmas: width of the statistical part of the gate, standard deviations.
+        reacquire_after_s: after this long without an accepted measurement the filter restarts from the
+            next measurement (the object really moved, or the track was lost), rather than coasting forever.
+        initial_rate_sigma_mps: range-rate uncertainty of a new track, m/s.
+        initial_accel_sigma_mps2: relative-acceleration uncertainty of a new track, m/s^2.
     """
 
     jerk_psd: float = 20.0
-    noise_m_at_10m: float = 0.15
-    noise_floor_m: float = 0.1
+    max_rel_accel_mps2: float = 12.0
+    gate_sigmas: float = 3.0
+    reacquire_after_s: float = 0.6
+    initial_rate_sigma_mps: float = 10.0
+    initial_accel_sigma_mps2: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"filter.{name}: must be a positive number, got {value!r}")
 
 
 @dataclass
@@ -34,13 +49,15 @@ class RangeFilter:
     """State ``[range_m, range_rate_mps, range_accel_mps2]`` of one track, updated with measured ranges.
 
     Range rate is negative when closing. Call :meth:`predict` with the elapsed time, then
-    :meth:`update` with the measurement (skip update on a missed frame).
+    :meth:`update` with each measurement and its sigma (skip update on a missed frame).
     """
 
     config: RangeFilterConfig
     x: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
     p: npt.NDArray[np.float64] = field(default_factory=lambda: np.diag([1.0, 25.0, 4.0]))
     initialized: bool = False
+    since_accept_s: float = 0.0
+    rejected: int = 0
 
     def predict(self, dt_s: float) -> None:
         """Propagate by ``dt_s`` seconds (>= 0)."""
@@ -53,35 +70,70 @@ class RangeFilter:
         )
         self.x = f @ self.x
         self.p = f @ self.p @ f.T + q
+        self.since_accept_s += dt_s
 
-    def update(self, range_m: float) -> None:
-        """Fuse one measured range (metres)."""
-        if not self.initialized:
+    @property
+    def needs_start(self) -> bool:
+        """The next measurement (re)starts the filter: never started, or nothing accepted for too long."""
+        return not self.initialized or self.since_accept_s > self.config.reacquire_after_s
+
+    def gate_m(self, sigma_m: float) -> float:
+        """Largest accepted |measurement - prediction|, metres, for a measurement of ``sigma_m``.
+
+        The statistical part covers the state and measurement uncertainty; the kinematic part is how
+        far ``max_rel_accel_mps2`` could move the object since the last accepted measurement.
+        """
+        s = float(self.p[0, 0]) + sigma_m**2
+        return self.config.gate_sigmas * math.sqrt(s) + 0.5 * self.config.max_rel_accel_mps2 * self.since_accept_s**2
+
+    def update(self, range_m: float, sigma_m: float, *, gate_sigma_m: float | None = None) -> bool:
+        """Fuse one measured range (metres) of standard deviation ``sigma_m``; False if gated out.
+
+        ``gate_sigma_m`` (default ``sigma_m``) is the sigma the gate allows for: larger when the cue also
+        carries a constant error that the frame-to-frame ``sigma_m`` leaves out.
+        """
+        if not (math.isfinite(range_m) and math.isfinite(sigma_m) and sigma_m > 0):
+            return False
+        if self.needs_start:
+            c = self.config
             self.x = np.array([range_m, 0.0, 0.0])
-            self.initialized = True
-            return
-        sigma = max(self.config.noise_floor_m, self.config.noise_m_at_10m * (max(range_m, 0.0) / 10.0) ** 2)
+            self.p = np.diag([sigma_m**2, c.initial_rate_sigma_mps**2, c.initial_accel_sigma_mps2**2])
+            self.initialized, self.since_accept_s = True, 0.0
+            return True
+        if abs(range_m - self.x[0]) > self.gate_m(max(sigma_m, gate_sigma_m or 0.0)):
+            self.rejected += 1
+            return False
         h = np.array([1.0, 0.0, 0.0])
-        s = float(h @ self.p @ h) + sigma**2
+        s = float(h @ self.p @ h) + sigma_m**2
         gain = self.p @ h / s
         self.x = self.x + gain * (range_m - self.x[0])
         self.p = (np.eye(3) - np.outer(gain, h)) @ self.p
+        self.since_accept_s = 0.0
+        return True
 
     @property
     def range_m(self) -> float:
-        return float(self.x[0])
+        return float(self.x[0]) if self.initialized else math.nan
+
+    @property
+    def range_sigma_m(self) -> float:
+        return math.sqrt(float(self.p[0, 0])) if self.initialized else math.nan
 
     @property
     def range_rate_mps(self) -> float:
-        return float(self.x[1])
+        return float(self.x[1]) if self.initialized else math.nan
+
+    @property
+    def range_rate_sigma_mps(self) -> float:
+        return math.sqrt(float(self.p[1, 1])) if self.initialized else math.nan
 
     @property
     def range_accel_mps2(self) -> float:
-        return float(self.x[2])
+        return float(self.x[2]) if self.initialized else math.nan
 
 
 def ttc_s(range_m: float, range_rate_mps: float, range_accel_mps2: float = 0.0, *,
-          min_closing_mps: float = 0.3) -> float:
+          min_closing_mps: float = 0.3, max_closing_mps: float = math.inf) -> float:
     """Time to collision in seconds; ``inf`` when not closing.
 
     Physical assumptions (as in openpilot's ``calc_ttc``): both vehicles keep their current relative
@@ -89,21 +141,29 @@ def ttc_s(range_m: float, range_rate_mps: float, range_accel_mps2: float = 0.0, 
     course (``inf``), even if the relative acceleration is negative: a filtered acceleration alone is
     too noisy to warn on. When closing, the constant-velocity TTC ``r / closing speed`` is used, and
     the constant-acceleration root when the closing speed is increasing (lead braking), whichever is
-    smaller; a decreasing closing speed is ignored (conservative).
+    smaller; a decreasing closing speed is ignored (conservative). The closing speed never exceeds
+    ``max_closing_mps`` (a braking lead stops; it does not reverse into the ego): once the acceleration
+    has brought it there, it stays there.
 
     Args:
         range_m: gap, metres (<= 0 gives 0).
         range_rate_mps: d(range)/dt, m/s, negative when closing.
         range_accel_mps2: d^2(range)/dt^2, m/s^2, negative when the closing speed grows.
         min_closing_mps: closing speed below which the TTC is infinite.
+        max_closing_mps: the largest closing speed possible (ego speed plus a margin), m/s.
     """
     if range_m <= 0:
         return 0.0
-    closing = -range_rate_mps
+    closing = min(-range_rate_mps, max_closing_mps)
     if not math.isfinite(closing) or closing <= min_closing_mps:
         return math.inf
     ttc = range_m / closing
     if range_accel_mps2 < 0:
-        disc = range_rate_mps**2 - 2.0 * range_accel_mps2 * range_m
-        ttc = min(ttc, (-range_rate_mps - math.sqrt(disc)) / range_accel_mps2)
+        accel = -range_accel_mps2
+        t_cap = (max_closing_mps - closing) / accel  # inf when uncapped
+        covered = closing * t_cap + 0.5 * accel * t_cap**2 if math.isfinite(t_cap) else math.inf
+        if covered >= range_m:
+            ttc = min(ttc, (-closing + math.sqrt(closing**2 + 2.0 * accel * range_m)) / accel)
+        else:
+            ttc = min(ttc, t_cap + (range_m - covered) / max_closing_mps)
     return float(ttc)

@@ -8,8 +8,11 @@ This is the one entry point the GUI, the headless runner and the scenario valida
                              result.detections if result.ok else None, ego_speed_mps=None)
         draw(state.zone_polygon_px, state.in_zone, state.level)
 
-No clock is read here: ``timestamp_s`` (seconds, monotonic within a video) drives the filters and
-the stale-frame check; hysteresis counts frames.
+No clock is read here: ``timestamp_s`` (seconds, monotonic within a video) drives the filters, the
+stale-frame check and the hysteresis; every time constant is in seconds, so the decisions do not
+depend on the frame rate. Per track: range from two cues (:mod:`~aeb_app.safety.cues`) through a gated
+range filter, TTC from range and from scale change (:mod:`~aeb_app.safety.threat`); a warning needs the
+available cues to agree.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
-from aeb_app.safety.kinematics import RangeFilterConfig, ttc_s
-from aeb_app.safety.tracker import IouTracker
+from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m
+from aeb_app.safety.expansion import ExpansionConfig
+from aeb_app.safety.kinematics import RangeFilterConfig
+from aeb_app.safety.road import RoadGeometry
+from aeb_app.safety.threat import assess_threat
+from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
 from aeb_app.safety.zone import ZoneConfig, in_zone, zone_length_m, zone_polygon_m
 from aeb_app.types import Detections, WarningLevel
@@ -42,14 +49,23 @@ class ObjectState:
         track_id: stable tracker id.
         category_id: COCO id.
         ground_px: (x, y) bottom centre of the box, image pixels.
-        bev_px: (x, y) ground point in the bird's-eye view, pixels.
-        lateral_m: offset right of the ego centre line, metres (this frame's measurement).
-        distance_m: distance ahead of the ego bumper, metres (this frame's measurement).
+        bev_px: (x, y) that point in the bird's-eye view, pixels (NaN at/above the horizon).
+        lateral_m: offset right of the ego centre line, metres.
+        distance_m: this frame's fused range measurement, metres (the filtered range when no cue was valid).
         range_m: filtered range of the track, metres.
         range_rate_mps: filtered range rate, m/s (negative = closing).
-        ttc_s: time to collision, seconds (``inf`` when not closing or the track is too young).
-        in_zone: ground point inside the braking zone.
+        ttc_s: fused time to collision, seconds (``inf`` when not closing or the track is too young).
+        in_zone: inside the braking zone.
         level: the warning level this object asks for (before hysteresis).
+        score: detection confidence.
+        xyxy_px: (x1, y1, x2, y2) box, pixels.
+        ground_valid: the ground-contact cue was used this frame.
+        width_valid: the box-width cue was used this frame.
+        range_sigma_m: standard deviation of ``range_m``, metres.
+        ttc_range_s: TTC from range and range rate alone, seconds.
+        ttc_scale_s: TTC from the box's expansion alone, seconds (NaN while too few widths are seen).
+        cues: the TTC cues that confirmed a threat this frame, e.g. ``("range", "scale")``.
+        no_ground_reason: why the ground cue was not used ("border", "occlusion", "horizon", or "").
     """
 
     detection_index: int
@@ -64,6 +80,20 @@ class ObjectState:
     ttc_s: float
     in_zone: bool
     level: WarningLevel
+    score: float = math.nan
+    xyxy_px: tuple[float, float, float, float] = (math.nan,) * 4
+    ground_valid: bool = False
+    width_valid: bool = False
+    range_sigma_m: float = math.nan
+    ttc_range_s: float = math.inf
+    ttc_scale_s: float = math.nan
+    cues: tuple[str, ...] = ()
+    no_ground_reason: str = ""
+
+    @property
+    def cues_text(self) -> str:
+        """``"range+scale"``, ``"range"``, ``"scale"`` or ``""``."""
+        return "+".join(self.cues)
 
 
 @dataclass(frozen=True)
@@ -103,20 +133,33 @@ class AebFrameState:
 class AebLogic:
     """Stateful per-frame AEB decision. One instance per video/camera stream.
 
+    An object whose box bottom was an occlusion edge within ``OCCLUSION_HOLD_S`` seconds does not warn
+    (the nearer object in front of it does; the hold covers a frame or two in which the nearer one is missed).
+
     Args:
         calibration: road calibration of the camera.
         zone_config: braking-zone settings (defaults if None).
         warning_config: warning settings (defaults if None).
         filter_config: range filter settings (defaults if None).
+        cue_config: range-cue settings and class priors (defaults if None).
+        expansion_config: scale-change TTC settings (defaults if None).
+
+    Raises:
+        CalibrationError: the calibration's horizon is outside the image.
     """
+
+    OCCLUSION_HOLD_S = 0.3
 
     def __init__(self, calibration: Calibration, zone_config: ZoneConfig | None = None,
                  warning_config: WarningConfig | None = None,
-                 filter_config: RangeFilterConfig | None = None) -> None:
+                 filter_config: RangeFilterConfig | None = None, *,
+                 cue_config: CueConfig | None = None, expansion_config: ExpansionConfig | None = None) -> None:
         self.calibration = calibration
+        self.road = RoadGeometry.from_calibration(calibration)
         self.zone_config = zone_config or ZoneConfig()
         self.warning_config = warning_config or WarningConfig()
-        self.tracker = IouTracker(filter_config=filter_config)
+        self.cue_config = cue_config or CueConfig()
+        self.tracker = IouTracker(filter_config=filter_config, expansion_config=expansion_config)
         self.state_machine = WarningStateMachine(self.warning_config)
         self._last_timestamp_s: float | None = None
 
@@ -128,7 +171,7 @@ class AebLogic:
             frame_index: index of the frame in its stream.
             timestamp_s: frame time in seconds (must increase).
             detections: the frame's detections, or None when the frame or inference failed.
-            ego_speed_mps: ego speed (m/s) for the zone length; None uses the fixed length.
+            ego_speed_mps: ego speed (m/s) for the zone length and the closing-speed bound; None: unknown.
 
         Returns:
             The frame's state. ``level`` is UNAVAILABLE when ``detections`` is None, the timestamp
@@ -141,9 +184,10 @@ class AebLogic:
                                      len(detections or ()))
         dt_s = timestamp_s - self._last_timestamp_s if self._last_timestamp_s is not None else 0.0
         self._last_timestamp_s = timestamp_s
-        objects, mask = self._objects(detections, dt_s=dt_s, length_m=length_m)
+        objects, mask = self._objects(detections, timestamp_s, dt_s=dt_s, length_m=length_m,
+                                      ego_speed_mps=ego_speed_mps)
         requested = max((o.level for o in objects), default=WarningLevel.NONE)
-        level = self.state_machine.update(requested)
+        level = self.state_machine.update(requested, timestamp_s)
         return self._state(frame_index, timestamp_s, level, requested, "", tuple(objects), mask, length_m)
 
     def _staleness(self, timestamp_s: float, detections: Detections | None) -> str:
@@ -163,39 +207,116 @@ class AebLogic:
     def _unavailable(self, frame_index: int, timestamp_s: float, length_m: float, reason: str,
                      n: int) -> AebFrameState:
         log.debug("frame %d unavailable: %s", frame_index, reason)
-        level = self.state_machine.update(WarningLevel.UNAVAILABLE)
+        level = self.state_machine.update(WarningLevel.UNAVAILABLE, timestamp_s)
         return self._state(frame_index, timestamp_s, level, WarningLevel.UNAVAILABLE, reason, (),
                            np.zeros(n, bool), length_m)
 
-    def _objects(self, detections: Detections, *, dt_s: float,
-                 length_m: float) -> tuple[list[ObjectState], npt.NDArray[np.bool_]]:
+    def _objects(self, detections: Detections, timestamp_s: float, *, dt_s: float, length_m: float,
+                 ego_speed_mps: float | None) -> tuple[list[ObjectState], npt.NDArray[np.bool_]]:
         mask = np.zeros(len(detections), bool)
         keep = np.flatnonzero(np.isin(detections.category_ids, self.warning_config.category_ids))
-        ground = detections.ground_points_px[keep].astype(np.float64)
-        bev = self.calibration.view.to_bev(ground)
-        metric = self.calibration.bev_to_metric(bev)
-        valid = np.isfinite(metric).all(axis=1) & (metric[:, 1] > 0)  # at/above the horizon: no ground point
-        keep, ground, bev, metric = keep[valid], ground[valid], bev[valid], metric[valid]
-        inside = in_zone(metric, half_width_m=self.zone_config.lane_width_m / 2, length_m=length_m)
+        boxes = detections.xyxy_px[keep].astype(np.float64)
+        ids = detections.category_ids[keep]
         for track in self.tracker.tracks:
             track.range_filter.predict(dt_s)
-        tracks = self.tracker.update(detections.xyxy_px[keep], detections.category_ids[keep])
+        tracks = self.tracker.update(boxes, ids, timestamp_s)
+        widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
+        # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
+        solid = [t.hits > 1 for t in tracks]
+        cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
+                            can_occlude=solid)
+        fused, _ = cues.fused()
         objects = []
         for i, track in enumerate(tracks):
-            f = track.range_filter
-            f.update(float(metric[i, 1]))
-            ttc = ttc_s(f.range_m, f.range_rate_mps, f.range_accel_mps2,
-                        min_closing_mps=self.warning_config.min_closing_mps)
-            if track.hits < self.warning_config.min_track_hits:
-                ttc = math.inf  # the filter has not settled: no rate yet
-            mask[keep[i]] = inside[i]
-            objects.append(ObjectState(
-                int(keep[i]), track.track_id, track.category_id, (float(ground[i, 0]), float(ground[i, 1])),
-                (float(bev[i, 0]), float(bev[i, 1])), float(metric[i, 0]), float(metric[i, 1]),
-                f.range_m, f.range_rate_mps, ttc, bool(inside[i]),
-                self.warning_config.level_for(in_zone=bool(inside[i]), ttc_s=ttc),
-            ))
+            self._update_track(track, cues, i, boxes[i], timestamp_s)
+            if not track.range_filter.initialized:
+                continue  # never ranged: nothing to say about it
+            obj = self._object(int(keep[i]), track, boxes[i], cues, i, float(fused[i]), timestamp_s,
+                               length_m=length_m, ego_speed_mps=ego_speed_mps,
+                               score=float(detections.scores[keep[i]]))
+            mask[keep[i]] = obj.in_zone
+            objects.append(obj)
         return objects, mask
+
+    def _track_width(self, track: Track) -> tuple[float, float]:
+        prior = self.cue_config.priors.get(track.category_id)
+        return track.width_m(prior.width_m, prior.width_sigma_m) if prior else (math.nan, math.nan)
+
+    def _update_track(self, track: Track, cues: RangeCues, i: int, box: npt.NDArray[np.float64],
+                      timestamp_s: float) -> None:
+        """Feed this frame's cues to the track's filter, expansion history and learned width.
+
+        The filter gets each cue with its frame-to-frame (pixel) sigma; the gate also allows for the
+        cue's constant part (tyre offset, width), which does not average out over frames.
+        """
+        f = track.range_filter
+        if cues.why_no_ground[i] == "occlusion":
+            track.last_occluded_s = timestamp_s
+        if cues.width_valid[i]:
+            track.expansion.add(timestamp_s, float(box[2] - box[0]))
+        if f.needs_start:
+            # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
+            fused, sigma = cues.fused()
+            if f.update(float(fused[i]), float(sigma[i])) and cues.ground_valid[i]:
+                track.last_ground_s = timestamp_s
+            return
+        if cues.ground_valid[i] and f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
+                                             gate_sigma_m=float(cues.ground_sigma_m[i])):
+            track.last_ground_s = timestamp_s
+        if cues.width_valid[i]:
+            f.update(float(cues.width_range_m[i]), float(cues.width_noise_m[i]),
+                     gate_sigma_m=float(cues.width_sigma_m[i]))
+        prior = self.cue_config.priors.get(track.category_id)
+        if prior and cues.ground_valid[i] and cues.width_valid[i] and abs(cues.lateral_m[i]) < prior.width_m / 2:
+            # The side is not in view: the box width is the object's width at the ground cue's range.
+            depth = float(cues.ground_range_m[i]) + self.road.setback_m
+            width = float(box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cues.ground_range_m[i]))
+            rel = math.hypot(float(cues.ground_noise_m[i]) / depth, float(cues.width_noise_m[i]) / depth)
+            track.learn_width(width, max(rel * width, 1e-3))
+
+    def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
+                measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
+                score: float) -> ObjectState:
+        f = track.range_filter
+        ground = ((box[0] + box[2]) / 2.0, box[3])
+        lateral = self._lateral(track, box, f.range_m)
+        # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
+        near = max(f.range_m - f.range_sigma_m, 0.0)
+        inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
+                              length_m=length_m)[0])
+        recent = f.config.reacquire_after_s
+        threat = assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
+                               ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m,
+                               config=self.warning_config,
+                               range_independent=timestamp_s - track.last_ground_s <= recent)
+        # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
+        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
+        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
+        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded and settled
+        level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
+        try:
+            bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])
+        except ValueError:
+            bev = (math.nan, math.nan)
+        return ObjectState(
+            index, track.track_id, track.category_id, (float(ground[0]), float(ground[1])), bev, lateral,
+            measured_m if math.isfinite(measured_m) else f.range_m, f.range_m, f.range_rate_mps, threat.ttc_s,
+            inside, level, score, tuple(float(v) for v in box), bool(cues.ground_valid[i]),
+            bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
+            threat.confirmed if agrees else (), cues.why_no_ground[i])
+
+    def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
+        """The object's lateral offset; while its box is cut at a side, the last one seen whole (an object
+        does not move sideways much in a few frames, and a cut box no longer shows its rear-face edge)."""
+        margin = self.cue_config.border_margin_px
+        cut = box[0] <= margin or box[2] >= self.calibration.image_size_wh[0] - margin
+        if cut and math.isfinite(track.lateral_m):
+            return track.lateral_m
+        lateral = float(object_lateral_m(self.road, box, [range_m], [self._track_width(track)[0]],
+                                         border_margin_px=margin)[0])
+        if not cut:
+            track.lateral_m = lateral
+        return lateral
 
     def _state(self, frame_index: int, timestamp_s: float, level: WarningLevel, requested: WarningLevel,
                reason: str, objects: tuple[ObjectState, ...], mask: npt.NDArray[np.bool_],

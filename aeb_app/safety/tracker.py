@@ -5,12 +5,14 @@ Enough for the few road users of a dashcam view; each track carries the range fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
 __all__ = ["Track", "IouTracker", "iou_matrix"]
@@ -37,34 +39,65 @@ class Track:
         track_id: stable id, counting from 1.
         xyxy_px: (4,) last matched box.
         category_id: COCO id of the last match.
-        hits: number of frames matched.
-        missed: consecutive frames without a match.
         range_filter: filtered range / range rate / range acceleration.
+        expansion: width history for the scale-change TTC.
+        first_seen_s: time of the first match, seconds.
+        last_seen_s: time of the last match, seconds.
+        hits: number of frames matched.
+        width_info: sum of 1/sigma^2 of the object's width measured through the ground cue, 1/m^2.
+        width_info_m: sum of width/sigma^2 of those measurements, 1/m.
+        last_ground_s: last time the ground-contact cue was used, seconds.
+        last_occluded_s: last time the box's bottom was an occlusion edge (something nearer in front), seconds.
+        lateral_m: the object's lateral offset when last seen whole (not cut at a side), metres.
     """
 
     track_id: int
     xyxy_px: npt.NDArray[np.float64]
     category_id: int
     range_filter: RangeFilter
+    expansion: ExpansionTracker
+    first_seen_s: float = 0.0
+    last_seen_s: float = 0.0
     hits: int = 1
-    missed: int = 0
-    last_timestamp_s: float = field(default=0.0)
+    width_info: float = 0.0
+    width_info_m: float = 0.0
+    last_ground_s: float = -math.inf
+    last_occluded_s: float = -math.inf
+    lateral_m: float = math.nan
+
+    def learn_width(self, width_m: float, sigma_m: float) -> None:
+        """Add one measurement of the object's true width (metres, with its sigma)."""
+        if math.isfinite(width_m) and math.isfinite(sigma_m) and sigma_m > 0:
+            self.width_info += 1.0 / sigma_m**2
+            self.width_info_m += width_m / sigma_m**2
+
+    def width_m(self, prior_m: float, prior_sigma_m: float) -> tuple[float, float]:
+        """Posterior (width, sigma) in metres: the class prior combined with the learned measurements."""
+        info = 1.0 / prior_sigma_m**2 + self.width_info
+        return (prior_m / prior_sigma_m**2 + self.width_info_m) / info, 1.0 / math.sqrt(info)
+
+    def age_s(self, now_s: float) -> float:
+        """Seconds since the track was first seen."""
+        return now_s - self.first_seen_s
 
 
 class IouTracker:
-    """Greedy-optimal (Hungarian) IoU matching with track ageing.
+    """Greedy-optimal (Hungarian) IoU matching with track ageing in seconds.
 
     Args:
         iou_threshold: minimum IoU for a match.
-        max_missed: frames a track survives without a match.
+        max_coast_s: seconds a track survives without a match.
         filter_config: range filter settings for new tracks.
+        expansion_config: scale-change settings for new tracks.
     """
 
-    def __init__(self, *, iou_threshold: float = 0.2, max_missed: int = 5,
-                 filter_config: RangeFilterConfig | None = None) -> None:
+    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5,
+                 filter_config: RangeFilterConfig | None = None,
+                 expansion_config: ExpansionConfig | None = None) -> None:
         self.iou_threshold = iou_threshold
-        self.max_missed = max_missed
+        self.max_coast_s = max_coast_s
         self.filter_config = filter_config or RangeFilterConfig()
+        self.expansion_config = expansion_config or ExpansionConfig()
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -72,8 +105,8 @@ class IouTracker:
         """Forget every track (after a gap in the frames)."""
         self.tracks = []
 
-    def update(self, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike) -> list[Track]:
-        """Match (n, 4) boxes to tracks; returns the n matched-or-new tracks in input order."""
+    def update(self, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike, timestamp_s: float) -> list[Track]:
+        """Match (n, 4) boxes seen at ``timestamp_s`` to tracks; returns the n matched-or-new tracks in order."""
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
         assigned: list[Track | None] = [None] * len(boxes)
@@ -83,20 +116,18 @@ class IouTracker:
             for r, c in zip(rows, cols):
                 if iou[r, c] >= self.iou_threshold:
                     assigned[c] = self.tracks[r]
-        matched = {id(t) for t in assigned if t is not None}
-        for track in self.tracks:
-            if id(track) not in matched:
-                track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
+                       or any(t is a for a in assigned)]
         for i, box in enumerate(boxes):
             existing = assigned[i]
             if existing is None:
-                new = Track(self._next_id, box, int(ids[i]), RangeFilter(self.filter_config))
+                new = Track(self._next_id, box, int(ids[i]), RangeFilter(self.filter_config),
+                            ExpansionTracker(self.expansion_config), timestamp_s, timestamp_s)
                 self._next_id += 1
                 self.tracks.append(new)
                 assigned[i] = new
             else:
                 existing.xyxy_px, existing.category_id = box, int(ids[i])
                 existing.hits += 1
-                existing.missed = 0
+                existing.last_seen_s = timestamp_s
         return [t for t in assigned if t is not None]

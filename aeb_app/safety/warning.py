@@ -1,14 +1,16 @@
-"""Warning levels with frame-counted hysteresis (no clock inside).
+"""Warning levels with hysteresis measured in seconds (no clock inside: timestamps are passed in).
 
 Like openpilot's alert manager: levels are an IntEnum and the highest wins. A level is raised only
-after ``on_frames`` consecutive frames ask for it (or more), and lowered only after ``off_frames``
-consecutive frames ask for less, so one noisy frame neither fires nor clears a warning.
-UNAVAILABLE bypasses the debounce in both directions: a missing result is reported at once, and
-the next good frame starts again from NONE (it must earn a warning through the debounce).
+after it has been asked for continuously for ``on_s`` seconds of frame time, and lowered only after
+less has been asked for during ``off_s``, so one noisy frame neither fires nor clears a warning and the
+behaviour does not depend on the frame rate. UNAVAILABLE bypasses the debounce in both directions: a
+missing result is reported at once, and the next good frame starts again from NONE (it must earn a
+warning through the debounce).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from aeb_app.errors import ConfigError
@@ -17,30 +19,45 @@ from aeb_app.types import WarningLevel
 
 __all__ = ["WarningConfig", "WarningStateMachine", "ROAD_USER_IDS"]
 
+#: Durations compare with this tolerance (frame times are floats: 3 frames at 30 fps are 0.0999.. s).
+_EPS_S = 1e-6
 
 
 @dataclass(frozen=True)
 class WarningConfig:
-    """Warning settings.
+    """Warning settings (every time constant in seconds).
 
     Attributes:
         caution_ttc_s: an in-zone object with TTC below this gives CAUTION (the forward-collision warning).
         brake_ttc_s: an in-zone object with TTC below this gives BRAKE.
-        on_frames: consecutive frames needed to raise the level.
-        off_frames: consecutive frames needed to lower it.
+        on_s: a level must be asked for continuously this long before it is raised, seconds.
+        off_s: a lower level must be asked for this long before the level drops, seconds.
         max_frame_gap_s: a larger gap between frame timestamps makes that frame UNAVAILABLE (stale).
         min_closing_mps: closing speed below which TTC is infinite.
-        min_track_hits: frames a track must have been seen before it may warn (filter settling).
+        min_track_age_s: a track must be this old before it may warn (filter settling), seconds.
+        require_agreement: a warning needs every available TTC cue (range, scale) to confirm it.
+        agree_ttc_s: a cue confirms a threat when it sees an approach and its TTC at ``agree_sigmas``
+            of optimism is below this, seconds.
+        agree_sigmas: how optimistic, in standard deviations of the cue's closing / expansion rate.
+        max_lead_reverse_mps: with a known ego speed, closing speed is capped at ego speed plus this
+            (a lead vehicle does not reverse faster), m/s; a standing ego therefore never warns.
+        accel_sigmas: the filtered relative acceleration shortens the TTC only when it is this many
+            standard deviations below zero (noise in the acceleration alone must not warn).
         category_ids: COCO ids considered (default road users).
     """
 
     caution_ttc_s: float = 3.0
     brake_ttc_s: float = 1.6
-    on_frames: int = 2
-    off_frames: int = 8
+    on_s: float = 0.1
+    off_s: float = 0.3
     max_frame_gap_s: float = 0.5
     min_closing_mps: float = 0.5
-    min_track_hits: int = 5
+    min_track_age_s: float = 0.5
+    require_agreement: bool = True
+    agree_ttc_s: float = 8.0
+    agree_sigmas: float = 2.0
+    max_lead_reverse_mps: float = 0.5
+    accel_sigmas: float = 0.5
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
@@ -48,11 +65,14 @@ class WarningConfig:
             raise ConfigError(
                 f"warning.brake_ttc_s ({self.brake_ttc_s}) must be > 0 and <= caution_ttc_s ({self.caution_ttc_s})"
             )
-        for name in ("on_frames", "off_frames", "min_track_hits"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"warning.{name}: must be >= 1, got {getattr(self, name)!r}")
-        if not self.max_frame_gap_s > 0:
-            raise ConfigError(f"warning.max_frame_gap_s: must be > 0, got {self.max_frame_gap_s!r}")
+        for name in ("on_s", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps",
+                     "accel_sigmas"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
+        for name in ("max_frame_gap_s", "agree_ttc_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"warning.{name}: must be > 0, got {getattr(self, name)!r}")
 
     def level_for(self, *, in_zone: bool, ttc_s: float) -> WarningLevel:
         """The level one object asks for."""
@@ -66,32 +86,32 @@ class WarningConfig:
 
 
 class WarningStateMachine:
-    """Debounced warning level. Feed it one requested level per frame."""
+    """Debounced warning level. Feed it one requested level per frame with the frame's time."""
 
     def __init__(self, config: WarningConfig) -> None:
         self.config = config
         self.level = WarningLevel.UNAVAILABLE  # nothing seen yet: never start as "all clear"
-        self._streak = 0
+        self._streak_start_s: float | None = None
         self._streak_bound = WarningLevel.NONE
 
-    def update(self, requested: WarningLevel) -> WarningLevel:
-        """Advance one frame and return the current level."""
+    def update(self, requested: WarningLevel, timestamp_s: float) -> WarningLevel:
+        """Advance to the frame at ``timestamp_s`` (seconds) and return the current level."""
         if requested == WarningLevel.UNAVAILABLE:
-            self.level, self._streak = WarningLevel.UNAVAILABLE, 0
+            self.level, self._streak_start_s = WarningLevel.UNAVAILABLE, None
             return self.level
         if self.level == WarningLevel.UNAVAILABLE:
-            self.level, self._streak = WarningLevel.NONE, 0
+            self.level, self._streak_start_s = WarningLevel.NONE, None
         if requested == self.level:
-            self._streak = 0
+            self._streak_start_s = None
             return self.level
         rising = requested > self.level
-        if self._streak and (self._streak_bound > self.level) != rising:
-            self._streak = 0  # direction changed: start counting again
-        if self._streak == 0:
-            self._streak_bound = requested
+        if self._streak_start_s is not None and (self._streak_bound > self.level) != rising:
+            self._streak_start_s = None  # direction changed: start timing again
+        if self._streak_start_s is None:
+            self._streak_start_s, self._streak_bound = timestamp_s, requested
         # While rising, go to the lowest level the streak asked for; while falling, to the highest.
         self._streak_bound = min(self._streak_bound, requested) if rising else max(self._streak_bound, requested)
-        self._streak += 1
-        if self._streak >= (self.config.on_frames if rising else self.config.off_frames):
-            self.level, self._streak = WarningLevel(self._streak_bound), 0
+        needed = self.config.on_s if rising else self.config.off_s
+        if timestamp_s - self._streak_start_s >= needed - _EPS_S:
+            self.level, self._streak_start_s = WarningLevel(self._streak_bound), None
         return self.level

@@ -23,7 +23,8 @@ class ZoneConfig:
 
     Attributes:
         lane_width_m: zone width (the ego lane), metres.
-        reaction_time_s: driver/system reaction time t_r, seconds.
+        reaction_time_s: driver reaction time t_r, seconds (1.5 s: about the 85th percentile of brake
+            reaction to an unexpected obstacle, Green 2000, "How long does it take to stop?").
         decel_mps2: braking deceleration a (positive), m/s^2.
         fixed_length_m: zone length when ego speed is unknown, metres.
         min_length_m: lower bound of the length (slow speeds), metres.
@@ -31,7 +32,7 @@ class ZoneConfig:
     """
 
     lane_width_m: float = 3.7
-    reaction_time_s: float = 1.2
+    reaction_time_s: float = 1.5
     decel_mps2: float = 6.0
     fixed_length_m: float = 40.0
     min_length_m: float = 5.0

@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry import BirdsEyeView, Calibration, ReferencePair
+from aeb_app.geometry.construct import ground_ahead_m, project_world
 
-__all__ = ["PinholeCamera", "LeadMotion", "vehicle_box_px", "synthetic_calibration"]
+__all__ = ["PinholeCamera", "LeadMotion", "VehicleShape", "vehicle_box_px", "synthetic_calibration"]
 
 LANE_WIDTH_M = 3.7
 DASH_PERIOD_M = 3.05 + 9.14
@@ -36,13 +37,8 @@ class PinholeCamera:
 
     def project(self, points_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n, 3) world points (X right, Y down, Z forward; camera at origin) -> (n, 2) pixels."""
-        p = np.asarray(points_m, dtype=np.float64).reshape(-1, 3)
-        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
-        yc = p[:, 1] * c - p[:, 2] * s
-        zc = p[:, 1] * s + p[:, 2] * c
-        u = self.width_px / 2 + self.focal_px * p[:, 0] / zc
-        v = self.height_px / 2 + self.focal_px * yc / zc
-        return np.stack([u, v], axis=1)
+        return project_world(points_m, focal_px=self.focal_px, cx=self.width_px / 2, cy=self.height_px / 2,
+                             pitch_rad=self.pitch_rad)
 
     def ground_px(self, lateral_m: float, ahead_cam_m: float) -> tuple[float, float]:
         """Pixel of the road point ``lateral_m`` right and ``ahead_cam_m`` ahead of the camera."""
@@ -51,22 +47,24 @@ class PinholeCamera:
 
     def ground_ahead_of_pixel_row_m(self, v_px: float) -> float:
         """Distance ahead of the camera (m) of the road point seen on the centre column at row ``v_px``."""
-        c, s = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
-        yc, zc = (v_px - self.height_px / 2) / self.focal_px, 1.0
-        y_world, z_world = yc * c + zc * s, -yc * s + zc * c
-        return self.height_m / y_world * z_world
+        return ground_ahead_m(v_px, focal_px=self.focal_px, cy=self.height_px / 2, height_m=self.height_m,
+                              pitch_rad=self.pitch_rad)
 
 
 @dataclass(frozen=True)
 class LeadMotion:
-    """Straight-line kinematics of ego and lead (ego never brakes: the FCW test drives into the threat).
+    """Straight-line kinematics of ego and lead along one lane.
 
     Attributes:
-        ego_speed_mps: constant ego speed.
+        ego_speed_mps: ego speed at t = 0.
         lead_speed_mps: lead speed before braking.
         initial_gap_m: bumper-to-bumper gap at t = 0.
-        lead_decel_mps2: lead braking deceleration (>= 0), from ``brake_start_s`` until it stops.
-        brake_start_s: when the lead starts braking.
+        lead_decel_mps2: lead deceleration from ``brake_start_s`` (> 0 brakes until it stops, < 0
+            accelerates away).
+        brake_start_s: when the lead starts braking (or accelerating).
+        ego_accel_mps2: ego acceleration from ``ego_accel_start_s`` (< 0 brakes until it stops). The FCW
+            tests drive into the threat at constant speed (0).
+        ego_accel_start_s: when the ego starts accelerating or braking.
     """
 
     ego_speed_mps: float
@@ -74,19 +72,24 @@ class LeadMotion:
     initial_gap_m: float
     lead_decel_mps2: float = 0.0
     brake_start_s: float = 0.0
+    ego_accel_mps2: float = 0.0
+    ego_accel_start_s: float = 0.0
 
     def lead_position_m(self, t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Lead rear position (m) from the ego's start bumper position, at times ``t_s``."""
-        t = np.asarray(t_s, dtype=np.float64)
-        before = self.initial_gap_m + self.lead_speed_mps * np.minimum(t, self.brake_start_s)
-        if self.lead_decel_mps2 <= 0:
-            return before + self.lead_speed_mps * np.maximum(t - self.brake_start_s, 0.0)
-        tb = np.clip(t - self.brake_start_s, 0.0, self.lead_speed_mps / self.lead_decel_mps2)
-        return before + self.lead_speed_mps * tb - 0.5 * self.lead_decel_mps2 * tb**2
+        return self.initial_gap_m + _travel(t_s, self.lead_speed_mps, -self.lead_decel_mps2, self.brake_start_s)
+
+    def ego_position_m(self, t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Ego front-bumper position (m) from its start, at times ``t_s``."""
+        return _travel(t_s, self.ego_speed_mps, self.ego_accel_mps2, self.ego_accel_start_s)
+
+    def ego_speed_at(self, t_s: float, dt_s: float = 1e-3) -> float:
+        """Ego speed (m/s) at ``t_s``."""
+        return float((self.ego_position_m(t_s + dt_s) - self.ego_position_m(t_s)) / dt_s)
 
     def gap_m(self, t_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Bumper-to-bumper gap (m) at times ``t_s``."""
-        return self.lead_position_m(t_s) - self.ego_speed_mps * np.asarray(t_s, dtype=np.float64)
+        return self.lead_position_m(t_s) - self.ego_position_m(t_s)
 
     def collision_time_s(self, horizon_s: float = 60.0, step_s: float = 1e-3) -> float:
         """First time the gap reaches 0 (``inf`` if not within ``horizon_s``)."""
@@ -99,14 +102,54 @@ class LeadMotion:
         return float((self.gap_m(t_s) - self.gap_m(t_s + dt_s)) / dt_s)
 
 
+def _travel(t_s: npt.ArrayLike, v0_mps: float, accel_mps2: float, start_s: float) -> npt.NDArray[np.float64]:
+    """Distance covered by a vehicle at ``v0`` that accelerates by ``accel`` from ``start_s`` (stops at 0 m/s)."""
+    t = np.asarray(t_s, dtype=np.float64)
+    before = v0_mps * np.minimum(t, start_s)
+    tb = np.maximum(t - start_s, 0.0)
+    if accel_mps2 < 0:
+        tb = np.minimum(tb, v0_mps / -accel_mps2 if v0_mps > 0 else 0.0)
+    return before + v0_mps * tb + 0.5 * accel_mps2 * tb**2
+
+
+@dataclass(frozen=True)
+class VehicleShape:
+    """A vehicle as a box on wheels (metres): width, height, length, bumper height above the road, and
+    the rear/front overhangs (the tyres touch the road that far ahead of the rear face / behind the front)."""
+
+    width_m: float = 1.8
+    height_m: float = 1.5
+    length_m: float = 4.5
+    bumper_m: float = 0.3
+    rear_overhang_m: float = 0.9
+    front_overhang_m: float = 0.9
+
+
 def vehicle_box_px(camera: PinholeCamera, *, lateral_m: float, ahead_cam_m: float,
-                   width_m: float = 1.8, height_m: float = 1.5) -> npt.NDArray[np.float64] | None:
-    """xyxy pixels of a vehicle's rear face, clipped to the image; None when not visible."""
+                   shape: VehicleShape | None = None, width_m: float | None = None,
+                   height_m: float | None = None) -> npt.NDArray[np.float64] | None:
+    """The xyxy pixels a perfect detector would give for a vehicle, clipped to the image; None when not visible.
+
+    The body (from ``bumper_m`` to ``height_m``) and the four tyre contacts on the road are projected;
+    the box is their bounding box. Its bottom is therefore the rear tyres' contact, ``rear_overhang_m``
+    ahead of the rear face, and a vehicle beside the ego lane shows its side in the box.
+
+    Args:
+        camera: the camera.
+        lateral_m: vehicle centre right of the ego centre line, metres.
+        ahead_cam_m: rear face ahead of the camera, metres.
+        shape: vehicle shape (default a 1.8 m wide car); ``width_m``/``height_m`` override it.
+    """
+    shape = shape or VehicleShape()
+    w, h = width_m or shape.width_m, height_m or shape.height_m
     if ahead_cam_m < 0.5:
         return None
-    xs = (lateral_m - width_m / 2, lateral_m + width_m / 2)
-    ys = (camera.height_m, camera.height_m - height_m)
-    corners = camera.project([[x, y, ahead_cam_m] for x in xs for y in ys])
+    z0, z1 = ahead_cam_m, ahead_cam_m + shape.length_m
+    body = [[lateral_m + sx * w / 2, camera.height_m - y, z] for sx in (-1, 1)
+            for y in (shape.bumper_m, h) for z in (z0, z1)]
+    tyres = [[lateral_m + sx * (w / 2 - 0.1), camera.height_m, z] for sx in (-1, 1)
+             for z in (z0 + shape.rear_overhang_m, z1 - shape.front_overhang_m)]
+    corners = camera.project(body + tyres)
     x1, y1 = corners.min(axis=0)
     x2, y2 = corners.max(axis=0)
     x1, x2 = np.clip([x1, x2], 0, camera.width_px)
