@@ -192,7 +192,8 @@ class Pipeline:
         return result
 
     @staticmethod
-    def _level(state, error: str | None, no_calibration_reason: str) -> tuple[WarningLevel, str]:
+    def _level(state, error: str | None,
+               no_calibration_reason: str = "no calibration") -> tuple[WarningLevel, str]:
         """The frame's level and, when UNAVAILABLE, why."""
         if state is None:
             return WarningLevel.UNAVAILABLE, error or no_calibration_reason
