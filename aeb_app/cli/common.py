@@ -9,15 +9,17 @@ from aeb_app.model.registry import MODEL_NAMES
 
 def add_model_args(parser: argparse.ArgumentParser, *, default_mode: str = "auto") -> None:
     """``--model``, ``--weights``, ``--mode``, ``--fallback``, ``--device``."""
-    from aeb_app.inference.registry import DEFAULT_FALLBACK, MODES
+    from aeb_app.defaults import CPU_FALLBACK, GPU_FALLBACK
+    from aeb_app.inference.registry import MODES
 
     parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES)
     parser.add_argument("--weights", default="auto",
                         help="'auto' (asset mirror/cache), 'random' (ssd300 speed work only) or a file")
     parser.add_argument("--mode", default=default_mode, choices=["auto", *MODES],
                         help="backend+precision; 'auto' tries --fallback in order")
-    parser.add_argument("--fallback", default=",".join(DEFAULT_FALLBACK),
-                        help="comma-separated modes tried in order when --mode auto (default: %(default)s)")
+    parser.add_argument("--fallback", default=None,
+                        help=f"comma-separated modes tried in order when --mode auto (default: {','.join(CPU_FALLBACK)} "
+                             f"on a CPU, {','.join(GPU_FALLBACK)} with a GPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 
@@ -28,6 +30,8 @@ def make_detector(args: argparse.Namespace):
 
     loaded = load_model(args.model, args.weights)
     if args.mode == "auto":
-        return create_with_fallback(loaded, [m.strip() for m in args.fallback.split(",") if m.strip()],
-                                    device=args.device)
+        from aeb_app.defaults import fallback_order
+
+        order = fallback_order(args.device) if args.fallback is None else args.fallback.split(",")
+        return create_with_fallback(loaded, [m.strip() for m in order if m.strip()], device=args.device)
     return create(loaded, args.mode, device=args.device)
