@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.cli.quantize import positive_int
 
 
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--num-images", type=positive_int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workspace-gib", type=float, default=8.0, help="builder workspace pool limit (GiB)")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=Path, default=defaults.engines_dir())
     parser.add_argument("--rebuild", action="store_true", help="build even when a valid engine exists")
     parser.set_defaults(func=run)
     return parser

@@ -1,9 +1,11 @@
-"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in engines/."""
+"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in the user cache's engines/ folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from aeb_app import defaults
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -11,7 +13,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--out", type=Path, help="output file (default: cache name in --engines-dir)")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=Path, default=defaults.engines_dir())
     parser.add_argument("--force", action="store_true", help="export even when a valid cached file exists")
     parser.set_defaults(func=run)
     return parser

@@ -43,9 +43,13 @@ class QuietFilter(logging.Filter):
 
 def setup_logging(verbose: bool) -> None:
     """INFO (DEBUG with ``verbose``) to stderr; third-party noise silenced unless ``verbose``."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT, force=True)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    if not verbose:
-        for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:
+        quiet = [f for f in handler.filters if isinstance(f, QuietFilter)]
+        if verbose:
+            for f in quiet:
+                handler.removeFilter(f)
+        elif not quiet:
             handler.addFilter(QuietFilter())

@@ -13,6 +13,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED
 from aeb_app.inference.quantize import METHODS
 
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random image draw")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")
-    parser.add_argument("--engines-dir", type=Path, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=Path, default=defaults.engines_dir())
     parser.add_argument("--out", type=Path, help="output file (default: cache name in --engines-dir)")
     parser.add_argument("--evaluate", action="store_true",
                         help="then report COCO mAP of FP32 and INT8 (ONNX Runtime) on --coco-dir's annotations")
