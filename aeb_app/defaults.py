@@ -62,6 +62,22 @@ def engines_dir() -> Path:
     return cache_root() / "engines"
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota
+    (containers report the host's cores in ``os.cpu_count()``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def fallback_order(device: str | None = None) -> tuple[str, ...]:
     """The default ``--mode auto`` order for ``device`` (None: CUDA if torch sees a GPU, else CPU)."""
     if device is None:

@@ -79,3 +79,30 @@ def test_help_shows_the_defaults(command, shown, capsys):
     for s in shown:
         assert s in text, f"{command} --help lacks {s!r}"
     assert "--data-mirror" in text and "--verbose" in text
+
+
+def test_cpu_cores_is_what_this_process_may_use():
+    import os
+
+    assert 1 <= defaults.cpu_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_pytorch_cpu_modes_cap_their_threads_like_ort():
+    """tune_cpu_threads caps torch at the usable cores for PyTorch modes, 1 for ORT; never raises a lower setting."""
+    import torch
+
+    from aeb_app.inference import registry
+    from aeb_app.model.registry import load_model
+    from aeb_app.pipeline import tune_cpu_threads
+
+    before = torch.get_num_threads()
+    det = registry.create(load_model("ssd_mobilenet_v1"), "fp32", device="cpu")
+    try:
+        torch.set_num_threads(64)
+        tune_cpu_threads(det)
+        assert torch.get_num_threads() == min(64, defaults.cpu_cores())
+        torch.set_num_threads(1)  # e.g. run --threads 1
+        tune_cpu_threads(det)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -173,3 +173,28 @@ def test_count_summary_reads_like_ultralytics() -> None:
     assert count_summary(["person", "person", "bus", "wine glass", "wine glass"]) == \
         "2 people, 1 bus, 2 wine glasses"
     assert count_summary([]) == "no detections"
+
+
+def test_eval_per_class_ap_and_pr_curve(coco_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Per-class AP averages back to the headline mAP; the PR curve integrates to AP50; a PNG is written."""
+    import numpy as np
+
+    out = tmp_path / "e.json"
+    assert main(["eval", "--coco-dir", str(coco_dir), "--mode", "fp32", "--limit", "20", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["per_class"]
+    assert len(rows) == 80 and {"category_id", "name", "num_gt", "ap", "ap50"} <= set(rows[0])
+    scored = [r for r in rows if r["ap"] is not None]
+    assert scored and all(r["num_gt"] > 0 for r in scored)
+    assert all(r["ap"] is None for r in rows if r["num_gt"] == 0)
+    assert np.mean([r["ap"] for r in scored]) == pytest.approx(result["map"], abs=1e-6)
+    assert np.mean([r["ap50"] for r in scored]) == pytest.approx(result["map50"], abs=1e-6)
+    curve = result["pr_curve"]
+    assert len(curve["recall"]) == 101 and curve["recall"][0] == 0.0 and curve["recall"][-1] == 1.0
+    assert np.mean(curve["precision_iou50"]) == pytest.approx(result["map50"], abs=1e-4)
+    assert np.mean(curve["precision_iou50_95"]) == pytest.approx(result["map"], abs=1e-4)
+    png = tmp_path / "e_pr.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    person = next(r for r in rows if r["name"] == "person")
+    assert re.search(rf"^person\s+1\s+{person['num_gt']}\s+{person['ap']:.4f}\s+{person['ap50']:.4f}$", printed, re.M)
