@@ -78,6 +78,17 @@ def cpu_cores() -> int:
     return max(1, cores)
 
 
+def pipeline_cpu_threads() -> int:
+    """PyTorch intra-op threads for a CPU pipeline: all usable cores but one (at least 1).
+
+    The pipeline decodes, draws and encodes beside the network (and the GUI paints); when any of that,
+    or another process, takes a core from torch's OpenMP team, every parallel region waits for the
+    descheduled thread. Measured with ``aeb-app run`` on a busy 2-core machine: 812 ms per frame with
+    2 threads, 84 ms with 1 (docs/benchmarks/headless_cpu.md).
+    """
+    return max(1, cpu_cores() - 1)
+
+
 def fallback_order(device: str | None = None) -> tuple[str, ...]:
     """The default ``--mode auto`` order for ``device`` (None: CUDA if torch sees a GPU, else CPU)."""
     if device is None:

@@ -88,7 +88,7 @@ def test_cpu_cores_is_what_this_process_may_use():
 
 
 def test_pytorch_cpu_modes_cap_their_threads_like_ort():
-    """tune_cpu_threads caps torch at the usable cores for PyTorch modes, 1 for ORT; never raises a lower setting."""
+    """tune_cpu_threads caps torch at the usable cores but one for PyTorch modes; never raises a lower setting."""
     import torch
 
     from aeb_app.inference import registry
@@ -100,7 +100,7 @@ def test_pytorch_cpu_modes_cap_their_threads_like_ort():
     try:
         torch.set_num_threads(64)
         tune_cpu_threads(det)
-        assert torch.get_num_threads() == min(64, defaults.cpu_cores())
+        assert torch.get_num_threads() == defaults.pipeline_cpu_threads() == max(1, defaults.cpu_cores() - 1)
         torch.set_num_threads(1)  # e.g. run --threads 1
         tune_cpu_threads(det)
         assert torch.get_num_threads() == 1
