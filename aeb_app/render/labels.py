@@ -28,6 +28,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 200, 150),  # pale blue
     (120, 60, 180),   # plum
 )
+#: How many label heights a label may move down or up to avoid an earlier one.
+MAX_LABEL_SHIFTS = 8
 #: Two boxes of different classes overlapping more than this are one object shown twice.
 CROSS_CLASS_IOU = 0.8
 
@@ -75,8 +77,9 @@ def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
     """Top-left corner of each box's label, so that no label covers an earlier one.
 
     A label sits just above its box (inside the top edge when there is no room above). When it
-    would overlap a label already placed, it moves down one label height at a time (up to the box's
-    bottom), then up above the first position; if every slot is taken it keeps the first one.
+    would overlap a label already placed, it takes the nearest free slot one, two, ... label heights
+    below or above (down first, at most :data:`MAX_LABEL_SHIFTS` each way, inside the image); if every
+    slot is taken it keeps the first one.
 
     Args:
         boxes_xyxy: (n, 4) boxes in pixels, in drawing order (most important first).
@@ -92,9 +95,8 @@ def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
     for box, (w, h) in zip(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4), sizes_wh):
         x = int(min(max(round(box[0]), 0), max(w_img - w, 0)))
         first = int(round(box[1])) - h if box[1] - h >= 0 else int(round(box[1]))
-        steps = max(1, int((box[3] - first) // h))
-        candidates = [first + k * h for k in range(steps)] + [first - k * h for k in range(1, 4)]
-        candidates = [min(max(y, 0), max(h_img - h, 0)) for y in candidates]
+        shifts = [0] + [s for k in range(1, MAX_LABEL_SHIFTS + 1) for s in (k, -k)]
+        candidates = [first + s * h for s in shifts if 0 <= first + s * h <= h_img - h] or [max(first, 0)]
         y = next((c for c in candidates if not _overlaps((x, c, x + w, c + h), placed)), candidates[0])
         placed.append((x, y, x + w, y + h))
         corners.append((x, y))

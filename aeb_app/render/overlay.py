@@ -78,10 +78,11 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
         (tw, th), base = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
         sizes.append((tw + 2, th + base + 2))
     corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2])
-    for i, text, (w, h), (x, y) in zip(order, texts, sizes, corners):
-        box_color = color or class_color(detections.category_ids[i])
+    colors = [color or class_color(detections.category_ids[i]) for i in order]
+    for i, box_color in zip(order, colors):  # every box first, so no box line crosses a label
         x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy_px[i])
         cv2.rectangle(img, (x1, y1), (x2, y2), box_color, 2)
+    for text, box_color, (w, h), (x, y) in zip(texts, colors, sizes, corners):
         cv2.rectangle(img, (x, y), (x + w, y + h), box_color, cv2.FILLED)
         cv2.putText(img, text, (x + 1, y + h - 3), FONT, LABEL_SCALE, BLACK, 1, cv2.LINE_AA)
     return img
