@@ -125,10 +125,10 @@ def test_cross_class_duplicate_is_drawn_once_with_the_higher_score() -> None:
 def test_labels_do_not_cover_each_other() -> None:
     from aeb_app.render.labels import place_labels
 
-    boxes = [[100, 100, 220, 300], [104, 102, 230, 300], [108, 98, 240, 300]]  # three boxes, same corner
-    corners = place_labels(boxes, [(90, 16)] * 3, (540, 960))
+    boxes = [[100 + 4 * k, 100 + (k % 3), 220, 300] for k in range(8)]  # eight boxes, nearly the same corner
+    corners = place_labels(boxes, [(90, 16)] * 8, (540, 960))
     rects = [(x, y, x + 90, y + 16) for x, y in corners]
-    for i in range(3):
+    for i in range(8):
         for j in range(i):
             a, b = rects[i], rects[j]
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
