@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--min-iters", type=int, default=20)
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed repeats per figure")
-    p.add_argument("--engines-dir", type=Path, help="where built engines/packages are (default: the user cache's engines folder, "
-                        f"{defaults.engines_dir()})")
+    p.add_argument("--engines-dir", type=Path,
+                   help=f"where built engines/packages are (default: the user cache's, {defaults.engines_dir()})")
     p.add_argument("--no-e2e", action="store_true", help="skip end-to-end timing")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)

@@ -18,8 +18,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_mode: str = "auto
     parser.add_argument("--mode", default=default_mode, choices=["auto", *MODES],
                         help="backend+precision; 'auto' tries --fallback in order")
     parser.add_argument("--fallback", default=None,
-                        help=f"comma-separated modes tried in order when --mode auto (default: {','.join(CPU_FALLBACK)} "
-                             f"on a CPU, {','.join(GPU_FALLBACK)} with a GPU)")
+                        help="comma-separated modes tried in order when --mode auto "
+                             f"(default: {','.join(CPU_FALLBACK)} on a CPU, {','.join(GPU_FALLBACK)} with a GPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 

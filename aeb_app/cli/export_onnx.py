@@ -1,4 +1,4 @@
-"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in the user cache's engines/ folder."""
+"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in the user cache."""
 
 from __future__ import annotations
 

@@ -129,11 +129,17 @@ def usage_metadata(spec) -> dict[str, Any]:
             "std_rgb": [float(v) for v in spec.std_rgb],
         },
         "output_format": {
-            OUTPUT_NAMES[0]: {"shape": ["batch", spec.num_anchors, 4], "format": "xyxy",
-                              "coordinates": "normalised to [0, 1] of the network input (scale by the "
-                                             "original image's width/height)", "decoded": True},
-            OUTPUT_NAMES[1]: {"shape": ["batch", spec.num_anchors, spec.num_channels], "values": f"probabilities ({spec.score_fn} applied in the graph)",
-                              "background_channels": [i for i, c in enumerate(spec.class_ids) if c == 0]},
+            OUTPUT_NAMES[0]: {
+                "shape": ["batch", spec.num_anchors, 4], "format": "xyxy", "decoded": True,
+                "coordinates": "normalised to [0, 1] of the network input (multiply by the original "
+                               "image's width/height)",
+                "per": "anchor (one box per anchor, shared by every class)",
+            },
+            OUTPUT_NAMES[1]: {
+                "shape": ["batch", spec.num_anchors, spec.num_channels],
+                "values": f"probabilities ({spec.score_fn} applied in the graph)",
+                "background_channels": [i for i, c in enumerate(spec.class_ids) if c == 0],
+            },
             "nms": "not in the graph: per-class NMS (aeb_app uses IoU 0.5) and a score threshold are up to you",
         },
         "class_names": [COCO_NAMES.get(c, "background" if c == 0 else f"id{c}") for c in spec.class_ids],
