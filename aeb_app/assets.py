@@ -2,7 +2,8 @@
 
 Lookup order for a file of the manifest (paths are relative, as in the official layout):
 1. the mirror folder (``$AEB_APP_DATA_MIRROR`` or ``aeb-app --data-mirror DIR``), if it has it;
-2. the per-user cache (``$AEB_APP_CACHE_DIR``, default ``~/.cache/aeb_app``), after ``fetch``.
+2. the per-user cache (``$AEB_APP_CACHE_DIR``, default ``$XDG_CACHE_HOME/aeb_app`` or ``~/.cache/aeb_app``),
+   after ``fetch``.
 Every file is checked against the manifest's size and sha256 before use (once per process).
 Downloads go to a temp file in the cache, are verified, then renamed: nothing half-written stays.
 """
@@ -65,7 +66,10 @@ def mirror_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "aeb_app").expanduser()
+    """The per-user cache (:func:`aeb_app.defaults.cache_root`: ``$AEB_APP_CACHE_DIR``, XDG, ``~/.cache``)."""
+    from aeb_app.defaults import cache_root
+
+    return cache_root()
 
 
 def get_asset(name: str) -> Asset:

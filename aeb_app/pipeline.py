@@ -89,19 +89,25 @@ def tune_cpu_threads(detector: Detector) -> None:
     Measured on a 2-core CPU (docs/benchmarks/headless_cpu.md): OpenCV's and PyTorch's own thread
     pools compete with the inference threads (ONNX Runtime spins its pool between runs), so the
     small OpenCV/torch work around inference runs faster on one thread: +30 % end-to-end FPS with
-    ``fp32_ort``. The network itself keeps its threads (ORT's pool, or torch's for PyTorch modes).
+    ``fp32_ort``. ORT keeps its own pool. PyTorch modes get :func:`aeb_app.defaults.pipeline_cpu_threads`
+    (one core left for decoding, drawing and encoding): torch's OpenMP pool collapses when another
+    thread or process takes one of its cores (812 ms instead of 84 ms per frame on the busy 2-core
+    machine, docs/benchmarks/headless_cpu.md). An explicit lower setting (``run --threads``) is kept.
     """
     if detector.info.device != "cpu":
         return
     import cv2
+    import torch
+
+    from aeb_app.defaults import pipeline_cpu_threads
 
     cv2.setNumThreads(1)
     if detector.info.backend == "onnxruntime":
-        import torch
-
-        torch.set_num_threads(1)  # torch only runs the shared post-processing here
-    log.info("CPU threads tuned for %s: OpenCV 1%s", detector.info.mode,
-             ", torch 1" if detector.info.backend == "onnxruntime" else "")
+        torch_threads = 1  # torch only runs the shared post-processing here
+    else:
+        torch_threads = min(torch.get_num_threads(), pipeline_cpu_threads())
+    torch.set_num_threads(torch_threads)
+    log.info("CPU threads tuned for %s: OpenCV 1, torch %d", detector.info.mode, torch_threads)
 
 
 def level_of(result: FrameResult) -> WarningLevel:

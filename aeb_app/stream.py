@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generator, Iterator
 
@@ -43,10 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "ssd_mobilenet_v1"
 
 
-def _default_fallback() -> tuple[str, ...]:
-    from aeb_app.inference.registry import DEFAULT_FALLBACK
-
-    return tuple(DEFAULT_FALLBACK)
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,8 @@ class StreamConfig:
         model: model name.
         weights: ``auto`` (asset mirror/cache), ``random`` (speed work only) or a file.
         mode: inference mode, or ``auto`` to walk ``fallback``.
-        fallback: modes tried in order when ``mode`` is ``auto`` (default: the registry's order).
+        fallback: modes tried in order when ``mode`` is ``auto`` (None: the order for the device, see
+            :func:`aeb_app.defaults.fallback_order`).
         device: ``cpu``, ``cuda`` or ``cuda:N``; None picks.
         threads: CPU threads for inference (torch/ONNX Runtime); None keeps the tuned defaults.
         calibration: road calibration YAML; None uses the shipped one for the sample's frame size.
@@ -72,7 +69,7 @@ class StreamConfig:
     model: str = DEFAULT_MODEL
     weights: str = "auto"
     mode: str = "auto"
-    fallback: tuple[str, ...] = field(default_factory=_default_fallback)
+    fallback: tuple[str, ...] | None = None
     device: str | None = None
     threads: int | None = None
     calibration: Path | None = None
@@ -116,8 +113,9 @@ def create_detector(*, model: str = DEFAULT_MODEL, weights: str = "auto", mode: 
                     threads: int | None = None) -> Detector:
     """Load the model and create (not activate) the detector: the one fallback policy.
 
-    ``mode="auto"`` walks ``fallback`` (default: the registry's order) and takes the first mode this
-    machine can run, logging each one skipped; another mode is created as asked or fails.
+    ``mode="auto"`` walks ``fallback`` (None: :func:`aeb_app.defaults.fallback_order` for ``device``,
+    CPU- or GPU-first) and takes the first mode this machine can run; another mode is created as
+    asked or fails.
 
     Raises:
         ModelLoadError, BackendUnavailableError: one-line reasons.
@@ -129,9 +127,11 @@ def create_detector(*, model: str = DEFAULT_MODEL, weights: str = "auto", mode: 
         import torch
 
         torch.set_num_threads(threads)
+    from aeb_app.defaults import fallback_order
+
     loaded = load_model(model, weights)
     if mode == "auto":
-        return create_with_fallback(loaded, list(fallback or _default_fallback()), device=device)
+        return create_with_fallback(loaded, list(fallback or fallback_order(device)), device=device)
     options = {"intra_op_threads": threads} if threads and mode.endswith("_ort") else {}
     return create(loaded, mode, device=device, **options)
 

@@ -43,5 +43,8 @@ def tflite_path(data_dir: Path) -> Path:
 def _env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Point the app at the mirror, a throwaway cache, and an offscreen Qt platform."""
     os.environ["AEB_APP_DATA_MIRROR"] = str(data_dir)
-    os.environ.setdefault("AEB_APP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    # Forced, not setdefault: the suite never writes into a user's cache or the checkout's engines/.
+    os.environ["AEB_APP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.pop("AEB_APP_ENGINES_DIR", None)
+    os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

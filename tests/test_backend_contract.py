@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,13 @@ def test_tensorrt_unavailable_says_how_to_install(mobilenet):
 
 
 def test_fallback_walks_the_list_and_names_every_reason(mobilenet, engines, caplog):
+    caplog.set_level(logging.DEBUG, logger="aeb_app.inference.registry")
     det = registry.create_with_fallback(mobilenet, ["int8_trt", "fp16_aoti", "fp32_ort"], engines_dir=engines)
     assert det.info.mode == "fp32_ort"
     assert "int8_trt unavailable" in caplog.text and "fp16_aoti unavailable" in caplog.text
+    # Skipping is expected on a CPU: no warning, one INFO line naming what was skipped.
+    infos = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert infos == ["mode auto: using fp32_ort (unavailable here: int8_trt, fp16_aoti; -v for why)"]
 
 
 def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, reference):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,55 @@ def test_measure_counts_and_orders_stats() -> None:
     stopped = measure(lambda: None, cuda=False, warmup_iters=0, min_iters=100, min_time_s=10.0,
                       should_stop=lambda: True)
     assert stopped.iters == 1
+
+
+def test_default_modes_are_the_runnable_ones_and_unavailable_listed_once(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """No --modes on a CPU: only what runs here is timed; TensorRT's install hint is printed once."""
+    from aeb_app.bench.sweep import DEFAULT_CANDIDATES
+
+    rc = main(["bench", "--batches", "1,2", "--no-e2e", "--warmup", "1", "--min-iters", "3", "--min-time", "0.05",
+               "--device", "cpu", "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "results.json").read_text())
+    ran = list(dict.fromkeys(r["mode"] for r in rows))
+    assert "fp32" in ran and "fp32_ort" in ran and all(r["available"] for r in rows)
+    assert not {"fp16", "fp16_trt", "int8_trt"} & set(ran)
+    assert f"modes: {', '.join(ran)}" in out
+    assert out.count("TensorRT is not installed") == 1  # one line for the three TensorRT modes
+    assert re.search(r"not run here: int8_trt, fp16_trt, fp32_trt: TensorRT is not installed", out)
+    md = (tmp_path / "tables.md").read_text()
+    assert "n/a" not in md and md.count("TensorRT is not installed") == 1
+    skipped = [m for m in DEFAULT_CANDIDATES if m not in ran]
+    assert all(m in md.split("## Unavailable modes")[1] for m in skipped)
+
+
+def test_unstable_figures_are_flagged() -> None:
+    from aeb_app.bench.sweep import is_unstable
+    from aeb_app.defaults import UNSTABLE_P99_OVER_P50
+
+    steady = Row("m", "fp32", 1, True, ms_per_sample=21.6, fps=46.3, p50_ms=21.6, p99_ms=25.0)
+    noisy = Row("m", "fp32", 2, True, ms_per_sample=10.8, fps=92.6, p50_ms=21.6, p99_ms=895.0, unstable=True)
+    assert is_unstable(21.6, 895.0) and not is_unstable(21.6, 21.6 * UNSTABLE_P99_OVER_P50)
+    md = markdown([steady, noisy], {})
+    table2 = md.split("## Table 2")[1].split("## Table 3")[0]
+    assert "| 1 | 21.6000 |" in table2 and "| 2 | 10.8000 † |" in table2
+    assert f"above {UNSTABLE_P99_OVER_P50:g}x the median" in md
+    assert "†" not in markdown([steady], {})
+
+
+def test_batch_axis_reads_1_2_4_8() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aeb_app.bench.report import batch_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 4, 8], [1, 2, 3, 4])
+    batch_axis(ax, [1, 2, 4, 8])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8"]
+    plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ STILL = "videos/udacity/test_images/solidWhiteRight.jpg"
 def test_detect_image_finds_the_cars(data_dir: Path, tmp_path: Path) -> None:
     out, js = tmp_path / "annotated.jpg", tmp_path / "dets.json"
     assert main(["detect", str(data_dir / STILL), "--mode", "fp32", "--out", str(out), "--json", str(js)]) == 0
-    dets = json.loads(js.read_text())["frames"][0]["detections"]
+    dets = json.loads(js.read_text())["results"][0]["frames"][0]["detections"]
     cars = [d for d in dets if d["name"] == "car"]
     assert len(cars) >= 2, dets
     # The cars ahead are in the lower half of the 960x540 frame, within the road.
@@ -31,7 +32,7 @@ def test_detect_video_writes_readable_video_and_json(sample_video: Path, tmp_pat
     out, js = tmp_path / "annotated.mp4", tmp_path / "dets.json"
     assert main(["detect", str(sample_video), "--mode", "fp32", "--max-frames", "6", "--batch-size", "4",
                  "--out", str(out), "--json", str(js)]) == 0
-    frames = json.loads(js.read_text())["frames"]
+    frames = json.loads(js.read_text())["results"][0]["frames"]
     assert [f["frame_index"] for f in frames] == list(range(6))
     assert sum(d["name"] == "car" for f in frames for d in f["detections"]) >= 6
     cap = cv2.VideoCapture(str(out))
@@ -114,3 +115,86 @@ def test_eval_works_on_any_coco_subset(coco_dir: Path, tmp_path: Path) -> None:
     (sub / images[0]["file_name"]).unlink()
     assert main(["eval", "--coco-dir", str(sub), "--mode", "fp32", "--json", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_detect_saves_by_default_in_numbered_run_folders(data_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder, a glob and a video in one call; runs/detect/predict then predict2 (ultralytics)."""
+    stills = data_dir / "videos/udacity/test_images"
+    project = tmp_path / "runs" / "detect"
+    args = ["detect", str(stills), str(data_dir / "coco/val2017_subset/val2017/00000000[01]*.jpg"),
+            str(data_dir / "videos/udacity/solidWhiteRight.mp4"), "--max-frames", "3", "--mode", "fp32",
+            "--project", str(project)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    run_dir = project / "predict"
+    data = json.loads((run_dir / "detections.json").read_text())
+    images = sorted(stills.glob("*.jpg")) + sorted((data_dir / "coco/val2017_subset/val2017").glob("00000000[01]*.jpg"))
+    assert [r["source"] for r in data["results"]] == [str(p) for p in images] + [
+        str(data_dir / "videos/udacity/solidWhiteRight.mp4")]
+    assert {p.name for p in run_dir.iterdir()} == {p.name for p in images} | {"solidWhiteRight.mp4",
+                                                                            "detections.json"}
+    assert len(data["results"][-1]["frames"]) == 3
+    # One line per input: "image 1/8 PATH: 2 cars, 12.3 ms"; the video line gives frames and ms per frame.
+    lines = [ln for ln in out.splitlines() if ln.startswith(("image ", "video "))]
+    assert len(lines) == len(images) + 1
+    first = lines[0]
+    assert re.fullmatch(rf"image 1/{len(images) + 1} {re.escape(str(images[0]))}: .*\bcars?\b.*, \d+\.\d ms", first)
+    assert re.search(r"^video .*: 3 frames, .*cars, \d+\.\d ms per frame$", lines[-1])
+    assert f"results saved to {run_dir}" in out
+    assert main(args[:2] + ["--mode", "fp32", "--project", str(project), "--no-save"]) == 0
+    assert main(args[:2] + ["--mode", "fp32", "--project", str(project)]) == 0
+    assert sorted(p.name for p in project.iterdir()) == ["predict", "predict2"]  # never overwrites a run
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nothing/here.jpg", "nothing/here.jpg: file not found"),
+    ("emptydir", "emptydir: folder has no images or videos"),
+    ("emptydir/*.jpg", "emptydir/*.jpg: pattern matches no images or videos"),
+    ("notes.txt", "notes.txt: not an image or video file"),
+])
+def test_detect_bad_sources_fail_before_loading_the_model(spec: str, message: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["detect", spec, "--weights", str(tmp_path / "no-such-weights.tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"aeb-app: error: {message}" or (message in err and err.count("\n") == 0), err
+    assert "no-such-weights" not in err  # the source was checked first
+    assert not (tmp_path / "runs").exists()
+
+
+def test_count_summary_reads_like_ultralytics() -> None:
+    from aeb_app.cli.detect_io import count_summary
+
+    assert count_summary(["car", "person", "car"], order=["person", "car"]) == "1 person, 2 cars"
+    assert count_summary(["person", "person", "bus", "wine glass", "wine glass"]) == \
+        "2 people, 1 bus, 2 wine glasses"
+    assert count_summary([]) == "no detections"
+
+
+def test_eval_per_class_ap_and_pr_curve(coco_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Per-class AP averages back to the headline mAP; the PR curve integrates to AP50; a PNG is written."""
+    import numpy as np
+
+    out = tmp_path / "e.json"
+    assert main(["eval", "--coco-dir", str(coco_dir), "--mode", "fp32", "--limit", "20", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["per_class"]
+    assert len(rows) == 80 and {"category_id", "name", "num_gt", "ap", "ap50"} <= set(rows[0])
+    scored = [r for r in rows if r["ap"] is not None]
+    assert scored and all(r["num_gt"] > 0 for r in scored)
+    assert all(r["ap"] is None for r in rows if r["num_gt"] == 0)
+    assert np.mean([r["ap"] for r in scored]) == pytest.approx(result["map"], abs=1e-6)
+    assert np.mean([r["ap50"] for r in scored]) == pytest.approx(result["map50"], abs=1e-6)
+    curve = result["pr_curve"]
+    assert len(curve["recall"]) == 101 and curve["recall"][0] == 0.0 and curve["recall"][-1] == 1.0
+    assert np.mean(curve["precision_iou50"]) == pytest.approx(result["map50"], abs=1e-4)
+    assert np.mean(curve["precision_iou50_95"]) == pytest.approx(result["map"], abs=1e-4)
+    png = tmp_path / "e_pr.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    person = next(r for r in rows if r["name"] == "person")
+    assert re.search(rf"^person\s+1\s+{person['num_gt']}\s+{person['ap']:.4f}\s+{person['ap50']:.4f}$", printed, re.M)

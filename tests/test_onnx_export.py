@@ -104,3 +104,45 @@ def test_onnxruntime_matches_pytorch_on_real_images(name, mobilenet, engines, da
     np.testing.assert_allclose(boxes[confident], ref_boxes.numpy()[confident], rtol=1e-4, atol=2e-4)
     one, _ = sess.run(["boxes", "scores"], {"images": x[:1].numpy()})  # dynamic batch: 1 works too
     np.testing.assert_allclose(one[0], boxes[0], rtol=1e-4, atol=1e-4)
+
+
+def test_sidecar_alone_is_enough_to_run_the_graph(mobilenet, engines, data_dir, coco_dir):
+    """A tool that knows only the sidecar (colour order, size, normalisation, box format, names)
+    gets the same top detection as aeb_app's own PyTorch path."""
+    import cv2
+    import onnxruntime as ort
+
+    from aeb_app.inference.registry import create
+
+    path = ox.export_onnx(mobilenet, engines_dir=engines)
+    meta = json.loads(ox.sidecar_path(path).read_text())
+    fmt, pre, out = meta["input_format"], meta["preprocessing"], meta["output_format"]
+    assert fmt["color_order"] == "RGB" and fmt["layout"] == "NCHW" and out["boxes"]["format"] == "xyxy"
+    assert len(meta["class_names"]) == _dims(onnx.load(str(path)).graph.output[1])[2]
+    frame = real_frames(data_dir, coco_dir)[0]
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if fmt["color_order"] == "RGB" else frame
+    x = cv2.resize(rgb, (fmt["width"], fmt["height"]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x = (x - np.array(pre["mean_rgb"], np.float32)) / np.array(pre["std_rgb"], np.float32)
+    boxes, scores = ort.InferenceSession(str(path)).run(None, {fmt["name"]: x.transpose(2, 0, 1)[None]})
+    scores[..., out["scores"]["background_channels"]] = 0
+    anchor, channel = np.unravel_index(np.argmax(scores[0]), scores[0].shape)
+    h, w = frame.shape[:2]
+    box_px = boxes[0, anchor] * [w, h, w, h]
+    with create(mobilenet, "fp32", device="cpu") as det:
+        [ref] = det.infer([frame])
+    best = int(np.argmax(ref.scores))
+    assert meta["class_names"][channel] == ref.names[best]
+    assert np.abs(box_px - ref.xyxy_px[best]).max() < 2.0  # pixels
+
+
+def test_older_sidecar_is_read_and_gains_the_usage_fields(mobilenet, engines):
+    path = ox.export_onnx(mobilenet, engines_dir=engines)
+    meta = json.loads(ox.sidecar_path(path).read_text())
+    old = {k: v for k, v in meta.items() if k not in ox.USAGE_KEYS and k != "class_ids"}
+    ox.sidecar_path(path).write_text(json.dumps(old))
+    mtime = path.stat().st_mtime_ns
+    assert ox.export_onnx(mobilenet, engines_dir=engines) == path
+    assert path.stat().st_mtime_ns == mtime  # an old sidecar is still valid: no re-export
+    upgraded = json.loads(ox.sidecar_path(path).read_text())
+    assert upgraded == meta
+    assert upgraded["class_names"][1] == "person"

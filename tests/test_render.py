@@ -88,3 +88,50 @@ def test_labels_only_for_near_or_in_zone_objects() -> None:
     assert (label_area(100) != 60).any()  # 20 m: "20.0 m | TTC -"
     assert (label_area(600) == 60).all()  # 80 m and outside the zone: a dot only
     assert tuple(out[300, 600]) == render.GREEN
+
+
+def _dets(boxes, scores, ids, names) -> Detections:
+    return Detections(np.array(boxes, np.float32), np.array(scores, np.float32), np.array(ids), tuple(names))
+
+
+def test_each_class_has_its_own_stable_colour() -> None:
+    from aeb_app.render.labels import PALETTE, class_color
+
+    road_users = [1, 2, 3, 4, 6, 8]  # person, bicycle, car, motorcycle, bus, truck
+    assert len({class_color(c) for c in road_users}) == len(road_users)
+    assert class_color(3) == class_color(3) == PALETTE[3 % len(PALETTE)]
+    # The overlay's meanings stay unambiguous: no box is zone-yellow or ground-point red/green.
+    assert not {render.RED, render.GREEN, render.YELLOW} & set(PALETTE)
+    dets = _dets([[100, 100, 200, 200], [400, 100, 500, 200]], [0.9, 0.8], [1, 3], ["person", "car"])
+    out = render.draw_detections(_frame(), dets)
+    assert tuple(out[150, 100]) == class_color(1) and tuple(out[150, 400]) == class_color(3)
+
+
+def test_cross_class_duplicate_is_drawn_once_with_the_higher_score() -> None:
+    from aeb_app.render.labels import merge_cross_class_duplicates
+
+    cup_bowl = _dets([[100, 100, 200, 200], [102, 101, 201, 199], [300, 300, 400, 400], [305, 300, 400, 400]],
+                     [0.56, 0.69, 0.7, 0.6], [51, 47, 3, 3], ["bowl", "cup", "car", "car"])
+    kept = merge_cross_class_duplicates(cup_bowl)
+    assert kept.names == ("car", "cup", "car")  # bowl 0.56 merged into cup 0.69; same-class pairs untouched
+    apart = _dets([[100, 100, 200, 200], [150, 100, 250, 200]], [0.6, 0.5], [51, 47], ["bowl", "cup"])
+    assert len(merge_cross_class_duplicates(apart)) == 2  # IoU 0.33: two objects
+    out = render.draw_detections(_frame(), cup_bowl[np.array([0, 1])])
+    from aeb_app.render.labels import class_color
+
+    assert tuple(out[150, 102]) == class_color(47) and (out == class_color(51)).all(axis=2).sum() == 0
+
+
+def test_labels_do_not_cover_each_other() -> None:
+    from aeb_app.render.labels import place_labels
+
+    boxes = [[100 + 4 * k, 100 + (k % 3), 220, 300] for k in range(8)]  # eight boxes, nearly the same corner
+    corners = place_labels(boxes, [(90, 16)] * 8, (540, 960))
+    rects = [(x, y, x + 90, y + 16) for x, y in corners]
+    for i in range(8):
+        for j in range(i):
+            a, b = rects[i], rects[j]
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert corners[0] == (100, 84)  # the first label sits right above its box
+    top = place_labels([[10, 2, 60, 50]], [(40, 16)], (540, 960))
+    assert top == [(10, 2)]  # no room above: inside the box's top edge

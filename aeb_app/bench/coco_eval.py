@@ -95,7 +95,9 @@ def evaluate_detector(
 
     Returns:
         ``map`` (@[.5:.95]), ``map50`` and the other 10 COCO stats, ``num_images``, ``model``,
-        ``backend``, ``precision``, ``mode``, ``summary`` (the standard 12 lines).
+        ``backend``, ``precision``, ``mode``, ``summary`` (the standard 12 lines), ``per_class``
+        (:class:`~aeb_app.bench.per_class.ClassAP` dicts) and ``pr_curve`` (precision at 101 recall
+        points, :class:`~aeb_app.bench.per_class.PrCurve`); both empty when nothing was detected.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -113,10 +115,11 @@ def evaluate_detector(
         done += len(ids)
         if progress:
             progress(done, len(image_ids))
-    stats, summary = _score(coco, results, image_ids, COCOeval)
+    stats, summary, ev = _score(coco, results, image_ids, COCOeval)
     info = detector.info
     return {
         **dict(zip(STAT_NAMES, stats)),
+        **_per_class(coco, ev, image_ids),
         "num_images": len(image_ids), "num_detections": len(results),
         "model": info.model, "backend": info.backend, "precision": info.precision, "mode": info.mode,
         "max_detections": config.max_detections, "score_threshold": config.score_threshold,
@@ -124,9 +127,25 @@ def evaluate_detector(
     }
 
 
-def _score(coco, results: list[dict], image_ids: list[int], cocoeval_cls) -> tuple[list[float], str]:
+def _per_class(coco, ev, image_ids: list[int]) -> dict:
+    """``per_class`` AP rows and the ``pr_curve`` from an accumulated COCOeval (or empty ones)."""
+    from dataclasses import asdict
+
+    from aeb_app.bench.per_class import per_class_ap, pr_curve, to_json
+
+    if ev is None:
+        return {"per_class": [], "pr_curve": {}}
+    cat_ids = list(ev.params.catIds)
+    names = {c["id"]: c["name"] for c in coco.loadCats(cat_ids)}
+    num_gt = {c: len(coco.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False)) for c in cat_ids}
+    precision = ev.eval["precision"]
+    return {"per_class": to_json(per_class_ap(precision, cat_ids, names, num_gt)),
+            "pr_curve": asdict(pr_curve(precision, ev.params.recThrs))}
+
+
+def _score(coco, results: list[dict], image_ids: list[int], cocoeval_cls) -> tuple[list[float], str, object]:
     if not results:
-        return [0.0] * len(STAT_NAMES), "no detections"
+        return [0.0] * len(STAT_NAMES), "no detections", None
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         dt = coco.loadRes(results)
@@ -137,4 +156,4 @@ def _score(coco, results: list[dict], image_ids: list[int], cocoeval_cls) -> tup
     with contextlib.redirect_stdout(summary := io.StringIO()):
         ev.summarize()
     # pycocotools reports -1 where a size range has no ground truth; keep it (not 0).
-    return [float(s) for s in np.asarray(ev.stats)], summary.getvalue().rstrip()
+    return [float(s) for s in np.asarray(ev.stats)], summary.getvalue().rstrip(), ev

@@ -33,9 +33,34 @@ def _fmt(v: float | None, spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
-def markdown(rows: Sequence[Row], machine: dict, command: str = "") -> str:
+#: Marks a figure whose p99 latency is above the stated multiple of its p50 (see :func:`unstable_note`).
+UNSTABLE_MARK = " †"
+
+
+def unstable_note() -> str:
+    from aeb_app.defaults import UNSTABLE_P99_OVER_P50
+
+    return (f"†: unstable figure, p99 latency above {UNSTABLE_P99_OVER_P50:g}x the median (machine busy or "
+            "throttling); the median is reported but should be re-measured.")
+
+
+def _net(text: str, r: Row) -> str:
+    return text + (UNSTABLE_MARK if r.unstable else "")
+
+
+def group_reasons(unavailable: dict[str, str]) -> list[str]:
+    """``["int8_trt, fp16_trt: TensorRT is not installed ...", ...]``: each distinct reason once."""
+    by_reason: dict[str, list[str]] = {}
+    for mode, why in unavailable.items():
+        by_reason.setdefault(why, []).append(mode)
+    return [f"{', '.join(modes)}: {why}" for why, modes in by_reason.items()]
+
+
+def markdown(rows: Sequence[Row], machine: dict, command: str = "", unavailable: dict[str, str] | None = None) -> str:
     """The seed's four tables (mAP, time per sample, throughput, acceleration) plus latency,
-    end-to-end, compute and sanity tables, headed by the machine and what each figure includes."""
+    end-to-end, compute and sanity tables, headed by the machine and what each figure includes.
+
+    ``unavailable``: modes left out of the sweep because this machine cannot run them, with why."""
     out = io.StringIO()
     model = rows[0].model if rows else "?"
     out.write(f"# Benchmark: {model}\n\n")
@@ -55,15 +80,18 @@ def markdown(rows: Sequence[Row], machine: dict, command: str = "") -> str:
     out.write("\n## Table 1. Accuracy, COCO mAP@[.5:.95] (AP50)\n\n")
     out.write(_pivot(rows, lambda r: "—" if r.map is None else f"{r.map:.4f} ({r.map50:.3f})") + "\n")
     out.write("\n## Table 2. Time per sample, ms (network-only)\n\n")
-    out.write(_pivot(rows, lambda r: _fmt(r.ms_per_sample, ".4f")) + "\n")
+    out.write(_pivot(rows, lambda r: _net(_fmt(r.ms_per_sample, ".4f"), r)) + "\n")
     out.write("\n## Table 3. Throughput, images/s (network-only)\n\n")
-    out.write(_pivot(rows, lambda r: _fmt(r.fps, ",.0f")) + "\n")
+    out.write(_pivot(rows, lambda r: _net(_fmt(r.fps, ",.0f"), r)) + "\n")
     out.write("\n## Table 4. Acceleration over the reference mode\n\n")
     out.write(_pivot(rows, lambda r: _fmt(r.acceleration, ".2f")) + "\n")
     out.write("\n## Table 5. Batch latency p50 / p99, ms (network-only)\n\n")
-    out.write(_pivot(rows, lambda r: f"{_fmt(r.p50_ms, '.3f')} / {_fmt(r.p99_ms, '.3f')}") + "\n")
+    out.write(_pivot(rows, lambda r: _net(f"{_fmt(r.p50_ms, '.3f')} / {_fmt(r.p99_ms, '.3f')}", r)) + "\n")
     out.write("\n## Table 6. End-to-end: time per sample ms (images/s)\n\n")
-    out.write(_pivot(rows, lambda r: f"{_fmt(r.e2e_ms_per_sample, '.3f')} ({_fmt(r.e2e_fps, ',.0f')})") + "\n")
+    out.write(_pivot(rows, lambda r: f"{_fmt(r.e2e_ms_per_sample, '.3f')} ({_fmt(r.e2e_fps, ',.0f')})"
+                                     + (UNSTABLE_MARK if r.e2e_unstable else "")) + "\n")
+    if any(r.unstable or r.e2e_unstable for r in rows):
+        out.write("\n" + unstable_note() + "\n")
     out.write("\n## Table 7. Achieved TFLOP/s (% of device peak), peak GPU memory MB\n\n")
     out.write(_pivot(rows, lambda r: f"{_fmt(r.achieved_tflops, '.2f')} ({_fmt(r.pct_of_peak, '.1f')}%), "
                                      f"{_fmt(r.gpu_mem_mb, ',.0f')}") + "\n")
@@ -71,10 +99,10 @@ def markdown(rows: Sequence[Row], machine: dict, command: str = "") -> str:
     out.write("\n## Sanity check\n\n")
     out.write("\n".join(f"- {r.mode} batch {r.batch}: {r.sanity}" for r in flagged) or
               "No row exceeds the device's peak arithmetic rate (rows without a known peak are not checked).")
-    unavailable = {r.mode: r.reason for r in rows if not r.available}
-    if unavailable:
+    missing = {**(unavailable or {}), **{r.mode: r.reason for r in rows if not r.available}}
+    if missing:
         out.write("\n\n## Unavailable modes\n\n")
-        out.write("\n".join(f"- {m}: {why}" for m, why in unavailable.items()))
+        out.write("\n".join(f"- {line}" for line in group_reasons(missing)))
     return out.getvalue() + "\n"
 
 
@@ -117,7 +145,7 @@ def plot(rows: Sequence[Row], out_dir: Path) -> list[Path]:
             pts = sorted((r.batch, getattr(r, attr)) for r in avail if r.mode == m and getattr(r, attr))
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=m)
-        ax.set_xscale("log", base=2)
+        batch_axis(ax, sorted({r.batch for r in avail}))
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("batch size")
@@ -130,6 +158,16 @@ def plot(rows: Sequence[Row], out_dir: Path) -> list[Path]:
     return paths
 
 
+def batch_axis(ax, batches: Sequence[int]) -> None:
+    """A log2 batch axis ticked at the measured sizes, labelled 1, 2, 4, 8 (not 2^0, 2^1 ...)."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log", base=2)
+    if batches:
+        ax.set_xticks(list(batches), [str(b) for b in batches])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -140,12 +178,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_all(out_dir: Path, rows: Sequence[Row], machine: dict, command: str = "") -> list[Path]:
-    """Write every output into ``out_dir``; returns the paths."""
+def write_all(out_dir: Path, rows: Sequence[Row], machine: dict, command: str = "",
+              unavailable: dict[str, str] | None = None) -> list[Path]:
+    """Write every output into ``out_dir``; returns the paths. ``unavailable``: see :func:`markdown`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     from aeb_app.bench.sweep import row_dicts
 
     write_text(out_dir / "results.json", json.dumps(row_dicts(list(rows), machine), indent=1) + "\n")
     write_csv(out_dir / "results.csv", rows, machine)
-    write_text(out_dir / "tables.md", markdown(rows, machine, command))
+    write_text(out_dir / "tables.md", markdown(rows, machine, command, unavailable))
     return [out_dir / "results.json", out_dir / "results.csv", out_dir / "tables.md", *plot(rows, out_dir)]

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 SEED_MODES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16", "fp32")
 SEED_BATCHES = (1, 4, 8, 16, 32, 64)
+#: ``bench`` without ``--modes`` runs those of these that the machine can run: the seed's five, the
+#: fastest eager GPU mode and the CPU ONNX Runtime modes. The compiled modes (minutes of compilation
+#: per batch size) are opt-in through ``--modes``.
+DEFAULT_CANDIDATES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16_fused", "fp16", "fp32", "fp32_ort", "int8_ort")
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Row:
     peak_tflops: float | None = None
     pct_of_peak: float | None = None
     sanity: str = "unknown"
+    unstable: bool = False
+    e2e_unstable: bool = False
     tf32: bool | None = None
     extra: dict = field(default_factory=dict)
 
@@ -178,7 +184,7 @@ def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> lis
                     detector = _open(cfg, loaded, mode, b if per_batch else None)
                     shared = None if per_batch else detector
             except AebError as exc:
-                log.warning("mode %s unavailable: %s", mode, exc)
+                log.debug("mode %s unavailable: %s", mode, exc)  # reported once per mode by the caller
                 failure = None if per_batch else str(exc)
                 rows.append(Row(cfg.model, mode, b, False, reason=str(exc)))
                 continue
@@ -230,6 +236,7 @@ def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> R
                           min_iters=max(5, cfg.min_iters // 2), min_time_s=cfg.min_time_s, should_stop=should_stop)
             row.e2e_p50_ms, row.e2e_p99_ms = e2e.p50_ms, e2e.p99_ms
             row.e2e_ms_per_sample, row.e2e_fps = e2e.p50_ms / b, b * 1000.0 / e2e.p50_ms
+            row.e2e_unstable = is_unstable(e2e.p50_ms, e2e.p99_ms)
             row.e2e_includes = E2E_INCLUDES
         row.gpu_mem_mb = _peak_memory_mb(on_gpu)
     except AebError as exc:  # e.g. batch larger than an engine's profile
@@ -241,8 +248,39 @@ def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> R
     return row
 
 
+def is_unstable(p50_ms: float | None, p99_ms: float | None) -> bool:
+    """True when p99 exceeds :data:`aeb_app.defaults.UNSTABLE_P99_OVER_P50` times p50 (a busy machine,
+    throttling, a stray compilation): the median may still be right, but the figure needs a re-run."""
+    from aeb_app.defaults import UNSTABLE_P99_OVER_P50
+
+    return p50_ms is not None and p99_ms is not None and p99_ms > UNSTABLE_P99_OVER_P50 * p50_ms
+
+
+def runnable_modes(cfg: SweepConfig, candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+                   ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Split ``candidates`` into the modes this machine can create and ``{mode: why not}``.
+
+    Creating a detector is cheap (nothing is activated), except that ``fp32_ort`` exports the ONNX
+    on first use, which the sweep would do anyway.
+    """
+    from aeb_app.inference.registry import create
+    from aeb_app.model.registry import load_model
+
+    loaded = load_model(cfg.model, cfg.weights)
+    ok, unavailable = [], {}
+    for mode in candidates:
+        try:
+            create(loaded, mode, device=cfg.device, engines_dir=cfg.engines_dir)
+        except AebError as exc:
+            unavailable[mode] = str(exc)
+            continue
+        ok.append(mode)
+    return tuple(ok), unavailable
+
+
 def _fill(row: Row, stats: TimingStats, b: int, includes: str) -> None:
     row.p50_ms, row.p99_ms, row.iters, row.clock = stats.p50_ms, stats.p99_ms, stats.iters, stats.clock
+    row.unstable = is_unstable(stats.p50_ms, stats.p99_ms)
     row.ms_per_sample = stats.p50_ms / b
     row.fps = b * 1000.0 / stats.p50_ms
     row.includes = includes

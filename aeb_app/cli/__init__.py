@@ -32,17 +32,40 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (tuples as ``a,b,c``), except where the help already says it
+    or there is none to show (``None``, ``False``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(default, (tuple, list)):
+            return f"{text} (default: {','.join(map(str, default))})".replace("%", "%%").lstrip()
+        return super()._get_help_string(action)
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """``-v`` and ``--data-mirror``, accepted before and after the sub-command.
+
+    A sub-command's copy defaults to SUPPRESS, so it sets the value only when given there and
+    never overwrites what was given before the sub-command.
+    """
+    default: dict = {"default": argparse.SUPPRESS} if in_subcommand else {}
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, including third-party libraries", **default)
+    parser.add_argument("--data-mirror", metavar="DIR", **default,
+                        help="local asset mirror laid out like the official downloads (env AEB_APP_DATA_MIRROR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aeb-app",
+        prog="aeb-app", formatter_class=HelpFormatter,
         description="COCO SSD detectors on NVIDIA GPUs and an AEB warning demo. Without a command: the GUI.",
     )
     parser.add_argument("--version", action="version", version=f"aeb-app {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--data-mirror", metavar="DIR",
-        help="local asset mirror laid out like the official downloads (env AEB_APP_DATA_MIRROR)",
-    )
+    add_global_options(parser, in_subcommand=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS:
         try:
@@ -52,16 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
             logging.getLogger(__name__).debug("command %s unavailable: %s", name, exc)
             continue
         module.add_parser(sub)
+    for subparser in sub.choices.values():
+        subparser.formatter_class = HelpFormatter
+        _describe_defaults(subparser)
+        add_global_options(subparser, in_subcommand=True)
     return parser
 
 
+def _describe_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give options that have a default but no help text a help line, so ``--help`` shows the default."""
+    for action in parser._actions:
+        if action.option_strings and not action.help and action.default not in (None, False, argparse.SUPPRESS):
+            action.help = "(default: %(default)s)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from aeb_app.cli.logsetup import setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     if args.data_mirror:
         import os
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.argtypes import positive_int
 
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=at.non_negative_int, default=0)
     parser.add_argument("--workspace-gib", type=at.positive_float, default=8.0,
                         help="builder workspace pool limit (GiB)")
-    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=defaults.engines_dir())
     parser.add_argument("--rebuild", action="store_true", help="build even when a valid engine exists")
     parser.set_defaults(func=run)
     return parser

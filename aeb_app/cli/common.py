@@ -10,25 +10,24 @@ from aeb_app.model.registry import MODEL_NAMES
 
 def add_model_args(parser: argparse.ArgumentParser, *, default_mode: str = "auto") -> None:
     """``--model``, ``--weights``, ``--mode``, ``--fallback``, ``--device``."""
-    from aeb_app.inference.registry import DEFAULT_FALLBACK, MODES
+    from aeb_app.defaults import CPU_FALLBACK, GPU_FALLBACK
+    from aeb_app.inference.registry import MODES
 
     parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES)
     parser.add_argument("--weights", default="auto",
                         help="'auto' (asset mirror/cache), 'random' (ssd300 speed work only) or a file")
     parser.add_argument("--mode", default=default_mode, choices=["auto", *MODES],
                         help="backend+precision; 'auto' tries --fallback in order")
-    parser.add_argument("--fallback", default=",".join(DEFAULT_FALLBACK),
-                        help="comma-separated modes tried in order when --mode auto (default: %(default)s)")
+    parser.add_argument("--fallback", default=None,
+                        help="comma-separated modes tried in order when --mode auto "
+                             f"(default: {','.join(CPU_FALLBACK)} on a CPU, {','.join(GPU_FALLBACK)} with a GPU)")
     parser.add_argument("--device", default=None, type=at.device, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 
 def make_detector(args: argparse.Namespace):
-    """Load the model and create (not activate) the detector the arguments ask for."""
-    from aeb_app.inference.registry import create, create_with_fallback
-    from aeb_app.model.registry import load_model
+    """Create (not activate) the detector the arguments ask for, through the one front door."""
+    from aeb_app.stream import create_detector
 
-    loaded = load_model(args.model, args.weights)
-    if args.mode == "auto":
-        return create_with_fallback(loaded, [m.strip() for m in args.fallback.split(",") if m.strip()],
-                                    device=args.device)
-    return create(loaded, args.mode, device=args.device)
+    fallback = None if args.fallback is None else tuple(m.strip() for m in args.fallback.split(",") if m.strip())
+    return create_detector(model=args.model, weights=args.weights, mode=args.mode, fallback=fallback,
+                           device=args.device)

@@ -1,4 +1,8 @@
-"""``aeb-app eval``: COCO mAP of a model/mode over a COCO-layout folder."""
+"""``aeb-app eval``: COCO mAP of a model/mode over a COCO-layout folder.
+
+Prints the pycocotools summary, a per-class AP table, and writes the JSON (``--json``) with
+``per_class`` and ``pr_curve`` plus the precision-recall plot next to it (``<json stem>_pr.png``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, make_detector
 
@@ -20,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="instances json (default: the one in COCO_DIR/annotations)")
     p.add_argument("--batch-size", type=at.positive_int, default=8)
     p.add_argument("--limit", type=at.positive_int, help="only the first N images (by id)")
-    p.add_argument("--max-detections", type=at.positive_int, default=100, help="boxes kept per image (COCO: 100)")
+    p.add_argument("--max-detections", type=at.positive_int, default=defaults.EVAL_MAX_DETECTIONS,
+                   help="boxes kept per image (COCO: 100)")
+    p.add_argument("--score-threshold", type=at.probability, default=defaults.EVAL_SCORE_THRESHOLD,
+                   help="drop detections scoring below this (low: mAP integrates the whole PR curve)")
     p.add_argument("--json", type=at.writable_output(".json"), required=True, help="write the results here")
     p.set_defaults(func=run)
     return p
@@ -31,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     from aeb_app.atomic import write_json
     from aeb_app.bench.coco_eval import evaluate_detector
+    from aeb_app.bench.per_class import ClassAP, PrCurve, format_table, plot_pr_curve
     from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig
 
     at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
     config = PostprocessConfig(
-        score_threshold=EVAL_POSTPROCESS.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
+        score_threshold=args.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
         max_detections=args.max_detections,
     )
     detector = make_detector(args)
@@ -52,7 +61,20 @@ def run(args: argparse.Namespace) -> int:
                                    progress=progress)
     bar.close()
     print(result["summary"])
+    if result["per_class"]:
+        print("\nPer-class AP (area all, 100 detections; '-': no ground truth in these images)")
+        print(format_table([ClassAP(**row) for row in result["per_class"]]))
     print(f"{args.model} {detector.info.mode}: mAP@[.5:.95] {result['map']:.4f}  AP50 {result['map50']:.4f}  "
           f"on {result['num_images']} images")
     write_json(args.json, result)
+    if result["pr_curve"]:
+        plot = plot_pr_curve(PrCurve(**result["pr_curve"]), pr_plot_path(args.json),
+                             title=f"{args.model} {detector.info.mode}: {result['num_images']} images, "
+                                   f"mAP {result['map']:.4f}")
+        print(f"wrote {args.json} and {plot}")
     return 0
+
+
+def pr_plot_path(json_path: Path) -> Path:
+    """``eval.json`` -> ``eval_pr.png`` beside it."""
+    return json_path.with_name(f"{json_path.stem}_pr.png")

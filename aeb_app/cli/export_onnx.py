@@ -1,10 +1,11 @@
-"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in engines/."""
+"""``aeb-app export-onnx``: the detector (with in-graph decoding) as ONNX, cached in the user cache."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 
 
@@ -14,7 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--out", type=at.writable_output(".onnx"),
                         help="output file (default: cache name in --engines-dir)")
-    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=defaults.engines_dir())
     parser.add_argument("--force", action="store_true", help="export even when a valid cached file exists")
     parser.set_defaults(func=run)
     return parser

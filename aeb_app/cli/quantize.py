@@ -13,6 +13,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED
 from aeb_app.inference.quantize import METHODS
@@ -33,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=at.non_negative_int, default=DEFAULT_SEED, help="seed of the random image draw")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")
-    parser.add_argument("--engines-dir", type=at.cache_dir, default=Path("engines"))
+    parser.add_argument("--engines-dir", type=at.cache_dir, default=defaults.engines_dir())
     parser.add_argument("--out", type=at.writable_output(".onnx"),
                         help="output file (default: cache name in --engines-dir)")
     parser.add_argument("--evaluate", action="store_true",

@@ -123,6 +123,52 @@ def _expected_sidecar(loaded: LoadedModel, weights_hash: str) -> dict[str, Any]:
         "input": INPUT_NAME,
         "outputs": list(OUTPUT_NAMES),
         "input_shape": ["batch", 3, *loaded.spec.input_hw],
+        **usage_metadata(loaded.spec),
+    }
+
+
+#: Sidecar keys that tell another tool how to feed the graph and read its outputs (added 2026-11;
+#: older sidecars lack them and stay valid: they are not part of the cache-validity check).
+USAGE_KEYS = ("input_format", "preprocessing", "output_format", "class_names")
+
+
+def usage_metadata(spec) -> dict[str, Any]:
+    """What a tool other than aeb_app needs to use the exported graph.
+
+    Args:
+        spec: the model's :class:`~aeb_app.model.spec.ModelSpec`.
+
+    Returns:
+        JSON-ready dict: input layout/colour order/size, the normalisation ``(x - mean) / std`` on
+        0..255 RGB values, output box format, and the class name of every score channel.
+    """
+    from aeb_app.model.coco import COCO_NAMES
+
+    h, w = spec.input_hw
+    return {
+        "input_format": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "color_order": "RGB",
+                         "height": int(h), "width": int(w), "batch": "dynamic"},
+        "preprocessing": {
+            "resize": spec.resize, "resize_to_hw": [int(h), int(w)], "keep_aspect_ratio": False,
+            "pixel_range": [0, 255], "formula": "(x - mean) / std", "mean_rgb": [float(v) for v in spec.mean_rgb],
+            "std_rgb": [float(v) for v in spec.std_rgb],
+        },
+        "output_format": {
+            OUTPUT_NAMES[0]: {
+                "shape": ["batch", spec.num_anchors, 4], "format": "xyxy", "decoded": True,
+                "coordinates": "normalised to [0, 1] of the network input (multiply by the original "
+                               "image's width/height)",
+                "per": "anchor (one box per anchor, shared by every class)",
+            },
+            OUTPUT_NAMES[1]: {
+                "shape": ["batch", spec.num_anchors, spec.num_channels],
+                "values": f"probabilities ({spec.score_fn} applied in the graph)",
+                "background_channels": [i for i, c in enumerate(spec.class_ids) if c == 0],
+            },
+            "nms": "not in the graph: per-class NMS (aeb_app uses IoU 0.5) and a score threshold are up to you",
+        },
+        "class_names": [COCO_NAMES.get(c, "background" if c == 0 else f"id{c}") for c in spec.class_ids],
+        "class_ids": [int(c) for c in spec.class_ids],
     }
 
 
@@ -198,6 +244,9 @@ def export_onnx(
     expected = _expected_sidecar(loaded, weights_hash)
     if not force and cached_onnx_valid(path, expected):
         log.info("reusing %s", path)
+        meta = read_sidecar(path) or {}
+        if any(k not in meta for k in USAGE_KEYS):  # an older sidecar: add the usage fields, keep the rest
+            write_json(sidecar_path(path), {**meta, **usage_metadata(loaded.spec)})
         return path
     net = DetectionNet(loaded.network, loaded.spec).eval()
     t0 = time.perf_counter()

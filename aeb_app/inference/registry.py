@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from aeb_app import defaults
 from aeb_app.errors import BackendUnavailableError
 from aeb_app.inference.base import Detector
 from aeb_app.model.registry import LoadedModel
@@ -74,8 +75,15 @@ MODES: dict[str, Mode] = {
     )
 }
 
-#: Default fallback order for the app: fastest first. Configurable (CLI --fallback, GUI settings).
-DEFAULT_FALLBACK: tuple[str, ...] = ("fp16_trt", "fp16_fused", "fp16_graph", "fp16", "fp32_ort", "fp32")
+#: Default fallback order with a GPU: fastest first. Configurable (CLI --fallback, GUI settings).
+DEFAULT_FALLBACK: tuple[str, ...] = defaults.GPU_FALLBACK
+#: Default fallback order on a CPU-only machine (measured: docs/benchmarks/headless_cpu.md).
+CPU_FALLBACK: tuple[str, ...] = defaults.CPU_FALLBACK
+
+
+def default_fallback(device: str | None = None) -> tuple[str, ...]:
+    """:data:`CPU_FALLBACK` for ``device="cpu"`` (or no GPU when None), else :data:`DEFAULT_FALLBACK`."""
+    return defaults.fallback_order(device)
 
 
 def default_device() -> str:
@@ -105,6 +113,9 @@ def create(loaded: LoadedModel, mode_name: str, *, device: str | None = None,
            engines_dir: Path | None = None, **options) -> Detector:
     """Create (not yet activate) the detector for ``mode_name``.
 
+    ``engines_dir`` (exports, engines, compile caches) defaults to :func:`aeb_app.defaults.engines_dir`,
+    the per-user cache, never the current folder.
+
     Raises:
         BackendUnavailableError: unknown mode, or this machine lacks what it needs.
     """
@@ -115,13 +126,15 @@ def create(loaded: LoadedModel, mode_name: str, *, device: str | None = None,
     except ModuleNotFoundError as exc:
         raise BackendUnavailableError(f"{mode_name}: backend module {module_name} is unavailable ({exc})") from exc
     factory: Callable[..., Detector] = getattr(module, func_name)
-    if engines_dir is not None:
-        options["engines_dir"] = engines_dir
+    options["engines_dir"] = Path(engines_dir) if engines_dir is not None else defaults.engines_dir()
     return factory(loaded, mode, device=device, **options)
 
 
 def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) -> Detector:
-    """The first mode of ``modes`` that this machine can run; logs why each earlier one could not.
+    """The first mode of ``modes`` that this machine can run.
+
+    Skipping a mode is expected (a CPU machine has no TensorRT), so it is one INFO line naming the
+    modes skipped; each reason is logged at DEBUG (``-v``).
 
     Raises:
         BackendUnavailableError: none of them can run (every reason is in the message).
@@ -131,10 +144,11 @@ def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) ->
         try:
             detector = create(loaded, name, **kwargs)
         except BackendUnavailableError as exc:
-            log.warning("mode %s unavailable: %s", name, exc)
+            log.debug("mode %s unavailable: %s", name, exc)
             reasons.append(f"{name}: {exc}")
             continue
         if reasons:
-            log.warning("falling back to mode %s", name)
+            skipped = ", ".join(r.split(":", 1)[0] for r in reasons)
+            log.info("mode auto: using %s (unavailable here: %s; -v for why)", name, skipped)
         return detector
     raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))

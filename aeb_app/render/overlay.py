@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from aeb_app.render.labels import CROSS_CLASS_IOU, class_color, merge_cross_class_duplicates, place_labels
 from aeb_app.types import Detections, WarningLevel
 
 __all__ = [
@@ -28,7 +29,8 @@ GREEN = (0, 255, 0)
 YELLOW = (0, 255, 255)
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
-BOX_COLOR = (255, 160, 0)
+#: Text scale of box labels (OpenCV Hershey units).
+LABEL_SCALE = 0.45
 #: Banner background per level (NONE draws no banner).
 BANNER_COLORS: dict[WarningLevel, tuple[int, int, int]] = {
     WarningLevel.CAUTION: (0, 200, 255),
@@ -56,12 +58,33 @@ def _text_with_background(img: Image, text: str, org: tuple[int, int], *, scale:
     cv2.putText(img, text, (x + 1, y - 1), FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int, int] = BOX_COLOR) -> Image:
-    """Draw each box with ``name score`` above it."""
-    for box, score, name in zip(detections.xyxy_px, detections.scores, detections.names):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
-        _text_with_background(img, f"{name or '?'} {score:.2f}", (x1, y1 - 2), bg=color, color=BLACK)
+def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int, int] | None = None,
+                    merge_iou: float | None = CROSS_CLASS_IOU) -> Image:
+    """Draw each box in its class colour with ``name score`` on a label that avoids the others.
+
+    Args:
+        img: BGR image, drawn on in place.
+        detections: boxes in ``img``'s pixels.
+        color: one BGR colour for every box (None: :func:`~aeb_app.render.labels.class_color` per class).
+        merge_iou: boxes of different classes overlapping above this IoU are drawn once, with the
+            higher score's label (None: draw every box).
+    """
+    if merge_iou is not None:
+        detections = merge_cross_class_duplicates(detections, merge_iou)
+    order = np.argsort(-detections.scores, kind="stable")  # the most confident label gets the best slot
+    texts = [f"{detections.names[i] or '?'} {detections.scores[i]:.2f}" for i in order]
+    sizes = []
+    for text in texts:
+        (tw, th), base = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
+        sizes.append((tw + 2, th + base + 2))
+    corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2])
+    colors = [color or class_color(detections.category_ids[i]) for i in order]
+    for i, box_color in zip(order, colors):  # every box first, so no box line crosses a label
+        x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy_px[i])
+        cv2.rectangle(img, (x1, y1), (x2, y2), box_color, 2)
+    for text, box_color, (w, h), (x, y) in zip(texts, colors, sizes, corners):
+        cv2.rectangle(img, (x, y), (x + w, y + h), box_color, cv2.FILLED)
+        cv2.putText(img, text, (x + 1, y + h - 3), FONT, LABEL_SCALE, BLACK, 1, cv2.LINE_AA)
     return img
 
 
