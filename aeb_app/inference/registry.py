@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from aeb_app.errors import BackendUnavailableError
+from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector
 from aeb_app.model.registry import LoadedModel
 
@@ -120,21 +120,39 @@ def create(loaded: LoadedModel, mode_name: str, *, device: str | None = None,
     return factory(loaded, mode, device=device, **options)
 
 
-def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) -> Detector:
-    """The first mode of ``modes`` that this machine can run; logs why each earlier one could not.
+def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], *, activate: bool = True,
+                         **kwargs) -> Detector:
+    """The first mode of ``modes`` that this machine can run; one warning line per mode skipped.
+
+    A mode is skipped when it is unavailable here (:class:`BackendUnavailableError`), its
+    stored engine/package is refused (:class:`EngineLoadError`: corrupt, or built for another
+    GPU or runtime), or, with ``activate`` (default), its ``activate()`` raises (e.g. TensorRT
+    cannot deserialize the engine). The detector returned is then already active; use it in a
+    ``with`` block as usual (``__enter__`` does not activate it twice).
 
     Raises:
         BackendUnavailableError: none of them can run (every reason is in the message).
     """
     reasons = []
-    for name in modes:
+    for i, name in enumerate(modes):
         try:
             detector = create(loaded, name, **kwargs)
-        except BackendUnavailableError as exc:
-            log.warning("mode %s unavailable: %s", name, exc)
+            if activate:
+                _activate(detector)
+        except (BackendUnavailableError, EngineLoadError) as exc:
+            nxt = modes[i + 1] if i + 1 < len(modes) else "nothing left"
+            log.warning("mode %s unavailable (%s: %s); trying %s", name, type(exc).__name__, exc, nxt)
             reasons.append(f"{name}: {exc}")
             continue
-        if reasons:
-            log.warning("falling back to mode %s", name)
         return detector
     raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))
+
+
+def _activate(detector: Detector) -> None:
+    """``detector.__enter__()``; any error from the backend's ``activate()`` becomes an :class:`EngineLoadError`."""
+    try:
+        detector.__enter__()
+    except Exception as exc:  # noqa: BLE001 - a backend may raise anything while loading its engine
+        if isinstance(exc, EngineLoadError):
+            raise
+        raise EngineLoadError(f"activate() failed ({type(exc).__name__}: {exc})") from exc
