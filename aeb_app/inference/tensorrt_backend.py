@@ -327,7 +327,7 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
     method = int8_method if precision == "int8" else None
     if method == "calibrator" and trt_major(trt) >= 11:
         raise EngineError("TensorRT 11 removed implicit INT8 calibrators: use --int8-method qdq")
-    onnx_path = _source_onnx(loaded, engines_dir, method, coco_dir, num_images, seed)
+    onnx_path = source_onnx(loaded, engines_dir, method, coco_dir, num_images, seed)
     from aeb_app.inference.onnx_export import file_sha256
     from aeb_app.inference.trt_calibrator import legacy_calibration_key, legacy_calibrator
     from aeb_app.inference.trt_compat import require_compatible
@@ -364,7 +364,7 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
     return target
 
 
-def _source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_images: int, seed: int) -> Path:
+def source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_images: int, seed: int) -> Path:
     """The FP32 ONNX (exported or cached), or for ``qdq`` the Q/DQ model made from it."""
     if method != "qdq":
         from aeb_app.inference.onnx_export import export_onnx
