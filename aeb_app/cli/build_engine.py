@@ -76,6 +76,8 @@ def check_only(args: argparse.Namespace) -> int:
     """Print the TensorRT-compatibility verdict of the ONNX a build would parse; 0 compatible, 1 not."""
     from aeb_app.inference.trt_compat import check_file
 
+    if args.converter == "torch2trt" and args.onnx is None:
+        return _check_torch2trt(args)
     path = args.onnx
     if path is None:
         from aeb_app.model.registry import load_model
@@ -96,3 +98,21 @@ def check_only(args: argparse.Namespace) -> int:
     report = check_file(path)
     print(report.verdict())
     return 0 if report.ok else 1
+
+
+def _check_torch2trt(args: argparse.Namespace) -> int:
+    """The torch2trt preflight (converter coverage, no removed TensorRT methods) as a verdict line."""
+    import torch
+
+    from aeb_app.errors import EngineError
+    from aeb_app.inference.torch2trt_backend import WRITTEN_FOR, preflight
+    from aeb_app.model.registry import DetectionNet, load_model
+
+    loaded = load_model(args.model, weights=args.weights)
+    try:
+        preflight(DetectionNet(loaded.network, loaded.spec).eval(), torch.zeros(2, 3, *loaded.spec.input_hw))
+    except EngineError as exc:
+        print(f"{loaded.spec.name}: {exc}")
+        return 1
+    print(f"{loaded.spec.name}: every call has a torch2trt converter using TensorRT 10 methods ({WRITTEN_FOR})")
+    return 0
