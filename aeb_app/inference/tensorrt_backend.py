@@ -236,7 +236,8 @@ class TensorRTDetector(Detector):
         self._stream.wait_stream(producer)  # the input (and output allocations) are ready
         ok = self.context.execute_async_v3(self._stream.cuda_stream)
         for tensor in tensors:  # keep the caching allocator from reusing them while TensorRT runs
-            tensor.record_stream(self._stream)
+            if tensor.is_cuda:
+                tensor.record_stream(self._stream)
         producer.wait_stream(self._stream)  # consumers on the current stream see the outputs
         if not ok:
             raise EngineError(f"{self.info.mode}: execute_async_v3 failed (see the TensorRT log)")

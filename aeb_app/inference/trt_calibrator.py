@@ -28,9 +28,12 @@ from aeb_app.inference.trt_api import import_trt
 
 log = logging.getLogger(__name__)
 
+#: Device of the calibration input buffer TensorRT reads (CUDA; tests run it on the CPU).
+DEVICE = "cuda"
+
 
 def trt_calibrator(batches, *, cache_file: Path, key: CalibrationKey, cached: bytes | None, batch_size: int,
-                   device: str = "cuda"):
+                   device: str | None = None):
     """An ``IInt8EntropyCalibrator2`` over float32 NCHW host batches.
 
     Args:
@@ -39,9 +42,10 @@ def trt_calibrator(batches, *, cache_file: Path, key: CalibrationKey, cached: by
         key: what the table depends on (written to the sidecar).
         cached: verified cache bytes to hand TensorRT (skips calibration), or None to calibrate.
         batch_size: images per batch (TensorRT's ``get_batch_size`` contract).
-        device: torch device of the input buffer (``cuda``; ``cpu`` only in tests).
+        device: torch device of the input buffer (default :data:`DEVICE`, ``cuda``).
     """
     trt = import_trt()
+    device = device or DEVICE
 
     class EngineCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
