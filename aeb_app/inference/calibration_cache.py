@@ -51,6 +51,10 @@ class CalibrationKey:
     batch_size: int
     settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        # One canonical order, so a key read back from JSON compares equal.
+        object.__setattr__(self, "settings", tuple(sorted((str(k), str(v)) for k, v in self.settings)))
+
     def digest(self) -> str:
         """Hex sha256 of the whole key (stable JSON of its fields)."""
         text = json.dumps({"v": KEY_VERSION, **asdict(self)}, sort_keys=True)
