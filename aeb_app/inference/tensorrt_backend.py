@@ -24,10 +24,9 @@ INT8 has two paths behind one command:
 A timing cache per GPU and TensorRT version (``engines/timing/``) is loaded before and saved
 after every build, so a rebuild does not re-time every tactic.
 
-The runtime keeps device buffers as torch CUDA tensors (one CUDA context, no pycuda) and
-runs ``execute_async_v3`` on its own non-default torch CUDA stream, ordered after the
-producer of the input and before its consumers with ``wait_stream`` (TensorRT warns about,
-and synchronises around, the legacy default stream).
+The runtime keeps device buffers as torch CUDA tensors (one CUDA context, no pycuda) and runs
+``execute_async_v3`` on its own non-default CUDA stream, ordered with ``wait_stream`` after the
+input's producer and before its consumers (TensorRT synchronises around the default stream).
 """
 
 from __future__ import annotations
