@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.ops import box_iou
 
 from aeb_app.errors import ModelLoadError

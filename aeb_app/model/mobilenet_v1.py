@@ -92,7 +92,8 @@ class ConvAct(nn.Module):
         )
         #: Leading output rows/columns the symmetric pad adds in front of TF's first window.
         self.crop = (crop_h, crop_w)
-        self.act = nn.ReLU6(inplace=True) if relu6 else nn.Identity()
+        # Not in place on a cropped (sliced) output: an in-place op on a view exports as a scatter.
+        self.act = nn.ReLU6(inplace=self.crop == (0, 0)) if relu6 else nn.Identity()
         self.stride = stride
         self.depthwise = depthwise
         self.out_hw = (-(-in_hw[0] // stride), -(-in_hw[1] // stride))
