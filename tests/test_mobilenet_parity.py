@@ -286,8 +286,8 @@ def test_tolerance_rejects_a_mispadded_rebuild(built, run) -> None:
     broken = copy.deepcopy(model)
     n_changed = 0
     for layer in broken.modules():
-        if isinstance(getattr(layer, "pad", None), nn.ZeroPad2d):
-            layer.pad = nn.ZeroPad2d(1)  # same output size, but shifted by half a pixel
+        if getattr(layer, "crop", (0, 0)) != (0, 0):
+            layer.conv.padding, layer.crop = (1, 1), (0, 0)  # same output size, but shifted by half a pixel
             n_changed += 1
     assert n_changed == 5
     enc, logits = _run_torch(broken, spec, run.batch_u8[::10])

@@ -10,9 +10,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from aeb_app.errors import InputError
+from aeb_app.errors import CalibrationError, InputError
 from aeb_app.inference import calibration_data as cd
-from aeb_app.inference.quantize import QuantizeConfig, decode_head_nodes, find_qdq_model, quantize_model
+from aeb_app.inference.calibration_cache import key_path
+from aeb_app.inference.quantize import (QuantizeConfig, activation_ranges, decode_head_nodes, find_qdq_model,
+                                        quantize_model)
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import shared_engines
 
@@ -121,3 +123,95 @@ def test_second_run_reuses_the_intact_model_and_a_corrupt_one_is_ignored(qdq, mo
 def test_bad_quantize_config_is_a_clear_error():
     with pytest.raises(ValueError, match="num_images and batch_size must be >= 1, got 16 and 0"):
         QuantizeConfig(num_images=16, batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def ssd300_qdq(coco_dir, tmp_path_factory):
+    loaded = load_model("ssd300_resnet50", weights="random")
+    return quantize_model(loaded, coco_dir, engines_dir=shared_engines(tmp_path_factory),
+                          config=QuantizeConfig(num_images=4, seed=0))
+
+
+def _graph(path):
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {out: n for n in model.graph.node for out in n.output}
+    return model, inits, producers
+
+
+@pytest.mark.parametrize("which", ["qdq", "ssd300_qdq"])
+def test_every_dequantize_input_is_int8(which, request):
+    """TensorRT's parser takes DequantizeLinear inputs of INT8 (not ONNX Runtime's INT32 biases)."""
+    model, inits, producers = _graph(request.getfixturevalue(which))
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq
+    for node in dq:
+        x = node.input[0]
+        if x in inits:
+            assert inits[x].dtype == np.int8, f"{node.name}: {x} is {inits[x].dtype}"
+        else:
+            assert producers[x].op_type == "QuantizeLinear", node.name
+
+
+@pytest.mark.parametrize("which", ["qdq", "ssd300_qdq"])
+def test_placement_is_tensorrt_style(which, request):
+    """Q/DQ on Conv inputs (weights per-channel on axis 0), none on Conv outputs except residual inputs."""
+    model, inits, producers = _graph(request.getfixturevalue(which))
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            assert all(producers[i].op_type == "DequantizeLinear" for i in node.input[:2]), node.name
+            if len(node.input) > 2:  # the bias stays a float initializer
+                assert node.input[2] in inits and inits[node.input[2]].dtype == np.float32, node.name
+            w_dq = producers[node.input[1]]
+            axis = next((a.i for a in w_dq.attribute if a.name == "axis"), 1)
+            assert axis == 0 and inits[w_dq.input[1]].shape == (inits[w_dq.input[0]].shape[0],)
+        if node.op_type == "QuantizeLinear" and node.input[0] in producers:
+            parent = producers[node.input[0]]
+            if parent.op_type == "Conv":  # only a downsample conv feeding a residual Add
+                users = [c for dq in consumers[node.output[0]] for c in consumers[dq.output[0]]]
+                assert users and {u.op_type for u in users} == {"Add"}, node.name
+    adds = [n for n in model.graph.node if n.op_type == "Add" and all(i in producers for i in n.input)
+            and {producers[i].op_type for i in n.input} & {"Conv", "DequantizeLinear"} == {"Conv", "DequantizeLinear"}]
+    if which == "ssd300_qdq":
+        assert len(adds) == 13  # every bottleneck: conv branch float, residual input through Q/DQ
+
+
+def test_activation_ranges_are_public_cached_and_checked(mobilenet, coco_dir, tmp_path_factory):
+    engines = shared_engines(tmp_path_factory)
+    ranges = activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG)
+    assert "images" in ranges.ranges and len(ranges.ranges) > 40
+    assert ranges.scale("images") == pytest.approx(ranges.amax("images") / 127) and 0.9 < ranges.amax("images") <= 1.0
+    cache = next((engines / "calib").glob(f"ssd_mobilenet_v1-ort-ranges-entropy-n16-s0-*.ranges.json"))
+    assert activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG) == ranges  # from the cache
+    saved = cache.read_bytes()
+    try:
+        cache.write_bytes(saved.replace(b'"images": [', b'"images": [-50.0, 50.0, '))  # edited ranges
+        with pytest.raises(CalibrationError, match="does not match the hash"):
+            activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG)
+        fresh = activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG, rebuild=True)
+        assert fresh.ranges == ranges.ranges and cache.read_bytes() == saved
+    finally:
+        cache.write_bytes(saved)
+
+
+def test_ranges_cache_of_another_model_is_refused_with_both_names(mobilenet, coco_dir, tmp_path_factory):
+    import json as _json
+
+    engines = shared_engines(tmp_path_factory)
+    ranges = activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG)
+    cache = next((engines / "calib").glob("ssd_mobilenet_v1-ort-ranges-entropy-n16-s0-*.ranges.json"))
+    side = key_path(cache)
+    saved = side.read_text()
+    meta = _json.loads(saved)
+    meta["key"].update(model="ssd300_resnet50", source_sha256="f" * 64)
+    side.write_text(_json.dumps(meta))
+    try:
+        with pytest.raises(CalibrationError, match=r"made for ssd300_resnet50 \(source ffffffffffff\), not for "
+                                                   r"ssd_mobilenet_v1 \(source " + ranges.key.source_sha256[:12]):
+            activation_ranges(mobilenet, coco_dir, engines_dir=engines, config=CONFIG)
+    finally:
+        side.write_text(saved)

@@ -1,16 +1,19 @@
-"""TensorRT layer without TensorRT.
+"""TensorRT layer without TensorRT: the project's call flow against NVIDIA's own sample flow.
 
-The tests with a fake ``tensorrt`` module injected in ``sys.modules`` check only that our code
-calls the documented TensorRT 10 API names, with the documented arguments, in the right order
-(the fakes raise AttributeError on any other name) -- NOT TensorRT's behaviour: no engine is
-built or run here, and no TensorRT speed or accuracy is claimed anywhere.
+``tests/_fake_tensorrt.py`` stands in for ``tensorrt``: every method type-checks its arguments
+against the TensorRT 10 API reference and records the call; the builder runs an INT8
+calibrator the way TensorRT does (swallowing ``get_batch`` exceptions). The flows below are
+recorded from NVIDIA's ``samples/python/efficientdet/build_engine.py`` (builder + calibrator)
+and ``samples/python/common_runtime.py`` (runtime), with TensorRT 10 names
+(``set_memory_pool_limit`` for ``max_workspace_size``, ``parse_from_file`` for
+``parse(bytes)``). These tests check call order, argument types and our own logic, NOT
+TensorRT's behaviour: no engine is built or run, and no TensorRT figure is claimed anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
+import shutil
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,19 +21,73 @@ import torch
 
 from aeb_app.atomic import write_bytes, write_json
 from aeb_app.cli import main
-from aeb_app.errors import BackendUnavailableError, EngineError, EngineLoadError
+from aeb_app.errors import BackendUnavailableError, CalibrationError, EngineError, EngineLoadError
 from aeb_app.inference import engine_cache as ec
+from aeb_app.inference import registry
 from aeb_app.inference import tensorrt_backend as tb
-from aeb_app.inference.calibration_data import trt_calibrator
+from aeb_app.inference.calibration_cache import CalibrationKey
+from aeb_app.inference.trt_calibrator import legacy_calibration_key, trt_calibrator
+from aeb_app.model.registry import load_model
+from tests import _fake_tensorrt
+from tests._inference_helpers import shared_engines
 
-H200 = ec.MachineInfo("10.3.0", "NVIDIA H200", "9.0")
+H200 = ec.MachineInfo("10.13.2", "NVIDIA H200", "9.0")
+
+#: NVIDIA efficientdet build_engine.py: EngineBuilder.__init__, create_network, create_engine (int8).
+SAMPLE_BUILD_FLOW = [
+    "builder.__init__", "builder.create_builder_config", "config.set_memory_pool_limit", "builder.create_network",
+    "parser.__init__", "parser.parse_from_file", "network.get_input", "builder.create_optimization_profile",
+    "profile.set_shape", "config.add_optimization_profile", "config.set_flag", "config.set_flag",
+    "config.int8_calibrator=", "builder.build_serialized_network",
+]
+#: Calls the project adds to the sample flow, each for a documented reason.
+ALLOWED_EXTRA = {
+    "config.create_timing_cache", "config.set_timing_cache",  # load the timing cache before building
+    "config.get_timing_cache", "timing_cache.serialize",  # save it after building
+    "config.set_calibration_profile",  # TensorRT calibrates at this profile's opt shape (dynamic batch)
+    "config.clear_flag",  # FP32 engines: TF32 off
+}
+#: NVIDIA common_runtime.py: allocate_buffers + do_inference (execute_async_v3 on a created stream).
+SAMPLE_RUN_FLOW = ["runtime.__init__", "runtime.deserialize_cuda_engine", "engine.create_execution_context",
+                   "context.set_tensor_address", "context.set_tensor_address", "context.set_tensor_address",
+                   "context.execute_async_v3"]
+
+
+def follows(flow: list[str], calls: list[str], extra: set[str]) -> None:
+    """Assert ``calls`` is ``flow`` in order with only ``extra`` calls interleaved."""
+    step = 0
+    for name in calls:
+        if step < len(flow) and name == flow[step]:
+            step += 1
+        elif name not in extra:
+            raise AssertionError(f"call {name!r} at sample step {step} ({flow[step:step + 1]}) is not in the sample "
+                                 f"flow and not an allowed extra; calls: {calls}")
+    assert step == len(flow), f"sample steps never reached: {flow[step:]}"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    trt, log = _fake_tensorrt.make_module()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(tb, "machine_info", lambda: H200)
+    monkeypatch.setattr("aeb_app.inference.trt_calibrator.DEVICE", "cpu")  # no GPU in CI
+    return trt, log
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return load_model("ssd_mobilenet_v1")
+
+
+def _names(log):
+    return [name for name, _ in log]
 
 
 def test_build_engine_cli_fails_with_one_install_line(capsys, tmp_path):
     rc = main(["build-engine", "--model", "ssd_mobilenet_v1", "--precision", "int8", "--engines-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
-    assert "TensorRT is not installed: pip install" in err and "pypi.nvidia.com" in err
+    assert "TensorRT is not installed: pip install" in err and "tensorrt-cu13" in err and "+cu130" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -56,214 +113,223 @@ def test_torch2trt_unavailable():
         build_engine_torch2trt(None, precision="fp16", profile=ec.Profile())
 
 
-class _Strict:
-    """Records calls to the named methods only, as (object.method, args); anything else raises."""
-
-    def __init__(self, calls: list, name: str, methods: dict) -> None:
-        self._calls, self._name, self._methods = calls, name, methods
-
-    def __getattr__(self, attr):
-        if attr.startswith("_") or attr not in self._methods:
-            raise AttributeError(f"{self._name}.{attr} is not in the fake TensorRT 10 API")
-
-        def call(*args):
-            self._calls.append((f"{self._name}.{attr}", args))
-            ret = self._methods[attr]
-            return ret(*args) if callable(ret) else ret
-        return call
+def _legacy_build(mobilenet, coco_dir, engines, **kwargs):
+    args = {"precision": "int8", "profile": ec.Profile(1, 4, 8), "engines_dir": engines, "int8_method": "calibrator",
+            "coco_dir": coco_dir, "num_images": 8, "seed": 0, **kwargs}
+    return tb.build_engine(mobilenet, **args)
 
 
-def _fake_trt(monkeypatch, version="10.3.0"):
-    calls: list = []
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-
-    class Logger:
-        WARNING, VERBOSE = "WARNING", "VERBOSE"
-
-        def __init__(self, level):
-            pass
-
-    net_input = types.SimpleNamespace(name="images", shape=(-1, 3, 300, 300))
-    network = _Strict(calls, "network", {"get_input": net_input})
-    config = _Strict(calls, "config", {"set_memory_pool_limit": None, "add_optimization_profile": 0,
-                                       "set_flag": None, "clear_flag": None, "set_calibration_profile": True})
-    profile = _Strict(calls, "profile", {"set_shape": None})
-    builder = _Strict(calls, "builder", {"create_builder_config": config, "create_network": network,
-                                         "create_optimization_profile": profile,
-                                         "build_serialized_network": b"ENGINE"})
-
-    class Parser:
-        num_errors = 1
-
-        def __init__(self, net, logger):
-            pass
-
-        def parse_from_file(self, path):
-            calls.append(("parser.parse_from_file", (path,)))
-            return not path.endswith("bad.onnx")
-
-        def get_error(self, i):
-            return "In node 3 (Conv):\nINVALID_NODE"
-
-    class Calibrator:
-        def __init__(self):
-            pass
-
-    trt.Logger, trt.OnnxParser, trt.IInt8EntropyCalibrator2 = Logger, Parser, Calibrator
-    trt.Builder = lambda logger: (calls.append(("trt.Builder", ())), builder)[1]
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-    flags = {"TF32": "TF32"} if version.startswith("11") else {"FP16": "FP16", "INT8": "INT8", "TF32": "TF32"}
-    trt.BuilderFlag = types.SimpleNamespace(**flags)
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    return trt, calls, config
+def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp_path_factory):
+    _, log = fake
+    engines = shared_engines(tmp_path_factory) / "legacy-flow"
+    shutil.rmtree(engines, ignore_errors=True)
+    target = _legacy_build(mobilenet, coco_dir, engines)
+    follows(SAMPLE_BUILD_FLOW, _names(log), ALLOWED_EXTRA)
+    args = dict(log)
+    assert args["builder.create_network"] == (0,)  # weakly typed: the calibrator path
+    assert args["profile.set_shape"] == ("images", (1, 3, 300, 300), (4, 3, 300, 300), (8, 3, 300, 300))
+    meta = ec.read_sidecar(target)
+    assert meta["calibration_images_used"] == 8 and meta["calibration_batch"] == 4 and meta["strongly_typed"] is False
+    cache = next((engines / "calib").glob("*.trtcache"))
+    assert "-n8-s0-b4-" in cache.name and cache.with_name(cache.name + ".key.json").is_file()
 
 
-@pytest.fixture
-def fake_trt(monkeypatch):
-    return _fake_trt(monkeypatch)
+def test_qdq_build_on_tensorrt10_is_strongly_typed_without_precision_flags(fake, mobilenet, coco_dir,
+                                                                           tmp_path_factory):
+    _, log = fake
+    tb.build_engine(mobilenet, precision="int8", profile=ec.Profile(1, 4, 8), engines_dir=shared_engines(
+        tmp_path_factory), int8_method="qdq", coco_dir=coco_dir, num_images=16, seed=0, rebuild=True)
+    names = _names(log)
+    assert dict(log)["builder.create_network"] == (1 << 1,)  # 1 << STRONGLY_TYPED
+    assert "config.set_flag" not in names and "config.int8_calibrator=" not in names
 
 
-def _names(calls):
-    return [c[0] for c in calls]
+def test_calibrator_error_is_reraised_after_the_build(fake, tmp_path):
+    def batches():
+        yield np.zeros((2, 3, 4, 4), np.float32)
+        raise OSError("disk vanished while reading image 3")
+
+    key = CalibrationKey("trt-entropy2", "m", "0" * 64, "1" * 64, 4, 0, "entropy", 2)
+    cal = trt_calibrator(batches(), cache_file=tmp_path / "c.trtcache", key=key, cached=None, batch_size=2,
+                         device="cpu")
+    builder = tb.EngineBuilder()
+    builder.create_network(tmp_path / "m.onnx")
+    with pytest.raises(CalibrationError, match="failed after 1 batches .OSError: disk vanished"):
+        builder.create_engine("int8", ec.Profile(1, 2, 4), calibrator=cal)
+    assert builder.builder.calibration_batches == 1  # TensorRT itself just saw "end of data"
 
 
-def test_builder_calls_trt10_api_in_order(fake_trt, tmp_path):
-    """Builder -> config/pool -> create_network(0) -> parse -> profile -> flags -> build, with arguments."""
-    _, calls, _ = fake_trt
-    b = tb.EngineBuilder(workspace_gib=1)
-    b.create_network(tmp_path / "m.onnx")
-    assert b.create_engine("int8", ec.Profile(2, 16, 64)) == b"ENGINE"
-    assert _names(calls) == [
-        "trt.Builder", "builder.create_builder_config", "config.set_memory_pool_limit", "builder.create_network",
-        "parser.parse_from_file", "network.get_input", "builder.create_optimization_profile", "profile.set_shape",
-        "config.add_optimization_profile", "config.set_flag", "config.set_flag", "builder.build_serialized_network",
-    ]
-    args = dict(calls)
-    assert args["config.set_memory_pool_limit"] == ("WORKSPACE", 1 << 30)
-    assert args["builder.create_network"] == (0,)  # explicit batch is implicit in TensorRT 10
-    assert args["profile.set_shape"] == ("images", (2, 3, 300, 300), (16, 3, 300, 300), (64, 3, 300, 300))
-    assert [a for n, a in calls if n == "config.set_flag"] == [("FP16",), ("INT8",)]
+def test_calibrator_subclasses_the_entropy2_base_and_hands_out_real_pointers(fake, tmp_path):
+    trt, _ = fake
+    key = CalibrationKey("trt-entropy2", "m", "0" * 64, "1" * 64, 4, 0, "entropy", 2)
+    batches = [np.full((2, 3, 4, 4), i, np.float32) for i in range(2)]
+    cal = trt_calibrator(iter(batches), cache_file=tmp_path / "c.trtcache", key=key, cached=None, batch_size=2,
+                         device="cpu")
+    assert isinstance(cal, trt.IInt8EntropyCalibrator2) and cal._base_initialised
+    pointers = cal.get_batch(["images"])
+    assert pointers == [cal._buffer.data_ptr()] and type(pointers[0]) is int
+    assert cal.get_batch(["images"]) == pointers and float(cal._buffer[0, 0, 0, 0]) == 1.0  # one buffer, reused
+    cal.write_calibration_cache(memoryview(b"TABLE"))
+    from aeb_app.inference.calibration_cache import read_cache
+
+    assert read_cache(tmp_path / "c.trtcache", key) == b"TABLE"
 
 
-def test_fp32_clears_tf32(fake_trt, tmp_path):
-    _, calls, _ = fake_trt
-    b = tb.EngineBuilder()
-    b.create_network(tmp_path / "m.onnx")
-    b.create_engine("fp32", ec.Profile())
-    assert ("config.clear_flag", ("TF32",)) in calls and "config.set_flag" not in _names(calls)
+def test_calibration_key_changes_with_every_setting(mobilenet, coco_dir, tmp_path):
+    base = dict(num_images=8, seed=0, batch=4, trt_version="10.13.2")
+    key = legacy_calibration_key(mobilenet, "a" * 64, coco_dir, **base)
+    variants = [legacy_calibration_key(mobilenet, "b" * 64, coco_dir, **base)]
+    for field, value in (("num_images", 12), ("seed", 1), ("batch", 2), ("trt_version", "10.14.1")):
+        variants.append(legacy_calibration_key(mobilenet, "a" * 64, coco_dir, **{**base, field: value}))
+    chosen = sorted((coco_dir / "val2017").glob("*.jpg"))
+    copy_dir = tmp_path / "coco"
+    copy_dir.mkdir()
+    for p in chosen:
+        shutil.copy(p, copy_dir / p.name)
+    assert legacy_calibration_key(mobilenet, "a" * 64, copy_dir, **base) == key  # same content, other folder
+    from aeb_app.inference.calibration_data import select_images
+
+    victim = copy_dir / select_images(copy_dir, 8, 0)[3].name
+    victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")  # one image's content changed
+    variants.append(legacy_calibration_key(mobilenet, "a" * 64, copy_dir, **base))
+    digests = {k.digest() for k in [key, *variants]}
+    assert len(digests) == len(variants) + 1 and len({k.file_name(".trtcache") for k in [key, *variants]}) == len(digests)
 
 
-def test_legacy_calibrator_uses_the_profile_as_calibration_profile(fake_trt, tmp_path):
-    _, calls, config = fake_trt
-    b = tb.EngineBuilder()
-    b.create_network(tmp_path / "m.onnx")
-    calibrator = object()
-    b.create_engine("int8", ec.Profile(1, 4, 8), calibrator=calibrator)
-    assert config.int8_calibrator is calibrator  # attribute set, as documented
-    assert "config.set_calibration_profile" in _names(calls)
+def test_num_images_change_builds_a_new_engine_and_rebuild_ignores_the_stale_cache(fake, mobilenet, coco_dir,
+                                                                                   tmp_path):
+    first = _legacy_build(mobilenet, coco_dir, tmp_path)
+    second = _legacy_build(mobilenet, coco_dir, tmp_path, num_images=12)
+    assert first != second and first.is_file() and second.is_file()  # not reused across --num-images
+    builders = []
+    real_builder = sys.modules["tensorrt"].Builder
+    sys.modules["tensorrt"].Builder = lambda logger: builders.append(real_builder(logger)) or builders[-1]
+    _legacy_build(mobilenet, coco_dir, tmp_path, rebuild=True)
+    assert builders[-1].calibration_batches == 2  # calibrated again: the cache was not read
+    cache = next(p for p in (tmp_path / "calib").glob("*-n8-*.trtcache"))
+    cache.write_bytes(b"TRT-1013-EntropyCalibration2\nimages: 00000000\n")  # tampered table
+    second.unlink()
+    with pytest.raises(CalibrationError, match="does not match the hash"):
+        _legacy_build(mobilenet, coco_dir, tmp_path, num_images=8, profile=ec.Profile(1, 4, 16))
 
 
-def test_tensorrt11_is_strongly_typed_without_precision_flags(monkeypatch, tmp_path):
-    _, calls, _ = _fake_trt(monkeypatch, "11.0.0")
-    b = tb.EngineBuilder()
-    b.create_network(tmp_path / "q.onnx", strongly_typed=True)
-    b.create_engine("int8", ec.Profile())
-    assert "config.set_flag" not in _names(calls) and dict(calls)["builder.create_network"] == (1,)
-    with pytest.raises(EngineError, match="FP16 engine needs an FP16 ONNX"):
+def test_timing_cache_is_saved_and_loaded(fake, tmp_path):
+    _, log = fake
+    for _ in range(2):
+        b = tb.EngineBuilder()
+        timing = tmp_path / "t.cache"
+        b.load_timing_cache(timing.read_bytes() if timing.is_file() else None)
+        b.create_network(tmp_path / "m.onnx")
         b.create_engine("fp16", ec.Profile())
+        write_bytes(timing, b.timing_cache_bytes())
+    created = [a for n, a in log if n == "config.create_timing_cache"]
+    assert created == [(b"",), (b"+timed",)] and timing.read_bytes() == b"+timed+timed"
+    assert [a[1] for n, a in log if n == "config.set_timing_cache"] == [False, False]  # never ignore mismatches
 
 
-def test_parse_failure_is_one_line_naming_the_file(fake_trt, tmp_path):
-    b = tb.EngineBuilder()
+def test_parse_failure_is_one_line_naming_the_file(monkeypatch, tmp_path):
+    trt, _ = _fake_tensorrt.make_module(parse_ok=False)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
     with pytest.raises(EngineError, match=r"bad.onnx: TensorRT cannot parse the ONNX \(In node 3 \(Conv\): INVALID") as e:
-        b.create_network(tmp_path / "bad.onnx")
+        tb.EngineBuilder().create_network(tmp_path / "bad.onnx")
     assert "\n" not in str(e.value)
 
 
-def test_calibrator_reuses_one_buffer_and_caches_atomically(fake_trt, tmp_path):
-    batches = [np.full((4, 3, 2, 2), i, np.float32) for i in range(3)] + [np.zeros((3, 3, 2, 2), np.float32)]
-    cache = tmp_path / "calib" / "x.trtcache"
-    cal = trt_calibrator(iter(batches), cache, 4, device="cpu")
-    assert cal.get_batch_size() == 4 and cal.read_calibration_cache() is None
-    ptrs = [cal.get_batch(["images"]) for _ in range(3)]
-    assert len({p[0] for p in ptrs}) == 1 and float(cal._buffer[0, 0, 0, 0]) == 2.0
-    with pytest.raises(EngineError, match="calibration batch of 3 images; TensorRT expects 4"):
-        cal.get_batch(["images"])
-    assert cal.get_batch(["images"]) is None
-    cal.write_calibration_cache(memoryview(b"CACHE"))
-    assert cal.read_calibration_cache() == b"CACHE" and [p.name for p in cache.parent.iterdir()] == ["x.trtcache"]
+def test_tensorrt11_is_strongly_typed_and_refuses_fp16_and_calibrators(monkeypatch, tmp_path):
+    trt, log = _fake_tensorrt.make_module("11.2.1")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    b = tb.EngineBuilder()
+    b.create_network(tmp_path / "q.onnx", strongly_typed=True)
+    b.create_engine("int8", ec.Profile())
+    assert "config.set_flag" not in _names(log)
+    with pytest.raises(EngineError, match="strongly typed FP16 engine needs an FP16 ONNX"):
+        b.create_engine("fp16", ec.Profile())
 
 
-def _stored_engine(tmp_path, max_batch=64):
+class _FakeStream:
+    def __init__(self, handle: int, events: list) -> None:
+        self.cuda_stream, self._events = handle, events
+
+    def wait_stream(self, other) -> None:
+        self._events.append(("wait", self.cuda_stream, other.cuda_stream))
+
+
+def _stored_engine(engines, machine=H200, max_batch=64, model="m"):
     data = b"serialized" * 10
-    path = tmp_path / "m_fp16_b1-16-64_sm90_trt10.3.0_abc.engine"
+    key = ec.engine_key(model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), source_sha256="0" * 64,
+                        machine=machine)
+    path = ec.engine_path(engines, key)
     write_bytes(path, data)
     write_json(ec.sidecar_path(path), ec.make_sidecar(
-        model="m", precision="fp16", profile=ec.Profile(1, 16, max_batch), machine=H200, onnx_sha256="0" * 64,
-        engine_sha256=hashlib.sha256(data).hexdigest()))
+        model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), machine=machine, onnx_sha256="0" * 64,
+        engine_sha256=ec.hashlib.sha256(data).hexdigest()))
     return path
 
 
-def _fake_runtime(trt, calls, *, max_batch=64, out_dtype="FLOAT"):
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="IN", OUTPUT="OUT")
-    trt.DataType = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", INT8="INT8")
-    names = ["images", "boxes", "scores"]
-    context = _Strict(calls, "context", {
-        "set_input_shape": True, "set_tensor_address": True, "execute_async_v3": True,
-        "get_tensor_shape": lambda n: (2, 10, 4) if n == "boxes" else (2, 10, 91)})
-    engine = _Strict(calls, "engine", {
-        "get_tensor_name": lambda i: names[i], "create_execution_context": context,
-        "get_tensor_mode": lambda n: "IN" if n == "images" else "OUT",
-        "get_tensor_dtype": lambda n: "FLOAT" if n == "images" else out_dtype,
-        "get_tensor_profile_shape": lambda n, i: [(1, 3, 300, 300), (16, 3, 300, 300), (max_batch, 3, 300, 300)]})
-    engine.__dict__["num_io_tensors"] = 3
-    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: engine)
-
-
-def _detector(tmp_path, monkeypatch):
-    det = tb.TensorRTDetector(_stored_engine(tmp_path), types.SimpleNamespace(name="m"), mode="fp16_trt",
+def _detector(tmp_path, monkeypatch, events):
+    det = tb.TensorRTDetector(_stored_engine(tmp_path), type("Spec", (), {"name": "m"})(), mode="fp16_trt",
                               precision="fp16", machine=H200)
-    monkeypatch.setattr(det, "_stream_handle", lambda: 1234)
+    monkeypatch.setattr(det, "_make_stream", lambda: _FakeStream(7001, events))
+    monkeypatch.setattr(det, "_current_stream", lambda: _FakeStream(0, events))  # the legacy default stream
     return det
 
 
-def test_runtime_binds_named_tensors_and_runs_on_the_stream(fake_trt, tmp_path, monkeypatch):
-    trt, calls, _ = fake_trt
-    _fake_runtime(trt, calls)
-    det = _detector(tmp_path, monkeypatch)
+def test_runtime_follows_the_sample_on_its_own_stream(fake, tmp_path, monkeypatch):
+    _, log = fake
+    events: list = []
+    det = _detector(tmp_path, monkeypatch, events)
     det.activate()
-    boxes, scores = det.forward_normalized(torch.zeros(2, 3, 300, 300))
-    det.forward_normalized(torch.zeros(2, 3, 300, 300))
-    assert boxes.shape == (2, 10, 4) and scores.shape == (2, 10, 91) and boxes.dtype == torch.float32
-    assert [a for n, a in calls if n == "context.set_input_shape"] == [("images", (2, 3, 300, 300))]  # once per shape
-    assert [a[0] for n, a in calls if n == "context.set_tensor_address"][:3] == ["images", "boxes", "scores"]
-    assert [a for n, a in calls if n == "context.execute_async_v3"] == [(1234,), (1234,)]
+    x = torch.zeros(2, 3, 300, 300)
+    boxes, scores = det.forward_normalized(x)
+    follows(SAMPLE_RUN_FLOW, _names(log), {"context.set_input_shape"})
+    bound = {a[0]: a[1] for n, a in log if n == "context.set_tensor_address"}
+    assert bound == {"images": x.data_ptr(), "boxes": boxes.data_ptr(), "scores": scores.data_ptr()}  # real allocations
+    assert [a for n, a in log if n == "context.execute_async_v3"] == [(7001,)]  # not the default stream (0)
+    assert events == [("wait", 7001, 0), ("wait", 0, 7001)]  # after the producer, before the consumers
 
 
-@pytest.mark.parametrize("kwargs, text", [({"max_batch": 32}, "profile max batch 32 differs from its sidecar's 64"),
-                                          ({"out_dtype": "INT8"}, "output 'boxes' has unsupported dtype INT8")])
-def test_runtime_refuses_engines_that_do_not_match(fake_trt, tmp_path, monkeypatch, kwargs, text):
-    trt, calls, _ = fake_trt
-    _fake_runtime(trt, calls, **kwargs)
-    with pytest.raises(EngineLoadError, match=text):
-        _detector(tmp_path, monkeypatch).activate()
+def test_refused_tensor_address_is_an_error(monkeypatch, tmp_path):
+    trt, _ = _fake_tensorrt.make_module(set_address_ok=False)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    det = _detector(tmp_path, monkeypatch, [])
+    det.activate()
+    with pytest.raises(EngineError, match="TensorRT refused the address of tensor 'images'"):
+        det.forward_normalized(torch.zeros(2, 3, 300, 300))
 
 
-def test_find_engine_ignores_other_tensorrt_versions(tmp_path):
-    _stored_engine(tmp_path)
-    assert tb.find_engine(tmp_path, "m", "fp16", H200).name.startswith("m_fp16_")
-    assert tb.find_engine(tmp_path, "m", "fp16", ec.MachineInfo("10.8.0", "NVIDIA H200", "9.0")) is None
-    assert tb.find_engine(tmp_path, "m", "int8", H200) is None
+def test_engine_key_and_lookup_include_the_gpu_name(tmp_path):
+    h100 = ec.MachineInfo("10.13.2", "NVIDIA H100 80GB HBM3", "9.0")  # same SM as the H200
+    path = _stored_engine(tmp_path)
+    assert "nvidia-h200" in path.name
+    assert tb.find_engine(tmp_path, "m", "fp16", H200) == path
+    assert tb.find_engine(tmp_path, "m", "fp16", h100) is None
+    assert tb.find_engine(tmp_path, "m", "fp16", ec.MachineInfo("10.14.1", "NVIDIA H200", "9.0")) is None
 
 
-def test_batch_over_profile_max_is_a_clear_error(tmp_path):
-    """The runtime's guard, exercised on a detector object built without TensorRT."""
-    from aeb_app.inference.base import DetectorInfo
+@pytest.mark.parametrize("failure", ["corrupt", "activate"])
+def test_auto_mode_falls_back_on_engine_load_and_activate_errors(fake, mobilenet, tmp_path, monkeypatch, caplog,
+                                                                 failure, tmp_path_factory):
+    trt, _ = fake
+    from aeb_app.inference.onnx_export import export_onnx
 
-    det = tb.TensorRTDetector.__new__(tb.TensorRTDetector)
-    det.info = DetectorInfo("fp16_trt", "tensorrt", "fp16", "cuda", "m", max_batch=64)
-    x = types.SimpleNamespace(shape=(65, 3, 300, 300))
+    onnx = export_onnx(mobilenet, engines_dir=shared_engines(tmp_path_factory))  # fp32_ort reuses the cached export
+    for src in (onnx, onnx.with_name(onnx.name + ".json")):
+        shutil.copy(src, tmp_path / src.name)
+    path = _stored_engine(tmp_path, model="ssd_mobilenet_v1")
+    if failure == "corrupt":
+        path.write_bytes(b"truncated")
+    else:
+        monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: 1 / 0)
+    caplog.set_level("WARNING")
+    det = registry.create_with_fallback(mobilenet, ["fp16_trt", "fp32_ort"], engines_dir=tmp_path)
+    with det:
+        assert det.info.mode == "fp32_ort"
+    lines = [r.getMessage() for r in caplog.records if "fp16_trt" in r.getMessage()]
+    assert len(lines) == 1 and "EngineLoadError" in lines[0] and "trying fp32_ort" in lines[0]
+
+
+def test_batch_over_profile_max_is_a_clear_error(fake, tmp_path, monkeypatch):
+    det = _detector(tmp_path, monkeypatch, [])
+    det.activate()
     with pytest.raises(EngineError, match="batch of 65 exceeds the engine profile's max batch 64; rebuild"):
-        det.forward_normalized(x)
+        det.forward_normalized(torch.zeros(65, 3, 300, 300))

@@ -37,6 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--engines-dir", type=at.cache_dir, default=defaults.engines_dir())
     parser.add_argument("--out", type=at.writable_output(".onnx"),
                         help="output file (default: cache name in --engines-dir)")
+    parser.add_argument("--force", action="store_true",
+                        help="recalibrate (the ranges cache is not read) and quantise again")
     parser.add_argument("--evaluate", action="store_true",
                         help="then report COCO mAP of FP32 and INT8 (ONNX Runtime) on --coco-dir's annotations")
     parser.set_defaults(func=run)
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights)
     config = QuantizeConfig(num_images=args.num_images, seed=args.seed, method=args.method,
                             exclude_first_conv=args.exclude_first_conv)
-    path = quantize_model(loaded, args.coco_dir, engines_dir=args.engines_dir, config=config, out=args.out)
+    path = quantize_model(loaded, args.coco_dir, engines_dir=args.engines_dir, config=config, out=args.out,
+                          force=args.force)
     print(path)
     if args.evaluate:
         print(json.dumps(evaluate_int8(loaded, args.coco_dir, path, args.engines_dir, config), indent=2))

@@ -1,10 +1,11 @@
 """INT8 calibration images: a seeded random sample of a COCO folder, preprocessed as inference.
 
 The same batches feed ONNX Runtime's static quantizer (Q/DQ path) and TensorRT's legacy
-``IInt8EntropyCalibrator2``. Images go through :func:`~aeb_app.model.preprocess.resize_batch`
+``IInt8EntropyCalibrator2`` (:mod:`aeb_app.inference.trt_calibrator`). This module imports no
+other inference module (no import cycle with the quantiser or the TensorRT backend). Images go through :func:`~aeb_app.model.preprocess.resize_batch`
 and :func:`~aeb_app.model.preprocess.normalize_numpy`, exactly as every backend's inference
 path, so calibration sees the activations that inference will see. The resized uint8 batch is
-cached (``.npy`` in ``engines/calib/``) keyed by the chosen files, their sizes and the model's
+cached (``.npy`` in ``engines/calib/``) keyed by the chosen files' names and contents and the model's
 input spec, so a second quantisation run does not decode 200 JPEGs again.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.atomic import atomic_path
-from aeb_app.errors import EngineError, InputError
+from aeb_app.errors import InputError
 from aeb_app.model.preprocess import normalize_numpy, resize_batch
 from aeb_app.model.spec import ModelSpec
 
@@ -74,12 +75,19 @@ def read_images(paths: Sequence[Path]) -> list[npt.NDArray[np.uint8]]:
     return frames
 
 
-def selection_key(paths: Sequence[Path], spec: ModelSpec) -> str:
-    """Hex sha256 of the chosen file names and sizes plus the input spec they are resized for."""
+def images_sha256(paths: Sequence[Path]) -> str:
+    """Hex sha256 over the chosen files' names and contents, in order (what calibration saw)."""
     digest = hashlib.sha256()
-    digest.update(f"{spec.input_hw}|{spec.resize}|".encode())
     for path in paths:
-        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+        digest.update(f"{path.name}:".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def selection_key(paths: Sequence[Path], spec: ModelSpec) -> str:
+    """Hex sha256 of the chosen files' names and contents plus the input spec they are resized for."""
+    digest = hashlib.sha256(f"{spec.input_hw}|{spec.resize}|".encode())
+    digest.update(images_sha256(paths).encode())
     return digest.hexdigest()
 
 
@@ -145,48 +153,3 @@ def ort_reader(batch_nhwc_u8: npt.NDArray[np.uint8], spec: ModelSpec, *, batch_s
             self._it = normalized_batches(batch_nhwc_u8, spec, batch_size)
 
     return _Reader()
-
-
-def trt_calibrator(batches, cache_file: Path, batch_size: int, *, device: str = "cuda"):
-    """A ``trt.IInt8EntropyCalibrator2`` over float32 NCHW host batches; reads/writes ``cache_file``.
-
-    Every batch must hold exactly ``batch_size`` images (TensorRT's ``get_batch`` contract).
-    One device buffer is allocated on the first batch and reused; ``get_batch`` returns its
-    address as the documented list of device pointers, or None when the batches run out.
-    """
-    from aeb_app.inference.tensorrt_backend import import_trt
-
-    trt = import_trt()
-
-    class EngineCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()  # pybind11 trampolines need the base initialiser
-            self._batches = iter(batches)
-            self._buffer = None  # torch tensor on ``device``, kept alive while TensorRT reads it
-
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names):
-            x = next(self._batches, None)
-            if x is None:
-                return None
-            if x.shape[0] != batch_size:
-                raise EngineError(f"calibration batch of {x.shape[0]} images; TensorRT expects {batch_size}")
-            import torch
-
-            host = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            if self._buffer is None or self._buffer.shape != host.shape:
-                self._buffer = torch.empty(host.shape, dtype=torch.float32, device=device)
-            self._buffer.copy_(host)
-            return [int(self._buffer.data_ptr())]
-
-        def read_calibration_cache(self):
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache) -> None:
-            from aeb_app.atomic import write_bytes
-
-            write_bytes(cache_file, bytes(cache))
-
-    return EngineCalibrator()

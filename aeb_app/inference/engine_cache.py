@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,12 +46,19 @@ class MachineInfo:
 
 def engine_key(*, model: str, precision: str, profile: Profile, source_sha256: str, machine: MachineInfo,
                int8_method: str | None = None, kind: str = "trt") -> str:
-    """File stem of an engine: readable fields + a short hash of everything it depends on."""
+    """File stem of an engine: readable fields (GPU name included: two GPUs of one SM may not share
+    an engine) + a short hash of everything it depends on."""
     sm = "sm" + machine.compute_capability.replace(".", "")
     parts = [model, precision + (f"-{int8_method}" if int8_method else ""),
-             f"b{profile.min_batch}-{profile.opt_batch}-{profile.max_batch}", sm, f"{kind}{machine.runtime_version}"]
+             f"b{profile.min_batch}-{profile.opt_batch}-{profile.max_batch}", sm, f"{kind}{machine.runtime_version}",
+             gpu_slug(machine.gpu_name)]
     digest = hashlib.sha256("|".join([*parts, source_sha256]).encode()).hexdigest()[:10]
     return "_".join(parts + [digest])
+
+
+def gpu_slug(gpu_name: str) -> str:
+    """File-name form of a GPU name: ``"NVIDIA H200"`` -> ``"nvidia-h200"``."""
+    return re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
 
 
 def engine_path(engines_dir: str | Path, key: str, suffix: str = ".engine") -> Path:

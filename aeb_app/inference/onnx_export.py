@@ -6,9 +6,9 @@ The exported graph is :class:`~aeb_app.model.registry.DetectionNet`: input ``ima
 graph, so ONNX Runtime and TensorRT return exactly what PyTorch returns and share
 :func:`~aeb_app.model.postprocess.postprocess` (NMS) with it.
 
-We use the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at opset 18: it folds
-the TF-SAME ``ZeroPad2d`` layers into ``Conv`` pads and keeps every dimension but the batch
-static, a clean graph for TensorRT's parser. (The legacy TorchScript exporter leaves
+We use the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at opset 18: it keeps
+every dimension but the batch static (MobileNet's TF-SAME padding is a symmetric ``Conv`` pad
+plus a static ``Slice``), a clean graph for TensorRT's parser. (The legacy TorchScript exporter leaves
 ``Pad``/``Shape``/``ConstantOfShape`` chains and a symbolic anchor dimension.)
 
 Each ``.onnx`` is written atomically with a JSON sidecar (``<file>.json``: model name,

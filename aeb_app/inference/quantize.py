@@ -1,29 +1,34 @@
-"""INT8 explicit quantisation: a Q/DQ ONNX made by ``onnxruntime.quantization.quantize_static``.
+"""INT8 explicit quantisation: a TensorRT-style Q/DQ ONNX made with ONNX Runtime's quantiser.
 
 This is the path TensorRT 10.1+ recommends and TensorRT 11 requires (strongly typed
 networks; INT8 comes from ``QuantizeLinear``/``DequantizeLinear`` pairs in the ONNX). The
 same file runs on ONNX Runtime's CPU provider, so INT8 accuracy is measured without a GPU.
 
-Choices, and why:
+Choices, and why (TensorRT's explicit-quantization guide and onnx-tensorrt's parser):
 
-* **QDQ format, int8 activations and weights, both symmetric (zero point 0).** TensorRT only
-  accepts symmetric int8 Q/DQ; ``ActivationSymmetric=True`` makes ONNX Runtime's scales
-  match (uint8/asymmetric activations would be rejected by TensorRT's parser).
-* **Per-channel weights** (axis 0 of each Conv weight), as TensorRT does for its own INT8.
-* **Entropy calibration** (the same KL-divergence method as TensorRT's
-  ``IInt8EntropyCalibrator2``) by default; ``minmax`` and ``percentile`` are the knobs.
-* **The decode head stays float.** Every node after the last convolutions (reshapes, concat,
-  ``Exp`` of the box sizes, ``Sigmoid``/``Softmax`` of the scores) is in ``nodes_to_exclude``:
-  quantising ``exp``'s input or the probabilities costs accuracy and saves nothing.
-* Calibration ranges are cached by ONNX Runtime's ``calibration_cache_path`` (JSON in
-  ``engines/calib/``), keyed by the source ONNX hash, image selection and method.
+* **Q/DQ on the inputs of weighted ops only** (``Conv``; the activation input and the
+  weights), none on their outputs, and on the residual input of each residual ``Add``
+  (:mod:`aeb_app.inference.qdq_placement`). Extra pairs on conv/ReLU outputs would block
+  TensorRT's Conv+activation and Conv+Add fusions and add requantise kernels.
+* **No bias quantisation** (``QuantizeBias=False``): TensorRT's ONNX parser accepts
+  ``DequantizeLinear`` inputs of INT8/FP8/INT4/FP4 only; ONNX Runtime's default INT32 bias
+  initialisers make every Conv unparsable. TensorRT quantises biases itself.
+* **Symmetric INT8** activations and weights (zero point 0, TensorRT requires it),
+  **per-channel weights on axis 0** (output channels).
+* **Entropy calibration** by default (the KL-divergence method of TensorRT's
+  ``IInt8EntropyCalibrator2``); ``minmax`` and ``percentile`` are the knobs.
+* **The decode head stays float** (reshapes, concat, ``Exp``, ``Sigmoid``/``Softmax``).
+
+Activation ranges are computed once by :func:`activation_ranges` (public: the GPU INT8 mode
+reuses them) and cached in ``engines/calib/`` under a :class:`CalibrationKey` (source ONNX
+hash, image names and contents, method, seed, count, batch, ONNX Runtime version); the
+cache's sidecar holds its sha256, so an edited ranges file is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,14 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from aeb_app.atomic import atomic_path, write_json
-from aeb_app.errors import EngineError
-from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch, ort_reader
+from aeb_app.errors import CalibrationError, EngineError
+from aeb_app.inference.calibration_cache import CalibrationKey, read_cache, write_cache
+from aeb_app.inference.calibration_data import (DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch,
+                                                images_sha256, ort_reader, select_images)
 from aeb_app.inference.onnx_export import OPSET, export_onnx, file_sha256, read_sidecar, sidecar_path
+from aeb_app.inference.qdq_placement import keep_residual_qdq_only
 from aeb_app.model.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 
 METHODS = ("entropy", "minmax", "percentile")
+#: Weighted ops and residual Adds get Q/DQ on their inputs; nothing else is quantised.
+QDQ_OP_TYPES = ("Conv", "Add")
+INT8_MAX = 127.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,45 @@ class QuantizeConfig:
         """Short name used in file names, e.g. ``entropy-n200-s0``."""
         extra = "-xfirst" if self.exclude_first_conv else ""
         return f"{self.method}-n{self.num_images}-s{self.seed}{extra}"
+
+    @property
+    def even_batch(self) -> int:
+        """Largest batch <= ``batch_size`` dividing ``num_images`` (ONNX Runtime's histogram collector
+        stacks per-batch outputs, so every batch must have one size)."""
+        return max(d for d in range(1, self.batch_size + 1) if self.num_images % d == 0)
+
+
+@dataclass(frozen=True)
+class ActivationRanges:
+    """Per-tensor activation ranges from calibration (float32 values of the FP32 ONNX's tensors).
+
+    Attributes:
+        key: what the ranges were computed from (model, source ONNX, images, method ...).
+        ranges: tensor name -> (lowest, highest) calibrated value.
+    """
+
+    key: CalibrationKey
+    ranges: dict[str, tuple[float, float]]
+
+    def amax(self, tensor: str) -> float:
+        """Symmetric range max(|lowest|, |highest|) of ``tensor``."""
+        lo, hi = self.ranges[tensor]
+        return max(abs(lo), abs(hi))
+
+    def scale(self, tensor: str) -> float:
+        """Symmetric INT8 scale of ``tensor``: amax / 127 (zero point 0), as TensorRT uses."""
+        return self.amax(tensor) / INT8_MAX
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"ranges": {k: list(v) for k, v in sorted(self.ranges.items())}}).encode()
+
+    @classmethod
+    def from_bytes(cls, key: CalibrationKey, data: bytes) -> ActivationRanges:
+        try:
+            raw = json.loads(data)["ranges"]
+            return cls(key, {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()})
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CalibrationError(f"calibration ranges for {key.model} are malformed ({exc})") from exc
 
 
 def decode_head_nodes(model) -> list[str]:
@@ -125,20 +175,103 @@ def find_qdq_model(loaded: LoadedModel, engines_dir: str | Path, *, weights_hash
     return next((p for p in found if qdq_model_intact(p)), None)
 
 
-def _ort_options(config: QuantizeConfig) -> dict[str, Any]:
+def _ort_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    methods = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-               "percentile": CalibrationMethod.Percentile}
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
-    if config.method == "percentile":
-        extra["CalibPercentile"] = 99.999
-    return {"calibrate_method": methods[config.method], "extra_options": extra}
+    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+            "percentile": CalibrationMethod.Percentile}[method]
 
 
-def quantize_onnx(fp32_onnx: Path, reader, *, out: Path, config: QuantizeConfig,
-                  calib_cache: Path | None = None) -> list[str]:
-    """Write the Q/DQ model of ``fp32_onnx`` to ``out`` (atomically); returns the float nodes.
+def ort_extra_options() -> dict[str, Any]:
+    """ONNX Runtime quantiser options giving TensorRT-parsable, TensorRT-style Q/DQ."""
+    return {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            "OpTypesToExcludeOutputQuantization": list(QDQ_OP_TYPES), "AddQDQPairToWeight": False}
+
+
+def compute_ranges(fp32_onnx: Path, reader, method: str) -> dict[str, tuple[float, float]]:
+    """Calibrate the inputs/outputs of ``QDQ_OP_TYPES`` nodes of ``fp32_onnx`` on ``reader``'s batches.
+
+    Returns:
+        tensor name -> (lowest, highest) float values (entropy/percentile already clipped).
+
+    Raises:
+        EngineError: ONNX Runtime's calibrator failed.
+    """
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    options = {"symmetric": True, **({"percentile": 99.999} if method == "percentile" else {})}
+    with tempfile.TemporaryDirectory(prefix="aeb-calib-") as tmp:
+        try:
+            calibrator = create_calibrator(Path(fp32_onnx), list(QDQ_OP_TYPES),
+                                           augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=_ort_method(method), extra_options=options)
+            calibrator.collect_data(reader)
+            data = calibrator.compute_data()
+        except Exception as exc:
+            raise EngineError(f"{fp32_onnx}: calibration failed ({type(exc).__name__}: {exc})") from exc
+    return {name: (float(td.range_value[0]), float(td.range_value[1])) for name, td in data.items()}
+
+
+def calibration_key(loaded: LoadedModel, fp32_sha: str, coco_dir: str | Path, config: QuantizeConfig) -> CalibrationKey:
+    """The :class:`CalibrationKey` of ONNX Runtime ranges for these inputs (hashes the images' contents)."""
+    import onnxruntime
+
+    paths = select_images(coco_dir, config.num_images, config.seed)
+    return CalibrationKey(kind="ort-ranges", model=loaded.spec.name, source_sha256=fp32_sha,
+                          images_sha256=images_sha256(paths), num_images=config.num_images, seed=config.seed,
+                          method=config.method, batch_size=config.even_batch,
+                          settings=(("onnxruntime", onnxruntime.__version__), ("op_types", ",".join(QDQ_OP_TYPES)),
+                                    ("input", f"{loaded.spec.input_hw}|{loaded.spec.resize}")))
+
+
+def activation_ranges(loaded: LoadedModel, coco_dir: str | Path, *, engines_dir: str | Path = "engines",
+                      config: QuantizeConfig = QuantizeConfig(), rebuild: bool = False) -> ActivationRanges:
+    """Per-tensor activation ranges of ``loaded``'s FP32 ONNX, calibrated on COCO images (cached).
+
+    This is the public entry for other INT8 paths (e.g. a GPU INT8 mode): ``ranges.scale(name)``
+    is the symmetric INT8 scale of a tensor of the FP32 ONNX (inputs of every ``Conv`` and
+    residual ``Add``). Cached in ``engines_dir/calib/`` under the key's digest; a cache made
+    for another model/weights, other settings, or edited since it was written is refused.
+
+    Args:
+        loaded: model from :func:`~aeb_app.model.registry.load_model`.
+        coco_dir: COCO val2017 root or an image folder.
+        engines_dir: cache folder (FP32 ONNX and ``calib/``).
+        config: images, seed, method, batch.
+        rebuild: recalibrate without reading the cache (and overwrite it).
+
+    Raises:
+        InputError: too few or unreadable images. CalibrationError: a refused cache.
+        EngineError: export or calibration failed.
+    """
+    engines_dir = Path(engines_dir)
+    fp32 = export_onnx(loaded, engines_dir=engines_dir)
+    key = calibration_key(loaded, file_sha256(fp32), coco_dir, config)
+    cache = engines_dir / "calib" / key.file_name(".ranges.json")
+    data = None if rebuild else read_cache(cache, key)
+    if data is not None:
+        return ActivationRanges.from_bytes(key, data)
+    batch, _ = calibration_batch(coco_dir, loaded.spec, num_images=config.num_images, seed=config.seed,
+                                 cache_dir=engines_dir / "calib")
+    t0 = time.perf_counter()
+    ranges = ActivationRanges(key, compute_ranges(fp32, ort_reader(batch, loaded.spec, batch_size=key.batch_size),
+                                                  config.method))
+    write_cache(cache, ranges.to_bytes(), key)
+    log.info("calibrated %d tensors in %.1f s -> %s", len(ranges.ranges), time.perf_counter() - t0, cache.name)
+    return ranges
+
+
+def _ort_cache(ranges: ActivationRanges, method: str, path: Path) -> None:
+    """Write ``ranges`` in ONNX Runtime's calibration-cache format (quantize_static reads it)."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.ranges.items()}
+    save_tensors_data(TensorsData(_ort_method(method), data), path)
+
+
+def quantize_onnx(fp32_onnx: Path, ranges: ActivationRanges, *, out: Path, config: QuantizeConfig) -> list[str]:
+    """Write the TensorRT-style Q/DQ model of ``fp32_onnx`` to ``out`` (atomically); returns the float nodes.
 
     Raises:
         EngineError: the source cannot be read or quantisation fails.
@@ -154,21 +287,20 @@ def quantize_onnx(fp32_onnx: Path, reader, *, out: Path, config: QuantizeConfig,
     if config.exclude_first_conv:
         excluded.append(first_conv_node(model))
     with tempfile.TemporaryDirectory(prefix="aeb-quant-") as tmp_dir, atomic_path(out) as tmp:
-        tmp_cache = None
-        if calib_cache is not None:
-            # ONNX Runtime writes a new cache in place; let it write a temp file we move atomically.
-            tmp_cache = calib_cache if calib_cache.is_file() else Path(tmp_dir) / "calib.json"
+        ort_cache = Path(tmp_dir) / "ranges.json"
+        _ort_cache(ranges, config.method, ort_cache)
         try:
             quantize_static(
-                str(fp32_onnx), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                calibration_cache_path=None if tmp_cache is None else str(tmp_cache), **_ort_options(config),
+                str(fp32_onnx), str(tmp), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QDQ_OP_TYPES),
+                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded, calibrate_method=_ort_method(config.method),
+                extra_options=ort_extra_options(), calibration_cache_path=str(ort_cache),
             )
+            qdq = onnx.load(str(tmp))
+            keep_residual_qdq_only(qdq)
+            onnx.save(qdq, str(tmp))
         except Exception as exc:
             raise EngineError(f"{fp32_onnx}: INT8 quantisation failed ({type(exc).__name__}: {exc})") from exc
-        if calib_cache is not None and tmp_cache != calib_cache and tmp_cache.is_file():
-            with atomic_path(calib_cache) as tmp_final:
-                shutil.copyfile(tmp_cache, tmp_final)
     return excluded
 
 
@@ -189,40 +321,35 @@ def quantize_model(
         engines_dir: cache folder (ONNX, Q/DQ ONNX, ``calib/`` caches).
         config: calibration and exclusion knobs.
         out: explicit output path instead of :func:`qdq_path_for`.
-        force: quantise again even when an intact model from the same source, images,
-            knobs and quantizer version is already at the output path.
+        force: recalibrate (the ranges cache is not read) and quantise again even when an
+            intact model from the same calibration key is already at the output path.
 
     Returns:
         Path of the Q/DQ model.
 
     Raises:
         InputError: too few or unreadable calibration images (named).
+        CalibrationError: a ranges cache made for another model or edited.
         EngineError: export or quantisation failed; nothing half-written is left.
     """
-    engines_dir = Path(engines_dir)
-    fp32 = export_onnx(loaded, engines_dir=engines_dir)
-    fp32_sha = file_sha256(fp32)
-    batch, selection = calibration_batch(coco_dir, loaded.spec, num_images=config.num_images,
-                                         seed=config.seed, cache_dir=engines_dir / "calib")
-    calib_cache = engines_dir / "calib" / f"{loaded.spec.name}-{fp32_sha[:12]}-{config.tag}-{selection[:12]}.json"
+    ranges = activation_ranges(loaded, coco_dir, engines_dir=engines_dir, config=config, rebuild=force)
+    fp32 = export_onnx(loaded, engines_dir=Path(engines_dir))
     out_path = Path(out) if out is not None else qdq_path_for(fp32, config)
-    expected = {"source_onnx_sha256": fp32_sha, "images_sha256": selection,
+    expected = {"source_onnx_sha256": ranges.key.source_sha256, "calibration_key": ranges.key.digest(),
                 "config": json.loads(json.dumps(asdict(config))), "quantizer": _quantizer_version()}
     if not force and _reusable(out_path, expected):
         log.info("reusing %s", out_path)
         return out_path
     t0 = time.perf_counter()
-    # ONNX Runtime's histogram collector stacks per-batch outputs: every batch must have one size.
-    batch_size = max(d for d in range(1, config.batch_size + 1) if config.num_images % d == 0)
-    excluded = quantize_onnx(fp32, ort_reader(batch, loaded.spec, batch_size=batch_size),
-                             out=out_path, config=config, calib_cache=calib_cache)
+    excluded = quantize_onnx(fp32, ranges, out=out_path, config=config)
     write_json(sidecar_path(out_path), {
         "kind": "onnx-int8-qdq", "model": loaded.spec.name, "opset": OPSET,
-        "source_onnx": fp32.name, "source_onnx_sha256": fp32_sha, "sha256": file_sha256(out_path),
-        "calibration": {**expected["config"], "images_sha256": selection, "coco_dir": str(coco_dir),
-                        "cache": calib_cache.name},
-        "quantizer": expected["quantizer"], "activations": "int8 symmetric (zero point 0)",
-        "weights": "int8 symmetric per-channel", "float_nodes": excluded,
+        "source_onnx": fp32.name, "source_onnx_sha256": ranges.key.source_sha256, "sha256": file_sha256(out_path),
+        "calibration": {**expected["config"], "images_sha256": ranges.key.images_sha256, "coco_dir": str(coco_dir),
+                        "key": expected["calibration_key"]},
+        "quantizer": expected["quantizer"], "placement": "tensorrt (inputs of Conv; residual input of Add)",
+        "activations": "int8 symmetric (zero point 0)", "weights": "int8 symmetric per-channel (axis 0)",
+        "bias": "float (not quantised)", "float_nodes": excluded,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     log.info("wrote %s in %.1f s (%d nodes kept in float)", out_path, time.perf_counter() - t0, len(excluded))
@@ -230,13 +357,13 @@ def quantize_model(
 
 
 def _reusable(path: Path, expected: dict[str, Any]) -> bool:
-    """True when ``path`` is intact and its sidecar records the same source, images, knobs and quantizer."""
+    """True when ``path`` is intact and its sidecar records the same source, calibration key, knobs and quantizer."""
     if not qdq_model_intact(path):
         return False
     meta = read_sidecar(path)
     calib = meta.get("calibration") or {}
     return (meta.get("source_onnx_sha256") == expected["source_onnx_sha256"]
-            and calib.get("images_sha256") == expected["images_sha256"]
+            and calib.get("key") == expected["calibration_key"]
             and {k: calib.get(k) for k in expected["config"]} == expected["config"]
             and meta.get("quantizer") == expected["quantizer"])
 
@@ -244,4 +371,4 @@ def _reusable(path: Path, expected: dict[str, Any]) -> bool:
 def _quantizer_version() -> str:
     import onnxruntime
 
-    return f"onnxruntime {onnxruntime.__version__}"
+    return f"onnxruntime {onnxruntime.__version__} (tensorrt placement v1)"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from aeb_app import defaults
-from aeb_app.errors import BackendUnavailableError
+from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector
 from aeb_app.model.registry import LoadedModel
 
@@ -130,8 +130,15 @@ def create(loaded: LoadedModel, mode_name: str, *, device: str | None = None,
     return factory(loaded, mode, device=device, **options)
 
 
-def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) -> Detector:
+def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], *, activate: bool = True,
+                         **kwargs) -> Detector:
     """The first mode of ``modes`` that this machine can run.
+
+    A mode is skipped when it is unavailable here (:class:`BackendUnavailableError`), its
+    stored engine/package is refused (:class:`EngineLoadError`: corrupt, or built for another
+    GPU or runtime), or, with ``activate`` (default), its ``activate()`` raises (e.g. TensorRT
+    cannot deserialize the engine). The detector returned is then already active; use it in a
+    ``with`` block as usual (``__enter__`` does not activate it twice).
 
     Skipping a mode is expected (a CPU machine has no TensorRT), so it is one INFO line naming the
     modes skipped; each reason is logged at DEBUG (``-v``).
@@ -143,8 +150,10 @@ def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) ->
     for name in modes:
         try:
             detector = create(loaded, name, **kwargs)
-        except BackendUnavailableError as exc:
-            log.debug("mode %s unavailable: %s", name, exc)
+            if activate:
+                _activate(detector)
+        except (BackendUnavailableError, EngineLoadError) as exc:
+            log.debug("mode %s unavailable (%s: %s)", name, type(exc).__name__, exc)
             reasons.append(f"{name}: {exc}")
             continue
         if reasons:
@@ -152,3 +161,13 @@ def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], **kwargs) ->
             log.info("mode auto: using %s (unavailable here: %s; -v for why)", name, skipped)
         return detector
     raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))
+
+
+def _activate(detector: Detector) -> None:
+    """``detector.__enter__()``; any error from the backend's ``activate()`` becomes an :class:`EngineLoadError`."""
+    try:
+        detector.__enter__()
+    except Exception as exc:  # noqa: BLE001 - a backend may raise anything while loading its engine
+        if isinstance(exc, EngineLoadError):
+            raise
+        raise EngineLoadError(f"activate() failed ({type(exc).__name__}: {exc})") from exc

@@ -10,14 +10,23 @@ cache, and :func:`build_engine` writing ``engine + sidecar`` atomically.
 INT8 has two paths behind one command:
 
 * ``qdq`` (default; TensorRT 10.1+ recommends it, 11 requires it): parse the Q/DQ ONNX from
-  :mod:`aeb_app.inference.quantize`. On TensorRT >= 11 every network is strongly typed (no
-  precision flags); on 10 we set INT8 (+FP16 for the float remainder).
-* ``calibrator`` (legacy, TensorRT 10 only): FP32 ONNX + ``IInt8EntropyCalibrator2`` fed with
-  the same calibration images, its cache next to the engine. TensorRT calibrates at the
-  calibration profile's *opt* shape, so the calibrator's batch is the profile's opt batch.
+  :mod:`aeb_app.inference.quantize` into a *strongly typed* network (TensorRT 10 and 11: no
+  precision flags; the ONNX's Q/DQ and float types decide each layer's precision, as the
+  explicit-quantization docs ask since 10.12 deprecated weakly typed Q/DQ builds). The file is
+  checked by :mod:`aeb_app.inference.trt_compat` first, so a node the parser would reject is
+  named before TensorRT runs.
+* ``calibrator`` (legacy, TensorRT 10 only): FP32 ONNX + ``IInt8EntropyCalibrator2``
+  (:mod:`aeb_app.inference.trt_calibrator`) fed with the same calibration images. TensorRT
+  calibrates at the calibration profile's *opt* shape, so the calibrator's batch is the
+  profile's opt batch. Its ``.trtcache`` is keyed by content (ONNX, images, count, seed,
+  batch, TensorRT version) and checked before reuse; ``--rebuild`` does not read it.
 
-The runtime keeps device buffers as torch CUDA tensors on torch's current stream (one CUDA
-context, no pycuda): ``set_input_shape`` + ``set_tensor_address`` + ``execute_async_v3``.
+A timing cache per GPU and TensorRT version (``engines/timing/``) is loaded before and saved
+after every build, so a rebuild does not re-time every tactic.
+
+The runtime keeps device buffers as torch CUDA tensors (one CUDA context, no pycuda) and runs
+``execute_async_v3`` on its own non-default CUDA stream, ordered with ``wait_stream`` after the
+input's producer and before its consumers (TensorRT synchronises around the default stream).
 """
 
 from __future__ import annotations
@@ -31,29 +40,16 @@ import numpy as np
 from aeb_app.errors import BackendUnavailableError, EngineError, EngineLoadError, InputError
 from aeb_app.inference import engine_cache as ec
 from aeb_app.inference.base import Detector, DetectorInfo
+from aeb_app.inference.trt_api import INSTALL_HINT, import_trt, trt_major
+
+__all__ = ["INSTALL_HINT", "EngineBuilder", "TensorRTDetector", "build_engine", "create", "import_trt", "trt_major"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = ("TensorRT is not installed: pip install --extra-index-url https://pypi.nvidia.com "
-                "'tensorrt-cu12>=10.0,<11' on a machine with an NVIDIA GPU and driver (see docs/nvidia-setup.md)")
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_METHODS = ("qdq", "calibrator")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("boxes", "scores")
-
-
-def import_trt():
-    """``import tensorrt`` or a :class:`BackendUnavailableError` saying how to install it."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise BackendUnavailableError(f"{INSTALL_HINT} ({exc})") from exc
-    return trt
-
-
-def trt_major(trt) -> int:
-    """Major version of the imported TensorRT (``"10.3.0"`` -> 10)."""
-    return int(str(trt.__version__).split(".")[0])
 
 
 def machine_info() -> ec.MachineInfo:
@@ -83,7 +79,7 @@ class EngineBuilder:
 
     def create_network(self, onnx_path: Path, *, strongly_typed: bool = False) -> None:
         """Parse the ONNX. Explicit batch is the only mode in TensorRT 10 (flags 0); ``strongly_typed``
-        sets ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (ignored by 11, where it is always on).
+        (every Q/DQ build) sets ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (11: always on).
 
         Raises:
             EngineError: the parser rejected the file (its errors, on one line).
@@ -103,6 +99,7 @@ class EngineBuilder:
         """Set precision flags and the batch profile, build, and return the serialized engine.
 
         Raises:
+            CalibrationError: the calibrator failed (re-raised here: TensorRT swallows it).
             EngineError: a precision this TensorRT cannot build from this network, or a build failure.
         """
         net_input = self.network.get_input(0)
@@ -115,10 +112,26 @@ class EngineBuilder:
             self.config.int8_calibrator = calibrator
             self.config.set_calibration_profile(opt)  # TensorRT calibrates at this profile's opt shape
         serialized = self.builder.build_serialized_network(self.network, self.config)
+        if calibrator is not None:
+            calibrator.raise_if_failed()
         if serialized is None:
             raise EngineError(f"{self.onnx_path}: TensorRT failed to build the {precision} engine "
                               "(see the TensorRT log above)")
         return bytes(serialized)
+
+    def load_timing_cache(self, data: bytes | None) -> None:
+        """Start from a serialized timing cache (``b""``: an empty one); a stale one is refused by TensorRT.
+
+        Raises:
+            EngineError: TensorRT did not accept the cache (delete the file).
+        """
+        cache = self.config.create_timing_cache(data or b"")
+        if not self.config.set_timing_cache(cache, False):  # ignore_mismatch=False: never mix devices
+            raise EngineError("TensorRT refused the timing cache (another GPU or version); delete it")
+
+    def timing_cache_bytes(self) -> bytes:
+        """The builder's timing cache after a build, serialized."""
+        return bytes(self.config.get_timing_cache().serialize())
 
     def _batch_profile(self, name: str, chw: tuple, profile: ec.Profile):
         opt = self.builder.create_optimization_profile()
@@ -129,8 +142,8 @@ class EngineBuilder:
         trt = self.trt
         if self.strongly_typed:
             if precision == "fp16":
-                raise EngineError(f"{self.onnx_path}: a strongly typed (TensorRT 11) FP16 engine needs an FP16 "
-                                  "ONNX, which is not provided; use TensorRT 10 or --precision fp32/int8")
+                raise EngineError(f"{self.onnx_path}: a strongly typed FP16 engine needs an FP16 ONNX, which is "
+                                  "not provided; use TensorRT 10 or --precision fp32/int8")
             if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
                 self.config.clear_flag(trt.BuilderFlag.TF32)
             return
@@ -146,7 +159,7 @@ _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
 
 
 class TensorRTDetector(Detector):
-    """Runs a serialized engine; inputs/outputs are torch CUDA tensors on torch's current stream."""
+    """Runs a serialized engine on its own CUDA stream; inputs/outputs are torch CUDA tensors."""
 
     def __init__(self, engine_path: Path, spec, *, mode: str, precision: str, machine: ec.MachineInfo) -> None:
         data, meta = ec.load_checked(engine_path, machine)
@@ -158,6 +171,7 @@ class TensorRTDetector(Detector):
         self._out_dtypes: dict = {}
         self._out_shapes: dict = {}
         self._last_shape: tuple | None = None
+        self._stream = None
 
     def activate(self) -> None:
         trt = import_trt()
@@ -178,6 +192,7 @@ class TensorRTDetector(Detector):
             raise EngineLoadError(f"{where}: engine profile max batch {max_batch} differs from its sidecar's "
                                   f"{self.info.max_batch}; rebuild it")
         self.context = self.engine.create_execution_context()
+        self._stream = self._make_stream()
         self._last_shape = None
 
     def _check_dtypes(self, trt, where: str) -> None:
@@ -195,12 +210,36 @@ class TensorRTDetector(Detector):
             self._out_dtypes[name] = getattr(torch, _TORCH_DTYPES[key])
 
     def deactivate(self) -> None:
-        self.context = self.engine = self.runtime = None
+        self.context = self.engine = self.runtime = self._stream = None
 
-    def _stream_handle(self) -> int:
+    def _make_stream(self):
+        """A dedicated non-default CUDA stream for ``execute_async_v3`` (as Polygraphy's runner keeps its own)."""
         import torch
 
-        return torch.cuda.current_stream().cuda_stream
+        return torch.cuda.Stream()
+
+    def _current_stream(self):
+        import torch
+
+        return torch.cuda.current_stream()
+
+    def _bind(self, name: str, tensor) -> None:
+        """``set_tensor_address`` with the tensor's device pointer; False from TensorRT is an error."""
+        if not self.context.set_tensor_address(name, int(tensor.data_ptr())):
+            raise EngineError(f"{self.info.mode}: TensorRT refused the address of tensor '{name}' "
+                              f"({tuple(tensor.shape)}, {tensor.dtype})")
+
+    def _enqueue(self, tensors) -> None:
+        """Run on the detector's stream, after the work queued on the current stream and before later work."""
+        producer = self._current_stream()
+        self._stream.wait_stream(producer)  # the input (and output allocations) are ready
+        ok = self.context.execute_async_v3(self._stream.cuda_stream)
+        for tensor in tensors:  # keep the caching allocator from reusing them while TensorRT runs
+            if tensor.is_cuda:
+                tensor.record_stream(self._stream)
+        producer.wait_stream(self._stream)  # consumers on the current stream see the outputs
+        if not ok:
+            raise EngineError(f"{self.info.mode}: execute_async_v3 failed (see the TensorRT log)")
 
     def forward_normalized(self, x):
         """Decoded (boxes, scores) CUDA tensors for a normalised float32 NCHW CUDA tensor."""
@@ -216,14 +255,13 @@ class TensorRTDetector(Detector):
                 raise EngineError(f"{self.info.mode}: TensorRT rejected input shape {tuple(x.shape)}")
             self._out_shapes = {n_: tuple(self.context.get_tensor_shape(n_)) for n_ in OUTPUT_NAMES}
             self._last_shape = tuple(x.shape)
-        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        self._bind(INPUT_NAME, x)
         # Fresh outputs per call: callers may keep the previous results.
         out = {name: torch.empty(self._out_shapes[name], dtype=self._out_dtypes[name], device=x.device)
                for name in OUTPUT_NAMES}
         for name, tensor in out.items():
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        if not self.context.execute_async_v3(self._stream_handle()):
-            raise EngineError(f"{self.info.mode}: execute_async_v3 failed (see the TensorRT log)")
+            self._bind(name, tensor)
+        self._enqueue([x, *out.values()])
         return out["boxes"].float(), out["scores"].float()
 
     def run_decoded(self, batch_nhwc_u8):
@@ -241,9 +279,9 @@ class TensorRTDetector(Detector):
 
 
 def find_engine(engines_dir: Path, model: str, precision: str, machine: ec.MachineInfo) -> Path | None:
-    """Newest engine file for ``model``/``precision`` built for this GPU and runtime version, or None."""
+    """Newest engine file for ``model``/``precision`` built for this GPU (name and SM) and runtime version, or None."""
     sm = machine.compute_capability.replace(".", "")
-    pattern = f"{model}_{precision}*_sm{sm}_*{machine.runtime_version}_*.engine"
+    pattern = f"{model}_{precision}*_sm{sm}_*{machine.runtime_version}_{ec.gpu_slug(machine.gpu_name)}_*.engine"
     found = sorted(Path(engines_dir).glob(pattern), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
@@ -275,8 +313,9 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
     """ONNX (exported, or Q/DQ for INT8) -> ``engines/<key>.engine`` + sidecar; reuses a valid one.
 
     Raises:
-        BackendUnavailableError: no TensorRT / GPU. EngineError: bad precision/method, parse or build failure.
-        InputError: INT8 calibration images missing or unreadable.
+        BackendUnavailableError: no TensorRT / GPU. EngineError: bad precision/method, an ONNX the
+        compatibility check rejects, parse or build failure. InputError: INT8 calibration images
+        missing or unreadable. CalibrationError: a refused calibration cache, or calibration failed.
     """
     if precision not in PRECISIONS:
         raise EngineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -288,28 +327,44 @@ def build_engine(loaded, *, precision: str, profile: ec.Profile, engines_dir: st
     method = int8_method if precision == "int8" else None
     if method == "calibrator" and trt_major(trt) >= 11:
         raise EngineError("TensorRT 11 removed implicit INT8 calibrators: use --int8-method qdq")
-    onnx_path = _source_onnx(loaded, engines_dir, method, coco_dir, num_images, seed)
+    onnx_path = source_onnx(loaded, engines_dir, method, coco_dir, num_images, seed)
     from aeb_app.inference.onnx_export import file_sha256
+    from aeb_app.inference.trt_calibrator import legacy_calibration_key, legacy_calibrator
+    from aeb_app.inference.trt_compat import require_compatible
 
+    require_compatible(onnx_path)
     onnx_sha = file_sha256(onnx_path)
-    key = ec.engine_key(model=loaded.spec.name, precision=precision, profile=profile, source_sha256=onnx_sha,
-                        machine=machine, int8_method=method)
+    calib_key = None
+    if method == "calibrator":
+        calib_key = legacy_calibration_key(loaded, onnx_sha, coco_dir, num_images=num_images, seed=seed,
+                                           batch=profile.opt_batch, trt_version=trt.__version__)
+    key = ec.engine_key(model=loaded.spec.name, precision=precision, profile=profile, machine=machine,
+                        source_sha256=onnx_sha if calib_key is None else f"{onnx_sha}+{calib_key.digest()}",
+                        int8_method=method)
     target = ec.engine_path(engines_dir, key)
     if not rebuild and not ec.needs_build(target, machine):
         log.info("reusing %s", target)
         return target
     builder = EngineBuilder(workspace_gib=workspace_gib)
-    builder.create_network(onnx_path, strongly_typed=method == "qdq" and trt_major(trt) >= 11)
-    calibrator, calib = None, {}
-    if method == "calibrator":
-        calibrator, calib = _legacy_calibrator(loaded, engines_dir, key, coco_dir, num_images, seed, profile)
+    timing = engines_dir / "timing" / f"{ec.gpu_slug(machine.gpu_name)}-trt{machine.runtime_version}.cache"
+    builder.load_timing_cache(timing.read_bytes() if timing.is_file() else None)
+    builder.create_network(onnx_path, strongly_typed=method == "qdq")
+    calibrator = None
+    if calib_key is not None:
+        calibrator = legacy_calibrator(loaded, engines_dir, calib_key, coco_dir, rebuild=rebuild)
     data = builder.create_engine(precision, profile, calibrator=calibrator)
+    from aeb_app.atomic import write_bytes
+
+    write_bytes(timing, builder.timing_cache_bytes())
+    calib = {} if calib_key is None else {"calibration_sha256": calib_key.images_sha256,
+                                          "calibration_key": calib_key.digest(), "calibration_batch": profile.opt_batch,
+                                          "calibration_images_used": calib_key.num_images}
     _write_engine(target, data, loaded=loaded, precision=precision, profile=profile, machine=machine,
                   onnx_path=onnx_path, onnx_sha=onnx_sha, method=method, builder=builder, calib=calib)
     return target
 
 
-def _source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_images: int, seed: int) -> Path:
+def source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_images: int, seed: int) -> Path:
     """The FP32 ONNX (exported or cached), or for ``qdq`` the Q/DQ model made from it."""
     if method != "qdq":
         from aeb_app.inference.onnx_export import export_onnx
@@ -324,31 +379,6 @@ def _source_onnx(loaded, engines_dir: Path, method: str | None, coco_dir, num_im
         return found
     return quantize_model(loaded, coco_dir, engines_dir=engines_dir,
                           config=QuantizeConfig(num_images=num_images, seed=seed))
-
-
-def _legacy_calibrator(loaded, engines_dir: Path, key: str, coco_dir, num_images: int, seed: int,
-                       profile: ec.Profile):
-    """``IInt8EntropyCalibrator2`` over full batches of ``profile.opt_batch`` calibration images.
-
-    TensorRT runs calibration at the calibration profile's opt shape, so every batch has
-    ``opt_batch`` images; the remainder of ``num_images`` is not used.
-    """
-    from aeb_app.inference.calibration_data import calibration_batch, normalized_batches, trt_calibrator
-
-    if coco_dir is None:
-        _need_coco()
-    batch = profile.opt_batch
-    if num_images < batch:
-        raise InputError(f"{coco_dir}: {num_images} calibration images is fewer than one batch of the profile's "
-                         f"opt batch {batch}; raise --num-images or lower --opt-batch")
-    images, calib_sha = calibration_batch(coco_dir, loaded.spec, num_images=num_images, seed=seed,
-                                          cache_dir=engines_dir / "calib")
-    used = num_images - num_images % batch
-    if used < num_images:
-        log.info("calibrating on %d of %d images (whole batches of %d)", used, num_images, batch)
-    calibrator = trt_calibrator(normalized_batches(images[:used], loaded.spec, batch),
-                                engines_dir / "calib" / f"{key}.trtcache", batch)
-    return calibrator, {"calibration_sha256": calib_sha, "calibration_images_used": used}
 
 
 def _write_engine(target: Path, data: bytes, *, loaded, precision, profile, machine, onnx_path: Path,

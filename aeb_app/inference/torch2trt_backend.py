@@ -1,7 +1,13 @@
-"""Optional torch2trt converter (the seed's tool): same engine file + sidecar as the ONNX path.
+"""Optional torch2trt converter: same engine file + sidecar as the ONNX path.
 
-``torch2trt`` is imported lazily; without it (or TensorRT) this raises
-:class:`BackendUnavailableError`. Not exercised here (neither is installable).
+Written for torch2trt 0.5.0 (NVIDIA-AI-IOT master, installed from git; it is not on PyPI) with
+TensorRT 10.13.2+; never run here (neither installs on these machines), only checked by
+:mod:`aeb_app.inference.torch2trt_check` against the converter list read from torch2trt's sources.
+
+Before converting, :func:`preflight` traces the network and refuses a call without a
+torch2trt converter (torch2trt would freeze its output into a constant) or one whose
+converter needs a network method TensorRT 10 removed (``add_padding``), naming the node.
+Any error during conversion becomes one :class:`EngineError` line.
 """
 
 from __future__ import annotations
@@ -9,8 +15,29 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aeb_app.errors import BackendUnavailableError
+from aeb_app.errors import BackendUnavailableError, EngineError
 from aeb_app.inference import engine_cache as ec
+
+#: One line for the docs and the sidecar.
+WRITTEN_FOR = "torch2trt 0.5.0 (git master) with TensorRT 10.13.2+ (never run here)"
+
+
+def preflight(net, example) -> None:
+    """Refuse a network torch2trt would convert wrongly or not at all (no torch2trt needed).
+
+    Raises:
+        EngineError: calls without a converter, or converters needing removed TensorRT methods.
+    """
+    from aeb_app.inference.torch2trt_check import plan_conversion, removed_layers
+
+    try:
+        plan = plan_conversion(net, example)
+    except Exception as exc:  # torch.fx cannot trace data-dependent Python control flow
+        raise EngineError(f"torch2trt preflight: cannot trace the network ({type(exc).__name__}: {exc})") from exc
+    problems = [f"no converter: {m}" for m in plan.missing] + [f"removed in TensorRT 10: {r}"
+                                                               for r in removed_layers(plan)]
+    if problems:
+        raise EngineError("torch2trt cannot convert this network correctly: " + "; ".join(problems[:4]))
 
 
 def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engines_dir: str | Path = "engines") -> Path:
@@ -18,6 +45,7 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
 
     Raises:
         BackendUnavailableError: torch2trt, TensorRT or a GPU is missing; INT8 requested (use the ONNX path).
+        EngineError: the preflight or the conversion failed (one line).
     """
     try:
         from torch2trt import torch2trt
@@ -29,7 +57,8 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
 
     from aeb_app.atomic import write_bytes, write_json
     from aeb_app.inference.onnx_export import weights_sha256
-    from aeb_app.inference.tensorrt_backend import import_trt, machine_info, trt_major
+    from aeb_app.inference.tensorrt_backend import machine_info
+    from aeb_app.inference.trt_api import import_trt, trt_major
     from aeb_app.model.registry import DetectionNet
 
     if precision == "int8":
@@ -38,15 +67,21 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
         raise BackendUnavailableError("torch2trt FP16 uses BuilderFlag.FP16, which TensorRT 11 removed; "
                                       "use TensorRT 10 or --precision fp32")
     machine = machine_info()
-    net = DetectionNet(loaded.network, loaded.spec).eval().cuda()
     chw = (3, *loaded.spec.input_hw)
+    preflight(DetectionNet(loaded.network, loaded.spec).eval(), torch.zeros(profile.opt_batch, *chw))
+    net = DetectionNet(loaded.network, loaded.spec).eval().cuda()
     x = torch.zeros(profile.opt_batch, *chw, device="cuda")
-    # Explicit min/opt/max shapes so the engine's profile is the one the sidecar records
-    # (torch2trt's legacy max_batch_size would force min batch 1).
-    trt_module = torch2trt(net, [x], fp16_mode=precision == "fp16", input_names=["images"],
-                           output_names=["boxes", "scores"], min_shapes=[(profile.min_batch, *chw)],
-                           opt_shapes=[(profile.opt_batch, *chw)], max_shapes=[(profile.max_batch, *chw)])
-    data = bytes(trt_module.engine.serialize())
+    try:
+        # Explicit min/opt/max shapes so the engine's profile is the one the sidecar records
+        # (torch2trt's legacy max_batch_size would force min batch 1).
+        trt_module = torch2trt(net, [x], fp16_mode=precision == "fp16", input_names=["images"],
+                               output_names=["boxes", "scores"], min_shapes=[(profile.min_batch, *chw)],
+                               opt_shapes=[(profile.opt_batch, *chw)], max_shapes=[(profile.max_batch, *chw)])
+        data = bytes(trt_module.engine.serialize())
+    except Exception as exc:  # torch2trt raises AttributeError/TypeError/RuntimeError from deep inside
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise EngineError(f"torch2trt conversion of {loaded.spec.name} failed ({type(exc).__name__}: {first}); "
+                          f"written for {WRITTEN_FOR}") from exc
     source = weights_sha256(loaded)
     key = ec.engine_key(model=loaded.spec.name, precision=precision, profile=profile, source_sha256=source,
                         machine=machine, kind="t2t")
@@ -55,6 +90,6 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
     write_json(ec.sidecar_path(target), ec.make_sidecar(
         model=loaded.spec.name, precision=precision, profile=profile, machine=machine, onnx_sha256=source,
         engine_sha256=hashlib.sha256(data).hexdigest(), builder="torch2trt",
-        extra={"source": "weights_sha256 (torch2trt converts the network, not an ONNX)",
+        extra={"source": "weights_sha256 (torch2trt converts the network, not an ONNX)", "written_for": WRITTEN_FOR,
                "tf32": True}))  # torch2trt leaves TensorRT's default TF32 flag on
     return target

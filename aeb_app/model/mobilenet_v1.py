@@ -6,8 +6,12 @@ pairs), four extra 1x1 + 3x3/s2 blocks, and six 1x1 box/class predictors on the
 19/10/5/3/2/1 feature maps (3 anchors per cell on the first map, 6 on the others: 1917).
 BatchNorm is already folded into the file's weights. Every conv uses TF "SAME" padding; on
 stride-2 convs with an odd padding total TF pads one more pixel right/bottom, which a
-symmetric ``Conv2d(padding=...)`` cannot express, so those layers get an explicit
-:class:`torch.nn.ZeroPad2d` computed once from the fixed 300x300 input size.
+symmetric ``Conv2d(padding=...)`` cannot express directly. Those layers pad symmetrically by
+the next amount that keeps TF's stride grid (2 instead of (0, 1)) and slice off the extra
+leading output row/column (:func:`symmetric_same_padding`, computed once for the fixed
+300x300 input): every output is the same sum of the same products as TF's, and the graph
+holds only ``Conv`` + ``Slice`` (no ``Pad``/``ZeroPad2d``, which torch2trt maps to
+``add_padding``, removed in TensorRT 10).
 
 :func:`build_ssd_mobilenet_v1` reads the file (:mod:`aeb_app.model.tflite_import`), takes
 the anchors, box coder scales, input quantisation and class channels from it into a
@@ -31,7 +35,7 @@ from aeb_app.model.coco import COCO_NAMES
 from aeb_app.model.spec import ModelSpec
 from aeb_app.model.tflite_import import TfliteGraph, TfliteOp, load_tflite
 
-__all__ = ["SSDMobileNetV1", "build_ssd_mobilenet_v1", "tf_same_padding"]
+__all__ = ["SSDMobileNetV1", "build_ssd_mobilenet_v1", "symmetric_same_padding", "tf_same_padding"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -50,6 +54,21 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def symmetric_same_padding(before: int, after: int, stride: int) -> tuple[int, int]:
+    """(symmetric pad, leading outputs to drop) equal to TF's (before, after) padding of one axis.
+
+    A symmetric pad ``p >= max(before, after)`` with ``(p - before) % stride == 0`` puts the
+    windows on TF's grid shifted by ``(p - before) // stride`` outputs; dropping those leading
+    outputs (and keeping TF's output count) gives TF's result exactly.
+    """
+    if before == after:
+        return before, 0
+    pad = max(before, after)
+    while (pad - before) % stride:
+        pad += 1
+    return pad, (pad - before) // stride
+
+
 class ConvAct(nn.Module):
     """TF-SAME padded conv (+ ReLU6). Padding is fixed at construction for the input size.
 
@@ -66,20 +85,25 @@ class ConvAct(nn.Module):
         depthwise: bool = False, relu6: bool = True,
     ) -> None:
         super().__init__()
-        (top, bottom), (left, right) = (tf_same_padding(s, kernel, stride) for s in in_hw)
-        symmetric = top == bottom and left == right
-        self.pad = nn.Identity() if symmetric else nn.ZeroPad2d((left, right, top, bottom))
+        (pad_h, crop_h), (pad_w, crop_w) = (symmetric_same_padding(*tf_same_padding(s, kernel, stride), stride)
+                                            for s in in_hw)
         self.conv = nn.Conv2d(
-            in_ch, out_ch, kernel, stride, padding=(top, left) if symmetric else 0,
-            groups=in_ch if depthwise else 1, bias=True,
+            in_ch, out_ch, kernel, stride, padding=(pad_h, pad_w), groups=in_ch if depthwise else 1, bias=True,
         )
-        self.act = nn.ReLU6(inplace=True) if relu6 else nn.Identity()
+        #: Leading output rows/columns the symmetric pad adds in front of TF's first window.
+        self.crop = (crop_h, crop_w)
+        # Not in place on a cropped (sliced) output: an in-place op on a view exports as a scatter.
+        self.act = nn.ReLU6(inplace=self.crop == (0, 0)) if relu6 else nn.Identity()
         self.stride = stride
         self.depthwise = depthwise
         self.out_hw = (-(-in_hw[0] // stride), -(-in_hw[1] // stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(self.pad(x)))
+        y = self.conv(x)
+        if self.crop != (0, 0):
+            (ch, cw), (oh, ow) = self.crop, self.out_hw
+            y = y[:, :, ch:ch + oh, cw:cw + ow]
+        return self.act(y)
 
 
 class SSDMobileNetV1(nn.Module):

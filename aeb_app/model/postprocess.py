@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aeb_app.model.coco import name_of
@@ -63,9 +64,9 @@ def decode_boxes(encoded: torch.Tensor, anchors_cxcywh: torch.Tensor, spec: Mode
     ``FasterRcnnBoxCoder`` (yxhw, scales 10/5, i.e. 0.1/0.2).
     """
     if spec.box_layout == "yxhw":
-        # (ty, tx, th, tw) -> (tx, ty, tw, th) by flipping each pair; no index tensor, so it
-        # is CUDA-Graph capturable and exports to ONNX as a plain Slice.
-        encoded = encoded.unflatten(-1, (2, 2)).flip(-1).flatten(-2)
+        # (ty, tx, th, tw) -> (tx, ty, tw, th) with slices + cat: no index tensor (CUDA-Graph
+        # capturable, plain Slice/Concat in ONNX) and ops torch2trt converts (unflatten/flip not).
+        encoded = torch.cat([encoded[..., 1:2], encoded[..., 0:1], encoded[..., 3:4], encoded[..., 2:3]], dim=-1)
     v_c, v_s = spec.variances
     a_xy, a_wh = anchors_cxcywh[..., :2], anchors_cxcywh[..., 2:]
     xy = encoded[..., :2] * v_c * a_wh + a_xy
@@ -86,7 +87,8 @@ class DecodeHead(nn.Module):
     def forward(self, encoded: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         boxes = decode_boxes(encoded.float(), self.anchors, self.spec)
         logits = logits.float()
-        scores = torch.softmax(logits, dim=-1) if self.spec.score_fn == "softmax" else torch.sigmoid(logits)
+        # The functional softmax: torch2trt converts torch.nn.functional.softmax, not torch.softmax.
+        scores = F.softmax(logits, dim=-1) if self.spec.score_fn == "softmax" else torch.sigmoid(logits)
         return boxes, scores
 
 
