@@ -36,7 +36,8 @@ class LowpAccuracy:
 
 
 def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("fp8_sim", "int8_sim"),
-                  device: str = "cpu", qdq_path: Path | None = None) -> LowpAccuracy:
+                  device: str = "cpu", qdq_path: Path | None = None,
+                  subsets: tuple[str, ...] = ("all", "held_out")) -> LowpAccuracy:
     """FP32 and each 8-bit mode on all images and on the images not used for calibration.
 
     Args:
@@ -47,6 +48,7 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
         modes: modes to score next to ``fp32``.
         device: ``cpu`` for the simulations; ``cuda`` for ``fp8_gpu``/``int8_gpu``.
         qdq_path: a Q/DQ model to use instead of making/finding one.
+        subsets: ``all`` and/or ``held_out`` (the images not used for calibration).
     """
     from aeb_app.bench.coco_eval import evaluate_detector, find_annotations
     from aeb_app.cli.quantize import _held_out_annotations
@@ -64,13 +66,13 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
         for mode in ("fp32", *modes):
             extra = {} if mode == "fp32" else {"calibration": qdq_path}
             with create(loaded, mode, device=device, **extra) as det:
-                for subset, ann in (("all", annotations), ("held_out", held_out)):
+                for subset, ann in ((k, a) for k, a in (("all", annotations), ("held_out", held_out)) if k in subsets):
                     res = evaluate_detector(det, Path(coco_dir), annotations=ann)
                     tables[subset][mode] = (round(res["map"], 4), round(res["map50"], 4))
                     counts[subset] = res["num_images"]
             log.info("%s: %s", mode, {k: v[mode] for k, v in tables.items()})
-    return LowpAccuracy(loaded.spec.name, f"{config.tag} ({Path(qdq_path).name})", counts["all"],
-                        counts["held_out"], tables["all"], tables["held_out"])
+    return LowpAccuracy(loaded.spec.name, f"{config.tag} ({Path(qdq_path).name})", counts.get("all", 0),
+                        counts.get("held_out", 0), tables["all"], tables["held_out"])
 
 
 def main(argv: list[str] | None = None) -> None:
