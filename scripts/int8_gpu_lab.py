@@ -250,11 +250,16 @@ class Lab:
         loaded = {}
         for name in self.args.models:
             weights = "random" if name == "ssd300_resnet50" else "auto"
-            loaded[name] = load_model(name, weights=weights)
-            ranges, source = self.ranges(loaded[name])
-            self.result["models"][name] = {"weights": loaded[name].weights, "ranges": source, "network": [],
+            try:
+                model = load_model(name, weights=weights)
+            except Exception as exc:  # noqa: BLE001 - e.g. the tflite wheel missing: the other models go on
+                self.result["models"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                log.error("%s: %s", name, exc)
+                continue
+            ranges, source = self.ranges(model)
+            self.result["models"][name] = {"weights": model.weights, "ranges": source, "network": [],
                                            "agreement": {}, "layers": [], "profile": {}, "skipped": []}
-            loaded[name] = (loaded[name], ranges)
+            loaded[name] = (model, ranges)
         cheap = ("fp16_graph", "bf16_graph", "fp8_gemm", "int8_gemm") if self.cuda else ("fp32", "fp8_gemm", "int8_gemm")
         jobs = [("agreement", n, None, None) for n in loaded]
         jobs += [("network", n, v, b) for n in loaded for b in self.batches for v in cheap]

@@ -56,7 +56,8 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
     from aeb_app.inference.quantize import quantize_model
     from aeb_app.inference.registry import create
 
-    qdq_path = qdq_path or quantize_model(loaded, coco_dir, engines_dir=engines_dir, config=config)
+    qdq_path = qdq_path or _existing_calibration(loaded, engines_dir, config) or \
+        quantize_model(loaded, coco_dir, engines_dir=engines_dir, config=config)
     annotations = find_annotations(Path(coco_dir))
     calib_names = {p.name for p in select_images(coco_dir, config.num_images, config.seed)}
     tables: dict[str, dict[str, tuple[float, float]]] = {"all": {}, "held_out": {}}
@@ -73,6 +74,19 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
             log.info("%s: %s", mode, {k: v[mode] for k, v in tables.items()})
     return LowpAccuracy(loaded.spec.name, f"{config.tag} ({Path(qdq_path).name})", counts.get("all", 0),
                         counts.get("held_out", 0), tables["all"], tables["held_out"])
+
+
+def _existing_calibration(loaded, engines_dir: Path, config) -> Path | None:
+    """A Q/DQ model already in ``engines_dir`` made from the same image draw (no ONNX export needed:
+    a GPU machine can score with a calibration made elsewhere)."""
+    from aeb_app.inference.onnx_export import read_sidecar
+    from aeb_app.inference.quantize import find_qdq_model
+
+    found = find_qdq_model(loaded, engines_dir)
+    calib = (read_sidecar(found) or {}).get("calibration", {}) if found else {}
+    same = all(calib.get(k) == v for k, v in (("num_images", config.num_images), ("seed", config.seed),
+                                                ("method", config.method)))
+    return found if found and same else None
 
 
 def main(argv: list[str] | None = None) -> None:
