@@ -86,11 +86,11 @@ class QuantConv1x1(nn.Module):
         self.register_buffer("weight_q", torch.cat([wq.view(torch.uint8), torch.zeros(n_pad, w.shape[1],
                                                                                        dtype=torch.uint8)]))
         self.register_buffer("out_scale", torch.cat([w_scale * self.a_scale, torch.ones(n_pad)]).view(1, -1))
-        self.register_buffer("bias", torch.cat([bias, torch.zeros(n_pad)]))
+        self.register_buffer("bias", torch.cat([bias, torch.zeros(n_pad)]).to(OUT_DTYPE))  # added in BF16
         self._ones: dict[tuple, torch.Tensor] = {}
 
     def _apply(self, fn, recurse=True):
-        """Move with the network but keep float32 scales (a BF16 scale would be off by up to 0.4%)."""
+        """Move with the network but keep each buffer's dtype (a BF16 scale would be off by up to 0.4%)."""
         keep = {k: v.dtype for k, v in self._buffers.items()}
         out = super()._apply(fn, recurse)
         for k, dtype in keep.items():
@@ -129,7 +129,7 @@ class QuantConv1x1(nn.Module):
         n, c, h, w = x.shape
         a = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view when x is channels-last
         aq = self.fmt.quantize(a.float() * (1.0 / self.a_scale))
-        y = self._accumulate(aq).to(OUT_DTYPE) + self.bias.to(OUT_DTYPE)
+        y = self._accumulate(aq).to(OUT_DTYPE) + self.bias
         if y.shape[1] != self.out_channels:
             y = y[:, : self.out_channels]
         return y.to(x.dtype).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
