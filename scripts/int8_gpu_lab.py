@@ -172,16 +172,26 @@ class Lab:
         dev = torch.device(self.args.device)
         act = torch.float16 if self.cuda else torch.float32
         nets = {f: quantize_network(loaded.network, ranges, f, "gemm")[0] for f in ("fp8", "int8")}
+        q_modules_fp8 = dict(nets["fp8"].named_modules())
         from aeb_app.model.fuse import optimize_for_inference
 
         float_net, _ = optimize_for_inference(loaded.network, ("fold_bn",))
         shapes: dict[str, tuple] = {}
-        hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: shapes.__setitem__(n, tuple(a[0].shape)))
+        macs: dict[str, float] = {}
+
+        def hook(mod, args, out, name):
+            shapes[name] = tuple(args[0].shape)
+            macs[name] = out.numel() * mod.weight[0].numel()  # per image: outputs x (C_in/groups x kH x kW)
+
+        hooks = [m.register_forward_hook(lambda mod, a, o, n=n: hook(mod, a, o, n))
                  for n, m in float_net.named_modules() if isinstance(m, torch.nn.Conv2d)]
         with torch.no_grad():
             float_net(torch.zeros(1, 3, *loaded.spec.input_hw))
         for h in hooks:
             h.remove()
+        quantized = [n for n, m in q_modules_fp8.items() if isinstance(m, QuantConv1x1)]
+        self.result["models"][loaded.spec.name]["conv_gmac_per_image"] = {
+            "all": round(sum(macs.values()) / 1e9, 3), "quantized_1x1_fp8": round(sum(macs[n] for n in quantized) / 1e9, 3)}
         rows = []
         q_modules = {f: dict(n.named_modules()) for f, n in nets.items()}
         for name, conv in float_net.named_modules():
