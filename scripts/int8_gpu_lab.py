@@ -211,7 +211,7 @@ class Lab:
                 row["fp16_conv_ms"] = round(self.time_fn(lambda: c16(x16), quick_time=0.05).p50_ms, 5)
                 for fmt in ("fp8", "int8"):
                     q = q_modules[fmt][name].to(dev)
-                    xb = x16.to(torch.bfloat16) if self.cuda else x16
+                    xb = x16.to(FORMATS[fmt].act_dtype) if self.cuda else x16
                     row[f"{fmt}_layer_ms"] = round(self.time_fn(lambda: q(xb), quick_time=0.05).p50_ms, 5)
                     a = xb[:, :, ::s, ::s].permute(0, 2, 3, 1).reshape(-1, k)
                     aq = FORMATS[fmt].quantize(a.float() * (1.0 / q.a_scale))

@@ -8,8 +8,8 @@ Scheme (the same for both formats, and the same as the CPU Q/DQ path's: symmetri
   FP8 e4m3 (clamp +-448, round to nearest e4m3).
 * **Weights per output channel**, the same way, with ``amax`` = the channel's largest |w|.
 * **Higher-precision accumulation**: the product is summed in int32 (int8) or float32 (FP8), then
-  multiplied by ``a_scale * w_scale[channel]``, rounded to BF16 (the GPU GEMM's output type), and
-  the bias added in BF16.
+  multiplied by ``a_scale * w_scale[channel]``, rounded to the format's 16-bit activation type
+  (BF16 for FP8: the row-wise scaled GEMM's only output type; FP16 for int8), and the bias added in it.
 
 Which convolutions: 1x1, groups 1, no dilation, input channels a multiple of the format's GEMM
 alignment (16 for FP8, 8 for int8) -- pointwise/expand/project layers, SSD predictors, ResNet 1x1s
@@ -36,17 +36,18 @@ from aeb_app.errors import CalibrationError
 log = logging.getLogger(__name__)
 
 Kernel = Literal["sim", "gemm"]
-#: GEMM output dtype of the GPU kernels (row-wise scaled FP8 GEMMs return BF16 only).
-OUT_DTYPE = torch.bfloat16
 
 
 @dataclass(frozen=True)
 class LowpFormat:
-    """An 8-bit number format: its largest magnitude and the GEMM's channel alignment."""
+    """An 8-bit number format: its largest magnitude, the GEMM's channel alignment, and the 16-bit type
+    the quantised layers output (and the rest of the network runs in on the GPU): BF16 for FP8, whose
+    row-wise scaled GEMM returns BF16 only; FP16 for int8 (3 more mantissa bits than BF16)."""
 
     name: str
     qmax: float
     align: int
+    act_dtype: torch.dtype
 
     def quantize(self, x_scaled: torch.Tensor) -> torch.Tensor:
         """float tensor already divided by its scale -> 8-bit tensor (int8 or float8_e4m3fn)."""
@@ -55,7 +56,7 @@ class LowpFormat:
         return x_scaled.clamp(-self.qmax, self.qmax).to(torch.float8_e4m3fn)
 
 
-FORMATS = {"fp8": LowpFormat("fp8", 448.0, 16), "int8": LowpFormat("int8", 127.0, 8)}
+FORMATS = {"fp8": LowpFormat("fp8", 448.0, 16, torch.bfloat16), "int8": LowpFormat("int8", 127.0, 8, torch.float16)}
 
 
 class QuantConv1x1(nn.Module):
@@ -86,7 +87,7 @@ class QuantConv1x1(nn.Module):
         self.register_buffer("weight_q", torch.cat([wq.view(torch.uint8), torch.zeros(n_pad, w.shape[1],
                                                                                        dtype=torch.uint8)]))
         self.register_buffer("out_scale", torch.cat([w_scale * self.a_scale, torch.ones(n_pad)]).view(1, -1))
-        self.register_buffer("bias", torch.cat([bias, torch.zeros(n_pad)]).to(OUT_DTYPE))  # added in BF16
+        self.register_buffer("bias", torch.cat([bias, torch.zeros(n_pad)]).to(fmt.act_dtype))  # added in 16 bits
         self._ones: dict[tuple, torch.Tensor] = {}
 
     def _apply(self, fn, recurse=True):
@@ -104,14 +105,15 @@ class QuantConv1x1(nn.Module):
         return self.weight_q.view(torch.int8 if self.fmt.name == "int8" else torch.float8_e4m3fn)
 
     def _accumulate(self, aq: torch.Tensor) -> torch.Tensor:
-        """(M, K) 8-bit activations -> (M, N) float32 ``sum(a * w) * a_scale * w_scale``, or BF16 for FP8 GEMMs."""
+        """(M, K) 8-bit activations -> (M, N) ``sum(a * w) * a_scale * w_scale`` (float32; BF16 from the FP8 GEMM)."""
         wq = self.weight_8bit
         if self.kernel == "sim" or (self.fmt.name == "int8" and aq.shape[0] <= 16):
             # Float matmul of the 8-bit values: products and sums are those of the GEMM (fp32 accumulation).
             return (aq.float() @ wq.float().t()) * self.out_scale
         if self.fmt.name == "int8":
             return torch._int_mm(aq, wq.t()).float() * self.out_scale
-        return torch._scaled_mm(aq, wq.t(), scale_a=self._row_ones(aq), scale_b=self.out_scale, out_dtype=OUT_DTYPE)
+        return torch._scaled_mm(aq, wq.t(), scale_a=self._row_ones(aq), scale_b=self.out_scale,
+                                out_dtype=self.fmt.act_dtype)
 
     def _row_ones(self, aq: torch.Tensor) -> torch.Tensor:
         """(M, 1) float32 ones: the activation scale is folded into ``out_scale`` (row-wise scaling
@@ -129,7 +131,7 @@ class QuantConv1x1(nn.Module):
         n, c, h, w = x.shape
         a = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view when x is channels-last
         aq = self.fmt.quantize(a.float() * (1.0 / self.a_scale))
-        y = self._accumulate(aq).to(OUT_DTYPE) + self.bias
+        y = self._accumulate(aq).to(self.fmt.act_dtype) + self.bias
         if y.shape[1] != self.out_channels:
             y = y[:, : self.out_channels]
         return y.to(x.dtype).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)

@@ -2,8 +2,9 @@
 CPU simulations ``fp8_sim`` / ``int8_sim`` (the same arithmetic with float matmuls).
 
 The network is :func:`aeb_app.inference.lowp.quantize_network`'s: eligible 1x1 convolutions in
-8 bits, 3x3/depthwise convolutions and the rest in BF16 (the FP8 GEMM's output type) on the GPU,
-FP32 in the simulation (whose quantised layers still round their outputs to BF16, as the GPU does).
+8 bits, 3x3/depthwise convolutions and the rest in 16 bits on the GPU (BF16 with FP8, whose GEMM
+outputs BF16; FP16 with int8), FP32 in the simulation (whose quantised layers still round their
+outputs to that 16-bit type, as the GPU does).
 Activation scales come from the calibration ``aeb-app quantize`` made for the CPU Q/DQ path.
 
 Availability: ``fp8_gpu`` needs compute capability >= 8.9 (Ada, Hopper: FP8 tensor cores);
@@ -54,8 +55,9 @@ class LowpDetector(TorchDetector):
 
     def __init__(self, loaded: LoadedModel, *, fmt: str, kernel: str, ranges: dict[str, float],
                  device: str, cuda_graph: bool = False, compile: bool = False, mode: str) -> None:
-        # BF16 between layers on the GPU (the FP8 GEMM's output type); FP32 for the simulation and on a CPU.
-        act = "bf16" if kernel == "gemm" and device.startswith("cuda") else "fp32"
+        # 16 bits between layers on the GPU (BF16 for FP8: its GEMM's output type; FP16 for int8);
+        # FP32 for the simulation and on a CPU (the quantised layers still round their outputs the same way).
+        act = ("bf16" if fmt == "fp8" else "fp16") if kernel == "gemm" and device.startswith("cuda") else "fp32"
         super().__init__(loaded, precision=act, device=device, cuda_graph=cuda_graph, compile=compile, mode=mode)
         self.info.precision = fmt
         self.info.backend = "pytorch-lowp"
