@@ -16,6 +16,7 @@ TFLITE_ZIP = ("https://storage.googleapis.com/download.tensorflow.org/models/tfl
 UDACITY = "https://raw.githubusercontent.com/udacity/CarND-LaneLines-P1/master/"
 COCO_IMAGES = "http://images.cocodataset.org/val2017/"
 COCO_ANN_ZIP = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+TFJS_SSDLITE = "https://storage.googleapis.com/tfjs-models/savedmodel/ssdlite_mobilenet_v2/"
 NGC_SSD = ("https://api.ngc.nvidia.com/v2/models/nvidia/ssd_pyt_ckpt_amp/versions/20.06.0/files/"
            "nvidia_ssdpyt_amp_200703.pt")
 
@@ -27,6 +28,7 @@ def entry(mirror: Path, rel: str, url: str, **extra: object) -> dict:
 
 def main(mirror: Path) -> None:
     model_dir = "models/coco_ssd_mobilenet_v1_1.0_quant_2018_06_29"
+    lite_dir = "models/ssdlite_mobilenet_v2_coco_tfjs"
     images = sorted(p.name for p in (mirror / "coco/val2017_subset/val2017").glob("*.jpg"))
     stills = sorted(p.name for p in (mirror / "videos/udacity/test_images").glob("*.jpg"))
     ann = "coco/val2017_subset/annotations/instances_val2017_subset.json"
@@ -39,6 +41,12 @@ def main(mirror: Path) -> None:
                     entry(mirror, f"{model_dir}/detect.tflite", TFLITE_ZIP, member="detect.tflite"),
                     entry(mirror, f"{model_dir}/labelmap.txt", TFLITE_ZIP, member="labelmap.txt"),
                 ],
+            },
+            "ssdlite_mobilenet_v2": {
+                "description": "TF.js COCO-SSD lite_mobilenet_v2 (TF OD API SSDLite MobileNetV2, float32 "
+                               "graph model: model.json + 5 weight shards). Apache-2.0.",
+                "files": [entry(mirror, f"{lite_dir}/{n}", TFJS_SSDLITE + n)
+                          for n in ("model.json", *(f"group1-shard{i}of5" for i in range(1, 6)))],
             },
             "ssd300_resnet50": {
                 "description": "NVIDIA SSD300-ResNet50 AMP checkpoint from NGC (20.06.0). Its checksum is "

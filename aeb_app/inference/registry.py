@@ -33,6 +33,7 @@ class Mode:
 
 _FUSED = ("cudnn_fused", "fused_heads")  # aeb_app.model.fuse rewrites of the fused/compiled modes
 _COMPILED = (("compile", True), ("cuda_graph", True), ("rewrites", _FUSED))
+_LOWP = "aeb_app.inference.lowp_backend:create"
 
 MODES: dict[str, Mode] = {
     m.name: m
@@ -72,6 +73,16 @@ MODES: dict[str, Mode] = {
              description="ONNX Runtime FP32 (CPU, or CUDA provider if present)"),
         Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.onnxrt_backend:create",
              description="ONNX Runtime on the INT8 Q/DQ model (CPU)"),
+        # 8-bit GEMMs without TensorRT (aeb_app.inference.lowp): 1x1 convs in 8 bits, the rest BF16.
+        Mode("fp8_gpu", "pytorch-lowp", "fp8", _LOWP, options=(("kernel", "gemm"),),
+             description="FP8 e4m3 1x1 convs via torch._scaled_mm (CUDA, capability >= 8.9), rest BF16, "
+                         "CUDA Graph; scales from the INT8 Q/DQ calibration"),
+        Mode("int8_gpu", "pytorch-lowp", "int8", _LOWP, options=(("kernel", "gemm"),),
+             description="INT8 1x1 convs via torch._int_mm (CUDA, capability >= 8.0), rest BF16, CUDA Graph"),
+        Mode("fp8_sim", "pytorch-lowp", "fp8", _LOWP, options=(("kernel", "sim"),),
+             description="fp8_gpu's arithmetic simulated with float matmuls (any device; for accuracy)"),
+        Mode("int8_sim", "pytorch-lowp", "int8", _LOWP, options=(("kernel", "sim"),),
+             description="int8_gpu's arithmetic simulated with float matmuls (any device; for accuracy)"),
     )
 }
 

@@ -20,7 +20,7 @@ from aeb_app.model.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("ssd_mobilenet_v1", "ssd300_resnet50")
+MODEL_NAMES = ("ssd_mobilenet_v1", "ssd300_resnet50", "ssdlite_mobilenet_v2")
 
 #: Weights: "auto" (the asset from mirror/cache), "random" (speed work only), or a file path.
 RANDOM = "random"
@@ -60,6 +60,8 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
         path = _weights_path(name, weights)
         spec, network = build_ssd_mobilenet_v1(path)
         return LoadedModel(spec, network.eval(), str(path))
+    if name == "ssdlite_mobilenet_v2":
+        return _load_ssdlite(weights)
     if name == "ssd300_resnet50":
         import torch
 
@@ -77,6 +79,31 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
         load_nvidia_checkpoint(ssd, path)
         return LoadedModel(ssd300_spec(), ssd.eval(), str(path))
     raise ModelLoadError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+
+
+def _load_ssdlite(weights: str | Path) -> LoadedModel:
+    """The TF.js graph model: ``weights`` is its model.json (shards beside it) or "auto"."""
+    from aeb_app.model.ssdlite_mobilenet_v2 import build_ssdlite_mobilenet_v2
+
+    name = "ssdlite_mobilenet_v2"
+    if weights == RANDOM:
+        raise ModelLoadError(f"{name}: weights come from its TF.js graph model; 'random' is not offered")
+    if weights == "auto":
+        from aeb_app import assets
+        from aeb_app.errors import AssetError
+
+        try:
+            # Resolve (and so verify) every shard, not only model.json.
+            paths = [assets.resolve(name, Path(f.path).name) for f in assets.get_asset(name).files]
+        except AssetError as exc:
+            raise ModelLoadError(f"{name}: {exc}") from exc
+        if len({p.parent for p in paths}) != 1:
+            raise ModelLoadError(f"{name}: model.json and its shards are in different folders {sorted({str(p.parent) for p in paths})}")
+        path = paths[0]
+    else:
+        path = _weights_path(name, weights)
+    spec, network = build_ssdlite_mobilenet_v2(path)
+    return LoadedModel(spec, network.eval(), str(path))
 
 
 def _weights_path(name: str, weights: str | Path) -> Path:
