@@ -9,7 +9,6 @@ warning logic (thresholds, zone, tracker, model or mode).
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -85,21 +84,24 @@ def read_events(path: str | Path) -> list[EventRow]:
                 for row in csv.DictReader(fh)]
 
 
-def match_events(old: list[EventRow], new: list[EventRow], tolerance_s: float) -> tuple[list[EventRow], list[EventRow], int]:
-    """``(added, removed, matched)``: one-to-one matching by level and time within ``tolerance_s`` seconds."""
-    unmatched_old = list(old)
-    added: list[EventRow] = []
-    for event in sorted(new, key=lambda e: e.timestamp_s):
-        best, best_dt = None, math.inf
-        for candidate in unmatched_old:
-            dt = abs(candidate.timestamp_s - event.timestamp_s)
-            if candidate.level == event.level and dt <= tolerance_s and dt < best_dt:
-                best, best_dt = candidate, dt
-        if best is None:
-            added.append(event)
-        else:
-            unmatched_old.remove(best)
-    return added, sorted(unmatched_old, key=lambda e: e.timestamp_s), len(new) - len(added)
+def match_events(old: list[EventRow], new: list[EventRow],
+                 tolerance_s: float) -> tuple[list[EventRow], list[EventRow], int]:
+    """``(added, removed, matched)``: one-to-one matching by level and time within ``tolerance_s`` seconds.
+
+    Pairs are taken closest in time first, so a warning that moved slightly still matches its old self
+    even when another event lies near it.
+    """
+    pairs = sorted((abs(o.timestamp_s - n.timestamp_s), i, j) for i, o in enumerate(old) for j, n in enumerate(new)
+                   if o.level == n.level and abs(o.timestamp_s - n.timestamp_s) <= tolerance_s)
+    used_old: set[int] = set()
+    used_new: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_old and j not in used_new:
+            used_old.add(i)
+            used_new.add(j)
+    by_time = lambda events: sorted(events, key=lambda e: e.timestamp_s)  # noqa: E731
+    return (by_time(n for j, n in enumerate(new) if j not in used_new),
+            by_time(o for i, o in enumerate(old) if i not in used_old), len(used_new))
 
 
 def _finished(folder: Path) -> dict[str, RecordingResult]:
