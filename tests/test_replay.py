@@ -167,3 +167,16 @@ def test_in_process_replay_imports_no_dask(clips, sensitive_options, tmp_path) -
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "dask modules: []" in proc.stdout
     assert (tmp_path / "o" / "clip_d" / "events.csv").is_file() and (tmp_path / "o" / "report.md").is_file()
+
+
+def test_gpus_without_dask_cuda_is_one_clear_line(clips, tmp_path, capsys) -> None:
+    try:
+        import dask_cuda  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("dask-cuda is installed here (never in CI): --gpus would start a CUDA cluster")
+    assert main(["replay", str(clips), "--out", str(tmp_path / "out"), "--gpus", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("aeb-app: error: --gpus needs dask-cuda") and "pip install dask-cuda" in err[-1]
+    assert not (tmp_path / "out").exists()

@@ -12,8 +12,14 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aeb_app.errors import AebError, ConfigError
+if TYPE_CHECKING:
+    from aeb_app.replay.executor import ClusterChoice, ReplayRun
+    from aeb_app.replay.types import RecordingSpec, ReplayOptions
+    from aeb_app.safety import WarningConfig, ZoneConfig
+
+from aeb_app.errors import CalibrationError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def _coerce(text: str, default: object, key: str) -> object:
         raise ConfigError(f"--set {key}={text}: expected {type(default).__name__}") from None
 
 
-def apply_overrides(overrides: list[str]):
+def apply_overrides(overrides: list[str]) -> tuple[WarningConfig, ZoneConfig]:
     """``section.field=value`` texts -> ``(WarningConfig, ZoneConfig)``.
 
     Raises:
@@ -81,7 +87,7 @@ def apply_overrides(overrides: list[str]):
     return configs["warning"], configs["zone"]
 
 
-def _options(args: argparse.Namespace):
+def _options(args: argparse.Namespace) -> ReplayOptions:
     from aeb_app.inference.registry import get_mode
     from aeb_app.model.registry import MODEL_NAMES
     from aeb_app.replay.types import ReplayOptions
@@ -100,7 +106,7 @@ def _options(args: argparse.Namespace):
                          and args.workers is None)
 
 
-def _plan(args: argparse.Namespace, options):
+def _plan(args: argparse.Namespace, options: ReplayOptions) -> list[RecordingSpec]:
     from aeb_app.geometry.calibration import shipped_calibration
     from aeb_app.replay.compare import check_replay_dir
     from aeb_app.replay.inputs import CalibrationChoice, load_calibration_map, plan_recordings
@@ -110,15 +116,15 @@ def _plan(args: argparse.Namespace, options):
     else:
         calibration = args.calibration or shipped_calibration()
         if not Path(calibration).is_file():
-            raise AebError(f"--calibration {calibration}: no such file")
+            raise CalibrationError(f"--calibration {calibration}: no such file")
         choice = CalibrationChoice.single(calibration)
     specs = plan_recordings(args.inputs, choice, options)
     if args.out.exists() and not args.out.is_dir():
-        raise AebError(f"--out {args.out}: exists and is not a folder")
+        raise InputError(f"--out {args.out}: exists and is not a folder")
     if args.compare is not None:
         check_replay_dir(args.compare)
         if args.compare.resolve() == args.out.resolve():
-            raise AebError(f"--compare {args.compare}: is the --out folder; compare with an earlier replay")
+            raise ConfigError(f"--compare {args.compare}: is the --out folder; compare with an earlier replay")
     return specs
 
 
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     return _report(args, specs, replay, options)
 
 
-def _run_specs(args: argparse.Namespace, specs, options, choice):
+def _run_specs(args: argparse.Namespace, specs: list[RecordingSpec], options: ReplayOptions,
+               choice: ClusterChoice) -> ReplayRun:
     from aeb_app.replay import executor
 
     out = args.out.resolve()
@@ -146,7 +153,7 @@ def _run_specs(args: argparse.Namespace, specs, options, choice):
                                     progress=progress)
 
 
-def _report(args: argparse.Namespace, specs, replay, options) -> int:
+def _report(args: argparse.Namespace, specs: list[RecordingSpec], replay: ReplayRun, options: ReplayOptions) -> int:
     from aeb_app.replay.compare import compare_replays
     from aeb_app.replay.report import summarize, write_report
 

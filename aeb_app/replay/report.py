@@ -143,7 +143,8 @@ def _plot_top(top: list[RecordingResult], path: Path) -> None:
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731 - a '|' in a reason must not split the row
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
 def _recording_rows(results: list[RecordingResult]) -> list[list[object]]:
@@ -155,15 +156,16 @@ def _recording_rows(results: list[RecordingResult]) -> list[list[object]]:
             rows.append([r.recording_id, state, r.frames, f"{r.duration_s:.1f}", r.events.get("CAUTION", 0),
                          r.events.get("BRAKE", 0), r.events.get("UNAVAILABLE", 0), links, r.detector, r.worker])
         else:
-            rows.append([r.recording_id, "**failed**", "", "", "", "", "", f"[summary]({r.recording_id}/{SUMMARY_NAME})",
-                         "", r.worker])
+            summary = f"[summary]({r.recording_id}/{SUMMARY_NAME})"
+            rows.append([r.recording_id, "**failed**", "", "", "", "", "", summary, "", r.worker])
     return rows
 
 
 def _compare_lines(comparison: Comparison) -> list[str]:
     lines = ["", f"## Compared with {comparison.old_dir}", "",
              f"Events matched by recording, level and time within {comparison.tolerance_s} s. "
-             f"**{comparison.added} added, {comparison.removed} removed** over {len(comparison.recordings)} recordings.",
+             f"**{comparison.added} added, {comparison.removed} removed** over "
+             f"{len(comparison.recordings)} recordings.",
              ""]
     rows = [[d.recording_id, "added", e.level, f"{e.timestamp_s:.2f}", e.frame_index, e.object]
             for d in comparison.recordings for e in d.added]
