@@ -180,3 +180,18 @@ def test_gpus_without_dask_cuda_is_one_clear_line(clips, tmp_path, capsys) -> No
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("aeb-app: error: --gpus needs dask-cuda") and "pip install dask-cuda" in err[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_streamed_csv_appears_only_when_the_recording_is_done(tmp_path) -> None:
+    from aeb_app.replay.sinks import CsvRowsSink
+    from aeb_app.types import FrameResult, WarningLevel
+
+    sink = CsvRowsSink(tmp_path, "levels", "levels.csv", ["frame", "level"],
+                       lambda r: [[r.frame_index, r.extras["level"].name]] * (r.frame_index % 2))
+    for i, level in enumerate([WarningLevel.NONE, WarningLevel.CAUTION, WarningLevel.BRAKE, WarningLevel.NONE]):
+        sink.update(FrameResult(i, i / 25, None, extras={"level": level}))
+    assert not (tmp_path / "levels.csv").exists()  # still streaming: only the temp file
+    assert [p.name.startswith(".levels.") for p in tmp_path.iterdir()] == [True]
+    assert sink.write(tmp_path) == "levels.csv" and sink.rows == 2
+    assert (tmp_path / "levels.csv").read_text().splitlines() == ["frame,level", "1,CAUTION", "3,NONE"]
+    assert [p.name for p in tmp_path.iterdir()] == ["levels.csv"]

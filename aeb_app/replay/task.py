@@ -17,9 +17,9 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -27,9 +27,9 @@ import numpy as np
 from aeb_app.atomic import write_json
 from aeb_app.errors import AebError, CalibrationError
 from aeb_app.inference.base import Detector
-from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, level_of, write_events
-from aeb_app.replay.types import EVENTS_NAME, SUMMARY_NAME, RecordingResult, RecordingSpec, ReplayOptions
-from aeb_app.types import FrameResult
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, level_of
+from aeb_app.replay.sinks import EventsSink, Sink
+from aeb_app.replay.types import EVENTS_NAME, SUMMARY_NAME, TRACKS_NAME, RecordingResult, RecordingSpec, ReplayOptions
 from aeb_app.video import VideoSource
 
 __all__ = ["replay_recording", "open_replay_pipeline", "OpenedStream", "DetectorCache", "DETECTORS"]
@@ -126,29 +126,6 @@ def open_replay_pipeline(spec: RecordingSpec, options: ReplayOptions) -> Iterato
         yield OpenedStream(source, pipeline, reused)
 
 
-class _Sink(Protocol):
-    """Something that watches every frame result and writes one file of the recording's folder."""
-
-    name: str
-
-    def update(self, result: FrameResult) -> None: ...
-
-    def write(self, folder: Path) -> str: ...
-
-
-@dataclass
-class _EventsSink:
-    name: str = "events"
-    recorder: EventRecorder = field(default_factory=EventRecorder)
-
-    def update(self, result: FrameResult) -> None:
-        self.recorder.update(result)
-
-    def write(self, folder: Path) -> str:
-        write_events(folder / EVENTS_NAME, self.recorder.events)
-        return EVENTS_NAME
-
-
 def _event_counts(recorder: EventRecorder) -> tuple[dict[str, int], dict[str, int]]:
     """Onsets per level, and CAUTION/BRAKE onsets per ``level/class`` (class of the critical object)."""
     by_level: dict[str, int] = {}
@@ -161,7 +138,7 @@ def _event_counts(recorder: EventRecorder) -> tuple[dict[str, int], dict[str, in
     return by_level, by_class
 
 
-def _run_frames(stream: OpenedStream, sinks: list[_Sink], result: RecordingResult, progress: bool) -> None:
+def _run_frames(stream: OpenedStream, sinks: list[Sink], result: RecordingResult, progress: bool) -> None:
     """The frame loop: every result to every sink; frame and level counts into ``result``."""
     from tqdm import tqdm
 
@@ -186,8 +163,10 @@ def _run_frames(stream: OpenedStream, sinks: list[_Sink], result: RecordingResul
 def _replay(spec: RecordingSpec, folder: Path, options: ReplayOptions) -> RecordingResult:
     result = RecordingResult(spec.recording_id, spec.path, size_bytes=spec.size_bytes, mtime_ns=spec.mtime_ns,
                              settings_hash=spec.settings_hash)
-    events = _EventsSink()
-    sinks: list[_Sink] = [events]  # the per-recording files; a tracks CSV writer joins this list (one line)
+    events = EventsSink()
+    # The per-recording files. The tracks CSV (aeb_app.tracks) joins as one more entry:
+    #   CsvRowsSink(folder, "tracks", TRACKS_NAME, TRACK_COLUMNS, lambda r: track_rows(r.extras.get("state")))
+    sinks: list[Sink] = [events]
     with open_replay_pipeline(spec, options) as stream:
         info = stream.pipeline.detector.info
         result.detector = f"{info.mode} on {info.device}"
@@ -200,7 +179,7 @@ def _replay(spec: RecordingSpec, folder: Path, options: ReplayOptions) -> Record
 
 def _remove_stale_temps(folder: Path) -> None:
     """Temp files of a process killed mid-write (atomic writes leave ``.<stem>.*<suffix>`` behind then)."""
-    for name in (SUMMARY_NAME, EVENTS_NAME, "tracks.csv"):
+    for name in (SUMMARY_NAME, EVENTS_NAME, TRACKS_NAME):
         stem, suffix = os.path.splitext(name)
         for stale in folder.glob(f".{stem}.*{suffix}"):
             stale.unlink(missing_ok=True)
@@ -233,6 +212,7 @@ def replay_recording(spec: RecordingSpec, out_dir: str | os.PathLike[str],
             result = _replay(spec, folder, options)
     except (AebError, OSError, cv2.error) as exc:
         log.warning("%s failed: %s", spec.recording_id, exc)
+        _remove_stale_temps(folder)  # a streamed file of the failed attempt
         result = RecordingResult.failed(spec, str(exc))
     result.worker = f"{socket.gethostname()}:{os.getpid()}"
     write_json(folder / SUMMARY_NAME, result.to_json())
