@@ -141,6 +141,7 @@ def test_match_events(old, new, expected) -> None:
         (["{clips}", "--set", "warning.nope=1"], "unknown field 'nope'"),
         (["{clips}", "--set", "warning.brake_ttc_s=9"], "must be > 0 and <= caution_ttc_s"),
         (["{clips}", "--mode", "warp_drive"], "unknown mode 'warp_drive'"),
+        (["{clips}", "--mode", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
         (["{clips}", "--compare", "{tmp}"], "not a replay folder"),
         (["{clips}", "--workers", "0"], "--workers: must be >= 1"),
     ],

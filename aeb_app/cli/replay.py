@@ -145,6 +145,9 @@ def _run_specs(args: argparse.Namespace, specs: list[RecordingSpec], options: Re
     out = args.out.resolve()
     progress = not args.no_progress
     if choice.in_process:
+        from aeb_app.replay.task import DETECTORS
+
+        DETECTORS.get(options)  # an unavailable mode is one line before DIR exists; the replay reuses it
         out.mkdir(parents=True, exist_ok=True)
         return executor.run_in_process(specs, out, options, progress=progress)
     with executor.open_client(choice) as (client, where):  # connects (or fails) before DIR is created
