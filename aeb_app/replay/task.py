@@ -207,6 +207,7 @@ def replay_recording(spec: RecordingSpec, out_dir: str | os.PathLike[str],
         return done
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(folder)
+    (folder / SUMMARY_NAME).unlink(missing_ok=True)  # until the new one is written, the folder is unfinished
     try:
         with _ONE_AT_A_TIME:  # a worker with several threads shares one detector: one recording at a time
             result = _replay(spec, folder, options)
