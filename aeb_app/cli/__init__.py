@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quantize", "aeb_app.cli.quantize"),
     ("build-engine", "aeb_app.cli.build_engine"),
     ("bench", "aeb_app.cli.bench"),
+    ("replay", "aeb_app.cli.replay"),
 )
 
 
