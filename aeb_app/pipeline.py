@@ -4,9 +4,8 @@ Used by the headless runner (``aeb-app run``) and by the GUI worker alike; nothi
 A frame that failed to decode, failed inference, or arrived stale gives a result whose warning
 level is ``UNAVAILABLE`` (never "all clear"); the stream goes on.
 
-``FrameResult.extras`` keys: ``level`` (:class:`WarningLevel`), ``reason`` (why unavailable, or ""),
-``state`` (the AEB frame state or None), ``frame`` (the raw BGR frame or None), ``annotated`` (BGR image
-with overlays, when rendering), ``bev`` (the bird's-eye-view panel, when rendering).
+Each frame gives a typed :class:`~aeb_app.types.FrameResult`: its level and reason, the AEB state, the
+raw frame and, when rendering, the annotated frame and the bird's-eye-view panel.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ class PipelineSettings:
     Attributes:
         postprocess: detection thresholds.
         ego_speed_mps: ego speed for the zone length; None uses the zone's fixed length.
-        render: draw overlays (``extras["annotated"]``) and the BEV panel (``extras["bev"]``).
+        render: draw overlays (``FrameResult.annotated``) and the BEV panel (``FrameResult.bev``).
         bev_background: warp the camera frame into the BEV panel.
         hud: burn HUD text into the annotated frame (headless output; the GUI has its own HUD).
         banner: burn the warning banner into the annotated frame (the GUI has its own banner).
@@ -112,7 +111,7 @@ def tune_cpu_threads(detector: Detector) -> None:
 
 def level_of(result: FrameResult) -> WarningLevel:
     """The warning level of a pipeline result (UNAVAILABLE when it carries none)."""
-    return WarningLevel(result.extras.get("level", WarningLevel.UNAVAILABLE))
+    return WarningLevel(result.level)
 
 
 class Pipeline:
@@ -191,8 +190,8 @@ class Pipeline:
                                        ego_speed_mps=self.settings.ego_speed_at(frame.timestamp_s))
         times.geometry_ms = (time.perf_counter() - t0) * 1e3
         level, reason = self._level(state, error, self.no_calibration_reason)
-        result = FrameResult(frame.index, frame.timestamp_s, detections, times, error,
-                             {"level": level, "reason": reason, "state": state, "frame": frame.image})
+        result = FrameResult(frame.index, frame.timestamp_s, detections, times, error, level=level, reason=reason,
+                             state=state, frame=frame.image)
         if self.settings.render:
             self._render(result, frame, hud_lines or [])
         return result
@@ -222,16 +221,16 @@ class Pipeline:
             image = self._dimmed_last_image()
         else:
             image = np.zeros((540, 960, 3), np.uint8)
-        level, state = result.extras["level"], result.extras["state"]
+        level, state = result.level, result.state
         detail = "no calibration" if state is None and result.error is None else (
             "frame failed" if result.error else "")
-        result.extras["annotated"] = render.render_frame(
+        result.annotated = render.render_frame(
             image, result.detections, state, level=level if self.settings.banner else WarningLevel.NONE,
             banner_detail=detail,
             hud_lines=hud_lines if self.settings.hud else (),
         )
         objects = state.objects if state is not None else ()
-        result.extras["bev"] = render.render_bev(
+        result.bev = render.render_bev(
             objects_m=np.array([(o.lateral_m, o.distance_m) for o in objects], np.float64).reshape(-1, 2),
             in_zone=[o.in_zone for o in objects],
             zone_polygon_m=state.zone_polygon_m if state is not None else None,
@@ -284,10 +283,10 @@ class EventRecorder:
         previous, self._previous = self._previous, level
         if level in (WarningLevel.NONE, previous) or (level < previous and previous != WarningLevel.UNAVAILABLE):
             return None
-        state = result.extras.get("state")
+        state = result.state
         in_zone = [o for o in (state.objects if state is not None else ()) if o.in_zone]
         event = WarningEvent(result.timestamp_s, result.frame_index, level.name,
-                             reason=result.extras.get("reason", "") if level == WarningLevel.UNAVAILABLE else "")
+                             reason=result.reason if level == WarningLevel.UNAVAILABLE else "")
         if in_zone and level != WarningLevel.UNAVAILABLE:
             obj = min(in_zone, key=lambda o: (o.ttc_s, o.distance_m))
             event = WarningEvent(result.timestamp_s, result.frame_index, level.name,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # types is the bottom layer: the AEB state type is only named, never imported at run time
+    from aeb_app.safety.logic import AebFrameState
 
 __all__ = ["Detections", "WarningLevel", "FrameResult", "StageTimes"]
 
@@ -111,14 +114,33 @@ class StageTimes:
 
 @dataclass
 class FrameResult:
-    """Everything the pipeline knows about one frame."""
+    """Everything the pipeline knows about one frame, from decoding to the warning decision.
+
+    Attributes:
+        frame_index: index in the stream.
+        timestamp_s: frame time, seconds.
+        detections: the detector's output, or None when the frame failed (decode, validity, inference).
+        times: per-stage latency.
+        error: why the frame failed, or None.
+        level: the frame's debounced warning level; UNAVAILABLE unless the AEB logic decided one.
+        reason: why the level is UNAVAILABLE, else "".
+        state: the AEB logic's state for this frame (tracks, zone, TTCs), or None without calibration.
+        frame: the decoded BGR frame (h, w, 3) uint8, or None when it failed.
+        annotated: the frame with overlays (BGR uint8), when the pipeline renders.
+        bev: the bird's-eye-view panel (BGR uint8), when the pipeline renders.
+    """
 
     frame_index: int
     timestamp_s: float
     detections: Detections | None
     times: StageTimes = field(default_factory=StageTimes)
     error: str | None = None
-    extras: dict = field(default_factory=dict)
+    level: WarningLevel = WarningLevel.UNAVAILABLE
+    reason: str = ""
+    state: "AebFrameState | None" = None
+    frame: npt.NDArray[np.uint8] | None = None
+    annotated: npt.NDArray[np.uint8] | None = None
+    bev: npt.NDArray[np.uint8] | None = None
 
     @property
     def ok(self) -> bool:

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         win = live_window(app, tmp_dir, video, frame=60, warning=None, name="live", out=out)
-        frame = win.last_result.extras["frame"]
+        frame = win.last_result.frame
         win.close()
         win = live_window(app, tmp_dir, video, frame=64, warning=DEMO_WARNING, name="live_warning", out=out)
         win.close()
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
         win = live_window(app, tmp_dir, str(broken), frame=100, warning=None, name="unavailable_pre", out=tmp_dir)
         win.set_playing(True)
         wait_until(app, lambda: win.banner.text().startswith("AEB SYSTEM UNAVAILABLE")
-                   and win.last_result.extras["annotated"] is not None)
+                   and win.last_result.annotated is not None)
         app.processEvents()
         save(win, out / "unavailable.png")
         win.close()

@@ -47,7 +47,7 @@ def test_live_view_shows_overlays_hud_and_banner(qtbot, window: MainWindow, samp
     result = window.last_result
     assert window.video_view.has_image and window.bev_view.has_image
     assert (result.detections.category_ids == 3).any()  # cars on the real footage
-    assert result.extras["state"].zone_polygon_px.shape == (4, 2)
+    assert result.state.zone_polygon_px.shape == (4, 2)
     assert window.banner.level == WarningLevel.NONE and "no warning" in window.banner.text()
     hud = window.hud.text()
     assert f"ssd_mobilenet_v1 | {window.hud.detector_info.backend} fp32 on cpu" in hud  # auto mode on a CPU
@@ -175,7 +175,7 @@ def test_calibration_of_the_same_aspect_ratio_is_rescaled(qtbot, store: QSetting
     win.open_source(str(sample_video))
     _wait_frame(qtbot, win, 2)
     assert "rescaled to 960x540" in win.message_bar.text()
-    assert win.last_result.extras["state"] is not None  # the AEB logic runs
+    assert win.last_result.state is not None  # the AEB logic runs
     assert win.stop_session(5000)
 
 
@@ -186,7 +186,7 @@ def test_settings_persist_and_apply(qtbot, window: MainWindow, store: QSettings,
     window.settings_panel.decel.setValue(4.0)
     qtbot.mouseClick(window.settings_panel.apply_button, Qt.LeftButton)
     expected_length = 25.0 * 1.2 + 25.0**2 / 8.0  # v t_r + v^2 / 2a at 90 km/h
-    qtbot.waitUntil(lambda: abs(window.last_result.extras["state"].zone_length_m - expected_length) < 1e-6,
+    qtbot.waitUntil(lambda: abs(window.last_result.state.zone_length_m - expected_length) < 1e-6,
                     timeout=TIMEOUT_MS)
     again = AppSettings.load(QSettings(store.fileName(), QSettings.IniFormat))
     assert again.ego_speed_kmh == 90.0 and again.decel_mps2 == 4.0 and again.model == "ssd_mobilenet_v1"

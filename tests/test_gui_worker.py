@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aeb_app.gui.session import PlaybackControl, SessionConfig, Started, _apply_commands, live_session
+from aeb_app.gui.session import LiveFrame, PlaybackControl, SessionConfig, Started, _apply_commands, live_session
 from aeb_app.gui.worker import DropQueue, FrameWorker, GeneratorWorker
 from aeb_app.types import FrameResult
 from aeb_app.video import VideoInfo, VideoSource
@@ -74,7 +74,7 @@ def test_frame_worker_runs_the_live_session(qtbot, sample_video: Path) -> None:
     worker = FrameWorker(live_session, config, control, on_stop=control.stop)
     progress: list[tuple[str, float]] = []
     started: list[Started] = []
-    results: list[FrameResult] = []
+    results: list[LiveFrame] = []
     worker.progress.connect(lambda text, frac: progress.append((text, frac)))
     worker.yielded.connect(lambda item: isinstance(item, Started) and started.append(item))
     worker.frame_ready.connect(lambda: results.append(worker.queue.take_latest()))
@@ -83,8 +83,9 @@ def test_frame_worker_runs_the_live_session(qtbot, sample_video: Path) -> None:
     assert worker.stop(5000)
     assert [f for _, f in progress] == sorted(f for _, f in progress) and "loading ssd_mobilenet_v1" in progress[1][0]
     assert started and started[0].calibrated and started[0].video.frame_count == 221
-    assert all(r.ok and "annotated" in r.extras and "bev" in r.extras for r in results if r is not None)
-    indices = [r.frame_index for r in results if r is not None]
+    assert all(r.result.ok and r.result.annotated is not None and r.result.bev is not None
+               for r in results if r is not None)
+    indices = [r.result.frame_index for r in results if r is not None]
     assert indices == sorted(indices) and len(indices) >= 5
 
 
@@ -142,7 +143,7 @@ def test_frame_worker_pokes_once_per_empty_queue() -> None:
     worker = FrameWorker(_count, 0, queue_size=2)
     pokes: list[int] = []
     worker.frame_ready.connect(lambda: pokes.append(len(worker.queue)))  # direct: same thread here
-    results = [FrameResult(i, i / 25, None) for i in range(4)]
+    results = [LiveFrame(FrameResult(i, i / 25, None), 0) for i in range(4)]
     for r in results:
         worker.handle(r)
     assert pokes == [1] and worker.queue.dropped == 2 and worker.queue.take_latest() is results[3]

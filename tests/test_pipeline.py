@@ -56,14 +56,14 @@ def test_cars_detected_and_times_measured(results) -> None:
 
 def test_zone_is_drawn_in_the_image_and_bev(results) -> None:
     r = results[0]
-    poly = r.extras["state"].zone_polygon_px
+    poly = r.state.zone_polygon_px
     assert poly.shape == (4, 2)
     assert poly[0, 1] > 540 and poly[1, 1] > 540  # the bumper (0 m) is below the bottom of the image
     assert 300 < poly[2, 1] < 400 and 300 < poly[3, 1] < 400 and 400 < poly[2:, 0].mean() < 560  # far edge
-    b, g, red = r.extras["annotated"][525, 480].astype(int)  # zone interior near the bumper: yellow tint
+    b, g, red = r.annotated[525, 480].astype(int)  # zone interior near the bumper: yellow tint
     raw_b, raw_g, raw_r = _raw_frame(0)[525, 480].astype(int)
     assert g - b > raw_g - raw_b + 30 and red - b > raw_r - raw_b + 30
-    assert r.extras["bev"].shape == (540, 320, 3)
+    assert r.bev.shape == (540, 320, 3)
 
 
 def _raw_frame(index: int) -> np.ndarray:
@@ -75,8 +75,8 @@ def _raw_frame(index: int) -> np.ndarray:
 def test_red_and_green_ground_points_and_labels(results) -> None:
     colours = {True: [], False: []}
     for r in results:
-        img = r.extras["annotated"]
-        for obj in r.extras["state"].objects:
+        img = r.annotated
+        for obj in r.state.objects:
             x, y = (int(round(v)) for v in obj.ground_px)
             colours[obj.in_zone].append(tuple(img[y, x]))
     assert colours[True] and colours[False]
@@ -113,7 +113,7 @@ def test_corrupt_frames_give_unavailable_not_a_crash(detector, sample_video: Pat
     failed = [r for r in out if not r.ok]
     assert failed and out[0].ok
     assert all(level_of(r) == WarningLevel.UNAVAILABLE and r.error for r in failed)
-    assert tuple(failed[0].extras["annotated"][5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
+    assert tuple(failed[0].annotated[5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
     assert any(e.level == "UNAVAILABLE" and e.reason for e in recorder.events)
 
 
@@ -122,7 +122,7 @@ def test_without_calibration_detections_only_and_unavailable(detector, sample_vi
     with VideoSource(sample_video) as src:
         r = pipeline.process(src.read())
     assert r.ok and len(r.detections) > 0
-    assert level_of(r) == WarningLevel.UNAVAILABLE and "no calibration" in r.extras["reason"]
+    assert level_of(r) == WarningLevel.UNAVAILABLE and "no calibration" in r.reason
     with pytest.raises(CalibrationError, match="960x540 images, the video is 1280x720"):
         check_calibration(load_calibration(CALIBRATION), (1280, 720))
 
@@ -135,11 +135,11 @@ def test_seek_backwards_resets_the_logic(detector, sample_video: Path) -> None:
         src.seek(5)
         back = pipeline.process(src.read())
     assert [level_of(r) for r in first + [back]] == [WarningLevel.NONE] * 3
-    assert "annotated" not in back.extras
+    assert back.annotated is None and back.bev is None
 
 
 def _result(index: int, level: WarningLevel) -> FrameResult:
-    return FrameResult(index, index / 25, None, extras={"level": level, "reason": "r" if level == 3 else ""})
+    return FrameResult(index, index / 25, None, level=level, reason="r" if level == 3 else "")
 
 
 def test_event_onsets_include_a_warning_right_after_unavailable() -> None:
@@ -178,12 +178,12 @@ def test_failed_inference_and_decode_are_unavailable_with_the_dimmed_last_frame(
     out = [pipeline.process(f) for f in frames + [failed, VideoFrame(5, 0.2, None, error="frame 5: again")]]
     none, unavailable = WarningLevel.NONE, WarningLevel.UNAVAILABLE
     assert [level_of(r) for r in out] == [none, none, unavailable, none, unavailable, unavailable]
-    assert "inference failed (device lost)" in out[2].error and out[2].extras["reason"] == out[2].error
-    assert out[4].extras["reason"] == "frame 4: cannot be decoded" and out[4].extras["frame"] is None
+    assert "inference failed (device lost)" in out[2].error and out[2].reason == out[2].error
+    assert out[4].reason == "frame 4: cannot be decoded" and out[4].frame is None
     expected = cv2.convertScaleAbs(frames[3].image, alpha=0.4)  # the last good frame, dimmed
-    assert np.array_equal(out[4].extras["annotated"][60:300, :300], expected[60:300, :300])  # off the zone
+    assert np.array_equal(out[4].annotated[60:300, :300], expected[60:300, :300])  # off the zone
     assert pipeline._dimmed_last_image() is pipeline._dimmed_last_image()  # computed once, not per frame
-    assert tuple(out[5].extras["annotated"][5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
+    assert tuple(out[5].annotated[5, 5]) == render.overlay.BANNER_COLORS[WarningLevel.UNAVAILABLE]
 
 
 def test_an_error_is_never_all_clear_whatever_the_logic_says() -> None:

@@ -20,9 +20,11 @@ from tests._replay_helpers import (  # noqa: F401 - fixtures
     CALIBRATION, SENSITIVE, clips, cli_overrides, reference, sensitive_options,
 )
 
+from aeb_app.pipeline import WarningEvent  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 IDS = ["clip_a", "clip_a_copy", "clip_b", "clip_c", "clip_d", "clip_e"]
-EVENT_FIELDS = ["timestamp_s", "frame_index", "level", "object", "distance_m", "ttc_s", "reason"]
+EVENT_FIELDS = list(WarningEvent.__dataclass_fields__)  # the same columns as `aeb-app run --events`
 
 
 def _events(path: Path) -> list[dict[str, str]]:
@@ -188,9 +190,9 @@ def test_streamed_csv_appears_only_when_the_recording_is_done(tmp_path) -> None:
     from aeb_app.types import FrameResult, WarningLevel
 
     sink = CsvRowsSink(tmp_path, "levels", "levels.csv", ["frame", "level"],
-                       lambda r: [[r.frame_index, r.extras["level"].name]] * (r.frame_index % 2))
+                       lambda r: [[r.frame_index, r.level.name]] * (r.frame_index % 2))
     for i, level in enumerate([WarningLevel.NONE, WarningLevel.CAUTION, WarningLevel.BRAKE, WarningLevel.NONE]):
-        sink.update(FrameResult(i, i / 25, None, extras={"level": level}))
+        sink.update(FrameResult(i, i / 25, None, level=level))
     assert not (tmp_path / "levels.csv").exists()  # still streaming: only the temp file
     assert [p.name.startswith(".levels.") for p in tmp_path.iterdir()] == [True]
     assert sink.write(tmp_path) == "levels.csv" and sink.rows == 2

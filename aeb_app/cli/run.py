@@ -162,12 +162,12 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         t_frame = time.perf_counter()
         result = pipeline.process(frame, hud_lines=_hud_lines(pipeline, summary, last_ms))
         if writer is not None:
-            writer.write(render.side_by_side(result.extras["annotated"], result.extras["bev"]))
+            writer.write(render.side_by_side(result.annotated, result.bev))
         event = recorder.update(result)
         if events is not None and event is not None:
             events.append(event)
         if tracks is not None:
-            tracks.write(result.extras.get("state"))
+            tracks.write(result.state)
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1

@@ -297,15 +297,15 @@ class MainWindow(QMainWindow):
     def _on_frame_ready(self) -> None:
         if self.worker is None:
             return
-        result = self.worker.queue.take_latest()
-        if result is None:
+        live = self.worker.queue.take_latest()
+        if live is None:
             return
-        self.last_result = result
-        self.source_skipped = result.extras.get("skipped", 0)
-        if "annotated" in result.extras:
-            self.video_view.show_image(result.extras["annotated"])
-            self.bev_view.show_image(result.extras["bev"])
-        self.monitor.frame(level_of(result), result.extras.get("reason", ""), time.monotonic())
+        result = self.last_result = live.result
+        self.source_skipped = live.skipped
+        if result.annotated is not None:
+            self.video_view.show_image(result.annotated)
+            self.bev_view.show_image(result.bev)
+        self.monitor.frame(result.level, result.reason, time.monotonic())
         self.refresh_banner()
         self.transport.show_position(result.frame_index, result.timestamp_s, self.frame_count)
         self.hud.update_from(result, self.dropped_frames)
@@ -372,7 +372,7 @@ class MainWindow(QMainWindow):
         """Open the click-to-calibrate dialog on the current frame."""
         from aeb_app.gui.calibration_dialog import CalibrationDialog
 
-        frame = self.last_result.extras.get("frame") if self.last_result is not None else None
+        frame = self.last_result.frame if self.last_result is not None else None
         dialog = CalibrationDialog(self, frame=frame, start_dir=DEFAULT_CALIBRATION.parent)
         dialog.saved.connect(self.set_calibration)
         dialog.show()

@@ -7,7 +7,7 @@ values while playing, :class:`~aeb_app.pipeline.WarningEvent` values (never drop
 :class:`PlaybackControl` (pause, step, seek, loop, settings, stop).
 
 When processing falls behind the video clock, frames are skipped (decoded, not processed) so the
-view stays live instead of lagging; the count is ``result.extras["skipped"]``.
+view stays live instead of lagging; each processed frame comes as a :class:`LiveFrame` carrying that count.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from typing import Iterator
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings
 from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.stream import Progress, StreamConfig, open_steps
+from aeb_app.types import FrameResult
 from aeb_app.video import VideoInfo, VideoSource
 
-__all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "live_session"]
+__all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "LiveFrame",
+           "live_session"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,19 @@ class Notice:
     """A message for the user (also logged)."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """A processed frame and the playback counters at that point.
+
+    Attributes:
+        result: the pipeline's result for the frame.
+        skipped: frames decoded but not processed so far, to keep up with the video clock.
+    """
+
+    result: FrameResult
+    skipped: int
 
 
 @dataclass(frozen=True)
@@ -193,10 +208,8 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
             if lag_s < 0:
                 time.sleep(-lag_s)
         result = pipeline.process(frame)
-        result.extras["skipped"] = skipped
-        result.extras["frame_count"] = info.frame_count
         event = recorder.update(result)
-        yield result
+        yield LiveFrame(result, skipped)
         if event is not None:
             yield event
 

@@ -20,9 +20,8 @@ from typing import Any, Callable, Iterator
 
 from PyQt5.QtCore import QThread, pyqtSignal
 
-from aeb_app.gui.session import Progress
+from aeb_app.gui.session import LiveFrame, Progress
 from aeb_app.pipeline import WarningEvent
-from aeb_app.types import FrameResult
 
 __all__ = ["GeneratorWorker", "FrameWorker", "DropQueue"]
 
@@ -144,7 +143,7 @@ class FrameWorker(GeneratorWorker):
         self.queue = DropQueue(queue_size)
 
     def handle(self, item: Any) -> None:
-        if isinstance(item, FrameResult):
+        if isinstance(item, LiveFrame):
             if self.queue.put(item):
                 self.frame_ready.emit()
         elif isinstance(item, WarningEvent):

@@ -165,7 +165,7 @@ def _replay(spec: RecordingSpec, folder: Path, options: ReplayOptions) -> Record
                              settings_hash=spec.settings_hash)
     events = EventsSink()
     # The per-recording files. The tracks CSV (aeb_app.tracks) joins as one more entry:
-    #   CsvRowsSink(folder, "tracks", TRACKS_NAME, TRACK_COLUMNS, lambda r: track_rows(r.extras.get("state")))
+    #   CsvRowsSink(folder, "tracks", TRACKS_NAME, TRACK_COLUMNS, lambda r: track_rows(r.state))
     sinks: list[Sink] = [events]
     with open_replay_pipeline(spec, options) as stream:
         info = stream.pipeline.detector.info
