@@ -55,6 +55,18 @@ def load_coco(annotations: Path):
         raise InputError(f"{annotations}: not a COCO instances json ({type(exc).__name__}: {exc})") from exc
 
 
+def held_out_annotations(annotations: Path, exclude_names: set[str], out: Path) -> Path:
+    """Write to ``out`` a copy of a COCO annotation file without the images named in ``exclude_names``
+    (e.g. the calibration images, so accuracy is scored on images the quantiser never saw)."""
+    data = json.loads(annotations.read_text(encoding="utf-8"))
+    images = [im for im in data["images"] if im["file_name"] not in exclude_names]
+    ids = {im["id"] for im in images}
+    data["images"] = images
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    out.write_text(json.dumps(data), encoding="utf-8")
+    return out
+
+
 def to_coco_results(image_id: int, dets: Detections) -> list[dict]:
     xywh = dets.xyxy_px.copy()
     xywh[:, 2:] -= xywh[:, :2]

@@ -51,7 +51,7 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
         subsets: ``all`` and/or ``held_out`` (the images not used for calibration).
     """
     from aeb_app.bench.coco_eval import evaluate_detector, find_annotations
-    from aeb_app.cli.quantize import _held_out_annotations
+    from aeb_app.bench.coco_eval import held_out_annotations
     from aeb_app.inference.calibration_data import select_images
     from aeb_app.inference.quantize import quantize_model
     from aeb_app.inference.registry import create
@@ -63,7 +63,7 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
     tables: dict[str, dict[str, tuple[float, float]]] = {"all": {}, "held_out": {}}
     counts = {}
     with tempfile.TemporaryDirectory(prefix="aeb-lowp-") as tmp:
-        held_out = _held_out_annotations(annotations, calib_names, Path(tmp) / "held_out.json")
+        held_out = held_out_annotations(annotations, calib_names, Path(tmp) / "held_out.json")
         for mode in ("fp32", *modes):
             extra = {} if mode == "fp32" else {"calibration": qdq_path}
             with create(loaded, mode, device=device, **extra) as det:

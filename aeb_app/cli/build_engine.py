@@ -9,7 +9,6 @@ build would parse, or takes ``--onnx FILE``, and prints the verdict of
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_int8(loaded, coco_dir: Path, qdq_path: Path, engines_dir: Path, config) -> dict:
     """COCO mAP of fp32_ort and int8_ort on all images and on the held-out (non-calibration) ones."""
-    from aeb_app.bench.coco_eval import evaluate_detector, find_annotations
+    from aeb_app.bench.coco_eval import evaluate_detector, find_annotations, held_out_annotations
     from aeb_app.inference.calibration_data import select_images
     from aeb_app.inference.registry import create
 
@@ -70,7 +70,7 @@ def evaluate_int8(loaded, coco_dir: Path, qdq_path: Path, engines_dir: Path, con
     calib_names = {p.name for p in select_images(coco_dir, config.num_images, config.seed)}
     report: dict = {"model": loaded.spec.name, "qdq_model": str(qdq_path), "calibration": config.tag}
     with tempfile.TemporaryDirectory(prefix="aeb-heldout-") as tmp:
-        held_out = _held_out_annotations(annotations, calib_names, Path(tmp) / "held_out.json")
+        held_out = held_out_annotations(annotations, calib_names, Path(tmp) / "held_out.json")
         for mode, extra in (("fp32_ort", {}), ("int8_ort", {"onnx_path": qdq_path})):
             with create(loaded, mode, device="cpu", engines_dir=engines_dir, **extra) as det:
                 for subset, ann in (("all", annotations), ("held_out", held_out)):
@@ -81,13 +81,3 @@ def evaluate_int8(loaded, coco_dir: Path, qdq_path: Path, engines_dir: Path, con
         delta = report[f"int8_ort_{subset}"]["map"] - report[f"fp32_ort_{subset}"]["map"]
         report[f"delta_map_points_{subset}"] = round(100 * delta, 2)
     return report
-
-
-def _held_out_annotations(annotations: Path, exclude_names: set[str], out: Path) -> Path:
-    data = json.loads(annotations.read_text(encoding="utf-8"))
-    images = [im for im in data["images"] if im["file_name"] not in exclude_names]
-    ids = {im["id"] for im in images}
-    data["images"] = images
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(data), encoding="utf-8")
-    return out

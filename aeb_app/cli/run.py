@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aeb_app.cli import argtypes as at
 from aeb_app.errors import AebError

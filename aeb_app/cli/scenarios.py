@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from aeb_app.atomic import write_json
 from aeb_app.cli import argtypes as at

@@ -23,7 +23,7 @@ from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
 from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
 from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, WarningBanner
 from aeb_app.gui.worker import FrameWorker
-from aeb_app.pipeline import PipelineSettings, WarningEvent, level_of
+from aeb_app.pipeline import PipelineSettings, WarningEvent
 from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.types import FrameResult
 
@@ -94,7 +94,6 @@ class MainWindow(QMainWindow):
 
     # -- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
-        from aeb_app.inference.registry import MODES
         from aeb_app.model.registry import MODEL_NAMES
 
         self.message_bar = MessageBar()
