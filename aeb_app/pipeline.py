@@ -147,10 +147,13 @@ class Pipeline:
         self._dimmed: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None = None  # (source, dimmed)
         self.reset()
 
-    def configure(self, *, zone_config: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
-        """Change zone settings and/or run options between frames (the logic restarts with them)."""
+    def configure(self, *, zone_config: ZoneConfig | None = None, settings: PipelineSettings | None = None,
+                  warning_config: WarningConfig | None = None) -> None:
+        """Change zone, warning or run settings between frames (the logic restarts with them)."""
         if zone_config is not None:
             self.zone_config = zone_config
+        if warning_config is not None:
+            self.warning_config = warning_config
         if settings is not None:
             self.settings = settings
         self.reset()

@@ -31,7 +31,49 @@ def test_bad_stored_settings_are_refused_and_named(qtbot, tmp_path: Path, sample
 
 def test_good_settings_round_trip(tmp_path: Path) -> None:
     store = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
-    chosen = AppSettings("ssd_mobilenet_v1", "fp32_ort", 90.0, 1.0, 8.0, True)
+    chosen = AppSettings("ssd_mobilenet_v1", "fp32_ort", 90.0, 1.0, 8.0, True, caution_ttc_s=4.0, brake_ttc_s=2.0)
     chosen.save(store)
     loaded, problems = AppSettings.load_checked(store, models=("ssd_mobilenet_v1",), modes=("auto", "fp32_ort"))
     assert loaded == chosen and problems == []
+
+
+def test_brake_above_caution_is_refused(tmp_path: Path) -> None:
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    AppSettings(caution_ttc_s=2.0, brake_ttc_s=4.0).save(store)
+    loaded, problems = AppSettings.load_checked(store)
+    assert (loaded.caution_ttc_s, loaded.brake_ttc_s) == (3.0, 1.6)
+    assert len(problems) == 1 and "settings/brake_ttc_s" in problems[0] and "caution_ttc_s" in problems[0]
+
+
+def test_ttc_thresholds_from_the_panel_reach_the_running_logic(qtbot, tmp_path: Path, sample_video: Path) -> None:
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(settings_store=store, realtime=False)
+    qtbot.addWidget(win)
+    win.open_source(str(sample_video), playing=False)
+    qtbot.waitUntil(lambda: win.banner.state is MonitorState.PAUSED, timeout=60000)
+    sent: list[object] = []
+    original = win.control.configure
+    win.control.configure = lambda **kw: (sent.append(kw["warning"]), original(**kw))
+    win.settings_panel.caution.setValue(6.0)
+    win.settings_panel.brake.setValue(9.0)  # the spin box stops at 5 s
+    win.settings_panel.apply_button.click()
+    assert (win.settings.caution_ttc_s, win.settings.brake_ttc_s) == (6.0, 5.0)
+    assert [(w.caution_ttc_s, w.brake_ttc_s) for w in sent] == [(6.0, 5.0)]
+    assert AppSettings.load(store).caution_ttc_s == 6.0  # persisted
+    assert win.stop_session(5000)
+
+
+def test_configure_restarts_the_logic_with_new_thresholds(sample_video: Path) -> None:
+    from aeb_app.geometry import load_calibration
+    from aeb_app.geometry.calibration import shipped_calibration
+    from aeb_app.gui.session import PlaybackControl, _apply_commands
+    from aeb_app.pipeline import Pipeline
+    from aeb_app.safety import WarningConfig
+    from aeb_app.video import VideoSource
+
+    pipeline = Pipeline(None, load_calibration(shipped_calibration()))  # the detector is not used here
+    control = PlaybackControl(paused=True)
+    control.configure(warning=WarningConfig(caution_ttc_s=6.0, brake_ttc_s=5.0))
+    with VideoSource(sample_video) as source:
+        _apply_commands(source, pipeline, control)
+    assert (pipeline.warning_config.caution_ttc_s, pipeline.warning_config.brake_ttc_s) == (6.0, 5.0)

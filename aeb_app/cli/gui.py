@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -68,15 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from PyQt5.QtWidgets import QApplication
 
     from aeb_app.gui.main_window import MainWindow
-    from aeb_app.gui.panels import AppSettings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = MainWindow(calibration_path=args.calibration)
     if args.model or args.mode:
         current = window.settings
-        window.apply_settings(AppSettings(args.model or current.model, args.mode or current.mode,
-                                          current.ego_speed_kmh, current.reaction_time_s, current.decel_mps2,
-                                          current.sound))
+        window.apply_settings(dataclasses.replace(current, model=args.model or current.model,
+                                                  mode=args.mode or current.mode))
         window.settings_panel.set_values(window.settings)
     _add_benchmark_tab(window)
     window.resize(1360, 800)

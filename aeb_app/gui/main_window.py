@@ -7,6 +7,7 @@ Thin by design: the window never decodes, infers or projects. It starts a worker
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -37,11 +38,12 @@ STOP_TIMEOUT_MS = 5000
 WATCHDOG_INTERVAL_MS = 200
 
 
-def zone_and_pipeline(settings: AppSettings) -> tuple[ZoneConfig, PipelineSettings]:
-    """The processing configuration that the user settings ask for."""
+def processing(settings: AppSettings, base: WarningConfig) -> tuple[ZoneConfig, PipelineSettings, WarningConfig]:
+    """The processing configuration that the user settings ask for (``base``: the other warning settings)."""
     zone = ZoneConfig(reaction_time_s=settings.reaction_time_s, decel_mps2=settings.decel_mps2)
     speed = settings.ego_speed_kmh / 3.6 if settings.ego_speed_kmh > 0 else None
-    return zone, PipelineSettings(ego_speed_mps=speed, banner=False)  # the window has its own banner
+    warning = dataclasses.replace(base, caution_ttc_s=settings.caution_ttc_s, brake_ttc_s=settings.brake_ttc_s)
+    return zone, PipelineSettings(ego_speed_mps=speed, banner=False), warning  # the window has its own banner
 
 
 class MainWindow(QMainWindow):
@@ -171,9 +173,9 @@ class MainWindow(QMainWindow):
         self.stop_session()
         self.message_bar.clear_message()
         self.event_log.clear()
-        zone, pipeline_settings = zone_and_pipeline(self.settings)
+        zone, pipeline_settings, warning = processing(self.settings, self.warning_config)
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
-                                     zone, pipeline_settings, self.realtime, self.warning_config)
+                                     zone, pipeline_settings, self.realtime, warning)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
         preload(self.settings.mode)  # heavy first imports here, never in the worker thread (see aeb_app.heavy)
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
@@ -258,10 +260,11 @@ class MainWindow(QMainWindow):
             return
         if (settings.model, settings.mode) != (previous.model, previous.mode):
             self.open_source(self.session.source)
-        elif self.control is not None and zone_and_pipeline(settings) != zone_and_pipeline(previous):
+        elif self.control is not None and (processing(settings, self.warning_config)
+                                           != processing(previous, self.warning_config)):
             # Only a real change: configuring restarts the AEB logic (tracks, TTC history, hysteresis).
-            zone, pipeline_settings = zone_and_pipeline(settings)
-            self.control.configure(zone=zone, settings=pipeline_settings)
+            zone, pipeline_settings, warning = processing(settings, self.warning_config)
+            self.control.configure(zone=zone, settings=pipeline_settings, warning=warning)
 
     def set_calibration(self, path: Path | None) -> None:
         """Use another calibration file; reopens the current source."""

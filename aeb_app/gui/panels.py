@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 #: Allowed ranges of the numeric settings (the Settings panel's spin boxes use the same).
-RANGES = {"ego_speed_kmh": (0.0, 250.0), "reaction_time_s": (0.0, 5.0), "decel_mps2": (0.5, 12.0)}
+RANGES = {"ego_speed_kmh": (0.0, 250.0), "reaction_time_s": (0.0, 5.0), "decel_mps2": (0.5, 12.0),
+          "caution_ttc_s": (0.5, 10.0), "brake_ttc_s": (0.3, 5.0)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class AppSettings:
         reaction_time_s: reaction time, seconds.
         decel_mps2: braking deceleration, m/s^2.
         sound: beep on CAUTION/BRAKE.
+        caution_ttc_s: TTC at or below which an in-zone object gives CAUTION, seconds.
+        brake_ttc_s: TTC at or below which it gives BRAKE, seconds (<= caution_ttc_s).
     """
 
     model: str = "ssd_mobilenet_v1"
@@ -44,6 +47,8 @@ class AppSettings:
     reaction_time_s: float = 1.2
     decel_mps2: float = 6.0
     sound: bool = False
+    caution_ttc_s: float = 3.0
+    brake_ttc_s: float = 1.6
 
     @classmethod
     def load(cls, store: QSettings, *, models: tuple[str, ...] = (), modes: tuple[str, ...] = ()) -> "AppSettings":
@@ -73,6 +78,11 @@ class AppSettings:
                 log.warning(problems[-1])
                 value = default
             values[f.name] = value
+        if values["brake_ttc_s"] > values["caution_ttc_s"]:
+            problems.append(f"{store.fileName()}: settings/brake_ttc_s={values['brake_ttc_s']!r} is above "
+                            f"settings/caution_ttc_s={values['caution_ttc_s']!r}; using the defaults for both")
+            log.warning(problems[-1])
+            values["caution_ttc_s"], values["brake_ttc_s"] = cls.caution_ttc_s, cls.brake_ttc_s
         return cls(**values), problems
 
     def save(self, store: QSettings) -> None:
@@ -154,11 +164,14 @@ class SettingsPanel(QGroupBox):
         self.speed = self._spin(*RANGES["ego_speed_kmh"], 5.0, " km/h")
         self.reaction = self._spin(*RANGES["reaction_time_s"], 0.1, " s")
         self.decel = self._spin(*RANGES["decel_mps2"], 0.5, " m/s²")
+        self.caution = self._spin(*RANGES["caution_ttc_s"], 0.1, " s")
+        self.brake = self._spin(*RANGES["brake_ttc_s"], 0.1, " s")
         self.sound_box = QCheckBox("Beep on warnings")
         self.apply_button = QPushButton("Apply")
         form = QFormLayout(self)
         for label, widget in (("Model", self.model_box), ("Mode", self.mode_box), ("Ego speed", self.speed),
                               ("Reaction time", self.reaction), ("Deceleration", self.decel),
+                              ("Caution at TTC", self.caution), ("Brake at TTC", self.brake),
                               ("", self.sound_box), ("", self.apply_button)):
             form.addRow(label, widget)
         self.set_values(settings)
@@ -181,7 +194,11 @@ class SettingsPanel(QGroupBox):
         self.reaction.setValue(settings.reaction_time_s)
         self.decel.setValue(settings.decel_mps2)
         self.sound_box.setChecked(settings.sound)
+        self.caution.setValue(settings.caution_ttc_s)
+        self.brake.setValue(settings.brake_ttc_s)
 
     def values(self) -> AppSettings:
+        caution = self.caution.value()
         return AppSettings(self.model_box.currentText(), self.mode_box.currentText(), self.speed.value(),
-                           self.reaction.value(), self.decel.value(), self.sound_box.isChecked())
+                           self.reaction.value(), self.decel.value(), self.sound_box.isChecked(),
+                           caution, min(self.brake.value(), caution))  # BRAKE never before CAUTION

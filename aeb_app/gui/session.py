@@ -93,6 +93,17 @@ class EndOfStream:
     frame_index: int
 
 
+@dataclass(frozen=True)
+class Commands:
+    """What the GUI asked for since the last frame (None: unchanged)."""
+
+    seek: int | None
+    step: bool
+    zone: ZoneConfig | None
+    settings: PipelineSettings | None
+    warning: WarningConfig | None
+
+
 class PlaybackControl:
     """Commands from the GUI thread to the session generator (thread-safe)."""
 
@@ -106,6 +117,7 @@ class PlaybackControl:
         self._step = False
         self._zone: ZoneConfig | None = None
         self._settings: PipelineSettings | None = None
+        self._warning: WarningConfig | None = None
 
     def _notify(self) -> None:
         self._wake.set()
@@ -130,10 +142,12 @@ class PlaybackControl:
             self._seek = int(frame_index)
         self._notify()
 
-    def configure(self, *, zone: ZoneConfig | None = None, settings: PipelineSettings | None = None) -> None:
+    def configure(self, *, zone: ZoneConfig | None = None, settings: PipelineSettings | None = None,
+                  warning: WarningConfig | None = None) -> None:
         with self._lock:
             self._zone = zone or self._zone
             self._settings = settings or self._settings
+            self._warning = warning or self._warning
         self._notify()
 
     def stop(self) -> None:
@@ -149,11 +163,11 @@ class PlaybackControl:
         self._wake.wait(timeout_s)
         self._wake.clear()
 
-    def take(self) -> tuple[int | None, bool, ZoneConfig | None, PipelineSettings | None]:
-        """Pending (seek, step, zone, settings), cleared."""
+    def take(self) -> "Commands":
+        """The pending commands, cleared."""
         with self._lock:
-            out = (self._seek, self._step, self._zone, self._settings)
-            self._seek, self._step, self._zone, self._settings = None, False, None, None
+            out = Commands(self._seek, self._step, self._zone, self._settings, self._warning)
+            self._seek, self._step, self._zone, self._settings, self._warning = None, False, None, None, None
         return out
 
 
@@ -220,9 +234,10 @@ def _apply_commands(source: VideoSource, pipeline: Pipeline, control: PlaybackCo
     A seek on a camera is ignored (it cannot rewind, and must not read a frame while paused); an
     index past the end is clamped to the last frame when the length is known.
     """
-    seek, step, zone, settings = control.take()
-    if zone is not None or settings is not None:
-        pipeline.configure(zone_config=zone, settings=settings)
+    commands = control.take()
+    seek, step = commands.seek, commands.step
+    if (commands.zone, commands.settings, commands.warning) != (None, None, None):
+        pipeline.configure(zone_config=commands.zone, settings=commands.settings, warning_config=commands.warning)
     info = source.info
     if seek is None or info.is_camera:
         return False, step
