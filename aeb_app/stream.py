@@ -110,7 +110,7 @@ class Stream:
 
 def create_detector(*, model: str = DEFAULT_MODEL, weights: str = "auto", mode: str = "auto",
                     fallback: tuple[str, ...] | None = None, device: str | None = None,
-                    threads: int | None = None) -> Detector:
+                    threads: int | None = None, engines_dir: Path | None = None) -> Detector:
     """Load the model and create (not activate) the detector: the one fallback policy.
 
     ``mode="auto"`` walks ``fallback`` (None: :func:`aeb_app.defaults.fallback_order` for ``device``,
@@ -130,10 +130,11 @@ def create_detector(*, model: str = DEFAULT_MODEL, weights: str = "auto", mode: 
     from aeb_app.defaults import fallback_order
 
     loaded = load_model(model, weights)
+    where = {"engines_dir": Path(engines_dir)} if engines_dir is not None else {}
     if mode == "auto":
-        return create_with_fallback(loaded, list(fallback or fallback_order(device)), device=device)
+        return create_with_fallback(loaded, list(fallback or fallback_order(device)), device=device, **where)
     options = {"intra_op_threads": threads} if threads and mode.endswith("_ort") else {}
-    return create(loaded, mode, device=device, **options)
+    return create(loaded, mode, device=device, **where, **options)
 
 
 def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,
@@ -169,10 +170,13 @@ def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,
     return adapted, note
 
 
-def open_steps(config: StreamConfig, stack: contextlib.ExitStack) -> Generator[Progress, None, Stream]:
+def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
+               detector: Detector | None = None) -> Generator[Progress, None, Stream]:
     """Open ``config`` step by step, yielding :class:`Progress`; returns the :class:`Stream`.
 
-    Everything opened is registered on ``stack`` (closed with it, also on failure).
+    Everything opened is registered on ``stack`` (closed with it, also on failure). ``detector``: an
+    already active, warmed-up detector to use (e.g. one per replay worker), owned by the caller;
+    ``config``'s model and mode are then not used.
 
     Raises:
         InputError: the source cannot be opened.
@@ -185,28 +189,30 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack) -> Generator[P
                                             lenient=config.lenient_calibration)
     if calibration is None:
         log.warning(note)
-    yield Progress(f"loading {config.model}", 0.2)
-    detector = stack.enter_context(create_detector(
-        model=config.model, weights=config.weights, mode=config.mode, fallback=config.fallback,
-        device=config.device, threads=config.threads))
-    log.info("detector: %s", detector.info)
-    tune_cpu_threads(detector)
-    compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
-    yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
-    t0 = time.perf_counter()
-    detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])  # lazy set-up, untimed
-    warmup_ms = (time.perf_counter() - t0) * 1e3
-    log.info("warm-up inference: %.0f ms (not timed)", warmup_ms)
+    warmup_ms = 0.0
+    if detector is None:
+        yield Progress(f"loading {config.model}", 0.2)
+        detector = stack.enter_context(create_detector(
+            model=config.model, weights=config.weights, mode=config.mode, fallback=config.fallback,
+            device=config.device, threads=config.threads))
+        log.info("detector: %s", detector.info)
+        tune_cpu_threads(detector)
+        compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
+        yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
+        t0 = time.perf_counter()
+        detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])  # lazy set-up, untimed
+        warmup_ms = (time.perf_counter() - t0) * 1e3
+        log.info("warm-up inference: %.0f ms (not timed)", warmup_ms)
     pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
                         settings=config.settings, no_calibration_reason=note or "no calibration")
     return Stream(source, detector, calibration, note, pipeline, warmup_ms)
 
 
 @contextlib.contextmanager
-def open_stream(config: StreamConfig) -> Iterator[Stream]:
+def open_stream(config: StreamConfig, *, detector: Detector | None = None) -> Iterator[Stream]:
     """:func:`open_steps` as a context manager (progress goes to the debug log)."""
     with contextlib.ExitStack() as stack:
-        steps = open_steps(config, stack)
+        steps = open_steps(config, stack, detector=detector)
         while True:
             try:
                 log.debug(next(steps).text)

@@ -19,7 +19,7 @@ from tests._inference_helpers import shared_engines
 #: (name, first frame, frames) of the cuts; clip_a_copy is a byte copy of clip_a. Frames 75-120 hold
 #: a car closing in the next lane, which warns with the wide zone of SENSITIVE below.
 CUTS = (("clip_a", 0, 30), ("clip_b", 75, 30), ("clip_c", 90, 30), ("clip_d", 120, 30), ("clip_e", 150, 30))
-#: The sensitive settings: a 12 m wide zone and a 6 s CAUTION threshold warn on clip_b and clip_c.
+#: The sensitive settings: a 12 m wide zone and a 6 s CAUTION threshold (the defaults warn on none of the cuts).
 SENSITIVE = {"warning.caution_ttc_s": "6", "zone.lane_width_m": "12"}
 CALIBRATION = shipped_calibration()
 

@@ -28,8 +28,9 @@ from aeb_app.atomic import write_json
 from aeb_app.errors import AebError, CalibrationError
 from aeb_app.inference.base import Detector
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, level_of
-from aeb_app.replay.sinks import EventsSink, Sink
+from aeb_app.replay.sinks import CsvRowsSink, EventsSink, Sink
 from aeb_app.replay.types import EVENTS_NAME, SUMMARY_NAME, TRACKS_NAME, RecordingResult, RecordingSpec, ReplayOptions
+from aeb_app.tracks import TRACK_COLUMNS, track_rows
 from aeb_app.video import VideoSource
 
 __all__ = ["replay_recording", "open_replay_pipeline", "OpenedStream", "DetectorCache", "DETECTORS"]
@@ -71,22 +72,10 @@ _ONE_AT_A_TIME = threading.Lock()
 
 
 def _create_detector(options: ReplayOptions) -> Detector:
-    from aeb_app.inference.registry import DEFAULT_FALLBACK, create, create_with_fallback
-    from aeb_app.model.registry import load_model
+    from aeb_app.stream import create_detector
 
-    kwargs: dict = {"device": options.device}
-    if options.engines_dir is not None:
-        kwargs["engines_dir"] = Path(options.engines_dir)
-    if options.threads:
-        import torch
-
-        torch.set_num_threads(options.threads)
-        if options.mode and options.mode.endswith("_ort"):
-            kwargs["intra_op_threads"] = options.threads
-    loaded = load_model(options.model)
-    if options.mode:
-        return create(loaded, options.mode, **kwargs)
-    return create_with_fallback(loaded, DEFAULT_FALLBACK, **kwargs)
+    return create_detector(model=options.model, mode=options.mode or "auto", device=options.device,
+                           threads=options.threads, engines_dir=options.engines_dir)
 
 
 @dataclass
@@ -100,30 +89,27 @@ class OpenedStream:
 
 @contextlib.contextmanager
 def open_replay_pipeline(spec: RecordingSpec, options: ReplayOptions) -> Iterator[OpenedStream]:
-    """Set up one recording's stream: calibration, video, detector, pipeline (rendering off).
-
-    The one place where a replay builds its pipeline, so a shared front door for run/GUI can replace it.
+    """Open one recording through the front door (:func:`aeb_app.stream.open_stream`) with this
+    process's cached detector, rendering off.
 
     Raises:
-        CalibrationError: no calibration for this recording, or one made for another image size.
+        CalibrationError: no calibration for this recording, or one for another aspect ratio (one of
+            the same aspect ratio is rescaled, as in ``aeb-app run``).
         InputError: the video is missing, empty or undecodable.
         EngineError: the detector cannot be created here.
     """
-    from aeb_app.geometry import load_calibration
     from aeb_app.model.postprocess import PostprocessConfig
-    from aeb_app.pipeline import check_calibration
+    from aeb_app.stream import StreamConfig, open_stream
 
     if spec.calibration is None:
         raise CalibrationError(f"{spec.path}: no calibration (no rule of the calibration map matches it)")
-    calibration = load_calibration(spec.calibration)
-    with VideoSource(spec.path) as source:
-        check_calibration(calibration, source.info.size_wh, where=f"video {Path(spec.path).name}")
-        detector, reused = DETECTORS.get(options)
-        settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=options.score_threshold),
-                                    ego_speed_mps=options.ego_speed_mps, render=False)
-        pipeline = Pipeline(detector, calibration, zone_config=options.zone, warning_config=options.warning,
-                            settings=settings)
-        yield OpenedStream(source, pipeline, reused)
+    detector, reused = DETECTORS.get(options)
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=options.score_threshold),
+                                ego_speed_mps=options.ego_speed_mps, render=False)
+    config = StreamConfig(str(spec.path), calibration=Path(spec.calibration), zone=options.zone,
+                          warning=options.warning, settings=settings)
+    with open_stream(config, detector=detector) as stream:
+        yield OpenedStream(stream.source, stream.pipeline, reused)
 
 
 def _event_counts(recorder: EventRecorder) -> tuple[dict[str, int], dict[str, int]]:
@@ -164,9 +150,10 @@ def _replay(spec: RecordingSpec, folder: Path, options: ReplayOptions) -> Record
     result = RecordingResult(spec.recording_id, spec.path, size_bytes=spec.size_bytes, mtime_ns=spec.mtime_ns,
                              settings_hash=spec.settings_hash)
     events = EventsSink()
-    # The per-recording files. The tracks CSV (aeb_app.tracks) joins as one more entry:
-    #   CsvRowsSink(folder, "tracks", TRACKS_NAME, TRACK_COLUMNS, lambda r: track_rows(r.state))
-    sinks: list[Sink] = [events]
+    # The per-recording files: events (onsets) and tracks (one row per frame per tracked object,
+    # the columns of `aeb-app run --tracks`), streamed to a temp file renamed when the recording is done.
+    tracks = CsvRowsSink(folder, "tracks", TRACKS_NAME, TRACK_COLUMNS, lambda r: track_rows(r.state))
+    sinks: list[Sink] = [events, tracks]
     with open_replay_pipeline(spec, options) as stream:
         info = stream.pipeline.detector.info
         result.detector = f"{info.mode} on {info.device}"
