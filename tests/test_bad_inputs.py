@@ -345,7 +345,8 @@ def model_cases(video: Path, still: Path, frames: list[np.ndarray]) -> list[Case
              setup=lambda d: truncated_jpeg(still, d / "t.jpg", end_marker=False)),
         Case("cache_engines_path_is_file", ["run", str(video), "--mode", "fp32_ort", "--max-frames", "2",
                                             "--no-progress"],
-             message="engines is a file, not a folder", setup=_put("engines", b"")),
+             message="engines is a file, not a folder", setup=_put("engines", b""),
+             env={"AEB_APP_ENGINES_DIR": "{d}/engines"}),  # the engine cache (default: the user cache dir)
     ]
 
 
