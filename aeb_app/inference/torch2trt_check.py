@@ -59,9 +59,11 @@ def _key(node, modules: dict, tainted: set) -> str:
     if node.op == "call_method":
         return f"torch.Tensor.{node.target}"
     if node.target in _DUNDER:
+        op = _DUNDER[node.target]
         first = node.args[0]
-        reflected = not (hasattr(first, "name") and first.name in tainted) and node.target is not operator.getitem
-        return f"torch.Tensor.__{'r' if reflected else ''}{_DUNDER[node.target].lstrip('i') if reflected else _DUNDER[node.target]}__"
+        if not (hasattr(first, "name") and first.name in tainted) and node.target is not operator.getitem:
+            op = "r" + op.removeprefix("i")  # constant * tensor: Python calls the tensor's reflected method
+        return f"torch.Tensor.__{op}__"
     module = getattr(node.target, "__module__", None) or "torch"
     module = "torch" if module.startswith("torch._") or module == "torch._C._VariableFunctions" else module
     return f"{module}.{getattr(node.target, '__name__', str(node.target))}"
