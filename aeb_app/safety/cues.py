@@ -62,7 +62,7 @@ DEFAULT_PRIORS: dict[int, ClassPrior] = {
     4: ClassPrior(0.80, 0.15, 0.4, 0.15, 2.1),   # motorcycle
     6: ClassPrior(2.55, 0.05, 2.5, 0.5, 12.0),   # bus
     7: ClassPrior(3.00, 0.15, 2.0, 0.5, 20.0),   # train / tram
-    8: ClassPrior(2.45, 0.15, 1.2, 0.4, 8.0),    # truck
+    8: ClassPrior(2.30, 0.25, 1.2, 0.4, 8.0),    # truck (COCO 'truck' spans pickups to lorries)
 }
 
 _CLASS_NAMES = {1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 6: "bus", 7: "train", 8: "truck"}

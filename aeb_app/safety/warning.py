@@ -52,7 +52,7 @@ class WarningConfig:
     off_s: float = 0.3
     max_frame_gap_s: float = 0.5
     min_closing_mps: float = 0.5
-    min_track_age_s: float = 1.0
+    min_track_age_s: float = 0.5
     require_agreement: bool = True
     agree_ttc_s: float = 8.0
     agree_sigmas: float = 2.0
