@@ -40,7 +40,7 @@ from aeb_app.safety import WarningConfig  # noqa: E402
 log = logging.getLogger("screenshots")
 SIZE = (1280, 760)
 DEMO_WARNING = WarningConfig(caution_ttc_s=100.0, brake_ttc_s=1.0, min_closing_mps=0.01, min_track_age_s=0.04,
-                             on_s=0.0, require_agreement=False, agree_ttc_s=1000.0)
+                             on_s=0.0, require_agreement=False, agree_ttc_s=1000.0, closing_sigmas=0.0)
 
 
 def wait_until(app: QApplication, predicate, timeout_s: float = 120.0) -> None:
