@@ -17,7 +17,7 @@ from aeb_app.geometry import load_calibration
 from aeb_app.inference.registry import create
 from aeb_app.model.registry import load_model
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, check_calibration, level_of, write_events
-from aeb_app.safety import WarningConfig
+from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.types import Detections, FrameResult, WarningLevel
 from aeb_app.video import VideoFrame, VideoSource
 
@@ -26,7 +26,7 @@ CALIBRATION = REPO / "calibration" / "solidWhiteRight.yaml"
 #: A deliberately sensitive warning setup so the real footage (steady traffic) raises a warning:
 #: at 120 km/h the zone reaches ~120 m and covers the lead traffic 60+ m ahead in the ego lane.
 SENSITIVE = WarningConfig(caution_ttc_s=100.0, brake_ttc_s=1.0, min_closing_mps=0.01, min_track_age_s=0.04,
-                          on_s=0.0, require_agreement=False)
+                          on_s=0.0, require_agreement=False, agree_ttc_s=1000.0, closing_sigmas=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,10 @@ def detector():
 
 @pytest.fixture(scope="module")
 def results(detector, sample_video: Path):
+    # The cars in these frames are in the left lane (the range cues place them 2-4 m left): a wide zone
+    # lets the sensitive setup warn on them.
     pipeline = Pipeline(detector, load_calibration(CALIBRATION), warning_config=SENSITIVE,
-                        settings=PipelineSettings(ego_speed_mps=120 / 3.6))
+                        zone_config=ZoneConfig(lane_width_m=8.0), settings=PipelineSettings(ego_speed_mps=120 / 3.6))
     with VideoSource(sample_video) as src:
         return list(pipeline.run(src.frames(max_frames=14)))
 

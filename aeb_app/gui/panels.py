@@ -15,6 +15,7 @@ from PyQt5.QtWidgets import (
 
 from aeb_app.pipeline import WarningEvent, write_events
 from aeb_app.render import format_ttc
+from aeb_app.safety import WarningConfig, ZoneConfig
 
 __all__ = ["AppSettings", "EventLog", "SettingsPanel"]
 
@@ -44,11 +45,11 @@ class AppSettings:
     model: str = "ssd_mobilenet_v1"
     mode: str = "auto"
     ego_speed_kmh: float = 0.0
-    reaction_time_s: float = 1.2
-    decel_mps2: float = 6.0
+    reaction_time_s: float = ZoneConfig.reaction_time_s  # defaults: the safety layer's, in one place
+    decel_mps2: float = ZoneConfig.decel_mps2
     sound: bool = False
-    caution_ttc_s: float = 3.0
-    brake_ttc_s: float = 1.6
+    caution_ttc_s: float = WarningConfig.caution_ttc_s
+    brake_ttc_s: float = WarningConfig.brake_ttc_s
 
     @classmethod
     def load(cls, store: QSettings, *, models: tuple[str, ...] = (), modes: tuple[str, ...] = ()) -> "AppSettings":

@@ -62,7 +62,7 @@ DEFAULT_PRIORS: dict[int, ClassPrior] = {
     4: ClassPrior(0.80, 0.15, 0.4, 0.15, 2.1),   # motorcycle
     6: ClassPrior(2.55, 0.05, 2.5, 0.5, 12.0),   # bus
     7: ClassPrior(3.00, 0.15, 2.0, 0.5, 20.0),   # train / tram
-    8: ClassPrior(2.45, 0.15, 1.2, 0.4, 8.0),    # truck
+    8: ClassPrior(2.30, 0.25, 1.2, 0.4, 8.0),    # truck (COCO 'truck' spans pickups to lorries)
 }
 
 _CLASS_NAMES = {1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 6: "bus", 7: "train", 8: "truck"}
@@ -272,20 +272,21 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
 
 
 def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.ArrayLike, width_m: npt.ArrayLike,
-                     *, border_margin_px: float = 1.0) -> npt.NDArray[np.float64]:
-    """(n,) lateral offset of each object's centre, metres, from the box edge on its rear-face side.
+                     *, border_margin_px: float = 5.0) -> npt.NDArray[np.float64]:
+    """(n,) lateral offset of each object's centre, metres, at the range of its rear face.
 
-    An object beside the ego lane shows its side towards the image centre, so the box's *outer* edge
-    (away from the ego centre line) is its rear face's edge and the centre is half a width inside it.
-    A box spanning the centre line shows no side: its centre is the middle of the box. When the edge
-    needed is cut by the image border, the other edge plus half a width is used (a bound that puts
-    the object no further out than it can be).
+    An object beside the ego lane shows its side towards the image centre, so its box's *inner* edge is
+    the side's far corner (too far in) and the *outer* edge is the rear face's edge (exact, unless cut by
+    the image border, then too far in as well). Both edges, moved half a width into the box, are therefore
+    lower bounds of how far out the object is, and the larger of them is used. A box spanning the centre
+    line shows no side: its centre is the middle of the box (or, when one side is cut, the other edge
+    moved half a width in).
 
     Args:
         road: geometry of the calibration.
         xyxy_px: (n, 4) boxes, pixels.
         range_m: (n,) range of the rear face, metres.
-        width_m: (n,) object width, metres (NaN: the box middle is used).
+        width_m: (n,) object width, metres (NaN: 0).
         border_margin_px: an edge this close to the border counts as cut.
     """
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
@@ -294,12 +295,10 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     left, right = road.lateral_at(boxes[:, 0], rng), road.lateral_at(boxes[:, 2], rng)
     w_img = road.calibration.image_size_wh[0]
     cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
-    middle = (left + right) / 2.0
     from_left, from_right = left + half, right - half
-    spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, middle))
-    right_side = np.where(cut_r, from_left, from_right)
-    left_side = np.where(cut_l, from_right, from_left)
-    return np.where(left > 0, right_side, np.where(right < 0, left_side, spanning))
+    spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
+    return np.where(left > 0, np.maximum(from_left, from_right),
+                    np.where(right < 0, np.minimum(from_left, from_right), spanning))
 
 
 def _rows_in(boxes: npt.NDArray[np.float64], context: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:

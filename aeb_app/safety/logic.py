@@ -306,16 +306,16 @@ class AebLogic:
             threat.confirmed if agrees else (), cues.why_no_ground[i])
 
     def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
-        """The object's lateral offset; while its box is cut at a side, the last one seen whole (an object
-        does not move sideways much in a few frames, and a cut box no longer shows its rear-face edge)."""
+        """The object's lateral offset (see :func:`object_lateral_m`); while its box is cut at a side, no
+        nearer to the centre line than when it was last seen whole (a cut box only bounds it)."""
         margin = self.cue_config.border_margin_px
         cut = box[0] <= margin or box[2] >= self.calibration.image_size_wh[0] - margin
-        if cut and math.isfinite(track.lateral_m):
-            return track.lateral_m
         lateral = float(object_lateral_m(self.road, box, [range_m], [self._track_width(track)[0]],
                                          border_margin_px=margin)[0])
         if not cut:
             track.lateral_m = lateral
+        elif math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0 and abs(track.lateral_m) > abs(lateral):
+            return track.lateral_m
         return lateral
 
     def _state(self, frame_index: int, timestamp_s: float, level: WarningLevel, requested: WarningLevel,

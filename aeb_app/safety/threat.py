@@ -17,7 +17,7 @@ a standing scene never warns, whatever the range noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aeb_app.safety.expansion import ExpansionEstimate
 from aeb_app.safety.kinematics import RangeFilter, ttc_s
@@ -82,37 +82,64 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
     rng = filt.range_m
     # A track that has only been predicted for longer than the filter would coast has no range to vote with.
     ranged = filt.initialized and math.isfinite(rng) and rng > 0 and filt.since_accept_s <= filt.config.reacquire_after_s
-    available, confirmed, speeds, weights = [], [], [], []
-    ttc_range = math.inf
+    votes = _Votes()
     accel = 0.0
     if ranged and filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
         accel = filt.range_accel_mps2  # only a significant braking of the lead shortens the TTC
+    ttc_range = math.inf
     if ranged and track_age_s >= config.min_track_age_s - 1e-6:
-        closing = min(-filt.range_rate_mps, cap)
-        ttc_range = ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
-        sigma = max(filt.range_rate_sigma_mps, 1e-3)
-        speeds.append(closing)
-        weights.append(1.0 / sigma**2)
-        if range_independent:
-            available.append("range")
-        if range_independent and closing > 0 and (closing + config.agree_sigmas * sigma) * config.agree_ttc_s > rng:
-            confirmed.append("range")
+        ttc_range = _range_vote(votes, filt, accel, cap, config, range_independent)
     ttc_scale = math.nan
     if expansion is not None:
-        rate_now = 1.0 / expansion.ttc_s if expansion.ttc_s > 0 else (1e3 if expansion.rate_per_s > 0 else 0.0)
-        depth = rng + setback_m if ranged else math.nan
-        closing = min(rate_now * depth, cap) if ranged else math.nan
-        ttc_scale = (rng / closing if closing > 0 else math.inf) if ranged else expansion.ttc_s
-        available.append("scale")
-        if ranged:
-            speeds.append(closing)
-            weights.append(1.0 / max(expansion.rate_sigma_per_s * depth, 1e-3) ** 2)
-        optimistic = rate_now + config.agree_sigmas * expansion.rate_sigma_per_s
-        significant = range_independent or expansion.expanding(config.agree_sigmas)
-        if significant and rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
-            confirmed.append("scale")
-    if not (ranged and weights):
-        return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(available), tuple(confirmed))
-    fused_closing = sum(w * v for w, v in zip(weights, speeds)) / sum(weights)
+        ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, config,
+                                range_independent)
+    if not (ranged and votes.weights):
+        return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    fused_closing = sum(w * v for w, v in zip(votes.weights, votes.speeds)) / sum(votes.weights)
+    if fused_closing < config.closing_sigmas / math.sqrt(sum(votes.weights)):
+        fused_closing = 0.0  # not significantly closing: noise in the rate (and its acceleration) must not warn
     fused = ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
-    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(available), tuple(confirmed))
+    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+
+
+@dataclass
+class _Votes:
+    """What the cues said this frame: closing-speed estimates with their weights, and the votes."""
+
+    available: list[str] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)
+    speeds: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+
+def _range_vote(votes: _Votes, filt: RangeFilter, accel: float, cap: float, config: WarningConfig,
+                independent: bool) -> float:
+    """Add the range cue's closing speed and vote; return its TTC (s)."""
+    rng = filt.range_m
+    closing = min(-filt.range_rate_mps, cap)
+    sigma = max(filt.range_rate_sigma_mps, 1e-3)
+    votes.speeds.append(closing)
+    votes.weights.append(1.0 / sigma**2)
+    if independent:
+        votes.available.append("range")
+        if closing > 0 and (closing + config.agree_sigmas * sigma) * config.agree_ttc_s > rng:
+            votes.confirmed.append("range")
+    return ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
+
+
+def _scale_vote(votes: _Votes, expansion: ExpansionEstimate, rng: float, setback_m: float, cap: float,
+                config: WarningConfig, independent: bool) -> float:
+    """Add the scale cue's closing speed (when the range is known) and vote; return its TTC (s)."""
+    ranged = math.isfinite(rng)
+    rate_now = 1.0 / expansion.ttc_s if expansion.ttc_s > 0 else (1e3 if expansion.rate_per_s > 0 else 0.0)
+    depth = rng + setback_m if ranged else math.nan
+    closing = min(rate_now * depth, cap) if ranged else math.nan
+    votes.available.append("scale")
+    if ranged:
+        votes.speeds.append(closing)
+        votes.weights.append(1.0 / max(expansion.rate_sigma_per_s * depth, 1e-3) ** 2)
+    optimistic = rate_now + config.agree_sigmas * expansion.rate_sigma_per_s
+    significant = independent or expansion.expanding(config.agree_sigmas)
+    if significant and rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
+        votes.confirmed.append("scale")
+    return (rng / closing if closing > 0 else math.inf) if ranged else expansion.ttc_s

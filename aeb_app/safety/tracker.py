@@ -49,6 +49,8 @@ class Track:
         last_ground_s: last time the ground-contact cue was used, seconds.
         last_occluded_s: last time the box's bottom was an occlusion edge (something nearer in front), seconds.
         lateral_m: the object's lateral offset when last seen whole (not cut at a side), metres.
+        match_box_px: (4,) the box matched against: the average of the last match and the one before
+            (an exponential mean), so that one jumped edge does not break the track.
     """
 
     track_id: int
@@ -64,6 +66,11 @@ class Track:
     last_ground_s: float = -math.inf
     last_occluded_s: float = -math.inf
     lateral_m: float = math.nan
+    match_box_px: npt.NDArray[np.float64] | None = None
+
+    def __post_init__(self) -> None:
+        if self.match_box_px is None:
+            self.match_box_px = np.asarray(self.xyxy_px, np.float64).copy()
 
     def learn_width(self, width_m: float, sigma_m: float) -> None:
         """Add one measurement of the object's true width (metres, with its sigma)."""
@@ -111,7 +118,7 @@ class IouTracker:
         ids = np.asarray(category_ids).reshape(-1)
         assigned: list[Track | None] = [None] * len(boxes)
         if self.tracks and len(boxes):
-            iou = iou_matrix([t.xyxy_px for t in self.tracks], boxes)
+            iou = iou_matrix([t.match_box_px for t in self.tracks], boxes)
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
                 if iou[r, c] >= self.iou_threshold:
@@ -127,6 +134,8 @@ class IouTracker:
                 self.tracks.append(new)
                 assigned[i] = new
             else:
+                # Match against a smoothed box: one edge that jumps 20 px must not break the track.
+                existing.match_box_px = 0.5 * (existing.match_box_px + box)
                 existing.xyxy_px, existing.category_id = box, int(ids[i])
                 existing.hits += 1
                 existing.last_seen_s = timestamp_s

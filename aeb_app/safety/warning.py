@@ -43,6 +43,8 @@ class WarningConfig:
             (a lead vehicle does not reverse faster), m/s; a standing ego therefore never warns.
         accel_sigmas: the filtered relative acceleration shortens the TTC only when it is this many
             standard deviations below zero (noise in the acceleration alone must not warn).
+        closing_sigmas: the fused closing speed must be this many of its standard deviations above zero
+            for a finite TTC.
         category_ids: COCO ids considered (default road users).
     """
 
@@ -58,6 +60,7 @@ class WarningConfig:
     agree_sigmas: float = 2.0
     max_lead_reverse_mps: float = 0.5
     accel_sigmas: float = 0.5
+    closing_sigmas: float = 2.0
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
@@ -66,7 +69,7 @@ class WarningConfig:
                 f"warning.brake_ttc_s ({self.brake_ttc_s}) must be > 0 and <= caution_ttc_s ({self.caution_ttc_s})"
             )
         for name in ("on_s", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps",
-                     "accel_sigmas"):
+                     "accel_sigmas", "closing_sigmas"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
