@@ -15,7 +15,7 @@ dashes on the left line, read on the BEV-warped frame 0 and mapped back to image
 bottom image row is about 4.9 m ahead of the camera, and a windscreen camera sits about 1.5 m
 behind the front bumper, giving 3.4 m.
 
-Usage: ``python scripts/make_calibration.py [OUT]`` (default ``calibration/solidWhiteRight.yaml``).
+Usage: ``python scripts/make_calibration.py [OUT.yaml]`` (default ``calibration/solidWhiteRight.yaml``).
 """
 
 from __future__ import annotations
@@ -69,10 +69,18 @@ def build() -> Calibration:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
+    import argparse
+
+    default = Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
+    parser = argparse.ArgumentParser(description="Rebuild the sample footage's calibration from its picked points "
+                                                 "(for another camera use 'aeb-app calibrate').")
+    parser.add_argument("out", nargs="?", type=Path, default=default, help="YAML to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.out.suffix.lower() not in (".yaml", ".yml"):
+        parser.error(f"{args.out}: the calibration file must end in .yaml or .yml")
     cal = build()
-    save_calibration(cal, out)
-    print(f"wrote {out}: k_x={cal.k_x_m_per_px:.5f} k_y={cal.k_y_m_per_px:.5f} m/px, "
+    save_calibration(cal, args.out)  # atomic
+    print(f"wrote {args.out}: k_x={cal.k_x_m_per_px:.5f} k_y={cal.k_y_m_per_px:.5f} m/px, "
           f"residual {cal.fit_residual_m:.3f} m")
     return 0
 
