@@ -52,6 +52,7 @@ class Lab:
         self.t0 = time.monotonic()
         self.batches = (1, 64) if self.cuda else (1, 2)
         self.result: dict = {"machine": self._machine(), "args": vars(args) | {"out": str(args.out)}, "models": {}}
+        self._frames: dict = {}
 
     def over_budget(self) -> bool:
         return time.monotonic() - self.t0 > self.args.budget_s
@@ -98,6 +99,13 @@ class Lab:
         return create(loaded, variant, device=dev, engines_dir=Path("/tmp/engines"))
 
     def frames(self, spec, batch: int):
+        """(batch, H, W, 3) uint8 RGB input, made once per (model, batch)."""
+        key = (spec.name, batch)
+        if key not in self._frames:
+            self._frames[key] = self._make_frames(spec, batch)
+        return self._frames[key]
+
+    def _make_frames(self, spec, batch: int):
         import numpy as np
 
         from aeb_app.model.preprocess import resize_batch
@@ -121,6 +129,10 @@ class Lab:
     # -- jobs -------------------------------------------------------------------------------------
     def network_row(self, loaded, variant: str, batch: int, ranges) -> dict:
         row: dict = {"variant": variant, "batch": batch}
+        if "compile" in variant:
+            # Each compiled variant starts from a clean Dynamo cache: the networks share code objects, and
+            # past the cache size limit Dynamo would silently run them eagerly.
+            self.torch._dynamo.reset()
         try:
             with self.detector(loaded, variant, ranges) as det:
                 fn, includes = det.network_fn(self.frames(loaded.spec, batch))
