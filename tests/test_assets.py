@@ -159,4 +159,23 @@ def test_manifest_json_is_valid_schema() -> None:
 
     raw = json.loads(resources.files("aeb_app").joinpath("data/assets.json").read_text())
     assert raw["schema_version"] == 1
-    assert set(raw["assets"]) == {"ssd_mobilenet_v1", "ssd300_resnet50", "sample_video", "coco_val2017_subset"}
+    assert set(raw["assets"]) == {"ssd_mobilenet_v1", "ssd300_resnet50", "sample_video", "coco_val2017_subset",
+                                  "ssdlite_mobilenet_v2"}
+
+
+def test_tar_member_extraction(data_dir: Path, tmp_path: Path) -> None:
+    """The SSDLite licence comes from an npm tarball: its member is read, a missing one is named."""
+    import io
+    import tarfile
+
+    lic = data_dir / "models/ssdlite_mobilenet_v2_coco_tfjs/LICENSE"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(lic, arcname="package/LICENSE")
+    entry = next(f for f in assets.get_asset("ssdlite_mobilenet_v2").files if f.path.endswith("LICENSE"))
+    assert assets._extract(buf.getvalue(), entry, ()) == lic.read_bytes()
+    wrong = assets.AssetFile(entry.path, entry.url, None, None, member="package/NOPE")
+    with pytest.raises(AssetError, match="no member package/NOPE"):
+        assets._extract(buf.getvalue(), wrong, ())
+    with pytest.raises(AssetError, match="not a valid tar.gz"):
+        assets._extract(b"not a tarball", entry, ())

@@ -71,7 +71,7 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
                     res = evaluate_detector(det, Path(coco_dir), annotations=ann)
                     tables[subset][mode] = (round(res["map"], 4), round(res["map50"], 4))
                     counts[subset] = res["num_images"]
-            log.info("%s: %s", mode, {k: v[mode] for k, v in tables.items()})
+            log.info("%s: %s", mode, {k: v[mode] for k, v in tables.items() if mode in v})
     return LowpAccuracy(loaded.spec.name, f"{config.tag} ({Path(qdq_path).name})", counts.get("all", 0),
                         counts.get("held_out", 0), tables["all"], tables["held_out"])
 

@@ -116,7 +116,9 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
         CalibrationError: ``calibration`` belongs to another model or other weights.
     """
     fmt = mode.precision
-    kernel = dict(mode.options).get("kernel", "gemm")
+    mode_options = dict(mode.options)
+    kernel = mode_options.get("kernel", "gemm")
+    compile = compile or bool(mode_options.get("compile", False))
     if kernel == "gemm":
         device = device or "cuda"
         if not device.startswith("cuda") or (reason := gpu_support(fmt, device)):
