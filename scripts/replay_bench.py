@@ -57,7 +57,11 @@ def _replay(name: str, inputs: Path, work: Path, args: argparse.Namespace, logs:
     cmd = [sys.executable, "-m", "aeb_app", "replay", str(inputs), "--out", str(out), "--mode", args.mode,
            "--engines-dir", str(work / "engines"), "--no-progress", *CONFIGS[name]]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired as exc:  # recorded, and the other configurations still run
+        (logs / f"replay_bench_{name}.log").write_text(" ".join(cmd) + "\n" + str(exc.stderr or "")[-20000:])
+        return {"config": name, "error": f"timed out after {args.timeout} s"}
     total_s = time.perf_counter() - t0
     (logs / f"replay_bench_{name}.log").write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr[-20000:])
     if proc.returncode != 0:
