@@ -456,7 +456,8 @@ def test_onnx_sidecar_that_is_not_an_object_means_rebuild(tmp_path: Path, caplog
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx bytes")
     expected = {"model": "m", "weights_sha256": "w", "opset": 18, "torch_version": "t"}
-    for text in ("[]", '"a string"', "{not json", '{"model": 5, "sha256": []}', "null"):
+    for text in ("[]", '"a string"', "{not json", '{"model": 5, "sha256": []}', "null",
+                 '{"kind": "onnx-int8-qdq", "calibration": []}'):
         sidecar_path(model).write_text(text)
         caplog.clear()
         assert read_sidecar(model) is None and not cached_onnx_valid(model, expected)
