@@ -60,6 +60,7 @@ class EventLog:
     def __enter__(self) -> "EventLog":
         if self.format == ".csv":
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("w", encoding="utf-8", newline="")
             except OSError as exc:
                 raise ConfigError(f"{self.path}: cannot write events ({exc.strerror or exc})") from None

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -171,12 +171,31 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
         try:
             if on_start is not None:
                 on_start(proc)
-            _, status, usage = os.wait4(proc.pid, 0)
+            status, usage, peak_kb = _wait_with_peak_rss(proc.pid)
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
     return (proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"),
-            usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+            usage.ru_utime + usage.ru_stime, peak_kb)
+
+
+def _wait_with_peak_rss(pid: int) -> tuple[int, Any, int]:
+    """Reap ``pid``; returns (wait status, rusage, peak resident memory in KiB).
+
+    The peak is the child's ``VmHWM`` from ``/proc``, polled while it runs: ``ru_maxrss`` would also count
+    the parent's pages that the child held between fork and exec (the whole pytest process).
+    """
+    peak = 0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, peak
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+            peak = max(peak, int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("VmHWM:"))))
+        except (OSError, StopIteration, ValueError):
+            pass
+        time.sleep(0.02)
 
 
 def run_case(case: Case, root: Path) -> Outcome:
@@ -276,7 +295,8 @@ def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
         Case("out_events_txt", ["run", v, "--events", "x.txt"], message="--events: x.txt: extension must be"),
         Case("out_events_folder", ["run", v, "--events", "sub"], message="is a folder",
              setup=lambda d: (d / "sub").mkdir()),
-        Case("out_parent_missing", ["run", v, "--out", "nope/a.mp4"], message="folder nope does not exist"),
+        Case("out_grandparent_is_file", ["run", v, "--events", "f/sub/e.csv"], message="f/sub/e.csv: f is a file",
+             setup=_put("f", b"x")),
         Case("out_parent_is_file", ["run", v, "--out", "f/a.mp4"], message="f/a.mp4: f is a file, not a folder",
              setup=_put("f", b"x")),
         Case("out_events_equals_out", ["run", v, "--out", "a.mp4", "--events", "a.mp4"],
@@ -437,7 +457,8 @@ def test_onnx_sidecar_that_is_not_an_object_means_rebuild(tmp_path: Path, caplog
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx bytes")
     expected = {"model": "m", "weights_sha256": "w", "opset": 18, "torch_version": "t"}
-    for text in ("[]", '"a string"', "{not json", '{"model": 5, "sha256": []}', "null"):
+    for text in ("[]", '"a string"', "{not json", '{"model": 5, "sha256": []}', "null",
+                 '{"kind": "onnx-int8-qdq", "calibration": []}'):
         sidecar_path(model).write_text(text)
         caplog.clear()
         assert read_sidecar(model) is None and not cached_onnx_valid(model, expected)

@@ -94,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aeb_app.cli.logsetup import setup_logging
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage error (exit 2) or --help/--version (0): return it, like AebError
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     setup_logging(args.verbose)
     if args.data_mirror:
         import os

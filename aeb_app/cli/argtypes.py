@@ -119,17 +119,18 @@ def existing_dir(text: str) -> Path:
 
 
 def _check_parent(path: Path, text: str) -> None:
+    """The output's folder is writable, or (when missing) can be created: its nearest existing
+    ancestor is a writable folder, not a file."""
     parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: folder {parent} is not writable")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: folder {existing} is not writable")
 
 
 def writable_output(*suffixes: str) -> Callable[[str], Path]:
-    """Type factory: an output file whose folder exists and is writable, not a folder itself, and
+    """Type factory: an output file whose folder is writable (or can be created), not a folder itself, and
     (when ``suffixes`` are given) with one of those extensions. An existing file must be writable."""
 
     def parse(text: str) -> Path:

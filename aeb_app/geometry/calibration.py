@@ -271,7 +271,8 @@ def _pairs(raw: Any) -> list[ReferencePair]:
 
 def _check_keys(data: Any) -> None:
     if not isinstance(data, dict):
-        raise CalibrationError(f"expected a mapping at top level, got {type(data).__name__}")
+        got = "an empty file" if data is None else type(data).__name__
+        raise CalibrationError(f"expected a mapping at top level, got {got}")
     version = data.get("schema_version")
     if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise CalibrationError(f"schema_version is {short_repr(version)}, this version reads {SCHEMA_VERSION}")

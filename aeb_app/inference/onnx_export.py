@@ -99,15 +99,18 @@ def read_sidecar(artifact: str | Path) -> dict[str, Any] | None:
     if not isinstance(meta, dict):
         log.warning("%s: sidecar is a JSON %s, not an object; ignoring it", path, type(meta).__name__)
         return None
-    bad = [k for k in _SIDECAR_STR_KEYS if k in meta and not isinstance(meta[k], str)]
+    bad = [k for k, kind in _SIDECAR_TYPES.items() if k in meta and not isinstance(meta[k], kind)]
     if bad:
-        log.warning("%s: sidecar field(s) %s are not text; ignoring it", path, ", ".join(bad))
+        log.warning("%s: sidecar field(s) %s have the wrong type; ignoring it", path, ", ".join(bad))
         return None
     return meta
 
 
-#: Sidecar fields that must be strings when present (hashes, names, versions).
-_SIDECAR_STR_KEYS = ("kind", "model", "weights_sha256", "torch_version", "sha256")
+#: Types of the sidecar fields that readers use, when present (ONNX, Q/DQ and compiled-package sidecars).
+_SIDECAR_TYPES: dict[str, type] = {
+    "kind": str, "model": str, "weights_sha256": str, "torch_version": str, "sha256": str,
+    "source_onnx_sha256": str, "quantizer": str, "calibration": dict,
+}
 
 
 def _expected_sidecar(loaded: LoadedModel, weights_hash: str) -> dict[str, Any]:
