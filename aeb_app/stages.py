@@ -63,13 +63,14 @@ class Stage:
     fn: Callable[[Any], Any]
 
 
-def max_in_flight(num_stages: int, capacity: int) -> int:
+def max_in_flight(num_stages: int, capacity: int | Sequence[int]) -> int:
     """The most items that exist at once between the source and the caller.
 
-    ``num_stages + 1`` queues of ``capacity`` items, one item held by each stage thread, one by the
+    ``num_stages + 1`` queues of ``capacity`` items (or the given sizes), one item held by each stage thread, one by the
     source thread (read but not yet queued) and one by the caller (yielded, not yet done).
     """
-    return (num_stages + 1) * capacity + num_stages + 2
+    queued = (num_stages + 1) * capacity if isinstance(capacity, int) else sum(capacity)
+    return queued + num_stages + 2
 
 
 class _Shared:
@@ -135,31 +136,34 @@ def _run_stage(stage: Stage, inbox: queue.Queue, out: queue.Queue, shared: _Shar
         shared.fail(stage.name, exc)
 
 
-def run_stages(source: Iterable[Any], stages: Sequence[Stage], *, capacity: int = 4) -> Iterator[Any]:
+def run_stages(source: Iterable[Any], stages: Sequence[Stage], *,
+               capacity: int | Sequence[int] = 4) -> Iterator[Any]:
     """Feed ``source`` through ``stages`` on worker threads; yield the results in source order.
 
     Args:
         source: items (iterated on its own thread; a generator is closed there at the end).
         stages: applied in order to every item.
-        capacity: items each queue holds (>= 1); see :func:`max_in_flight`.
+        capacity: items each queue holds (>= 1), or one value per queue (``len(stages) + 1`` of them,
+            the first between the source and the first stage); see :func:`max_in_flight`.
 
     Yields:
         ``stages[-1].fn(... stages[0].fn(item))`` for every item, in order.
 
     Raises:
-        ValueError: ``capacity`` < 1.
+        ValueError: a capacity < 1, or not one per queue.
         BaseException: whatever the source or a stage raised (the first failure), after all
             threads have ended.
         StageThreadsLeft: a thread did not end within the shutdown timeout.
     """
-    if capacity < 1:
-        raise ValueError(f"capacity must be >= 1, got {capacity}")
-    return _generate(source, tuple(stages), capacity)
+    sizes = [capacity] * (len(stages) + 1) if isinstance(capacity, int) else list(capacity)
+    if len(sizes) != len(stages) + 1 or min(sizes) < 1:
+        raise ValueError(f"capacity must be >= 1, one value or one per queue ({len(stages) + 1}), got {capacity}")
+    return _generate(source, tuple(stages), sizes)
 
 
-def _generate(source: Iterable[Any], stages: tuple[Stage, ...], capacity: int) -> Iterator[Any]:
+def _generate(source: Iterable[Any], stages: tuple[Stage, ...], sizes: list[int]) -> Iterator[Any]:
     shared = _Shared()
-    queues = [queue.Queue(maxsize=capacity) for _ in range(len(stages) + 1)]
+    queues = [queue.Queue(maxsize=size) for size in sizes]
     threads = [threading.Thread(target=_read_source, args=(source, queues[0], shared),
                                 name="stage-source", daemon=True)]
     threads += [threading.Thread(target=_run_stage, args=(s, queues[i], queues[i + 1], shared),

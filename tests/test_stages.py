@@ -139,6 +139,21 @@ def test_consumer_exception_propagates_and_stops_threads():
                 raise KeyError("consumer")
 
 
-def test_bad_capacity_is_rejected():
+def test_per_queue_capacities_bound_in_flight_items():
+    produced, consumed, peak = [0], [0], [0]
+
+    def source():
+        for i in range(40):
+            produced[0] += 1
+            peak[0] = max(peak[0], produced[0] - consumed[0])
+            yield i
+
+    for _ in run_stages(source(), [Stage("slow", lambda x: (time.sleep(0.005), x)[1])], capacity=(1, 1)):
+        consumed[0] += 1
+    assert consumed[0] == 40 and peak[0] <= max_in_flight(1, (1, 1)) == 5
+
+
+@pytest.mark.parametrize("capacity", [0, (2,), (2, 0)])
+def test_bad_capacity_is_rejected(capacity):
     with pytest.raises(ValueError, match="capacity"):
-        run_stages(range(3), [Stage("id", lambda x: x)], capacity=0)
+        run_stages(range(3), [Stage("id", lambda x: x)], capacity=capacity)

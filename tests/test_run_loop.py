@@ -1,0 +1,58 @@
+"""``aeb-app run``'s staged frame loop on the real sample video: same results as the sequential loop,
+latency in the summary, a failing stage ends the run with its error and leaves no thread behind."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import cv2
+
+from aeb_app.cli import main
+from aeb_app.errors import InputError
+from aeb_app.video import VideoWriter
+
+
+def _run(video: Path, out_dir: Path, *extra: str) -> int:
+    out_dir.mkdir()
+    return main(["run", str(video), "--mode", "fp32", "--max-frames", "24", "--speed-kmh", "100",
+                 "--out", str(out_dir / "a.mp4"), "--tracks", str(out_dir / "tracks.csv"),
+                 "--events", str(out_dir / "events.csv"), "--no-progress", *extra])
+
+
+def test_staged_loop_gives_the_sequential_results_in_order(sample_video: Path, tmp_path: Path, capsys) -> None:
+    assert _run(sample_video, tmp_path / "staged") == 0
+    staged_summary = capsys.readouterr().out
+    assert _run(sample_video, tmp_path / "seq", "--sequential") == 0
+    tracks_staged = (tmp_path / "staged" / "tracks.csv").read_text()
+    assert tracks_staged == (tmp_path / "seq" / "tracks.csv").read_text()
+    frames = [int(line.split(",")[0]) for line in tracks_staged.splitlines()[1:]]
+    assert frames and frames == sorted(frames)  # rows in frame order
+    assert (tmp_path / "staged" / "events.csv").read_text() == (tmp_path / "seq" / "events.csv").read_text()
+    cap = cv2.VideoCapture(str(tmp_path / "staged" / "a.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    cap.release()
+    match = re.search(r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", staged_summary)
+    assert match and 0 < float(match.group(1)) <= float(match.group(2))
+    assert "frames 24 (failed 0)" in staged_summary
+    assert not [t for t in threading.enumerate() if t.name.startswith("stage-")]
+
+
+def test_failing_encoder_ends_the_run_with_its_error(sample_video: Path, tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
+    real_write = VideoWriter.write
+
+    def write(self, frame):
+        if self.frames_written == 5:
+            raise InputError(f"{self.path}: disk full (injected)")
+        real_write(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    code = _run(sample_video, tmp_path / "out")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "disk full (injected)" in err
+    assert not (tmp_path / "out" / "a.mp4").exists()  # atomic: no partial video at the target
+    assert (tmp_path / "out" / "events.csv").exists()  # events written so far are kept
+    assert not [t for t in threading.enumerate() if t.name.startswith("stage-")]
