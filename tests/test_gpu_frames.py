@@ -174,3 +174,15 @@ def test_gpu_path_coco_map_equals_the_cpu_path(mobilenet, coco_dir):
     assert gpu["frame_path"] == "gpu" and cpu["frame_path"] == "cpu"
     assert abs(gpu["map"] - cpu["map"]) <= 0.002, (gpu["map"], cpu["map"])
     assert cpu["map"] > 0.15
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_sweep_end_to_end_uses_the_gpu_path_on_cuda_only(mobilenet, jpegs, device):
+    from aeb_app.bench.sweep import E2E_INCLUDES, E2E_INCLUDES_GPU, end_to_end_fn
+
+    frames = [read_image(p) for p in jpegs[:4]]
+    with registry.create(mobilenet, "fp32", device=device) as det:
+        fn, includes = end_to_end_fn(det, frames, [p.read_bytes() for p in jpegs[:4]])
+        dets = fn()
+    assert includes == (E2E_INCLUDES_GPU if device == "cuda" else E2E_INCLUDES)
+    assert len(dets) == 4 and sum(len(d) for d in dets) > 0

@@ -84,14 +84,15 @@ def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int,
 
 
 def resolve_frame_path(detector: Detector, frame_path: str) -> str:
-    """``auto`` -> ``gpu`` for a CUDA detector, else ``cpu``; ``gpu`` needs a CUDA detector.
+    """``auto`` -> ``gpu`` for a CUDA detector with a device path (PyTorch modes), else ``cpu``;
+    ``gpu`` needs a CUDA detector.
 
     Raises:
         ValueError: an unknown value, or ``gpu`` with a detector that is not on CUDA.
     """
     on_cuda = detector.info.device.startswith("cuda")
     if frame_path == "auto":
-        return "gpu" if on_cuda else "cpu"
+        return "gpu" if on_cuda and detector.device_input() is not None else "cpu"
     if frame_path not in ("gpu", "cpu"):
         raise ValueError(f"frame_path must be auto, gpu or cpu, not {frame_path!r}")
     if frame_path == "gpu" and not on_cuda:
@@ -122,7 +123,7 @@ def evaluate_detector(
         progress: called with (images done, total).
         frame_path: ``gpu``: JPEG decoding, resizing, NMS on the GPU
             (:mod:`aeb_app.inference.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
-            ``auto``: ``gpu`` for a CUDA detector.
+            ``auto``: see :func:`resolve_frame_path`.
 
     Returns:
         ``map`` (@[.5:.95]), ``map50`` and the other 10 COCO stats, ``num_images``, ``model``,

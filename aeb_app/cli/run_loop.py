@@ -129,7 +129,8 @@ def _encode_stage(writer) -> Callable[[FrameWork], FrameWork]:
 
 
 def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
-                   hud_lines: Callable[[int, float], list[str]], sequential: bool = False, capacity: int = QUEUE_CAPACITY) -> Iterator[FrameWork]:
+                   hud_lines: Callable[[int, float], list[str]], sequential: bool = False,
+                   capacity: int = QUEUE_CAPACITY) -> Iterator[FrameWork]:
     """Run ``frames`` through inference, logic + drawing and (with ``writer``) encoding.
 
     Args:
