@@ -190,6 +190,9 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack) -> Generator[P
         model=config.model, weights=config.weights, mode=config.mode, fallback=config.fallback,
         device=config.device, threads=config.threads))
     log.info("detector: %s", detector.info)
+    from aeb_app.video.nvdec import prefer_nvdec
+
+    source = prefer_nvdec(source, detector.info.device, stack)  # NVDEC for a CUDA detector, when installed
     tune_cpu_threads(detector)
     compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
     yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)

@@ -92,11 +92,15 @@ class _Handoff:
 
 
 def _infer_stage(detector, config) -> Callable[[FrameWork], FrameWork]:
+    on_device = detector.device_input() is not None
+
     def infer(work: FrameWork) -> FrameWork:
         frame = work.frame
         if frame.image is not None and frame.error is None:  # the pipeline's own condition
+            device_image = getattr(frame, "device_image", None)  # NVDEC frames (aeb_app.video.nvdec)
             try:
-                work.detections = detector.infer([frame.image], config)[0]
+                work.detections = (detector.infer_tensors([device_image], config) if on_device and device_image
+                                   is not None else detector.infer([frame.image], config))[0]
                 work.infer_times = detector.last_times
             except (AebError, RuntimeError, ValueError) as exc:  # reported per frame by the pipeline
                 work.infer_error = exc
