@@ -69,11 +69,15 @@ class _NvdecCapture:
             raise InputError(f"{path}: NVDEC unavailable (PyNvVideoCodec is not installed)")
         self._torch = torch
         self._device = torch.device(device)
-        stream = torch.cuda.current_stream(self._device)
-        # Decode on torch's current stream: the frames are ready for kernels queued after them.
-        self._decoder = nvc.SimpleDecoder(str(path), gpu_id=self._device.index or 0, use_device_memory=True,
-                                          cuda_stream=stream.cuda_stream,
-                                          output_color_type=nvc.OutputColorType.RGB)
+        options = dict(gpu_id=self._device.index or 0, use_device_memory=True,
+                       output_color_type=nvc.OutputColorType.RGB)
+        try:  # decode on torch's current stream: the frames are ready for kernels queued after them
+            stream = torch.cuda.current_stream(self._device).cuda_stream
+            self._decoder = nvc.SimpleDecoder(str(path), cuda_stream=stream, **options)
+            self._own_stream = False
+        except TypeError:  # a binding that takes only its own stream objects: synchronise per batch instead
+            self._decoder = nvc.SimpleDecoder(str(path), **options)
+            self._own_stream = True
         meta = self._decoder.get_stream_metadata()
         self._fps = float(getattr(meta, "average_fps", 0.0) or 0.0)
         self._count = len(self._decoder)
@@ -95,6 +99,7 @@ class _NvdecCapture:
     def set(self, prop: int, value: float) -> bool:
         if prop != cv2.CAP_PROP_POS_FRAMES:
             return False
+        self._decoder.seek_to_index(int(value))
         self._next, self._buffer = int(value), []
         return True
 
@@ -107,24 +112,29 @@ class _NvdecCapture:
             if self._next >= self._count:
                 return False, None
             try:
-                self._buffer = self._decode(self._next, min(self._next + DECODE_BATCH, self._count))
+                self._buffer = self._decode()
             except Exception as exc:  # noqa: BLE001 - the binding raises plain Exceptions; a failed frame, not a crash
                 log.debug("NVDEC failed at frame %d: %s", self._next, exc)
                 self._next += 1  # the source counts it as failed; go on with the next one
+                if self._next < self._count:
+                    self._decoder.seek_to_index(self._next)
+                return False, None
+            if not self._buffer:
                 return False, None
         rgb = self._buffer.pop(0)
         self._next += 1
         self.last_device = rgb.permute(2, 0, 1)
         return True, rgb.flip(2).cpu().numpy()  # BGR swap on the GPU, one copy
 
-    def _decode(self, start: int, stop: int) -> list:
+    def _decode(self) -> list:
+        """The next frames (up to :data:`DECODE_BATCH`) as (H, W, 3) RGB CUDA tensors of our own."""
         h, w = self._size
-        try:
-            frames = self._decoder[start:stop]
-        except TypeError:  # a binding without slicing
-            frames = [self._decoder[i] for i in range(start, stop)]
+        frames = self._decoder.get_batch_frames(DECODE_BATCH)
         # Own copies: the decoder reuses its surfaces.
-        return [self._torch.from_dlpack(f).reshape(h, w, 3).clone() for f in frames]
+        out = [self._torch.from_dlpack(f).reshape(h, w, 3).clone() for f in frames]
+        if self._own_stream:
+            self._torch.cuda.synchronize(self._device)  # the decoder's own stream has finished
+        return out
 
 
 class NvdecVideoSource(VideoSource):
