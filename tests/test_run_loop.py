@@ -56,3 +56,32 @@ def test_failing_encoder_ends_the_run_with_its_error(sample_video: Path, tmp_pat
     assert not (tmp_path / "out" / "a.mp4").exists()  # atomic: no partial video at the target
     assert (tmp_path / "out" / "events.csv").exists()  # events written so far are kept
     assert not [t for t in threading.enumerate() if t.name.startswith("stage-")]
+
+
+def test_inference_error_of_one_frame_is_reported_for_that_frame_only(sample_video: Path, monkeypatch) -> None:
+    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.pipeline import level_of
+    from aeb_app.stream import StreamConfig, open_stream
+    from aeb_app.types import WarningLevel
+
+    with open_stream(StreamConfig(str(sample_video), mode="fp32")) as stream:
+        detector = stream.pipeline.detector
+        real_infer = detector.infer
+        calls = [0]
+
+        def infer(frames, config=None):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise RuntimeError("injected device error")
+            return real_infer(frames, config)
+
+        monkeypatch.setattr(detector, "infer", infer)
+        works = list(staged_results(stream.pipeline, stream.source.frames(max_frames=6),
+                                    hud_lines=lambda i, fps: []))
+        assert stream.pipeline.detector is detector  # the hand-off is undone
+    assert [w.frame.index for w in works] == list(range(6))
+    failed = [w for w in works if w.result.error]
+    assert [w.frame.index for w in failed] == [2] and "injected device error" in failed[0].result.error
+    assert level_of(failed[0].result) == WarningLevel.UNAVAILABLE
+    assert all(w.result.detections is not None for w in works if w.frame.index != 2)
+    assert all(w.latency_ms > 0 for w in works)
