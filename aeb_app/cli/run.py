@@ -68,6 +68,7 @@ class RunSummary:
     mean_stage_ms: dict[str, float] = field(default_factory=dict)
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time (all threads) in the frame loop
 
     @property
     def fps(self) -> float:
@@ -78,7 +79,8 @@ class RunSummary:
         levels = ", ".join(f"{k} {v}" for k, v in sorted(self.levels.items()))
         return (f"frames {self.frames} (failed {self.failed_frames}), {self.seconds:.2f} s, {self.fps:.1f} FPS "
                 f"end to end; warnings {self.warnings}; levels: {levels}; mean ms: {stages}; "
-                f"decode-to-warning latency p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms")
+                f"decode-to-warning latency p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms; "
+                f"CPU time {self.cpu_seconds:.2f} s ({1e3 * self.cpu_seconds / max(self.frames, 1):.1f} ms/frame)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +165,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
     sums: dict[str, float] = {}
     latencies: list[float] = []
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for work in staged_results(pipeline, source.frames(max_frames=args.max_frames), writer=writer,
                                hud_lines=lambda number, fps: _hud_lines(pipeline, number, fps),
                                sequential=getattr(args, "sequential", False)):
@@ -184,6 +186,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         bar.update(1)
     bar.close()
     summary.seconds = time.perf_counter() - t0
+    summary.cpu_seconds = time.process_time() - cpu0
     summary.warnings = recorder.warning_count
     summary.mean_stage_ms = {k.removesuffix("_ms"): v / max(summary.frames, 1) for k, v in sums.items()}
     summary.latency_p50_ms, summary.latency_p99_ms = latency_percentiles(latencies)
