@@ -41,7 +41,7 @@ BATCH = 64
 FAST_MODES = ("fp16_fused", "fp16_graph")
 
 
-def _open(loaded, modes: tuple[str, ...], device: str = "cuda"):
+def _open(loaded, modes: tuple[str, ...], device: str):
     """The first of ``modes`` that opens, activated; and the reasons of those that did not."""
     from aeb_app.errors import AebError
     from aeb_app.inference.registry import create
@@ -57,39 +57,40 @@ def _open(loaded, modes: tuple[str, ...], device: str = "cuda"):
     raise RuntimeError(f"none of {modes} opened: {reasons}")
 
 
-def _timed(fn, n_images: int) -> dict:
+def _timed(fn, n_images: int, device: str) -> dict:
     from aeb_app.bench.timing import measure
 
-    stats = measure(fn, cuda=True, warmup_iters=5, min_iters=20, min_time_s=1.0)
+    stats = measure(fn, cuda=device.startswith("cuda"), warmup_iters=5, min_iters=20, min_time_s=1.0)
     return {"p50_ms": stats.p50_ms, "p99_ms": stats.p99_ms, "iters": stats.iters, "clock": stats.clock,
             "img_per_s": n_images * 1000.0 / stats.p50_ms}
 
 
-def ssd300_section(coco_dir: Path) -> dict:
+def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300_resnet50") -> dict:
     """Network-only vs end-to-end img/s at batch 64 (see the module docstring)."""
     from aeb_app.bench.sweep import sample_frames, sample_jpegs
     from aeb_app.inference.gpu_frames import decode_images, resize_to_input
     from aeb_app.model.preprocess import normalize, resize_batch
     from aeb_app.model.registry import load_model
 
-    loaded = load_model("ssd300_resnet50", "random")
-    frames, jpegs = sample_frames(coco_dir, BATCH), sample_jpegs(coco_dir, BATCH)
-    det, unavailable = _open(loaded, FAST_MODES)
+    loaded = load_model(model, "random" if model == "ssd300_resnet50" else "auto")
+    frames, jpegs = sample_frames(coco_dir, batch), sample_jpegs(coco_dir, batch)
+    det, unavailable = _open(loaded, FAST_MODES if device.startswith("cuda") else ("fp32",), device)
     try:
         net_fn, net_includes = det.network_fn(resize_batch(frames, det.spec))
-        images = decode_images(jpegs, "cuda")
-        out = {"mode": det.info.mode, "unavailable": unavailable, "batch": BATCH,
-               "network": {**_timed(net_fn, BATCH), "includes": net_includes},
-               "e2e_gpu": {**_timed(lambda: det.infer_tensors(decode_images(jpegs, "cuda")), BATCH),
+        images = decode_images(jpegs, device)
+        out = {"model": model, "mode": det.info.mode, "unavailable": unavailable, "batch": batch,
+               "network": {**_timed(net_fn, batch, device), "includes": net_includes},
+               "e2e_gpu": {**_timed(lambda: det.infer_tensors(decode_images(jpegs, device)), batch, device),
                            "includes": "JPEG bytes in host memory -> nvJPEG + resize + normalise + network + "
                                        "decode + NMS on the GPU -> one copy of the kept boxes"},
-               "gpu_decode_only": _timed(lambda: decode_images(jpegs, "cuda"), BATCH),
+               "gpu_decode_only": _timed(lambda: decode_images(jpegs, device), batch, device),
                "gpu_resize_normalize_only": _timed(lambda: normalize(resize_to_input(images, det.spec), det.spec),
-                                                   BATCH)}
+                                                   batch, device)}
         from aeb_app.bench.timing import measure
 
-        cpu = measure(lambda: det.infer(frames), cuda=True, warmup_iters=2, min_iters=5, min_time_s=1.0)
-        out["e2e_cpu_path"] = {"p50_ms": cpu.p50_ms, "img_per_s": BATCH * 1000.0 / cpu.p50_ms, "iters": cpu.iters,
+        cpu = measure(lambda: det.infer(frames), cuda=device.startswith("cuda"), warmup_iters=2, min_iters=5,
+                      min_time_s=1.0)
+        out["e2e_cpu_path"] = {"p50_ms": cpu.p50_ms, "img_per_s": batch * 1000.0 / cpu.p50_ms, "iters": cpu.iters,
                                "includes": "decoded BGR frames -> CPU resize -> upload -> network -> NMS -> boxes"}
     finally:
         det.__exit__(None, None, None)
@@ -97,23 +98,24 @@ def ssd300_section(coco_dir: Path) -> dict:
     return out
 
 
-def map_section(coco_dir: Path) -> dict:
+def map_section(coco_dir: Path, device: str) -> dict:
     """ssd_mobilenet_v1 mAP through both frame paths, per mode."""
     from aeb_app.bench.coco_eval import evaluate_detector
     from aeb_app.model.registry import load_model
 
     loaded = load_model("ssd_mobilenet_v1", "auto")
     out = {}
-    for modes in (("fp32",), FAST_MODES):
-        det, unavailable = _open(loaded, modes)
+    on_gpu = device.startswith("cuda")
+    for modes in (("fp32",), FAST_MODES) if on_gpu else (("fp32",),):
+        det, unavailable = _open(loaded, modes, device)
         try:
             row = {"unavailable": unavailable}
-            for path in ("gpu", "cpu"):
+            for path in ("gpu", "cpu") if on_gpu else ("cpu",):  # CPU: a smoke test of the script
                 t0 = time.perf_counter()
                 result = evaluate_detector(det, coco_dir, batch_size=32, frame_path=path)
                 row[path] = {"map": result["map"], "map50": result["map50"], "images": result["num_images"],
                              "seconds": time.perf_counter() - t0}
-            row["map_gpu_minus_cpu"] = row["gpu"]["map"] - row["cpu"]["map"]
+            row["map_gpu_minus_cpu"] = row["gpu"]["map"] - row["cpu"]["map"] if on_gpu else None
             out[det.info.mode] = row
         finally:
             det.__exit__(None, None, None)
@@ -124,8 +126,8 @@ SUMMARY_RE = re.compile(r"frames (\d+) \(failed (\d+)\), ([\d.]+) s, ([\d.]+) FP
                         r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms")
 
 
-def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str]) -> dict:
-    cmd = [sys.executable, "-m", "aeb_app", "run", str(video), "--model", "ssd_mobilenet_v1", "--mode", "fp16_fused",
+def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str) -> dict:
+    cmd = [sys.executable, "-m", "aeb_app", "run", str(video), "--model", "ssd_mobilenet_v1", "--mode", mode,
            "--no-progress", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_extra}, timeout=240)
@@ -140,15 +142,17 @@ def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str]) -> dict:
     return row
 
 
-def run_section(video: Path, tmp: Path) -> dict:
+def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> dict:
     """``aeb-app run`` writing the mp4 / events + tracks only, NVDEC (if installed) and OpenCV decoding."""
     out = {}
+    common = ["--max-frames", str(max_frames)] if max_frames else []
     for decoder in ("auto", "opencv"):
         env = {} if decoder == "auto" else {"AEB_APP_VIDEO_DECODER": "opencv"}
-        out[f"mp4_{decoder}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4")], env)
+        out[f"mp4_{decoder}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), *common], env, mode)
         out[f"events_only_{decoder}"] = _aeb_run(
-            video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv")], env)
-    out["mp4_sequential"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--sequential"], {})
+            video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv"),
+                    *common], env, mode)
+    out["mp4_sequential"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--sequential", *common], {}, mode)
     return out
 
 
@@ -157,15 +161,15 @@ def markdown(result: dict) -> str:
              f"Machine: {json.dumps(result.get('machine', {}))}", ""]
     s = result.get("ssd300", {})
     if "network" in s:
-        lines += ["## SSD300 (random weights), batch 64", "", "| what | img/s | p50 ms |", "|---|---|---|"]
+        lines += [f"## {s['model']} (random weights), batch {s['batch']}", "", "| what | img/s | p50 ms |", "|---|---|---|"]
         for key in ("network", "e2e_gpu", "e2e_cpu_path", "gpu_decode_only", "gpu_resize_normalize_only"):
             lines.append(f"| {key} ({s['mode']}) | {s[key]['img_per_s']:.0f} | {s[key]['p50_ms']:.2f} |")
         lines += ["", f"End to end / network only: **{100 * s['e2e_over_network']:.1f} %** (goal >= 50 %)", ""]
     for mode, row in result.get("map", {}).items():
-        if "gpu" in row:
+        if "gpu" in row and "cpu" in row:
             lines.append(f"- mAP {mode}: GPU path {row['gpu']['map']:.4f}, CPU path {row['cpu']['map']:.4f}, "
                          f"difference {row['map_gpu_minus_cpu']:+.4f} (goal within 0.002)")
-    lines += ["", "## aeb-app run, ssd_mobilenet_v1 fp16_fused, batch 1", "",
+    lines += ["", "## aeb-app run, ssd_mobilenet_v1, batch 1", "",
               "| run | decoder | FPS | latency p50 / p99 ms | rc |", "|---|---|---|---|---|"]
     for name, row in result.get("run", {}).items():
         if isinstance(row, dict):
@@ -199,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, required=True, help="the sample clip")
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_e2e.json and gpu_e2e.md")
     parser.add_argument("--sections", default="ssd300,map,run", help="comma-separated subset")
+    parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke test of the script)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="SSD300 batch size (default 64)")
+    parser.add_argument("--ssd-model", default="ssd300_resnet50", help="model of the ssd300 section (smoke tests)")
+    parser.add_argument("--run-mode", default="fp16_fused", help="aeb-app run's mode (default fp16_fused)")
+    parser.add_argument("--max-frames", type=int, default=None, help="aeb-app run: first N frames only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for path in (args.coco_dir / "annotations", args.video):
@@ -210,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"machine": _machine()}
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "gpu_e2e_run"
     tmp.mkdir(parents=True, exist_ok=True)
-    sections = {"ssd300": lambda: ssd300_section(args.coco_dir), "map": lambda: map_section(args.coco_dir),
-                "run": lambda: run_section(args.video, tmp)}
+    sections = {"ssd300": lambda: ssd300_section(args.coco_dir, args.device, args.batch, args.ssd_model),
+                "map": lambda: map_section(args.coco_dir, args.device),
+                "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames)}
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         try:
