@@ -8,6 +8,9 @@ import threading
 from pathlib import Path
 
 import cv2
+import numpy as np
+import pytest
+import torch
 
 from aeb_app.cli import main
 from aeb_app.errors import InputError
@@ -85,3 +88,37 @@ def test_inference_error_of_one_frame_is_reported_for_that_frame_only(sample_vid
     assert level_of(failed[0].result) == WarningLevel.UNAVAILABLE
     assert all(w.result.detections is not None for w in works if w.frame.index != 2)
     assert all(w.latency_ms > 0 for w in works)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_goes_through_the_gpu_frame_path_and_finds_the_cpu_boxes(sample_video: Path) -> None:
+    """Tolerance: every confident (>= 0.5) CPU box is found on the GPU path with IoU >= 0.9 (GPU resize
+    within 1 level of OpenCV's; NVDEC colour conversion within 3 levels of FFmpeg's)."""
+    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.stream import StreamConfig, open_stream
+
+    def boxes(device: str):
+        with open_stream(StreamConfig(str(sample_video), mode="fp32", device=device)) as stream:
+            works = list(staged_results(stream.pipeline, stream.source.frames(max_frames=10),
+                                        hud_lines=lambda i, fps: []))
+            return works, stream.detector.device_input()
+
+    cpu, _ = boxes("cpu")
+    gpu, layout = boxes("cuda")
+    assert layout is not None  # the CUDA detector took the device path
+    checked = 0
+    for c, g in zip(cpu, gpu):
+        d_cpu, d_gpu = c.result.detections, g.result.detections
+        for box, cls in zip(d_cpu.xyxy_px[d_cpu.scores >= 0.5], d_cpu.category_ids[d_cpu.scores >= 0.5]):
+            same = d_gpu.xyxy_px[d_gpu.category_ids == cls]
+            assert len(same) and _iou(box[None], same).max() >= 0.9, (c.frame.index, cls, box)
+            checked += 1
+    assert checked > 5
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)

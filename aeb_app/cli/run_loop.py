@@ -92,15 +92,25 @@ class _Handoff:
 
 
 def _infer_stage(detector, config) -> Callable[[FrameWork], FrameWork]:
+    """Detections for each valid frame; on a CUDA detector through the GPU frame path (an NVDEC frame is
+    already on the device; another is uploaded once, then resized, normalised and NMS'd there)."""
+    from aeb_app.inference.gpu_frames import bgr_to_device
+
     on_device = detector.device_input() is not None
+
+    def detect(frame: VideoFrame) -> Detections:
+        if not on_device:
+            return detector.infer([frame.image], config)[0]
+        device_image = getattr(frame, "device_image", None)  # NVDEC frames (aeb_app.video.nvdec)
+        if device_image is None:
+            device_image = bgr_to_device(frame.image, detector.info.device)
+        return detector.infer_tensors([device_image], config)[0]
 
     def infer(work: FrameWork) -> FrameWork:
         frame = work.frame
         if frame.image is not None and frame.error is None:  # the pipeline's own condition
-            device_image = getattr(frame, "device_image", None)  # NVDEC frames (aeb_app.video.nvdec)
             try:
-                work.detections = (detector.infer_tensors([device_image], config) if on_device and device_image
-                                   is not None else detector.infer([frame.image], config))[0]
+                work.detections = detect(frame)
                 work.infer_times = detector.last_times
             except (AebError, RuntimeError, ValueError) as exc:  # reported per frame by the pipeline
                 work.infer_error = exc
