@@ -203,6 +203,9 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
         detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])  # lazy set-up, untimed
         warmup_ms = (time.perf_counter() - t0) * 1e3
         log.info("warm-up inference: %.0f ms (not timed)", warmup_ms)
+    from aeb_app.video.nvdec import prefer_nvdec
+
+    source = prefer_nvdec(source, detector.info.device, stack)  # NVDEC for a CUDA detector, when installed
     pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
                         settings=config.settings, no_calibration_reason=note or "no calibration")
     return Stream(source, detector, calibration, note, pipeline, warmup_ms)

@@ -84,6 +84,34 @@ def _batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int) -> Ite
         yield ids, frames
 
 
+def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int,
+                 device: str) -> Iterator[tuple[list[int], list]]:
+    """Like :func:`_batches`, but the files' bytes are decoded on the GPU (RGB (3, H, W) CUDA tensors)."""
+    from aeb_app.inference.gpu_frames import decode_images
+
+    for start in range(0, len(image_ids), batch_size):
+        ids = image_ids[start:start + batch_size]
+        paths = [find_image(coco_dir, coco.imgs[i]["file_name"]) for i in ids]
+        yield ids, decode_images([p.read_bytes() for p in paths], device, names=[str(p) for p in paths])
+
+
+def resolve_frame_path(detector: Detector, frame_path: str) -> str:
+    """``auto`` -> ``gpu`` for a CUDA detector with a device path (PyTorch modes), else ``cpu``;
+    ``gpu`` needs a CUDA detector.
+
+    Raises:
+        ValueError: an unknown value, or ``gpu`` with a detector that is not on CUDA.
+    """
+    on_cuda = detector.info.device.startswith("cuda")
+    if frame_path == "auto":
+        return "gpu" if on_cuda and detector.device_input() is not None else "cpu"
+    if frame_path not in ("gpu", "cpu"):
+        raise ValueError(f"frame_path must be auto, gpu or cpu, not {frame_path!r}")
+    if frame_path == "gpu" and not on_cuda:
+        raise ValueError(f"frame_path 'gpu' needs a CUDA detector; {detector.info.mode} runs on {detector.info.device}")
+    return frame_path
+
+
 def evaluate_detector(
     detector: Detector,
     coco_dir: Path,
@@ -93,6 +121,7 @@ def evaluate_detector(
     limit: int | None = None,
     config: PostprocessConfig = EVAL_POSTPROCESS,
     progress: Callable[[int, int], None] | None = None,
+    frame_path: str = "auto",
 ) -> dict:
     """Run ``detector`` (already activated) over a COCO folder and score it.
 
@@ -104,10 +133,13 @@ def evaluate_detector(
         limit: evaluate only the first ``limit`` images (by id).
         config: detection thresholds (COCO protocol: low threshold, 100 per image).
         progress: called with (images done, total).
+        frame_path: ``gpu``: JPEG decoding, resizing, NMS on the GPU
+            (:mod:`aeb_app.inference.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
+            ``auto``: see :func:`resolve_frame_path`.
 
     Returns:
         ``map`` (@[.5:.95]), ``map50`` and the other 10 COCO stats, ``num_images``, ``model``,
-        ``backend``, ``precision``, ``mode``, ``summary`` (the standard 12 lines), ``per_class``
+        ``backend``, ``precision``, ``mode``, ``frame_path``, ``summary`` (the standard 12 lines), ``per_class``
         (:class:`~aeb_app.bench.per_class.ClassAP` dicts) and ``pr_curve`` (precision at 101 recall
         points, :class:`~aeb_app.bench.per_class.PrCurve`); both empty when nothing was detected.
     """
@@ -121,8 +153,13 @@ def evaluate_detector(
         raise InputError(f"{annotations}: no images to evaluate")
     results: list[dict] = []
     done = 0
-    for ids, frames in _batches(coco, image_ids, coco_dir, batch_size):
-        for image_id, dets in zip(ids, detector.infer(frames, config)):
+    frame_path = resolve_frame_path(detector, frame_path)
+    on_gpu = frame_path == "gpu"
+    infer = detector.infer_tensors if on_gpu else detector.infer
+    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector.info.device) if on_gpu
+               else _batches(coco, image_ids, coco_dir, batch_size))
+    for ids, frames in batches:
+        for image_id, dets in zip(ids, infer(frames, config)):
             results.extend(to_coco_results(image_id, dets))
         done += len(ids)
         if progress:
@@ -134,7 +171,7 @@ def evaluate_detector(
         **_per_class(coco, ev, image_ids),
         "num_images": len(image_ids), "num_detections": len(results),
         "model": info.model, "backend": info.backend, "precision": info.precision, "mode": info.mode,
-        "max_detections": config.max_detections, "score_threshold": config.score_threshold,
+        "frame_path": frame_path, "max_detections": config.max_detections, "score_threshold": config.score_threshold,
         "annotations": str(annotations), "summary": summary,
     }
 

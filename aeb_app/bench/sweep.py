@@ -4,8 +4,10 @@ For each mode (backend + precision) the detector is created and activated once; 
 batch size it measures
 - network-only latency (``Detector.network_fn``: input already on the device for PyTorch),
   timed with CUDA events on a GPU, ``perf_counter`` on the CPU;
-- end-to-end latency (decoded BGR frames -> resize -> upload -> network -> NMS -> detections
-  on the host), timed with the host clock, device synchronised;
+- end-to-end latency, timed with the host clock, device synchronised: on a CUDA detector with a
+  device path (PyTorch modes) JPEG bytes in memory -> nvJPEG decode -> resize/normalise -> network ->
+  NMS on the GPU -> one copy of the kept boxes (:mod:`aeb_app.inference.gpu_frames`); otherwise
+  decoded BGR frames -> resize on the CPU -> upload -> network -> NMS -> detections on the host;
 - COCO mAP at that batch size (when the model has real weights and a COCO folder is given).
 A mode that cannot run here yields rows marked unavailable with the reason, never omitted.
 """
@@ -101,6 +103,8 @@ class Row:
 
 
 E2E_INCLUDES = "resize on CPU + upload + normalisation + network + decode + NMS/top-k on device + copy of kept boxes"
+E2E_INCLUDES_GPU = ("JPEG bytes in host memory -> nvJPEG decode + resize + normalisation + network + decode + "
+                    "NMS/top-k on the GPU + one copy of the batch's kept boxes")
 
 
 class Cancelled(AebError):
@@ -109,8 +113,20 @@ class Cancelled(AebError):
 
 def sample_frames(coco_dir: Path | None, count: int):
     """``count`` real BGR frames: COCO images if given, else the sample dashcam stills (cycled)."""
-    from aeb_app import assets
     from aeb_app.images import read_image
+
+    images = [read_image(p) for p in _sample_paths(coco_dir, count)]
+    return [images[i % len(images)] for i in range(count)]
+
+
+def sample_jpegs(coco_dir: Path | None, count: int) -> list[bytes]:
+    """The files of :func:`sample_frames` as encoded bytes (the GPU path's end-to-end input)."""
+    data = [p.read_bytes() for p in _sample_paths(coco_dir, count)]
+    return [data[i % len(data)] for i in range(count)]
+
+
+def _sample_paths(coco_dir: Path | None, count: int) -> list[Path]:
+    from aeb_app import assets
 
     if coco_dir is not None:
         paths = sorted(Path(coco_dir).rglob("*.jpg"))[:64]
@@ -119,8 +135,7 @@ def sample_frames(coco_dir: Path | None, count: int):
                                                               "solidYellowLeft.jpg", "solidWhiteCurve.jpg")]
     if not paths:
         raise AebError(f"{coco_dir}: no .jpg images to time with")
-    images = [read_image(p) for p in paths[: min(len(paths), count)]]
-    return [images[i % len(images)] for i in range(count)]
+    return list(paths[: min(len(paths), count)])
 
 
 def run_sweep(
@@ -140,10 +155,11 @@ def run_sweep(
     loaded = load_model(cfg.model, cfg.weights)
     flops = count_flops(cfg.model)
     frames = sample_frames(cfg.coco_dir, max(cfg.batches))
+    jpegs = sample_jpegs(cfg.coco_dir, max(cfg.batches))
     machine = fingerprint()
     rows: list[Row] = []
     for mode in cfg.modes:
-        for row in _sweep_mode(cfg, loaded, mode, frames, should_stop):
+        for row in _sweep_mode(cfg, loaded, mode, frames, should_stop, jpegs):
             _add_compute(row, flops, machine.get("gpu") or "", cfg.tf32)
             rows.append(row)
             if on_row:
@@ -168,7 +184,8 @@ def _open(cfg: SweepConfig, loaded, mode: str, batch: int | None):
     return detector
 
 
-def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> list[Row]:
+def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop, jpegs: list[bytes] | None = None
+                ) -> list[Row]:
     from aeb_app.inference.registry import get_mode
 
     # AOTInductor packages are compiled for one batch size: open one per batch.
@@ -192,7 +209,7 @@ def _sweep_mode(cfg: SweepConfig, loaded, mode: str, frames, should_stop) -> lis
                 rows.append(Row(cfg.model, mode, b, False, reason=failure))
                 continue
             try:
-                row = _measure_batch(cfg, detector, b, frames[:b], should_stop)
+                row = _measure_batch(cfg, detector, b, frames[:b], should_stop, jpegs[:b] if jpegs else None)
                 first_map = _maybe_accuracy(cfg, loaded, detector, row, first_map)
             finally:
                 if per_batch:
@@ -218,7 +235,7 @@ def _maybe_accuracy(cfg: SweepConfig, loaded, detector, row: Row, first_map: tup
     return first_map
 
 
-def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> Row:
+def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop, jpegs: list[bytes] | None = None) -> Row:
     from aeb_app.model.preprocess import resize_batch
 
     info = detector.info
@@ -232,12 +249,12 @@ def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> R
                       min_time_s=cfg.min_time_s, should_stop=should_stop)
         _fill(row, net, b, includes)
         if cfg.end_to_end:
-            e2e = measure(lambda: detector.infer(frames), cuda=False, warmup_iters=max(2, cfg.warmup_iters // 2),
+            fn, row.e2e_includes = end_to_end_fn(detector, frames, jpegs)
+            e2e = measure(fn, cuda=False, warmup_iters=max(2, cfg.warmup_iters // 2),
                           min_iters=max(5, cfg.min_iters // 2), min_time_s=cfg.min_time_s, should_stop=should_stop)
             row.e2e_p50_ms, row.e2e_p99_ms = e2e.p50_ms, e2e.p99_ms
             row.e2e_ms_per_sample, row.e2e_fps = e2e.p50_ms / b, b * 1000.0 / e2e.p50_ms
             row.e2e_unstable = is_unstable(e2e.p50_ms, e2e.p99_ms)
-            row.e2e_includes = E2E_INCLUDES
         row.gpu_mem_mb = _peak_memory_mb(on_gpu)
     except AebError as exc:  # e.g. batch larger than an engine's profile
         row.available, row.reason = False, str(exc)
@@ -246,6 +263,20 @@ def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop) -> R
             raise
         row.available, row.reason = False, f"out of memory at batch {b}"
     return row
+
+
+def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable[[], object], str]:
+    """One end-to-end call for the batch and what it includes: the GPU frame path for a CUDA detector
+    with a device path (and ``jpegs``), else decoded frames through :meth:`Detector.infer`.
+
+    Either call returns only after the kept boxes are on the host (the host clock times it all).
+    """
+    if jpegs is not None and detector.info.device.startswith("cuda") and detector.device_input() is not None:
+        from aeb_app.inference.gpu_frames import decode_images
+
+        device = detector.info.device
+        return (lambda: detector.infer_tensors(decode_images(jpegs, device))), E2E_INCLUDES_GPU
+    return (lambda: detector.infer(frames)), E2E_INCLUDES
 
 
 def is_unstable(p50_ms: float | None, p99_ms: float | None) -> bool:

@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run decode, inference, logic/drawing and encoding one after the other on one "
+                             "thread (default: overlapped on their own threads, frame order kept)")
     parser.set_defaults(func=run)
     return parser
 
@@ -62,6 +65,9 @@ class RunSummary:
     warnings: int = 0
     levels: dict[str, int] = field(default_factory=dict)
     mean_stage_ms: dict[str, float] = field(default_factory=dict)
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time (all threads) in the frame loop
 
     @property
     def fps(self) -> float:
@@ -71,7 +77,9 @@ class RunSummary:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items())
         levels = ", ".join(f"{k} {v}" for k, v in sorted(self.levels.items()))
         return (f"frames {self.frames} (failed {self.failed_frames}), {self.seconds:.2f} s, {self.fps:.1f} FPS "
-                f"end to end; warnings {self.warnings}; levels: {levels}; mean ms: {stages}")
+                f"end to end; warnings {self.warnings}; levels: {levels}; mean ms: {stages}; "
+                f"decode-to-warning latency p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms; "
+                f"CPU time {self.cpu_seconds:.2f} s ({1e3 * self.cpu_seconds / max(self.frames, 1):.1f} ms/frame)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,31 +145,30 @@ def _ego_speed(args: argparse.Namespace):
     return load_ego_speed_csv(args.ego_speed) if args.ego_speed is not None else None
 
 
-def _hud_lines(pipeline, summary: RunSummary, last_total_ms: float) -> list[str]:
+def _hud_lines(pipeline, frame_number: int, fps: float) -> list[str]:
     info = pipeline.detector.info
     return [f"{info.model} | {info.backend} {info.precision} on {info.device}",
-            f"frame {summary.frames}  {1000.0 / last_total_ms if last_total_ms else 0:.1f} FPS"]
+            f"frame {frame_number}  {fps:.1f} FPS"]
 
 
 def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace,
           events=None, tracks=None) -> None:
     from tqdm import tqdm
 
-    from aeb_app import render
+    from aeb_app.cli.run_loop import latency_percentiles, staged_results
     from aeb_app.pipeline import level_of
 
     total = source.info.frame_count
     if args.max_frames is not None:
         total = min(total or args.max_frames, args.max_frames)
     sums: dict[str, float] = {}
-    last_ms = 0.0
+    latencies: list[float] = []
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    for frame in source.frames(max_frames=args.max_frames):
-        t_frame = time.perf_counter()
-        result = pipeline.process(frame, hud_lines=_hud_lines(pipeline, summary, last_ms))
-        if writer is not None:
-            writer.write(render.side_by_side(result.annotated, result.bev))
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for work in staged_results(pipeline, source.frames(max_frames=args.max_frames), writer=writer,
+                               hud_lines=lambda number, fps: _hud_lines(pipeline, number, fps),
+                               sequential=getattr(args, "sequential", False)):
+        result = work.result
         event = recorder.update(result)
         if events is not None and event is not None:
             events.append(event)
@@ -171,12 +178,14 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         summary.levels[level] = summary.levels.get(level, 0) + 1
         summary.frames += 1
         summary.failed_frames += not result.ok
+        latencies.append(work.latency_ms)
         for key in ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "geometry_ms", "render_ms"):
             sums[key] = sums.get(key, 0.0) + getattr(result.times, key)
-        last_ms = (time.perf_counter() - t_frame) * 1e3
         bar.set_postfix_str(level, refresh=False)
         bar.update(1)
     bar.close()
     summary.seconds = time.perf_counter() - t0
+    summary.cpu_seconds = time.process_time() - cpu0
     summary.warnings = recorder.warning_count
     summary.mean_stage_ms = {k.removesuffix("_ms"): v / max(summary.frames, 1) for k, v in sums.items()}
+    summary.latency_p50_ms, summary.latency_p99_ms = latency_percentiles(latencies)

@@ -95,12 +95,7 @@ class Detector(abc.ABC):
         config: PostprocessConfig = PostprocessConfig(),
     ) -> list[Detections]:
         """BGR uint8 frames of any size -> one :class:`Detections` per frame, in frame pixels."""
-        if not self._active:
-            raise EngineError(f"{self.info.mode}: detector used outside its 'with' block")
-        if self.info.max_batch is not None and len(frames_bgr) > self.info.max_batch:
-            raise EngineError(
-                f"{self.info.mode}: batch of {len(frames_bgr)} exceeds this engine's maximum {self.info.max_batch}"
-            )
+        self._check_batch(len(frames_bgr))
         if len(frames_bgr) == 0:
             return []
         t0 = time.perf_counter()
@@ -113,3 +108,25 @@ class Detector(abc.ABC):
         t3 = time.perf_counter()
         self.last_times = InferTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return dets
+
+    def _check_batch(self, n: int) -> None:
+        if not self._active:
+            raise EngineError(f"{self.info.mode}: detector used outside its 'with' block")
+        if self.info.max_batch is not None and n > self.info.max_batch:
+            raise EngineError(f"{self.info.mode}: batch of {n} exceeds this engine's maximum {self.info.max_batch}")
+
+    # -- GPU-resident frames (aeb_app.inference.gpu_frames) --------------------------------
+    def device_input(self):
+        """``(torch dtype, channels_last)`` of :meth:`forward_normalized`'s input when this detector takes
+        normalised CUDA tensors; None (the default) sends :meth:`infer_tensors` through the host."""
+        return None
+
+    def infer_tensors(self, images_chw_u8, config: PostprocessConfig = PostprocessConfig()) -> list[Detections]:
+        """RGB uint8 (3, H, W) torch tensors (e.g. decoded on the GPU) -> one :class:`Detections` per
+        image, in its pixels. On a CUDA detector resize, normalisation, network, NMS stay on the device
+        and the kept boxes cross to the host in one copy (:func:`aeb_app.inference.gpu_frames.infer_device_frames`).
+        """
+        from aeb_app.inference.gpu_frames import infer_device_frames
+
+        self._check_batch(len(images_chw_u8))
+        return infer_device_frames(self, images_chw_u8, config)

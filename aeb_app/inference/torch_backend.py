@@ -175,6 +175,9 @@ class TorchDetector(Detector):
     def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         return self.forward_normalized(self._prepare(batch_nhwc_u8))
 
+    def device_input(self):
+        return (self._dtype, self._channels_last) if self._device.type == "cuda" else None
+
     def synchronize(self) -> None:
         if self._device.type == "cuda":
             import torch

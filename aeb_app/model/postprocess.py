@@ -109,6 +109,42 @@ def select(
     Returns:
         One ``(boxes (k, 4), scores (k,), category_ids (k,))`` tuple per image, best first.
     """
+    kept = select_flat(boxes, scores, class_ids, config)
+    img, b, s, c = (t[kept.within_top_k] for t in (kept.image_index, kept.boxes, kept.scores, kept.category_ids))
+    counts = torch.bincount(img, minlength=scores.shape[0]).tolist()
+    return list(zip(b.split(counts), s.split(counts), c.split(counts)))
+
+
+@dataclass(frozen=True)
+class KeptBoxes:
+    """The boxes NMS kept for a whole batch, as flat tensors on the scores' device.
+
+    Grouped by image (ascending index), best first within an image. ``within_top_k`` marks the first
+    ``max_detections`` of each image: compacting with it gives :func:`select`'s result, and it can be
+    done on the host after one copy (no device synchronisation per image).
+
+    Attributes:
+        image_index: (k,) int64 image of each box.
+        boxes: (k, 4) normalised xyxy, float32.
+        scores: (k,) float32.
+        category_ids: (k,) int64 COCO ids.
+        within_top_k: (k,) bool.
+    """
+
+    image_index: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    category_ids: torch.Tensor
+    within_top_k: torch.Tensor
+
+
+def select_flat(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor,
+                config: PostprocessConfig) -> KeptBoxes:
+    """:func:`select` for the whole batch at once, without splitting per image (see :class:`KeptBoxes`).
+
+    The only host synchronisations are the score-threshold compaction and the one inside
+    ``torchvision.ops.batched_nms``; nothing per image.
+    """
     from torchvision.ops import batched_nms
 
     n, a, c = scores.shape
@@ -126,13 +162,13 @@ def select(
     cand_boxes = boxes.float()[img_idx, anchor_idx]
     # Offset per (image, class) so one NMS call handles the whole batch.
     group = img_idx if config.class_agnostic else img_idx * c + chan_idx
-    kept = batched_nms(cand_boxes, cand_scores, group, config.iou_threshold)
+    kept = batched_nms(cand_boxes, cand_scores, group, config.iou_threshold)  # best first
+    kept = kept[torch.sort(img_idx[kept], stable=True).indices]  # grouped by image, still best first
     kept_img = img_idx[kept]
-    results = []
-    for i in range(n):
-        sel = kept[kept_img == i][: config.max_detections]
-        results.append((cand_boxes[sel], cand_scores[sel], class_ids[chan_idx[sel]]))
-    return results
+    first = torch.searchsorted(kept_img, torch.arange(n, device=scores.device))
+    rank = torch.arange(kept.numel(), device=scores.device) - first[kept_img]
+    return KeptBoxes(kept_img, cand_boxes[kept], cand_scores[kept], class_ids[chan_idx[kept]],
+                     rank < config.max_detections)
 
 
 def to_detections(

@@ -1,0 +1,184 @@
+"""The frame loop of ``aeb-app run``: decode, inference, AEB logic + drawing and encoding as stages.
+
+By default each step runs on its own thread (:mod:`aeb_app.stages`, bounded queues, frame order kept,
+nothing dropped), so decoding, drawing and encoding overlap with the network; ``sequential=True``
+runs the same steps one after the other in the caller's thread (for comparison and debugging).
+
+The pipeline (:class:`aeb_app.pipeline.Pipeline`) runs detection, logic and drawing in one call;
+to move detection onto its own thread without changing it, the logic stage hands the pipeline a
+:class:`_Handoff` in place of its detector, which returns the detections the inference stage
+already computed for that frame (or raises the error it met, so failures are handled as before).
+
+Latency: from "frame decoded" (the decoder returned it) to "warning decided" (the AEB logic has
+run, i.e. the end of :meth:`Pipeline.process` minus its drawing time), per frame, milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from aeb_app.errors import AebError
+from aeb_app.inference.base import InferTimes
+from aeb_app.stages import Stage, run_stages
+from aeb_app.types import Detections, FrameResult
+from aeb_app.video import VideoFrame
+
+__all__ = ["FrameWork", "staged_results", "QUEUE_CAPACITY"]
+
+#: Frames each queue between two stages holds (back-pressure beyond it). The decoder's queue is the
+#: shortest: a frame waiting there adds to the decode-to-warning latency without adding throughput.
+QUEUE_CAPACITY = 2
+
+
+@dataclass
+class FrameWork:
+    """One frame on its way through the stages.
+
+    Attributes:
+        frame: the decoded (or failed) frame.
+        decoded_at: ``time.perf_counter()`` when the decoder returned it, seconds.
+        detections: the inference stage's output (None: not run, or failed).
+        infer_times: the detector's stage times for this frame.
+        infer_error: what inference raised (re-raised inside the pipeline, which reports it).
+        result: the pipeline's result (logic stage).
+        decided_at: ``time.perf_counter()`` when the warning was decided, seconds.
+    """
+
+    frame: VideoFrame
+    decoded_at: float
+    detections: Detections | None = None
+    infer_times: InferTimes = field(default_factory=InferTimes)
+    infer_error: Exception | None = None
+    result: FrameResult | None = None
+    decided_at: float = 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        """Frame decoded -> warning decided, milliseconds."""
+        return (self.decided_at - self.decoded_at) * 1e3
+
+
+class _Handoff:
+    """Stands in for the detector inside :meth:`Pipeline.process` (logic-stage thread only)."""
+
+    def __init__(self, detector) -> None:
+        self.info = detector.info
+        self.spec = detector.spec
+        self.last_times = InferTimes()
+        self._work: FrameWork | None = None
+
+    def give(self, work: FrameWork) -> None:
+        self._work = work
+
+    def infer(self, frames, config=None) -> list[Detections]:
+        work = self._work
+        if work is None or work.detections is None and work.infer_error is None:
+            raise AebError("frame loop: the pipeline asked for detections the inference stage did not compute")
+        if work.infer_error is not None:
+            raise work.infer_error
+        self.last_times = work.infer_times
+        return [work.detections]
+
+
+def _infer_stage(detector, config) -> Callable[[FrameWork], FrameWork]:
+    """Detections for each valid frame; on a CUDA detector through the GPU frame path (an NVDEC frame is
+    already on the device; another is uploaded once, then resized, normalised and NMS'd there)."""
+    from aeb_app.inference.gpu_frames import bgr_to_device
+
+    on_device = detector.device_input() is not None
+
+    def detect(frame: VideoFrame) -> Detections:
+        if not on_device:
+            return detector.infer([frame.image], config)[0]
+        device_image = getattr(frame, "device_image", None)  # NVDEC frames (aeb_app.video.nvdec)
+        if device_image is None:
+            device_image = bgr_to_device(frame.image, detector.info.device)
+        return detector.infer_tensors([device_image], config)[0]
+
+    def infer(work: FrameWork) -> FrameWork:
+        frame = work.frame
+        if frame.image is not None and frame.error is None:  # the pipeline's own condition
+            try:
+                work.detections = detect(frame)
+                work.infer_times = detector.last_times
+            except (AebError, RuntimeError, ValueError) as exc:  # reported per frame by the pipeline
+                work.infer_error = exc
+        return work
+    return infer
+
+
+def _logic_stage(pipeline, handoff: _Handoff, hud_lines: Callable[[int, float], list[str]]) -> Callable:
+    last = [0.0]
+
+    def decide(work: FrameWork) -> FrameWork:
+        now = time.perf_counter()
+        fps = 1.0 / (now - last[0]) if last[0] else 0.0
+        last[0] = now
+        handoff.give(work)
+        work.result = pipeline.process(work.frame, hud_lines=hud_lines(work.frame.index, fps))
+        work.decided_at = time.perf_counter() - work.result.times.render_ms / 1e3
+        return work
+    return decide
+
+
+def _encode_stage(writer) -> Callable[[FrameWork], FrameWork]:
+    from aeb_app import render
+
+    def encode(work: FrameWork) -> FrameWork:
+        writer.write(render.side_by_side(work.result.annotated, work.result.bev))
+        return work
+    return encode
+
+
+def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
+                   hud_lines: Callable[[int, float], list[str]], sequential: bool = False,
+                   capacity: int = QUEUE_CAPACITY) -> Iterator[FrameWork]:
+    """Run ``frames`` through inference, logic + drawing and (with ``writer``) encoding.
+
+    Args:
+        pipeline: the stream's pipeline (its detector is used by the inference stage).
+        frames: decoded frames (iterated on the decode thread).
+        writer: an open :class:`~aeb_app.video.VideoWriter`, or None (no encoding stage).
+        hud_lines: ``(frame index, FPS) -> HUD lines`` burnt into the annotated frame.
+        sequential: run every step in the caller's thread instead.
+        capacity: frames per queue after the inference stage (the decoder's holds one; staged only).
+
+    Yields:
+        One :class:`FrameWork` per frame, in order, after it was encoded.
+
+    Raises:
+        Whatever a stage raised (after every stage thread has ended).
+    """
+    detector = pipeline.detector
+    handoff = _Handoff(detector)
+    stages = [Stage("inference", _infer_stage(detector, pipeline.settings.postprocess)),
+              Stage("logic", _logic_stage(pipeline, handoff, hud_lines))]
+    if writer is not None:
+        stages.append(Stage("encode", _encode_stage(writer)))
+    decoded = (FrameWork(frame, time.perf_counter()) for frame in frames)
+    pipeline.detector = handoff
+    try:
+        if sequential:
+            for work in decoded:
+                for stage in stages:
+                    work = stage.fn(work)
+                yield work
+        else:
+            sizes = [1] + [capacity] * len(stages)
+            with contextlib.closing(run_stages(decoded, stages, capacity=sizes)) as results:
+                yield from results
+    finally:
+        pipeline.detector = detector
+
+
+def latency_percentiles(latencies_ms: list[float]) -> tuple[float, float]:
+    """(p50, p99) of per-frame latencies in ms; (0, 0) for none."""
+    if not latencies_ms:
+        return 0.0, 0.0
+    arr = np.asarray(latencies_ms, np.float64)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))

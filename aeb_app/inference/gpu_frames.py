@@ -1,0 +1,185 @@
+"""The GPU-resident frame path: JPEG bytes (or frames already on the GPU) -> kept boxes on the host.
+
+On a CUDA detector every step after the bytes stays on the device:
+
+1. :func:`decode_images`: nvJPEG through ``torchvision.io.decode_jpeg(device="cuda")``, one batched
+   call. A frame nvJPEG cannot decode (a PNG, an unsupported JPEG flavour) is decoded by OpenCV on
+   the CPU and uploaded, with one log line for that frame; one the CPU cannot decode either raises.
+2. :func:`resize_to_input`: resize to the network's input on the device, rounded to uint8 as the CPU
+   path (:func:`aeb_app.model.preprocess.resize_frame`) does, then the shared
+   :func:`~aeb_app.model.preprocess.normalize`. ``bilinear`` (OpenCV ``INTER_LINEAR``) maps to
+   ``F.interpolate(mode="bilinear", align_corners=False)`` (the same half-pixel sampling; OpenCV uses
+   11-bit fixed-point weights, so pixels differ by at most 1 LSB); ``bilinear_antialias`` (PIL's
+   bilinear filter) maps to ``antialias=True``, torch's port of PIL's separable filter (PIL rounds
+   its intermediate row pass to uint8, torch does not: at most 1-2 LSB).
+3. The network (:meth:`TorchDetector.forward_normalized`), box decoding in the network's head.
+4. :func:`kept_to_host`: threshold, per-class NMS and top-k for the whole batch
+   (:func:`aeb_app.model.postprocess.select_flat`, the shared selection), then ONE device-to-host copy
+   of the kept boxes of the batch, split per image on the host.
+
+Host synchronisations per batch: the batched decode's own, the threshold compaction and
+``batched_nms``'s internal one (shared with the CPU path, for identical results), and the final
+copy. None per image.
+
+A detector without a device path (ONNX Runtime, a CPU detector) gets the same call through the
+host: frames are copied back and go through :meth:`Detector.infer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from aeb_app.errors import InputError
+from aeb_app.model.postprocess import PostprocessConfig, select_flat, to_detections
+from aeb_app.model.preprocess import normalize
+from aeb_app.model.spec import ModelSpec
+from aeb_app.types import Detections
+
+if TYPE_CHECKING:
+    import torch
+
+    from aeb_app.inference.base import Detector
+
+__all__ = ["decode_images", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
+           "RESIZE_TOLERANCE_LSB"]
+
+log = logging.getLogger(__name__)
+
+#: Largest per-pixel difference (uint8 levels) between :func:`resize_to_input` and the CPU resize,
+#: by the spec's ``resize`` mode (see the module docstring).
+RESIZE_TOLERANCE_LSB = {"bilinear": 1, "bilinear_antialias": 2}
+
+
+def decode_images(datas: Sequence[bytes], device: "str | torch.device", *,
+                  names: Sequence[str] | None = None) -> list["torch.Tensor"]:
+    """Encoded images -> RGB uint8 (3, H, W) tensors on ``device``, in order.
+
+    Args:
+        datas: encoded files (JPEG for the GPU decoder; anything OpenCV reads via the fallback).
+        device: ``cuda``/``cuda:N`` for nvJPEG; ``cpu`` decodes with OpenCV.
+        names: for log lines and errors (default ``image <i>``).
+
+    Raises:
+        InputError: an image neither decoder can read (named).
+    """
+    import torch
+
+    device = torch.device(device)
+    names = list(names) if names is not None else [f"image {i}" for i in range(len(datas))]
+    if device.type != "cuda":
+        return [_cpu_decode(d, name, device) for d, name in zip(datas, names)]
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+    try:
+        return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        pass  # one bad frame fails the batched call: decode one by one to find it
+    out = []
+    for data, tensor, name in zip(datas, encoded, names):
+        try:
+            out.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError as exc:
+            log.warning("%s: GPU JPEG decoding failed (%s); decoded on the CPU", name,
+                        str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+            out.append(_cpu_decode(data, name, device))
+    return out
+
+
+def _cpu_decode(data: bytes, name: str, device) -> "torch.Tensor":
+    import cv2
+    import torch
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
+    if image is None:
+        raise InputError(f"{name}: not a decodable image ({len(data)} bytes)")
+    return bgr_to_device(image, device)
+
+
+def bgr_to_device(frame_bgr: np.ndarray, device: "str | torch.device") -> "torch.Tensor":
+    """A BGR uint8 (H, W, 3) host frame -> RGB uint8 (3, H, W) on ``device`` (one upload)."""
+    import torch
+
+    chw = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(device, non_blocking=True).permute(2, 0, 1)
+    return chw.flip(0).contiguous()
+
+
+def resize_to_input(images: Sequence["torch.Tensor"], spec: ModelSpec) -> "torch.Tensor":
+    """RGB uint8 (3, H, W) tensors of any sizes -> (N, h, w, 3) uint8 at the spec's input size.
+
+    Same-size images are resized in one call. Runs on the images' device (CPU works too).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = spec.input_hw
+    device = images[0].device
+    out = torch.empty((len(images), h, w, 3), dtype=torch.uint8, device=device)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected RGB uint8 (3, H, W) tensors, got {image.dtype} {tuple(image.shape)}")
+        groups.setdefault(tuple(image.shape[1:]), []).append(i)
+    antialias = spec.resize == "bilinear_antialias"
+    for idx in groups.values():
+        x = torch.stack([images[i] for i in idx]).float()
+        y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=antialias)
+        out[idx] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out
+
+
+def kept_to_host(boxes: "torch.Tensor", scores: "torch.Tensor", spec: ModelSpec,
+                 frame_hws: Sequence[tuple[int, int]], config: PostprocessConfig) -> list[Detections]:
+    """Decoded batch outputs on the device -> one :class:`Detections` per frame, with one copy.
+
+    The same selection as :func:`aeb_app.model.postprocess.postprocess`, but the kept boxes of the
+    whole batch cross to the host in one tensor and are split per image there.
+    """
+    import torch
+
+    from aeb_app.model.postprocess import _class_ids
+
+    kept = select_flat(boxes, scores, _class_ids(spec, scores.device), config)
+    packed = torch.cat([kept.image_index.float()[:, None], kept.boxes, kept.scores[:, None],
+                        kept.category_ids.float()[:, None], kept.within_top_k.float()[:, None]], dim=1)
+    host = packed.cpu().numpy()  # the one device-to-host copy (and the wait for the batch)
+    host = host[host[:, 7] > 0]
+    img = host[:, 0].astype(np.int64)
+    return [to_detections(host[img == i, 1:5], host[img == i, 5], host[img == i, 6].astype(np.int64), hw)
+            for i, hw in enumerate(frame_hws)]
+
+
+def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
+                        config: PostprocessConfig) -> list[Detections]:
+    """:meth:`Detector.infer_tensors`: RGB uint8 (3, H, W) tensors -> detections in their pixels.
+
+    Runs on the device when the detector has a device path (:meth:`Detector.device_input`), else
+    through the host and :meth:`Detector.infer`.
+    """
+    from aeb_app.inference.base import InferTimes
+
+    if not images:
+        return []
+    frame_hws = [(int(im.shape[1]), int(im.shape[2])) for im in images]
+    layout = detector.device_input()
+    if layout is None or not images[0].is_cuda:
+        frames = [im.permute(1, 2, 0).flip(2).cpu().numpy() for im in images]
+        return detector.infer(frames, config)
+    import torch
+
+    dtype, channels_last = layout
+    t0 = time.perf_counter()
+    x = normalize(resize_to_input(images, detector.spec), detector.spec, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    t1 = time.perf_counter()
+    boxes, scores = detector.forward_normalized(x)
+    t2 = time.perf_counter()
+    dets = kept_to_host(boxes, scores, detector.spec, frame_hws, config)
+    # Host clock: the first two are launch times (the device runs ahead); the last one waits for it all.
+    detector.last_times = InferTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
+    return dets

@@ -1,0 +1,240 @@
+"""GPU measurement of the GPU-resident frame path and the staged runner (issue #12), one run on an H200.
+
+Sections (each one's failure is recorded and the next one runs):
+1. ``ssd300``: SSD300 (random weights) in ``fp16_fused`` (``fp16_graph`` if unavailable) at batch 64:
+   network only (normalised input already on the GPU; network + box decoding) vs end to end through
+   the GPU path (64 COCO JPEGs as bytes in host memory -> nvJPEG -> resize/normalise -> network -> NMS ->
+   one copy of the kept boxes) vs end to end through the CPU path (decoded frames -> OpenCV/PIL
+   resize -> upload -> ...), plus the GPU path's decode and resize alone. CUDA events, warm-up,
+   p50 over >= 20 calls and >= 1 s.
+2. ``map``: ssd_mobilenet_v1 COCO mAP on ``--coco-dir`` through the GPU path and the CPU path, for
+   ``fp32`` and ``fp16_fused``, batch 32.
+3. ``run``: ``aeb-app run`` on the sample clip with ssd_mobilenet_v1 ``fp16_fused`` at batch 1 (as live):
+   writing the annotated mp4, and events + tracks only (``--no-render``); NVDEC when PyNvVideoCodec is
+   installed, and the OpenCV decoder for comparison. FPS, decode-to-warning latency p50/p99 (from the
+   run summary).
+
+Writes ``gpu_e2e.json`` (everything) and ``gpu_e2e.md`` (a summary) into ``--out``; nothing else.
+
+Usage (repo root; AEB_APP_DATA_MIRROR pointing at a copy of the data mirror's model, COCO subset and video)::
+
+    PYTHONUNBUFFERED=1 python3 scripts/gpu_e2e.py --coco-dir .gpudata/coco/val2017_subset \\
+        --video .gpudata/videos/udacity/solidWhiteRight.mp4 --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+log = logging.getLogger("gpu_e2e")
+
+BATCH = 64
+FAST_MODES = ("fp16_fused", "fp16_graph")
+
+
+def _open(loaded, modes: tuple[str, ...], device: str):
+    """The first of ``modes`` that opens, activated; and the reasons of those that did not."""
+    from aeb_app.errors import AebError
+    from aeb_app.inference.registry import create
+
+    reasons = {}
+    for mode in modes:
+        try:
+            detector = create(loaded, mode, device=device)
+            detector.__enter__()
+            return detector, reasons
+        except AebError as exc:
+            reasons[mode] = str(exc)
+    raise RuntimeError(f"none of {modes} opened: {reasons}")
+
+
+def _timed(fn, n_images: int, device: str) -> dict:
+    from aeb_app.bench.timing import measure
+
+    stats = measure(fn, cuda=device.startswith("cuda"), warmup_iters=5, min_iters=20, min_time_s=1.0)
+    return {"p50_ms": stats.p50_ms, "p99_ms": stats.p99_ms, "iters": stats.iters, "clock": stats.clock,
+            "img_per_s": n_images * 1000.0 / stats.p50_ms}
+
+
+def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300_resnet50") -> dict:
+    """Network-only vs end-to-end img/s at batch 64 (see the module docstring)."""
+    from aeb_app.bench.sweep import sample_frames, sample_jpegs
+    from aeb_app.inference.gpu_frames import decode_images, resize_to_input
+    from aeb_app.model.preprocess import normalize, resize_batch
+    from aeb_app.model.registry import load_model
+
+    loaded = load_model(model, "random" if model == "ssd300_resnet50" else "auto")
+    frames, jpegs = sample_frames(coco_dir, batch), sample_jpegs(coco_dir, batch)
+    det, unavailable = _open(loaded, FAST_MODES if device.startswith("cuda") else ("fp32",), device)
+    try:
+        net_fn, net_includes = det.network_fn(resize_batch(frames, det.spec))
+        images = decode_images(jpegs, device)
+        out = {"model": model, "mode": det.info.mode, "unavailable": unavailable, "batch": batch,
+               "network": {**_timed(net_fn, batch, device), "includes": net_includes},
+               "e2e_gpu": {**_timed(lambda: det.infer_tensors(decode_images(jpegs, device)), batch, device),
+                           "includes": "JPEG bytes in host memory -> nvJPEG + resize + normalise + network + "
+                                       "decode + NMS on the GPU -> one copy of the kept boxes"},
+               "gpu_decode_only": _timed(lambda: decode_images(jpegs, device), batch, device),
+               "gpu_resize_normalize_only": _timed(lambda: normalize(resize_to_input(images, det.spec), det.spec),
+                                                   batch, device)}
+        from aeb_app.bench.timing import measure
+
+        cpu = measure(lambda: det.infer(frames), cuda=device.startswith("cuda"), warmup_iters=2, min_iters=5,
+                      min_time_s=1.0)
+        out["e2e_cpu_path"] = {"p50_ms": cpu.p50_ms, "img_per_s": batch * 1000.0 / cpu.p50_ms, "iters": cpu.iters,
+                               "includes": "decoded BGR frames -> CPU resize -> upload -> network -> NMS -> boxes"}
+    finally:
+        det.__exit__(None, None, None)
+    out["e2e_over_network"] = out["e2e_gpu"]["img_per_s"] / out["network"]["img_per_s"]
+    return out
+
+
+def map_section(coco_dir: Path, device: str) -> dict:
+    """ssd_mobilenet_v1 mAP through both frame paths, per mode."""
+    from aeb_app.bench.coco_eval import evaluate_detector
+    from aeb_app.model.registry import load_model
+
+    loaded = load_model("ssd_mobilenet_v1", "auto")
+    out = {}
+    on_gpu = device.startswith("cuda")
+    for modes in (("fp32",), FAST_MODES) if on_gpu else (("fp32",),):
+        det, unavailable = _open(loaded, modes, device)
+        try:
+            row = {"unavailable": unavailable}
+            for path in ("gpu", "cpu") if on_gpu else ("cpu",):  # CPU: a smoke test of the script
+                t0 = time.perf_counter()
+                result = evaluate_detector(det, coco_dir, batch_size=32, frame_path=path)
+                row[path] = {"map": result["map"], "map50": result["map50"], "images": result["num_images"],
+                             "seconds": time.perf_counter() - t0}
+            row["map_gpu_minus_cpu"] = row["gpu"]["map"] - row["cpu"]["map"] if on_gpu else None
+            out[det.info.mode] = row
+        finally:
+            det.__exit__(None, None, None)
+    return out
+
+
+SUMMARY_RE = re.compile(r"frames (\d+) \(failed (\d+)\), ([\d.]+) s, ([\d.]+) FPS end to end.*"
+                        r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+
+
+def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str) -> dict:
+    cmd = [sys.executable, "-m", "aeb_app", "run", str(video), "--model", "ssd_mobilenet_v1", "--mode", mode,
+           "--no-progress", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_extra}, timeout=240)
+    text = proc.stdout + proc.stderr
+    match = SUMMARY_RE.search(text)
+    row = {"command": " ".join(cmd[1:]), "env": env_extra, "rc": proc.returncode,
+           "wall_s": time.perf_counter() - t0, "log_tail": text[-1500:],
+           "decoder": "nvdec" if "decoding on the GPU with NVDEC" in text else "opencv"}
+    if match:
+        row.update(frames=int(match[1]), failed=int(match[2]), loop_s=float(match[3]), fps=float(match[4]),
+                   latency_p50_ms=float(match[5]), latency_p99_ms=float(match[6]))
+    return row
+
+
+def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> dict:
+    """``aeb-app run`` writing the mp4 / events + tracks only, NVDEC (if installed) and OpenCV decoding."""
+    out = {}
+    common = ["--max-frames", str(max_frames)] if max_frames else []
+    for decoder in ("auto", "opencv"):
+        env = {} if decoder == "auto" else {"AEB_APP_VIDEO_DECODER": "opencv"}
+        out[f"mp4_{decoder}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), *common], env, mode)
+        out[f"events_only_{decoder}"] = _aeb_run(
+            video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv"),
+                    *common], env, mode)
+    out["mp4_sequential"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--sequential", *common], {}, mode)
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["# GPU frame path and staged runner (scripts/gpu_e2e.py)", "",
+             f"Machine: {json.dumps(result.get('machine', {}))}", ""]
+    s = result.get("ssd300", {})
+    if "network" in s:
+        lines += [f"## {s['model']} (random weights), batch {s['batch']}", "", "| what | img/s | p50 ms |", "|---|---|---|"]
+        for key in ("network", "e2e_gpu", "e2e_cpu_path", "gpu_decode_only", "gpu_resize_normalize_only"):
+            lines.append(f"| {key} ({s['mode']}) | {s[key]['img_per_s']:.0f} | {s[key]['p50_ms']:.2f} |")
+        lines += ["", f"End to end / network only: **{100 * s['e2e_over_network']:.1f} %** (goal >= 50 %)", ""]
+    for mode, row in result.get("map", {}).items():
+        if "gpu" in row and "cpu" in row:
+            lines.append(f"- mAP {mode}: GPU path {row['gpu']['map']:.4f}, CPU path {row['cpu']['map']:.4f}, "
+                         f"difference {row['map_gpu_minus_cpu']:+.4f} (goal within 0.002)")
+    lines += ["", "## aeb-app run, ssd_mobilenet_v1, batch 1", "",
+              "| run | decoder | FPS | latency p50 / p99 ms | rc |", "|---|---|---|---|---|"]
+    for name, row in result.get("run", {}).items():
+        if isinstance(row, dict):
+            lines.append(f"| {name} | {row.get('decoder')} | {row.get('fps', 'n/a')} | "
+                         f"{row.get('latency_p50_ms', 'n/a')} / {row.get('latency_p99_ms', 'n/a')} | {row.get('rc')} |")
+    errors = {k: v for k, v in result.items() if k.endswith("_error")}
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- {k}: {v.splitlines()[-1]}" for k, v in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> dict:
+    import torch
+    import torchvision
+
+    from aeb_app.bench.machine import fingerprint
+
+    info = {**fingerprint(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+    try:
+        import PyNvVideoCodec as nvc  # noqa: N813
+
+        info["pynvvideocodec"] = getattr(nvc, "__version__", "?")
+    except ImportError:
+        info["pynvvideocodec"] = None
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--coco-dir", type=Path, required=True, help="COCO folder (val2017/ + annotations/)")
+    parser.add_argument("--video", type=Path, required=True, help="the sample clip")
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu_e2e.json and gpu_e2e.md")
+    parser.add_argument("--sections", default="ssd300,map,run", help="comma-separated subset")
+    parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke test of the script)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="SSD300 batch size (default 64)")
+    parser.add_argument("--ssd-model", default="ssd300_resnet50", help="model of the ssd300 section (smoke tests)")
+    parser.add_argument("--run-mode", default="fp16_fused", help="aeb-app run's mode (default fp16_fused)")
+    parser.add_argument("--max-frames", type=int, default=None, help="aeb-app run: first N frames only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for path in (args.coco_dir / "annotations", args.video):
+        if not path.exists():
+            parser.error(f"{path}: not found")
+    args.out.mkdir(parents=True, exist_ok=True)
+    from aeb_app.atomic import write_text
+
+    result: dict = {"machine": _machine()}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "gpu_e2e_run"
+    tmp.mkdir(parents=True, exist_ok=True)
+    sections = {"ssd300": lambda: ssd300_section(args.coco_dir, args.device, args.batch, args.ssd_model),
+                "map": lambda: map_section(args.coco_dir, args.device),
+                "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames)}
+    for name in args.sections.split(","):
+        t0 = time.perf_counter()
+        try:
+            result[name] = sections[name]()
+        except Exception:  # noqa: BLE001 - record and go on with the next section
+            result[f"{name}_error"] = traceback.format_exc()
+            log.error("section %s failed:\n%s", name, result[f"{name}_error"])
+        log.info("section %s: %.1f s", name, time.perf_counter() - t0)
+        write_text(args.out / "gpu_e2e.json", json.dumps(result, indent=2, default=str) + "\n")
+        write_text(args.out / "gpu_e2e.md", markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
