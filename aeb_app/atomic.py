@@ -28,6 +28,7 @@ __all__ = ["atomic_path", "atomic_dir", "write_bytes", "write_text", "write_json
 _live: set[Path] = set()
 _lock = threading.Lock()
 _handlers_installed = False
+_handler_pid = -1  # the process that installed the SIGTERM handler (a forked child must not unwind)
 
 
 def _remove(path: Path) -> None:
@@ -46,15 +47,22 @@ def _cleanup_live() -> None:
 
 
 def _on_sigterm(signum: int, _frame: object) -> None:
+    if os.getpid() != _handler_pid:
+        # A forked child (e.g. a probe process) inherited the handler: it owns no temp file of ours,
+        # and unwinding the parent's copied stack there would run the parent's code. Die as by default.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     # Unwind normally so every ``finally`` (and atexit) runs and removes temp files.
     raise SystemExit(128 + signum)
 
 
 def _install_handlers() -> None:
-    global _handlers_installed
+    global _handlers_installed, _handler_pid
     if _handlers_installed:
         return
     _handlers_installed = True
+    _handler_pid = os.getpid()
     atexit.register(_cleanup_live)
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
