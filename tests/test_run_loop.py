@@ -67,7 +67,7 @@ def test_inference_error_of_one_frame_is_reported_for_that_frame_only(sample_vid
     from aeb_app.stream import StreamConfig, open_stream
     from aeb_app.types import WarningLevel
 
-    with open_stream(StreamConfig(str(sample_video), mode="fp32")) as stream:
+    with open_stream(StreamConfig(str(sample_video), mode="fp32", device="cpu")) as stream:  # the host path
         detector = stream.pipeline.detector
         real_infer = detector.infer
         calls = [0]
