@@ -59,10 +59,11 @@ def test_global_options_anywhere(argv):
     assert args.verbose is True and args.data_mirror == "M" and args.command == "detect"
 
 
-def test_global_options_after_the_command_do_not_reset_those_before():
-    args = build_parser().parse_args(["-v", "--data-mirror", "M", "eval", "--coco-dir", "c", "--json", "j"])
+def test_global_options_after_the_command_do_not_reset_those_before(tmp_path):
+    coco, json_out = str(tmp_path), str(tmp_path / "j.json")  # checked by argparse: must exist / be writable
+    args = build_parser().parse_args(["-v", "--data-mirror", "M", "eval", "--coco-dir", coco, "--json", json_out])
     assert args.verbose is True and args.data_mirror == "M"
-    args = build_parser().parse_args(["eval", "--coco-dir", "c", "--json", "j"])
+    args = build_parser().parse_args(["eval", "--coco-dir", coco, "--json", json_out])
     assert args.verbose is False and args.data_mirror is None
 
 

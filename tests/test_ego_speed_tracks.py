@@ -95,7 +95,7 @@ def test_run_writes_tracks_and_takes_the_speed_file(sample_video: Path, tmp_path
     [
         (["--ego-speed", "{tmp}/bad.csv"], "bad.csv: row 2: time_s 0.0 does not increase"),
         (["--ego-speed", "{tmp}/bad.csv", "--speed-kmh", "50"], "cannot be combined"),
-        (["--tracks", "{tmp}/tracks.txt"], "must end in .csv"),
+        (["--tracks", "{tmp}/tracks.txt"], "extension must be one of .csv"),
         (["--tracks", "{tmp}/same.csv", "--events", "{tmp}/same.csv"], "same file"),
     ],
 )
@@ -105,5 +105,5 @@ def test_run_bad_speed_or_tracks_option_fails_before_work(sample_video: Path, tm
     argv = ["run", str(sample_video), "--mode", "fp32", "--no-progress", "--no-render"]
     assert main(argv + [a.format(tmp=tmp_path) for a in extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("aeb-app: error:") and message in err[-1]
+    assert err[-1].startswith("aeb-app") and "error:" in err[-1] and message in err[-1]  # argparse or ours
     assert not (tmp_path / "tracks.txt").exists() and not (tmp_path / "same.csv").exists()

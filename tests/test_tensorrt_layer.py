@@ -93,10 +93,9 @@ def test_build_engine_cli_fails_with_one_install_line(capsys, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--num-images=0", "--max-batch=-4", "--opt-batch=x"])
 def test_build_engine_cli_rejects_non_positive_counts(capsys, flag):
-    with pytest.raises(SystemExit) as exc:
-        main(["build-engine", "--model", "ssd_mobilenet_v1", "--precision", "fp16", flag])
+    code = main(["build-engine", "--model", "ssd_mobilenet_v1", "--precision", "fp16", flag])  # argparse's exit code
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and ("must be >= 1" in err or "not an integer" in err)
+    assert code == 2 and ("must be >= 1" in err or "not an integer" in err)
 
 
 def test_bad_precision_or_method_is_named_before_tensorrt_is_needed():
@@ -320,12 +319,15 @@ def test_auto_mode_falls_back_on_engine_load_and_activate_errors(fake, mobilenet
         path.write_bytes(b"truncated")
     else:
         monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: 1 / 0)
-    caplog.set_level("WARNING")
+    caplog.set_level("DEBUG", logger="aeb_app.inference.registry")
     det = registry.create_with_fallback(mobilenet, ["fp16_trt", "fp32_ort"], engines_dir=tmp_path)
     with det:
         assert det.info.mode == "fp32_ort"
-    lines = [r.getMessage() for r in caplog.records if "fp16_trt" in r.getMessage()]
-    assert len(lines) == 1 and "EngineLoadError" in lines[0] and "trying fp32_ort" in lines[0]
+    records = [r for r in caplog.records if r.name == "aeb_app.inference.registry" and "fp16_trt" in r.getMessage()]
+    info = [r.getMessage() for r in records if r.levelname == "INFO"]  # one line for the user ...
+    debug = [r.getMessage() for r in records if r.levelname == "DEBUG"]  # ... and why, with -v
+    assert info == ["mode auto: using fp32_ort (unavailable here: fp16_trt; -v for why)"]
+    assert len(debug) == 1 and "EngineLoadError" in debug[0]
 
 
 def test_batch_over_profile_max_is_a_clear_error(fake, tmp_path, monkeypatch):
