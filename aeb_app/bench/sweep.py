@@ -21,7 +21,7 @@ from typing import Callable
 
 from aeb_app.bench.machine import count_flops, fingerprint, peak_tflops, sanity_check
 from aeb_app.bench.timing import TimingStats, measure
-from aeb_app.errors import AebError, BackendUnavailableError
+from aeb_app.errors import AebError
 
 log = logging.getLogger(__name__)
 

@@ -92,7 +92,6 @@ def decode_images(datas: Sequence[bytes], device: "str | torch.device", *,
 
 def _cpu_decode(data: bytes, name: str, device) -> "torch.Tensor":
     import cv2
-    import torch
 
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
     if image is None:

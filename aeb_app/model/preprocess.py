@@ -50,8 +50,6 @@ def normalize(batch_nhwc_u8, spec: ModelSpec, dtype=None):
         spec: the model's spec (mean/std on the 0..255 scale).
         dtype: output dtype (default float32); normalisation runs in float32 first.
     """
-    import torch
-
     x = batch_nhwc_u8.permute(0, 3, 1, 2).float()
     mean, inv_std = _mean_inv_std(spec, x.device)
     x = (x - mean) * inv_std
