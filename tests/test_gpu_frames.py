@@ -27,7 +27,7 @@ from aeb_app.images import read_image
 from aeb_app.inference import registry
 from aeb_app.inference.gpu_frames import (RESIZE_TOLERANCE_LSB, bgr_to_device, decode_images, kept_to_host,
                                           resize_to_input)
-from aeb_app.model.postprocess import EVAL_POSTPROCESS, postprocess
+from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig, postprocess
 from aeb_app.model.preprocess import normalize, resize_batch, resize_frame
 from aeb_app.model.registry import load_model
 
@@ -186,3 +186,51 @@ def test_sweep_end_to_end_uses_the_gpu_path_on_cuda_only(mobilenet, jpegs, devic
         dets = fn()
     assert includes == (E2E_INCLUDES_GPU if device == "cuda" else E2E_INCLUDES)
     assert len(dets) == 4 and sum(len(d) for d in dets) > 0
+
+
+def _batches_of(jpegs, size):
+    datas = [p.read_bytes() for p in jpegs]
+    return [datas[i:i + size] for i in range(0, len(datas), size)]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, jpegs, device):
+    """The pipelined path (decode/resize of batch i+1 on a side stream while batch i runs) returns,
+    batch by batch and in order, what one infer_tensors call per batch returns."""
+    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+
+    batches = _batches_of(jpegs, 5)  # 5, 5, 2: a short last batch too
+    with registry.create(mobilenet, "fp32", device=device) as det:
+        ref = [det.infer_tensors(decode_images(b, device)) for b in batches]
+        got = list(stream_jpeg_batches(det, batches, PostprocessConfig()))
+    assert [len(g) for g in got] == [5, 5, 2]
+    for ref_batch, got_batch in zip(ref, got):
+        for r, g in zip(ref_batch, got_batch):
+            assert len(g) == len(r)
+            np.testing.assert_allclose(g.xyxy_px, r.xyxy_px, atol=1e-3)
+            np.testing.assert_array_equal(g.category_ids, r.category_ids)
+    assert sum(len(d) for b in got for d in b) > 0
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, device):
+    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+
+    batches = _batches_of(jpegs[:4], 2) + [[b"not a jpeg"]]
+    names = [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["broken.jpg"]]
+    got = []
+    with registry.create(mobilenet, "fp32", device=device) as det:
+        with pytest.raises(InputError, match="broken.jpg"):
+            for dets in stream_jpeg_batches(det, batches, EVAL_POSTPROCESS, names=names):
+                got.append(dets)
+    assert len(got) == 2  # the good batches before it came through
+
+
+def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, jpegs):
+    from aeb_app.errors import EngineError
+    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+
+    with registry.create(mobilenet, "fp32", device="cpu") as det:
+        det.info.max_batch = 2
+        with pytest.raises(EngineError, match="exceeds"):
+            list(stream_jpeg_batches(det, _batches_of(jpegs[:3], 3), EVAL_POSTPROCESS))

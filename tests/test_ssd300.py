@@ -136,3 +136,23 @@ def test_checkpoint_with_training_state_loads(tmp_path: Path, ssd300: SSD300) ->
     net = SSD300()
     load_nvidia_checkpoint(net, path)
     assert torch.equal(net.state_dict()["conf.0.weight"], ssd300.state_dict()["conf.0.weight"])
+
+
+def test_random_weights_score_like_a_trained_detector_on_real_images(ssd300: SSD300, coco_dir) -> None:
+    """Random weights get the prior-initialised class head: on real COCO images every anchor stays
+    near P(object) = 1 %, so timing the post-processing does not time NMS over thousands of garbage
+    boxes; the head's weights still vary the logits (the fusion tests keep their meaning)."""
+    from aeb_app.bench.sweep import sample_jpegs
+    from aeb_app.inference.gpu_frames import decode_images, resize_to_input
+    from aeb_app.model.preprocess import normalize
+    from aeb_app.model.ssd300 import RANDOM_OBJECT_PRIOR
+
+    spec = ssd300_spec()
+    x = normalize(resize_to_input(decode_images(sample_jpegs(coco_dir, 4), "cpu"), spec), spec)
+    with torch.inference_mode():
+        _, logits = ssd300(x)
+    probs = logits.softmax(-1)
+    foreground = 1.0 - probs[..., 0]
+    assert abs(float(foreground.mean()) - RANDOM_OBJECT_PRIOR) < 0.01
+    assert int((probs[..., 1:] > 0.3).sum()) < 4 * 20  # at most a handful per image at the app's threshold
+    assert float(logits[..., 1:].std()) > 0.3  # not a constant head

@@ -84,15 +84,18 @@ def _batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int) -> Ite
         yield ids, frames
 
 
-def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int,
-                 device: str) -> Iterator[tuple[list[int], list]]:
-    """Like :func:`_batches`, but the files' bytes are decoded on the GPU (RGB (3, H, W) CUDA tensors)."""
-    from aeb_app.inference.gpu_frames import decode_images
+def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, detector: Detector,
+                 config: PostprocessConfig) -> Iterator[tuple[list[int], list]]:
+    """Like :func:`_batches` followed by inference, through the pipelined GPU path: the files' bytes
+    are decoded (nvJPEG) and resized on the GPU while the previous batch runs its network
+    (:func:`aeb_app.inference.gpu_frames.stream_jpeg_batches`). Yields (ids, detections)."""
+    from aeb_app.inference.gpu_frames import stream_jpeg_batches
 
-    for start in range(0, len(image_ids), batch_size):
-        ids = image_ids[start:start + batch_size]
-        paths = [find_image(coco_dir, coco.imgs[i]["file_name"]) for i in ids]
-        yield ids, decode_images([p.read_bytes() for p in paths], device, names=[str(p) for p in paths])
+    chunks = [image_ids[start:start + batch_size] for start in range(0, len(image_ids), batch_size)]
+    paths = [[find_image(coco_dir, coco.imgs[i]["file_name"]) for i in ids] for ids in chunks]
+    datas = ([p.read_bytes() for p in batch] for batch in paths)
+    names = ([str(p) for p in batch] for batch in paths)
+    yield from zip(chunks, stream_jpeg_batches(detector, datas, config, names=names))
 
 
 def resolve_frame_path(detector: Detector, frame_path: str) -> str:
@@ -155,11 +158,11 @@ def evaluate_detector(
     done = 0
     frame_path = resolve_frame_path(detector, frame_path)
     on_gpu = frame_path == "gpu"
-    infer = detector.infer_tensors if on_gpu else detector.infer
-    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector.info.device) if on_gpu
-               else _batches(coco, image_ids, coco_dir, batch_size))
-    for ids, frames in batches:
-        for image_id, dets in zip(ids, infer(frames, config)):
+    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector, config) if on_gpu
+               else ((ids, detector.infer(frames, config)) for ids, frames in
+                     _batches(coco, image_ids, coco_dir, batch_size)))
+    for ids, batch_dets in batches:
+        for image_id, dets in zip(ids, batch_dets):
             results.extend(to_coco_results(image_id, dets))
         done += len(ids)
         if progress:

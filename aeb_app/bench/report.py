@@ -90,6 +90,10 @@ def markdown(rows: Sequence[Row], machine: dict, command: str = "", unavailable:
     out.write("\n## Table 6. End-to-end: time per sample ms (images/s)\n\n")
     out.write(_pivot(rows, lambda r: f"{_fmt(r.e2e_ms_per_sample, '.3f')} ({_fmt(r.e2e_fps, ',.0f')})"
                                      + (UNSTABLE_MARK if r.e2e_unstable else "")) + "\n")
+    if any(r.e2e_stream_fps is not None for r in rows):
+        out.write("\nEnd-to-end throughput with the GPU path pipelined over batches (decoding and resizing the "
+                  "next batch overlap the network), images/s:\n\n")
+        out.write(_pivot(rows, lambda r: _fmt(r.e2e_stream_fps, ",.0f")) + "\n")
     if any(r.unstable or r.e2e_unstable for r in rows):
         out.write("\n" + unstable_note() + "\n")
     out.write("\n## Table 7. Achieved TFLOP/s (% of device peak), peak GPU memory MB\n\n")

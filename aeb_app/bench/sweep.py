@@ -88,6 +88,7 @@ class Row:
     e2e_p50_ms: float | None = None
     e2e_p99_ms: float | None = None
     e2e_includes: str = ""
+    e2e_stream_fps: float | None = None
     acceleration: float | None = None
     reference_mode: str = ""
     gpu_mem_mb: float | None = None
@@ -255,6 +256,9 @@ def _measure_batch(cfg: SweepConfig, detector, b: int, frames, should_stop, jpeg
             row.e2e_p50_ms, row.e2e_p99_ms = e2e.p50_ms, e2e.p99_ms
             row.e2e_ms_per_sample, row.e2e_fps = e2e.p50_ms / b, b * 1000.0 / e2e.p50_ms
             row.e2e_unstable = is_unstable(e2e.p50_ms, e2e.p99_ms)
+            if row.e2e_includes == E2E_INCLUDES_GPU:
+                n = max(10, int(cfg.min_time_s * 1000.0 / max(e2e.p50_ms, 1e-3)) + 1)
+                row.e2e_stream_fps = stream_throughput(detector, jpegs, n)
         row.gpu_mem_mb = _peak_memory_mb(on_gpu)
     except AebError as exc:  # e.g. batch larger than an engine's profile
         row.available, row.reason = False, str(exc)
@@ -277,6 +281,24 @@ def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable
         device = detector.info.device
         return (lambda: detector.infer_tensors(decode_images(jpegs, device))), E2E_INCLUDES_GPU
     return (lambda: detector.infer(frames)), E2E_INCLUDES
+
+
+def stream_throughput(detector, jpegs: list[bytes], n_batches: int, warmup_batches: int = 2) -> float:
+    """Images/s of the pipelined GPU path (:func:`~aeb_app.inference.gpu_frames.stream_jpeg_batches`:
+    decoding and resizing the next batch overlaps the current one's network) over ``n_batches`` copies
+    of the batch: host wall clock from the first batch's bytes to the last batch's kept boxes on the
+    host (so the device work is all done), after ``warmup_batches`` untimed ones."""
+    import time
+
+    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    from aeb_app.model.postprocess import PostprocessConfig
+
+    for _ in stream_jpeg_batches(detector, [jpegs] * warmup_batches, PostprocessConfig()):
+        pass
+    t0 = time.perf_counter()
+    for _ in stream_jpeg_batches(detector, [jpegs] * n_batches, PostprocessConfig()):
+        pass
+    return n_batches * len(jpegs) / (time.perf_counter() - t0)
 
 
 def is_unstable(p50_ms: float | None, p99_ms: float | None) -> bool:

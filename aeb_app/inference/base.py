@@ -95,7 +95,7 @@ class Detector(abc.ABC):
         config: PostprocessConfig = PostprocessConfig(),
     ) -> list[Detections]:
         """BGR uint8 frames of any size -> one :class:`Detections` per frame, in frame pixels."""
-        self._check_batch(len(frames_bgr))
+        self.check_batch(len(frames_bgr))
         if len(frames_bgr) == 0:
             return []
         t0 = time.perf_counter()
@@ -109,7 +109,8 @@ class Detector(abc.ABC):
         self.last_times = InferTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return dets
 
-    def _check_batch(self, n: int) -> None:
+    def check_batch(self, n: int) -> None:
+        """Raise :class:`EngineError` outside the ``with`` block or above the engine's maximum batch."""
         if not self._active:
             raise EngineError(f"{self.info.mode}: detector used outside its 'with' block")
         if self.info.max_batch is not None and n > self.info.max_batch:
@@ -128,5 +129,5 @@ class Detector(abc.ABC):
         """
         from aeb_app.inference.gpu_frames import infer_device_frames
 
-        self._check_batch(len(images_chw_u8))
+        self.check_batch(len(images_chw_u8))
         return infer_device_frames(self, images_chw_u8, config)

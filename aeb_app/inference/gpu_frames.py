@@ -21,6 +21,10 @@ Host synchronisations per batch: the batched decode's own, the threshold compact
 ``batched_nms``'s internal one (shared with the CPU path, for identical results), and the final
 copy. None per image.
 
+Over many batches (COCO evaluation, the benchmark's throughput column) :func:`stream_jpeg_batches`
+pipelines them: steps 1-2 of the next batch run on a side CUDA stream in their own thread while
+steps 3-4 of the current one run, joined by a CUDA event.
+
 A detector without a device path (ONNX Runtime, a CPU detector) gets the same call through the
 host: frames are copied back and go through :meth:`Detector.infer`.
 """
@@ -29,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,7 +50,8 @@ if TYPE_CHECKING:
     from aeb_app.inference.base import Detector
 
 __all__ = ["decode_images", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
-           "RESIZE_TOLERANCE_LSB"]
+           "RESIZE_TOLERANCE_LSB", "DeviceBatch", "prepare_device_batch", "finish_device_batch",
+           "stream_jpeg_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +158,42 @@ def kept_to_host(boxes: "torch.Tensor", scores: "torch.Tensor", spec: ModelSpec,
             for i, hw in enumerate(frame_hws)]
 
 
+@dataclass
+class DeviceBatch:
+    """A batch ready for the network: normalised input on the device, and its frames' sizes.
+
+    ``ready`` is a CUDA event recorded on the stream that prepared ``x`` (None: prepared on the
+    stream that will run the network).
+    """
+
+    x: "torch.Tensor"
+    frame_hws: list[tuple[int, int]]
+    ready: object | None = None
+
+
+def prepare_device_batch(detector: "Detector", images: Sequence["torch.Tensor"]) -> DeviceBatch:
+    """Resize + normalise RGB uint8 (3, H, W) device tensors into the detector's input layout."""
+    import torch
+
+    dtype, channels_last = detector.device_input()
+    x = normalize(resize_to_input(images, detector.spec), detector.spec, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return DeviceBatch(x, [(int(im.shape[1]), int(im.shape[2])) for im in images])
+
+
+def finish_device_batch(detector: "Detector", batch: DeviceBatch, config: PostprocessConfig) -> list[Detections]:
+    """Network, box decoding, NMS of a prepared batch on the current stream; one copy of the kept boxes."""
+    import torch
+
+    if batch.ready is not None:
+        stream = torch.cuda.current_stream(batch.x.device)
+        stream.wait_event(batch.ready)
+        batch.x.record_stream(stream)  # allocated on the preparing stream, used on this one
+    boxes, scores = detector.forward_normalized(batch.x)
+    return kept_to_host(boxes, scores, detector.spec, batch.frame_hws, config)
+
+
 def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
                         config: PostprocessConfig) -> list[Detections]:
     """:meth:`Detector.infer_tensors`: RGB uint8 (3, H, W) tensors -> detections in their pixels.
@@ -163,22 +205,63 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
 
     if not images:
         return []
-    frame_hws = [(int(im.shape[1]), int(im.shape[2])) for im in images]
-    layout = detector.device_input()
-    if layout is None or not images[0].is_cuda:
+    if detector.device_input() is None or not images[0].is_cuda:
         frames = [im.permute(1, 2, 0).flip(2).cpu().numpy() for im in images]
         return detector.infer(frames, config)
-    import torch
-
-    dtype, channels_last = layout
     t0 = time.perf_counter()
-    x = normalize(resize_to_input(images, detector.spec), detector.spec, dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    batch = prepare_device_batch(detector, images)
     t1 = time.perf_counter()
-    boxes, scores = detector.forward_normalized(x)
+    boxes, scores = detector.forward_normalized(batch.x)
     t2 = time.perf_counter()
-    dets = kept_to_host(boxes, scores, detector.spec, frame_hws, config)
+    dets = kept_to_host(boxes, scores, detector.spec, batch.frame_hws, config)
     # Host clock: the first two are launch times (the device runs ahead); the last one waits for it all.
     detector.last_times = InferTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
     return dets
+
+
+def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]],
+                        config: PostprocessConfig, *, names: Iterable[Sequence[str]] | None = None,
+                        capacity: int = 2) -> Iterator[list[Detections]]:
+    """The GPU path over many batches, pipelined: one :class:`Detections` list per batch, in order.
+
+    A thread decodes (nvJPEG), resizes and normalises batch i+1 on its own CUDA stream while
+    another runs batch i's network, NMS and copy on the detector's (the default) stream, joined by
+    a CUDA event per batch, so decoding overlaps the network instead of adding to it. At most
+    ``capacity`` prepared batches wait (bounded memory); a failure in either stage ends the
+    iteration with that error (:func:`aeb_app.stages.run_stages`). Results equal
+    :meth:`Detector.infer_tensors` on each batch. A detector without a device path gets the batches
+    decoded on the CPU and run through :meth:`Detector.infer`, in series.
+    """
+    from aeb_app.stages import Stage, run_stages
+
+    device = detector.info.device
+    names_iter = iter(names) if names is not None else None
+    if detector.device_input() is None or not str(device).startswith("cuda"):
+        for datas in batches:
+            detector.check_batch(len(datas))
+            images = decode_images(datas, "cpu", names=next(names_iter) if names_iter else None)
+            yield detector.infer([im.permute(1, 2, 0).flip(2).numpy() for im in images], config)
+        return
+    import torch
+
+    side: list = []  # the preparing thread's stream, made in that thread on first use
+
+    def prepare(item: tuple[Sequence[bytes], Sequence[str] | None]) -> DeviceBatch:
+        datas, batch_names = item
+        detector.check_batch(len(datas))
+        with torch.cuda.device(device):
+            if not side:
+                side.append(torch.cuda.Stream(device))
+            with torch.cuda.stream(side[0]):
+                batch = prepare_device_batch(detector, decode_images(datas, device, names=batch_names))
+                batch.ready = torch.cuda.Event()
+                batch.ready.record(side[0])
+        return batch
+
+    def finish(batch: DeviceBatch) -> list[Detections]:
+        with torch.cuda.device(device):
+            return finish_device_batch(detector, batch, config)
+
+    source = ((datas, next(names_iter) if names_iter else None) for datas in batches)
+    yield from run_stages(source, [Stage("decode+resize", prepare), Stage("network+nms", finish)],
+                          capacity=capacity)

@@ -65,7 +65,7 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
     if name == "ssd300_resnet50":
         import torch
 
-        from aeb_app.model.ssd300 import SSD300, load_nvidia_checkpoint, ssd300_spec
+        from aeb_app.model.ssd300 import SSD300, init_random_like_trained, load_nvidia_checkpoint, ssd300_spec
 
         with torch.random.fork_rng():
             # Seeded: "random" weights are the same in every process, so packages and engines
@@ -74,6 +74,7 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
             ssd = SSD300()
         if weights == RANDOM:
             log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
+            init_random_like_trained(ssd.eval())
             return LoadedModel(ssd300_spec(), ssd.eval(), RANDOM)
         path = _weights_path(name, weights)
         load_nvidia_checkpoint(ssd, path)
