@@ -169,7 +169,8 @@ def _report(args: argparse.Namespace, specs: list[RecordingSpec], replay: Replay
     t = summarize(replay.results)
     print(f"replayed {t.finished - t.skipped}, skipped {t.skipped} (finished earlier), failed {t.failed} of "
           f"{t.recordings} recordings; {t.hours:.3f} h, {t.frames} frames, {t.warnings} warnings "
-          f"({t.warnings_per_hour:.1f} per hour); {replay.wall_s:.1f} s on {replay.where}")
+          f"({t.warnings_per_hour:.1f} per hour); {replay.wall_s:.1f} s on {replay.where}"
+          + (f" (after {replay.warmup_s:.1f} s of worker warm-up)" if replay.warmup_s else ""))
     if comparison is not None:
         print(f"compared with {args.compare}: {comparison.added} added, {comparison.removed} removed")
     print(f"report: {paths.markdown}")

@@ -179,7 +179,8 @@ def _compare_lines(comparison: Comparison) -> list[str]:
 
 def _markdown(run: ReplayRun, totals: ReplayTotals, options: ReplayOptions, comparison: Comparison | None) -> str:
     lines = ["# Replay report", "",
-             f"Ran on: {run.where}; {run.wall_s:.1f} s wall. Model {options.model}, mode {options.mode or 'auto'}, "
+             f"Ran on: {run.where}; {run.wall_s:.1f} s wall"
+             + (f" after {run.warmup_s:.1f} s of worker warm-up" if run.warmup_s else "") + ". Model {options.model}, mode {options.mode or 'auto'}, "
              f"score threshold {options.score_threshold}.", "",
              "![rates](warnings_per_hour.png)", "", "![top](top_recordings.png)", "", "## Totals", ""]
     lines += _table(["recordings", "finished", "skipped", "failed", "hours", "frames", "failed frames",
@@ -216,7 +217,7 @@ def write_report(out_dir: Path, run: ReplayRun, options: ReplayOptions,
     _plot_rates(totals, plots[0])
     _plot_top(top_recordings(run.results), plots[1])
     data = {
-        "where": run.where, "wall_s": round(run.wall_s, 3), "options": options.result_settings(),
+        "where": run.where, "wall_s": round(run.wall_s, 3), "warmup_s": round(run.warmup_s, 3), "options": options.result_settings(),
         "totals": asdict(totals),
         "top_recordings": [r.recording_id for r in top_recordings(run.results)],
         "recordings": [{**r.to_json(), "skipped": r.skipped} for r in run.results],
