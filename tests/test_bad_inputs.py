@@ -452,7 +452,7 @@ def test_killed_run_keeps_its_events_and_leaves_no_temp_file(sample_video: Path,
 
 
 def test_onnx_sidecar_that_is_not_an_object_means_rebuild(tmp_path: Path, caplog) -> None:
-    from aeb_app.inference.onnx_export import cached_onnx_valid, read_sidecar, sidecar_path
+    from aeb_app.inference.build.export import cached_onnx_valid, read_sidecar, sidecar_path
 
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx bytes")
@@ -467,7 +467,7 @@ def test_onnx_sidecar_that_is_not_an_object_means_rebuild(tmp_path: Path, caplog
 
 def test_engine_sidecar_of_wrong_shape_is_one_line(tmp_path: Path) -> None:
     from aeb_app.errors import EngineLoadError
-    from aeb_app.inference import engine_cache as ec
+    from aeb_app.inference import artifacts as ec
 
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"engine")

@@ -9,7 +9,7 @@ import pytest
 
 from aeb_app.atomic import write_bytes, write_json
 from aeb_app.errors import EngineLoadError
-from aeb_app.inference import engine_cache as ec
+from aeb_app.inference import artifacts as ec
 
 H200 = ec.MachineInfo("10.3.0", "NVIDIA H200", "9.0")
 PROFILE = ec.Profile(1, 16, 64)

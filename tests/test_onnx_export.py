@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aeb_app.errors import EngineError
-from aeb_app.inference import onnx_export as ox
+from aeb_app.inference.build import export as ox
 from aeb_app.model.preprocess import normalize, resize_batch
 from aeb_app.model.registry import DetectionNet, load_model
 from tests._inference_helpers import real_frames, shared_engines

@@ -7,7 +7,7 @@ import torch
 
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference import registry
-from aeb_app.inference.onnxrt_backend import OnnxRuntimeDetector, pick_providers
+from aeb_app.inference.run.onnxrt_backend import OnnxRuntimeDetector, pick_providers
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import real_frames, shared_engines
 

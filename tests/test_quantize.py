@@ -11,9 +11,9 @@ import pytest
 from onnx import numpy_helper
 
 from aeb_app.errors import CalibrationError, InputError
-from aeb_app.inference import calibration_data as cd
-from aeb_app.inference.calibration_cache import key_path
-from aeb_app.inference.quantize import (QuantizeConfig, activation_ranges, decode_head_nodes, find_qdq_model,
+from aeb_app.inference.build import calibration as cd
+from aeb_app.inference.build.calibration_cache import key_path
+from aeb_app.inference.build.quantize import (QuantizeConfig, activation_ranges, decode_head_nodes, find_qdq_model,
                                         quantize_model)
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import shared_engines
@@ -85,7 +85,7 @@ def test_qdq_model_is_symmetric_int8_with_float_decode_head(qdq, mobilenet, tmp_
 
 
 def test_decode_head_nodes_are_after_last_conv(mobilenet, tmp_path_factory):
-    from aeb_app.inference.onnx_export import export_onnx
+    from aeb_app.inference.build.export import export_onnx
 
     model = onnx.load(str(export_onnx(mobilenet, engines_dir=shared_engines(tmp_path_factory))))
     head = set(decode_head_nodes(model))

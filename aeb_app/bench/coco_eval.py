@@ -87,7 +87,7 @@ def _batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int) -> Ite
 def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int,
                  device: str) -> Iterator[tuple[list[int], list]]:
     """Like :func:`_batches`, but the files' bytes are decoded on the GPU (RGB (3, H, W) CUDA tensors)."""
-    from aeb_app.inference.gpu_frames import decode_images
+    from aeb_app.inference.run.gpu_frames import decode_images
 
     for start in range(0, len(image_ids), batch_size):
         ids = image_ids[start:start + batch_size]
@@ -134,7 +134,7 @@ def evaluate_detector(
         config: detection thresholds (COCO protocol: low threshold, 100 per image).
         progress: called with (images done, total).
         frame_path: ``gpu``: JPEG decoding, resizing, NMS on the GPU
-            (:mod:`aeb_app.inference.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
+            (:mod:`aeb_app.inference.run.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
             ``auto``: see :func:`resolve_frame_path`.
 
     Returns:

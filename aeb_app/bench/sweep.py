@@ -6,7 +6,7 @@ batch size it measures
   timed with CUDA events on a GPU, ``perf_counter`` on the CPU;
 - end-to-end latency, timed with the host clock, device synchronised: on a CUDA detector with a
   device path (PyTorch modes) JPEG bytes in memory -> nvJPEG decode -> resize/normalise -> network ->
-  NMS on the GPU -> one copy of the kept boxes (:mod:`aeb_app.inference.gpu_frames`); otherwise
+  NMS on the GPU -> one copy of the kept boxes (:mod:`aeb_app.inference.run.gpu_frames`); otherwise
   decoded BGR frames -> resize on the CPU -> upload -> network -> NMS -> detections on the host;
 - COCO mAP at that batch size (when the model has real weights and a COCO folder is given).
 A mode that cannot run here yields rows marked unavailable with the reason, never omitted.
@@ -272,7 +272,7 @@ def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable
     Either call returns only after the kept boxes are on the host (the host clock times it all).
     """
     if jpegs is not None and detector.info.device.startswith("cuda") and detector.device_input() is not None:
-        from aeb_app.inference.gpu_frames import decode_images
+        from aeb_app.inference.run.gpu_frames import decode_images
 
         device = detector.info.device
         return (lambda: detector.infer_tensors(decode_images(jpegs, device))), E2E_INCLUDES_GPU

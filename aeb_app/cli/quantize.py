@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
-from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED
-from aeb_app.inference.quantize import METHODS
+from aeb_app.inference.build.calibration import DEFAULT_NUM_IMAGES, DEFAULT_SEED
+from aeb_app.inference.build.quantize import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aeb_app.inference.quantize import QuantizeConfig, quantize_model
+    from aeb_app.inference.build.quantize import QuantizeConfig, quantize_model
     from aeb_app.model.registry import load_model
 
     loaded = load_model(args.model, weights=args.weights)
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_int8(loaded, coco_dir: Path, qdq_path: Path, engines_dir: Path, config) -> dict:
     """COCO mAP of fp32_ort and int8_ort on all images and on the held-out (non-calibration) ones."""
     from aeb_app.bench.coco_eval import evaluate_detector, find_annotations, held_out_annotations
-    from aeb_app.inference.calibration_data import select_images
+    from aeb_app.inference.build.calibration import select_images
     from aeb_app.inference.registry import create
 
     annotations = find_annotations(Path(coco_dir))

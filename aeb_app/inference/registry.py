@@ -33,16 +33,16 @@ class Mode:
 
 _FUSED = ("cudnn_fused", "fused_heads")  # aeb_app.model.fuse rewrites of the fused/compiled modes
 _COMPILED = (("compile", True), ("cuda_graph", True), ("rewrites", _FUSED))
-_LOWP = "aeb_app.inference.lowp_backend:create"
+_LOWP = "aeb_app.inference.run.lowp_backend:create"
 
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
-        Mode("int8_trt", "tensorrt", "int8", "aeb_app.inference.tensorrt_backend:create",
+        Mode("int8_trt", "tensorrt", "int8", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT INT8 engine (explicit Q/DQ or entropy calibration)"),
-        Mode("fp16_trt", "tensorrt", "fp16", "aeb_app.inference.tensorrt_backend:create",
+        Mode("fp16_trt", "tensorrt", "fp16", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT FP16 engine"),
-        Mode("fp32_trt", "tensorrt", "fp32", "aeb_app.inference.tensorrt_backend:create",
+        Mode("fp32_trt", "tensorrt", "fp32", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT FP32 engine (TF32 off unless stated)"),
         Mode("fp16", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
              description="PyTorch eager FP16, channels-last (CUDA)"),
@@ -67,13 +67,13 @@ MODES: dict[str, Mode] = {
         Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
              options=_COMPILED,
              description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
-        Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.compiled_backend:create",
+        Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.run.compiled_backend:create",
              description="AOTInductor package, FP16 (CUDA), built once into engines/"),
-        Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.onnxrt_backend:create",
+        Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.run.onnxrt_backend:create",
              description="ONNX Runtime FP32 (CPU, or CUDA provider if present)"),
-        Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.onnxrt_backend:create",
+        Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.run.onnxrt_backend:create",
              description="ONNX Runtime on the INT8 Q/DQ model (CPU)"),
-        # 8-bit GEMMs without TensorRT (aeb_app.inference.lowp): 1x1 convs in 8 bits, the rest BF16.
+        # 8-bit GEMMs without TensorRT (aeb_app.inference.run.lowp): 1x1 convs in 8 bits, the rest BF16.
         Mode("fp8_gpu", "pytorch-lowp", "fp8", _LOWP, options=(("kernel", "gemm"),),
              description="FP8 e4m3 1x1 convs via torch._scaled_mm (CUDA, capability >= 8.9), rest BF16, "
                          "CUDA Graph; scales from the INT8 Q/DQ calibration"),
@@ -104,7 +104,7 @@ def default_device() -> str:
 
 
 def _torch(loaded: LoadedModel, mode: Mode, *, device: str | None = None, **options) -> Detector:
-    from aeb_app.inference.torch_backend import TorchDetector
+    from aeb_app.inference.run.torch_backend import TorchDetector
 
     device = device or default_device()
     options = {**dict(mode.options), **options}

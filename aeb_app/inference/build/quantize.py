@@ -8,7 +8,7 @@ Choices, and why (TensorRT's explicit-quantization guide and onnx-tensorrt's par
 
 * **Q/DQ on the inputs of weighted ops only** (``Conv``; the activation input and the
   weights), none on their outputs, and on the residual input of each residual ``Add``
-  (:mod:`aeb_app.inference.qdq_placement`). Extra pairs on conv/ReLU outputs would block
+  (:mod:`aeb_app.inference.build.qdq_placement`). Extra pairs on conv/ReLU outputs would block
   TensorRT's Conv+activation and Conv+Add fusions and add requantise kernels.
 * **No bias quantisation** (``QuantizeBias=False``): TensorRT's ONNX parser accepts
   ``DequantizeLinear`` inputs of INT8/FP8/INT4/FP4 only; ONNX Runtime's default INT32 bias
@@ -37,11 +37,11 @@ from typing import Any
 
 from aeb_app.atomic import atomic_path, write_json
 from aeb_app.errors import CalibrationError, EngineError
-from aeb_app.inference.calibration_cache import CalibrationKey, read_cache, write_cache
-from aeb_app.inference.calibration_data import (DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch,
+from aeb_app.inference.build.calibration_cache import CalibrationKey, read_cache, write_cache
+from aeb_app.inference.build.calibration import (DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch,
                                                 images_sha256, ort_reader, select_images)
-from aeb_app.inference.onnx_export import OPSET, export_onnx, file_sha256, read_sidecar, sidecar_path
-from aeb_app.inference.qdq_placement import keep_residual_qdq_only
+from aeb_app.inference.build.export import OPSET, export_onnx, file_sha256, read_sidecar, sidecar_path
+from aeb_app.inference.build.qdq_placement import keep_residual_qdq_only
 from aeb_app.model.registry import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def qdq_model_intact(path: Path) -> bool:
 
 def find_qdq_model(loaded: LoadedModel, engines_dir: str | Path, *, weights_hash: str | None = None) -> Path | None:
     """The newest intact Q/DQ model for ``loaded`` in ``engines_dir``, or None."""
-    from aeb_app.inference.onnx_export import onnx_path_for
+    from aeb_app.inference.build.export import onnx_path_for
 
     stem = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash).stem
     found = sorted(Path(engines_dir).glob(f"{stem}.int8-qdq-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,7 +1,7 @@
 """INT8 calibration images: a seeded random sample of a COCO folder, preprocessed as inference.
 
 The same batches feed ONNX Runtime's static quantizer (Q/DQ path) and TensorRT's legacy
-``IInt8EntropyCalibrator2`` (:mod:`aeb_app.inference.trt_calibrator`). This module imports no
+``IInt8EntropyCalibrator2`` (:mod:`aeb_app.inference.build.trt_calibrator`). This module imports no
 other inference module (no import cycle with the quantiser or the TensorRT backend). Images go through :func:`~aeb_app.model.preprocess.resize_batch`
 and :func:`~aeb_app.model.preprocess.normalize_numpy`, exactly as every backend's inference
 path, so calibration sees the activations that inference will see. The resized uint8 batch is

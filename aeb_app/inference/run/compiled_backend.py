@@ -1,19 +1,18 @@
 """``fp16_aoti``: an AOTInductor ``.pt2`` package, compiled once and cached in ``engines/``.
 
 Compiling (``torch._inductor.aoti_compile_and_package``) takes minutes per shape, so it is
-done by :func:`compile_package` (an explicit command), never at app start; :func:`create`
+done by :func:`aeb_app.inference.build.compile.compile_package` (an explicit command), never at app
+start; :func:`create`
 only loads a cached package (``torch._inductor.aoti_load_package``) whose sidecar matches the
 model, precision, batch, device and torch version. Packages are compiled for a fixed batch.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from aeb_app.atomic import write_json
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector, DetectorInfo
-from aeb_app.inference.torch_backend import DTYPE_NAMES as _DTYPES
+from aeb_app.inference.run.torch_backend import DTYPE_NAMES as _DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def package_key(model: str, weights_sha256: str, precision: str, batch: int, dev
 def expected_meta(loaded, precision: str, batch: int, device: str) -> dict:
     import torch
 
-    from aeb_app.inference.onnx_export import weights_sha256
+    from aeb_app.inference.build.export import weights_sha256
 
     return {"kind": "aoti", "model": loaded.spec.name, "weights_sha256": weights_sha256(loaded),
             "precision": precision, "batch": batch, "device": device.split(":")[0], "torch_version": torch.__version__}
@@ -49,7 +48,7 @@ def package_path(engines_dir: str | Path, meta: dict) -> Path:
 
 def check_package(path: Path, expected: dict) -> None:
     """Raise :class:`EngineLoadError` unless ``path`` and a matching sidecar exist."""
-    from aeb_app.inference.onnx_export import read_sidecar
+    from aeb_app.inference.build.export import read_sidecar
 
     meta = read_sidecar(path)
     if not path.is_file() or meta is None:
@@ -57,43 +56,6 @@ def check_package(path: Path, expected: dict) -> None:
     diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
     if diff:
         raise EngineLoadError(f"{path.name}: sidecar does not match (have, want): {diff}; recompile it")
-
-
-def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: str = "cuda",
-                    engines_dir: str | Path = "engines", max_autotune: bool = False) -> Path:
-    """Export + AOT-compile ``DetectionNet`` for one batch size; writes ``.pt2`` + sidecar atomically.
-
-    On CUDA the network is compiled in channels-last layout (what cuDNN's tensor-core convolutions
-    want) with Inductor's freezing, which folds BatchNorm into the convolutions and constant-folds
-    the weights; ``max_autotune`` also benchmarks Triton kernel variants (minutes per shape).
-    """
-    import torch
-
-    from aeb_app.atomic import atomic_path, write_json
-    from aeb_app.model.registry import DetectionNet
-
-    dtype = getattr(torch, _DTYPES[precision])
-    # Key the package by the weights as loaded (before any cast), as create() will, and
-    # compile a copy so the caller's model is left on its device and dtype.
-    meta = expected_meta(loaded, precision, batch, device)
-    net = DetectionNet(copy.deepcopy(loaded.network), loaded.spec).eval()
-    net.network.to(device, dtype=dtype)
-    net.decode.to(device)
-    example = torch.zeros(batch, 3, *loaded.spec.input_hw, device=device, dtype=dtype)
-    if device.startswith("cuda"):
-        net.network.to(memory_format=torch.channels_last)
-        example = example.contiguous(memory_format=torch.channels_last)
-    target = package_path(engines_dir, meta)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        exported = torch.export.export(net, (example,))
-    options = {"freezing": True, **({"max_autotune": True} if max_autotune else {})}
-    with atomic_path(target) as tmp:
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
-    write_json(Path(str(target) + ".json"), {**meta, "compile_s": round(time.perf_counter() - t0, 1),
-                                              "inductor_configs": options,
-                                              "channels_last": device.startswith("cuda")})
-    return target
 
 
 _PROBE = """
@@ -159,7 +121,7 @@ class CompiledDetector(Detector):
         if self.info.device.startswith("cuda"):
             # Replay the package's kernels as one CUDA graph: at batch 1 the launch cost of
             # ~200 kernels otherwise dominates.
-            from aeb_app.inference.cuda_graph import CudaGraphRunner
+            from aeb_app.inference.run.cuda_graph import CudaGraphRunner
 
             self._call = CudaGraphRunner(lambda x: tuple(self.runner(x)))
             self.info.notes["cuda_graph"] = True

@@ -129,7 +129,7 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
 
 
 def _find_model(loaded: LoadedModel, precision: str, engines_dir: Path, export_if_missing: bool) -> Path:
-    from aeb_app.inference.onnx_export import export_onnx, onnx_path_for, weights_sha256
+    from aeb_app.inference.build.export import export_onnx, onnx_path_for, weights_sha256
 
     if precision not in ("fp32", "int8"):
         raise BackendUnavailableError(f"ONNX Runtime backend has no precision {precision!r}")
@@ -139,7 +139,7 @@ def _find_model(loaded: LoadedModel, precision: str, engines_dir: Path, export_i
         if path.is_file() or export_if_missing:
             return export_onnx(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
         raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
-    from aeb_app.inference.quantize import find_qdq_model
+    from aeb_app.inference.build.quantize import find_qdq_model
 
     path = find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
     if path is None:

@@ -2,7 +2,7 @@
 
 Written for torch2trt 0.5.0 (NVIDIA-AI-IOT master, installed from git; it is not on PyPI) with
 TensorRT 10.13.2+; never run here (neither installs on these machines), only checked by
-:mod:`aeb_app.inference.torch2trt_check` against the converter list read from torch2trt's sources.
+:mod:`aeb_app.inference.build.torch2trt_check` against the converter list read from torch2trt's sources.
 
 Before converting, :func:`preflight` traces the network and refuses a call without a
 torch2trt converter (torch2trt would freeze its output into a constant) or one whose
@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from aeb_app.errors import BackendUnavailableError, EngineError
-from aeb_app.inference import engine_cache as ec
+from aeb_app.inference import artifacts as ec
 
 #: One line for the docs and the sidecar.
 WRITTEN_FOR = "torch2trt 0.5.0 (git master) with TensorRT 10.13.2+ (never run here)"
@@ -28,7 +28,7 @@ def preflight(net, example) -> None:
     Raises:
         EngineError: calls without a converter, or converters needing removed TensorRT methods.
     """
-    from aeb_app.inference.torch2trt_check import plan_conversion, removed_layers
+    from aeb_app.inference.build.torch2trt_check import plan_conversion, removed_layers
 
     try:
         plan = plan_conversion(net, example)
@@ -56,8 +56,8 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
     import torch
 
     from aeb_app.atomic import write_bytes, write_json
-    from aeb_app.inference.onnx_export import weights_sha256
-    from aeb_app.inference.tensorrt_backend import machine_info
+    from aeb_app.inference.build.export import weights_sha256
+    from aeb_app.inference.trt_api import machine_info
     from aeb_app.inference.trt_api import import_trt, trt_major
     from aeb_app.model.registry import DetectionNet
 

@@ -205,8 +205,8 @@ def activation_ranges(loaded, engines_dir: str | Path, qdq_path: str | Path | No
         CalibrationError: no Q/DQ model for this model in ``engines_dir``, or ``qdq_path`` was
             calibrated for another model or other weights (both names in the message).
     """
-    from aeb_app.inference.onnx_export import read_sidecar, weights_sha256
-    from aeb_app.inference.quantize import find_qdq_model
+    from aeb_app.inference.build.export import read_sidecar, weights_sha256
+    from aeb_app.inference.build.quantize import find_qdq_model
 
     name, weights_hash = loaded.spec.name, weights_sha256(loaded)
     if qdq_path is None:
