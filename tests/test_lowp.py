@@ -6,7 +6,6 @@ here against the simulation CI scores; the GPU itself is exercised by scripts/in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 from torch import nn
 
 from aeb_app.errors import BackendUnavailableError, CalibrationError
-from aeb_app.inference.run.lowp import FORMATS, QuantConv1x1, eligible, quantize_network
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference.registry import create, create_with_fallback
+from aeb_app.inference.run.lowp import FORMATS, QuantConv1x1, eligible, quantize_network
 from aeb_app.model.registry import load_model
 
 MAX_DROP_POINTS = 1.0  # the goal: within 1.0 mAP point of FP32 on held-out images
@@ -98,8 +98,9 @@ def test_ranges_of_another_network_are_refused(ssdlite) -> None:
 def test_calibration_file_of_another_model_is_refused(ssdlite, tmp_path: Path) -> None:
     qdq = tmp_path / "ssd_mobilenet_v1-3983f335a5fc-opset18.int8-qdq-entropy-n100-s0.onnx"
     qdq.write_bytes(b"not read: the sidecar is checked first")
-    (tmp_path / (qdq.name + ".json")).write_text(json.dumps(
-        {"kind": "onnx-int8-qdq", "model": "ssd_mobilenet_v1", "source_onnx": "ssd_mobilenet_v1-3983f335a5fc-opset18.onnx"}))
+    ac.write_sidecar(qdq, ac.Sidecar(kind=ac.QDQ_ONNX, model="ssd_mobilenet_v1", weights_sha256="3983f335a5fc" + "0" * 52,
+                                     precision="int8", batch=ac.Profile(1, 1, 1024), sha256=ac.file_sha256(qdq),
+                                     builder="onnxruntime", versions={}))
     with pytest.raises(CalibrationError, match="ssd_mobilenet_v1.*ssdlite_mobilenet_v2"):
         create(ssdlite, "fp8_sim", device="cpu", calibration=qdq)
 

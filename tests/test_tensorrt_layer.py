@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from aeb_app.atomic import write_bytes, write_json
+from aeb_app.atomic import write_bytes
 from aeb_app.cli import main
 from aeb_app.errors import BackendUnavailableError, CalibrationError, EngineError, EngineLoadError
-from aeb_app.inference import artifacts as ec
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference import registry
 from aeb_app.inference.build import trt_build as tbuild
 from aeb_app.inference.run import tensorrt_backend as tb
@@ -32,7 +32,7 @@ from aeb_app.model.registry import load_model
 from tests import _fake_tensorrt
 from tests._inference_helpers import shared_engines
 
-H200 = ec.MachineInfo("10.13.2", "NVIDIA H200", "9.0")
+H200 = ac.MachineInfo("10.13.2", "NVIDIA H200", "9.0")
 
 #: NVIDIA efficientdet build_engine.py: EngineBuilder.__init__, create_network, create_engine (int8).
 SAMPLE_BUILD_FLOW = [
@@ -102,20 +102,20 @@ def test_build_engine_cli_rejects_non_positive_counts(capsys, flag):
 
 def test_bad_precision_or_method_is_named_before_tensorrt_is_needed():
     with pytest.raises(EngineError, match="unknown precision 'bf16'"):
-        tbuild.build_engine(None, precision="bf16", profile=ec.Profile())
+        tbuild.build_engine(None, precision="bf16", profile=ac.Profile())
     with pytest.raises(EngineError, match="unknown INT8 method 'minmax'"):
-        tbuild.build_engine(None, precision="int8", profile=ec.Profile(), int8_method="minmax")
+        tbuild.build_engine(None, precision="int8", profile=ac.Profile(), int8_method="minmax")
 
 
 def test_torch2trt_unavailable():
     from aeb_app.inference.build.torch2trt import build_engine_torch2trt
 
     with pytest.raises(BackendUnavailableError, match="torch2trt is not installed"):
-        build_engine_torch2trt(None, precision="fp16", profile=ec.Profile())
+        build_engine_torch2trt(None, precision="fp16", profile=ac.Profile())
 
 
 def _legacy_build(mobilenet, coco_dir, engines, **kwargs):
-    args = {"precision": "int8", "profile": ec.Profile(1, 4, 8), "engines_dir": engines, "int8_method": "calibrator",
+    args = {"precision": "int8", "profile": ac.Profile(1, 4, 8), "engines_dir": engines, "int8_method": "calibrator",
             "coco_dir": coco_dir, "num_images": 8, "seed": 0, **kwargs}
     return tbuild.build_engine(mobilenet, **args)
 
@@ -129,7 +129,7 @@ def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp
     args = dict(log)
     assert args["builder.create_network"] == (0,)  # weakly typed: the calibrator path
     assert args["profile.set_shape"] == ("images", (1, 3, 300, 300), (4, 3, 300, 300), (8, 3, 300, 300))
-    meta = ec.read_sidecar(target)
+    meta = ac.read_sidecar(target).details
     assert meta["calibration_images_used"] == 8 and meta["calibration_batch"] == 4 and meta["strongly_typed"] is False
     cache = next((engines / "calib").glob("*.trtcache"))
     assert "-n8-s0-b4-" in cache.name and cache.with_name(cache.name + ".key.json").is_file()
@@ -138,7 +138,7 @@ def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp
 def test_qdq_build_on_tensorrt10_is_strongly_typed_without_precision_flags(fake, mobilenet, coco_dir,
                                                                            tmp_path_factory):
     _, log = fake
-    tbuild.build_engine(mobilenet, precision="int8", profile=ec.Profile(1, 4, 8), engines_dir=shared_engines(
+    tbuild.build_engine(mobilenet, precision="int8", profile=ac.Profile(1, 4, 8), engines_dir=shared_engines(
         tmp_path_factory), int8_method="qdq", coco_dir=coco_dir, num_images=16, seed=0, rebuild=True)
     names = _names(log)
     assert dict(log)["builder.create_network"] == (1 << 1,)  # 1 << STRONGLY_TYPED
@@ -156,7 +156,7 @@ def test_calibrator_error_is_reraised_after_the_build(fake, tmp_path):
     builder = tbuild.EngineBuilder()
     builder.create_network(tmp_path / "m.onnx")
     with pytest.raises(CalibrationError, match="failed after 1 batches .OSError: disk vanished"):
-        builder.create_engine("int8", ec.Profile(1, 2, 4), calibrator=cal)
+        builder.create_engine("int8", ac.Profile(1, 2, 4), calibrator=cal)
     assert builder.builder.calibration_batches == 1  # TensorRT itself just saw "end of data"
 
 
@@ -211,7 +211,7 @@ def test_num_images_change_builds_a_new_engine_and_rebuild_ignores_the_stale_cac
     cache.write_bytes(b"TRT-1013-EntropyCalibration2\nimages: 00000000\n")  # tampered table
     second.unlink()
     with pytest.raises(CalibrationError, match="does not match the hash"):
-        _legacy_build(mobilenet, coco_dir, tmp_path, num_images=8, profile=ec.Profile(1, 4, 16))
+        _legacy_build(mobilenet, coco_dir, tmp_path, num_images=8, profile=ac.Profile(1, 4, 16))
 
 
 def test_timing_cache_is_saved_and_loaded(fake, tmp_path):
@@ -221,7 +221,7 @@ def test_timing_cache_is_saved_and_loaded(fake, tmp_path):
         timing = tmp_path / "t.cache"
         b.load_timing_cache(timing.read_bytes() if timing.is_file() else None)
         b.create_network(tmp_path / "m.onnx")
-        b.create_engine("fp16", ec.Profile())
+        b.create_engine("fp16", ac.Profile())
         write_bytes(timing, b.timing_cache_bytes())
     created = [a for n, a in log if n == "config.create_timing_cache"]
     assert created == [(b"",), (b"+timed",)] and timing.read_bytes() == b"+timed+timed"
@@ -241,10 +241,10 @@ def test_tensorrt11_is_strongly_typed_and_refuses_fp16_and_calibrators(monkeypat
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     b = tbuild.EngineBuilder()
     b.create_network(tmp_path / "q.onnx", strongly_typed=True)
-    b.create_engine("int8", ec.Profile())
+    b.create_engine("int8", ac.Profile())
     assert "config.set_flag" not in _names(log)
     with pytest.raises(EngineError, match="strongly typed FP16 engine needs an FP16 ONNX"):
-        b.create_engine("fp16", ec.Profile())
+        b.create_engine("fp16", ac.Profile())
 
 
 class _FakeStream:
@@ -257,13 +257,14 @@ class _FakeStream:
 
 def _stored_engine(engines, machine=H200, max_batch=64, model="m"):
     data = b"serialized" * 10
-    key = ec.engine_key(model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), source_sha256="0" * 64,
+    key = ac.engine_key(model=model, precision="fp16", profile=ac.Profile(1, 16, max_batch), source_sha256="0" * 64,
                         machine=machine)
-    path = ec.engine_path(engines, key)
+    path = ac.engine_path(engines, key)
     write_bytes(path, data)
-    write_json(ec.sidecar_path(path), ec.make_sidecar(
-        model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), machine=machine, onnx_sha256="0" * 64,
-        engine_sha256=ec.hashlib.sha256(data).hexdigest()))
+    ac.write_sidecar(path, ac.Sidecar(
+        kind=ac.TRT_ENGINE, model=model, weights_sha256="0" * 64, precision="fp16", batch=ac.Profile(1, 16, max_batch),
+        sha256=ac.hashlib.sha256(data).hexdigest(), builder="tensorrt-onnx",
+        versions={"tensorrt": machine.runtime_version}, machine=machine))
     return path
 
 
@@ -299,12 +300,12 @@ def test_refused_tensor_address_is_an_error(monkeypatch, tmp_path):
 
 
 def test_engine_key_and_lookup_include_the_gpu_name(tmp_path):
-    h100 = ec.MachineInfo("10.13.2", "NVIDIA H100 80GB HBM3", "9.0")  # same SM as the H200
+    h100 = ac.MachineInfo("10.13.2", "NVIDIA H100 80GB HBM3", "9.0")  # same SM as the H200
     path = _stored_engine(tmp_path)
     assert "nvidia-h200" in path.name
     assert tb.find_engine(tmp_path, "m", "fp16", H200) == path
     assert tb.find_engine(tmp_path, "m", "fp16", h100) is None
-    assert tb.find_engine(tmp_path, "m", "fp16", ec.MachineInfo("10.14.1", "NVIDIA H200", "9.0")) is None
+    assert tb.find_engine(tmp_path, "m", "fp16", ac.MachineInfo("10.14.1", "NVIDIA H200", "9.0")) is None
 
 
 @pytest.mark.parametrize("failure", ["corrupt", "activate"])

@@ -79,11 +79,11 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
 def _existing_calibration(loaded, engines_dir: Path, config) -> Path | None:
     """A Q/DQ model already in ``engines_dir`` made from the same image draw (no ONNX export needed:
     a GPU machine can score with a calibration made elsewhere)."""
-    from aeb_app.inference.build.export import read_sidecar
-    from aeb_app.inference.build.quantize import find_qdq_model
+    from aeb_app.inference.artifacts import cached_sidecar, find_qdq_model
 
     found = find_qdq_model(loaded, engines_dir)
-    calib = (read_sidecar(found) or {}).get("calibration", {}) if found else {}
+    side = cached_sidecar(found) if found else None
+    calib = side.details.get("calibration", {}) if side else {}
     same = all(calib.get(k) == v for k, v in (("num_images", config.num_images), ("seed", config.seed),
                                                 ("method", config.method)))
     return found if found and same else None

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from aeb_app import defaults
 from aeb_app.bench.machine import count_flops, fingerprint, peak_tflops, sanity_check
 from aeb_app.bench.timing import TimingStats, measure
 from aeb_app.errors import AebError
@@ -26,11 +27,8 @@ from aeb_app.errors import AebError
 log = logging.getLogger(__name__)
 
 SEED_MODES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16", "fp32")
-SEED_BATCHES = (1, 4, 8, 16, 32, 64)
-#: ``bench`` without ``--modes`` runs those of these that the machine can run: the seed's five, the
-#: fastest eager GPU mode and the CPU ONNX Runtime modes. The compiled modes (minutes of compilation
-#: per batch size) are opt-in through ``--modes``.
-DEFAULT_CANDIDATES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16_fused", "fp16", "fp32", "fp32_ort", "int8_ort")
+SEED_BATCHES = defaults.BENCH_BATCHES
+DEFAULT_CANDIDATES = defaults.BENCH_CANDIDATES
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from aeb_app import defaults
+from aeb_app import defaults, names
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector
 from aeb_app.model.registry import LoadedModel
@@ -85,6 +85,8 @@ MODES: dict[str, Mode] = {
              description="int8_gpu's arithmetic simulated with float matmuls (any device; for accuracy)"),
     )
 }
+
+names.check_registry("mode", names.MODE_NAMES, MODES)
 
 #: Default fallback order with a GPU: fastest first. Configurable (CLI --fallback, GUI settings).
 DEFAULT_FALLBACK: tuple[str, ...] = defaults.GPU_FALLBACK
@@ -172,6 +174,27 @@ def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], *, activate:
             log.info("mode auto: using %s (unavailable here: %s; -v for why)", name, skipped)
         return detector
     raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))
+
+
+#: Artifacts the run side may build on demand, kind -> "module:function(loaded, *, engines_dir, weights_hash)".
+#: Only the ONNX export is cheap enough (seconds); engines, Q/DQ models and packages need an explicit command.
+_BUILDERS = {"onnx": "aeb_app.inference.build.export:export_onnx"}
+
+
+def build_artifact(kind: str, loaded: LoadedModel, *, engines_dir: Path, weights_hash: str | None = None) -> Path:
+    """The one door from the run side to the build side: make a missing artifact now (logged).
+
+    Raises:
+        BackendUnavailableError: ``kind`` cannot be built on demand (the message names the command).
+        EngineError: the build failed.
+    """
+    if kind not in _BUILDERS:
+        raise BackendUnavailableError(f"no {kind} artifact for {loaded.spec.name} in {engines_dir}, and it is not "
+                                      "built on demand: build it with its aeb-app command")
+    log.info("no cached %s for %s in %s: building it now", kind, loaded.spec.name, engines_dir)
+    module_name, func_name = _BUILDERS[kind].split(":")
+    builder = getattr(importlib.import_module(module_name), func_name)
+    return builder(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
 
 
 def _activate(detector: Detector) -> None:

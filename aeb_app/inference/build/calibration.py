@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from aeb_app import defaults
 from aeb_app.atomic import atomic_path
 from aeb_app.errors import InputError
 from aeb_app.model.preprocess import normalize_numpy, resize_batch
@@ -29,8 +30,8 @@ from aeb_app.model.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-DEFAULT_NUM_IMAGES = 200
-DEFAULT_SEED = 0
+DEFAULT_NUM_IMAGES = defaults.CALIBRATION_IMAGES
+DEFAULT_SEED = defaults.CALIBRATION_SEED
 
 
 def image_folder(coco_dir: str | Path) -> Path:

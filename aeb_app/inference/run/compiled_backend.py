@@ -19,6 +19,7 @@ import numpy as np
 
 from aeb_app.atomic import write_json
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference.base import Detector, DetectorInfo
 from aeb_app.inference.run.torch_backend import DTYPE_NAMES as _DTYPES
 
@@ -26,35 +27,20 @@ log = logging.getLogger(__name__)
 
 
 
-def package_key(model: str, weights_sha256: str, precision: str, batch: int, device: str, torch_version: str) -> str:
-    """File stem of a package: every field it depends on, readable."""
-    return f"{model}-{weights_sha256[:12]}_{precision}_b{batch}_{device.split(':')[0]}_torch{torch_version.replace('+', '-')}"
-
-
-def expected_meta(loaded, precision: str, batch: int, device: str) -> dict:
+def package_key(loaded, precision: str, batch: int, device: str) -> ac.PackageKey:
+    """What the package for these settings must have been compiled from (the weights as loaded)."""
     import torch
 
-    from aeb_app.inference.build.export import weights_sha256
-
-    return {"kind": "aoti", "model": loaded.spec.name, "weights_sha256": weights_sha256(loaded),
-            "precision": precision, "batch": batch, "device": device.split(":")[0], "torch_version": torch.__version__}
+    return ac.PackageKey(loaded.spec.name, ac.weights_sha256(loaded), precision, batch, device.split(":")[0],
+                         torch.__version__)
 
 
-def package_path(engines_dir: str | Path, meta: dict) -> Path:
-    key = package_key(meta["model"], meta["weights_sha256"], meta["precision"], meta["batch"], meta["device"],
-                      meta["torch_version"])
-    return Path(engines_dir) / f"{key}.pt2"
-
-
-def check_package(path: Path, expected: dict) -> None:
-    """Raise :class:`EngineLoadError` unless ``path`` and a matching sidecar exist."""
-    from aeb_app.inference.build.export import read_sidecar
-
-    meta = read_sidecar(path)
-    if not path.is_file() or meta is None:
+def check_package(path: Path, key: ac.PackageKey) -> None:
+    """Raise :class:`EngineLoadError` unless ``path`` and a sidecar matching ``key`` exist."""
+    side = ac.cached_sidecar(path)
+    if not path.is_file() or side is None or side.kind != ac.AOTI_PACKAGE:
         raise EngineLoadError(f"{path}: no compiled package; compile it with compile_package() first")
-    diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-    if diff:
+    if diff := key.differences(side):
         raise EngineLoadError(f"{path.name}: sidecar does not match (have, want): {diff}; recompile it")
 
 
@@ -189,10 +175,10 @@ def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path |
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if precision != "fp32" and not device.startswith("cuda"):
         raise BackendUnavailableError(f"{mode.name}: {precision} AOTInductor package needs a CUDA device; this is {device}")
-    meta = expected_meta(loaded, precision, batch, device)
-    path = package_path(engines_dir or "engines", meta)
+    key = package_key(loaded, precision, batch, device)
+    path = key.path(engines_dir or "engines")
     try:
-        check_package(path, meta)
+        check_package(path, key)
         probe_package(path, device=device, precision=precision, batch=batch, input_hw=loaded.spec.input_hw)
     except EngineLoadError as exc:
         raise BackendUnavailableError(f"{mode.name}: {exc}") from exc

@@ -129,19 +129,22 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
 
 
 def _find_model(loaded: LoadedModel, precision: str, engines_dir: Path, export_if_missing: bool) -> Path:
-    from aeb_app.inference.build.export import export_onnx, onnx_path_for, weights_sha256
+    from aeb_app.inference import artifacts as ac
 
     if precision not in ("fp32", "int8"):
         raise BackendUnavailableError(f"ONNX Runtime backend has no precision {precision!r}")
-    weights_hash = weights_sha256(loaded)  # once: the cache name and the export both need it
+    weights_hash = ac.weights_sha256(loaded)  # once: the cache look-up and a build both need it
     if precision == "fp32":
-        path = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
-        if path.is_file() or export_if_missing:
-            return export_onnx(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
-        raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
-    from aeb_app.inference.build.quantize import find_qdq_model
+        found = ac.find_onnx(loaded, engines_dir, weights_hash=weights_hash)
+        if found is not None:
+            return found
+        if export_if_missing:
+            from aeb_app.inference.registry import build_artifact
 
-    path = find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
+            return build_artifact(ac.ONNX, loaded, engines_dir=engines_dir, weights_hash=weights_hash)
+        path = ac.onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
+        raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
+    path = ac.find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
     if path is None:
         raise BackendUnavailableError(
             f"int8_ort: no INT8 Q/DQ model for {loaded.spec.name} in {engines_dir}; run "

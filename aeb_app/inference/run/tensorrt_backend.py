@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from aeb_app.errors import BackendUnavailableError, EngineError, EngineLoadError
-from aeb_app.inference import artifacts as ec
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference.base import Detector, DetectorInfo
 from aeb_app.inference.trt_api import INPUT_NAME, INSTALL_HINT, OUTPUT_NAMES, import_trt, machine_info, trt_major
 
@@ -52,11 +52,11 @@ _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
 class TensorRTDetector(Detector):
     """Runs a serialized engine on its own CUDA stream; inputs/outputs are torch CUDA tensors."""
 
-    def __init__(self, engine_path: Path, spec, *, mode: str, precision: str, machine: ec.MachineInfo) -> None:
-        data, meta = ec.load_checked(engine_path, machine)
+    def __init__(self, engine_path: Path, spec, *, mode: str, precision: str, machine: ac.MachineInfo) -> None:
+        data, side = ac.load_checked(engine_path, machine)
         super().__init__(spec, DetectorInfo(mode, "tensorrt", precision, "cuda", spec.name,
-                                            max_batch=meta["profile"]["max_batch"],
-                                            notes={"engine": str(engine_path), "sidecar": meta}))
+                                            max_batch=side.batch.max_batch,
+                                            notes={"engine": str(engine_path), "sidecar": side}))
         self._data = data
         self.runtime = self.engine = self.context = None
         self._out_dtypes: dict = {}
@@ -169,10 +169,10 @@ class TensorRTDetector(Detector):
         torch.cuda.synchronize()
 
 
-def find_engine(engines_dir: Path, model: str, precision: str, machine: ec.MachineInfo) -> Path | None:
+def find_engine(engines_dir: Path, model: str, precision: str, machine: ac.MachineInfo) -> Path | None:
     """Newest engine file for ``model``/``precision`` built for this GPU (name and SM) and runtime version, or None."""
     sm = machine.compute_capability.replace(".", "")
-    pattern = f"{model}_{precision}*_sm{sm}_*{machine.runtime_version}_{ec.gpu_slug(machine.gpu_name)}_*.engine"
+    pattern = f"{model}_{precision}*_sm{sm}_*{machine.runtime_version}_{ac.gpu_slug(machine.gpu_name)}_*.engine"
     found = sorted(Path(engines_dir).glob(pattern), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
