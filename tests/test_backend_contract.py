@@ -125,7 +125,7 @@ def test_detectors_leave_the_shared_model_alone(mobilenet, reference):
     key, and int8_ort then found no Q/DQ model)."""
     import torch
 
-    from aeb_app.inference.build.export import weights_sha256
+    from aeb_app.inference.artifacts import weights_sha256
 
     frames, _ = reference
     before = weights_sha256(mobilenet)
