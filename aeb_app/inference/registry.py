@@ -3,6 +3,10 @@
 A *mode* names backend + precision (+ options), as in the seed's tables. Asking for a mode
 that this machine cannot run raises :class:`BackendUnavailableError` with the reason;
 :func:`create_with_fallback` walks a configurable list and logs every step, never silently.
+
+This is also the run side's only door to the build side (:func:`build_artifact`): a backend that finds
+no cached artifact it may make on demand (today only the FP32 ONNX export) asks here, and it is logged.
+The mode names are checked against :data:`aeb_app.names.MODE_NAMES`, the table the CLI parses with.
 """
 
 from __future__ import annotations

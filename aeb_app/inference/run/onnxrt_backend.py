@@ -111,7 +111,8 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
            intra_op_threads: int = 0, **options) -> OnnxRuntimeDetector:
     """Factory for ``fp32_ort`` and ``int8_ort`` (see :mod:`aeb_app.inference.registry`).
 
-    ``fp32_ort`` exports the ONNX into ``engines_dir`` on first use (about 15 s on a CPU) unless
+    ``fp32_ort`` has the ONNX exported into ``engines_dir`` on first use (about 15 s on a CPU; through
+    :func:`aeb_app.inference.registry.build_artifact`, the run side's one door to the build side) unless
     ``export_if_missing`` is False; ``int8_ort`` needs the Q/DQ model that ``aeb-app quantize``
     writes (calibration needs COCO images, so it is never made implicitly).
 
