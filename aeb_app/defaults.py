@@ -35,6 +35,19 @@ CPU_FALLBACK: tuple[str, ...] = ("fp32_ort", "fp32")
 DETECT_PROJECT = Path("runs") / "detect"
 DETECT_NAME = "predict"
 
+#: INT8 calibration: images drawn from COCO val2017 and the seed of the draw (``aeb-app quantize``,
+#: ``build-engine --precision int8``).
+CALIBRATION_IMAGES = 200
+CALIBRATION_SEED = 0
+
+#: ``bench --batches`` default: the seed's batch sizes.
+BENCH_BATCHES: tuple[int, ...] = (1, 4, 8, 16, 32, 64)
+#: ``bench`` without ``--modes`` runs those of these that the machine can run: the seed's five, the
+#: fastest eager GPU mode and the CPU ONNX Runtime modes. The compiled modes (minutes of compilation
+#: per batch size) are opt-in through ``--modes``.
+BENCH_CANDIDATES: tuple[str, ...] = ("int8_trt", "fp16_trt", "fp32_trt", "fp16_fused", "fp16", "fp32", "fp32_ort",
+                                     "int8_ort")
+
 #: ``bench`` flags a figure whose p99 exceeds this multiple of its p50 as unstable.
 UNSTABLE_P99_OVER_P50 = 3.0
 

@@ -30,7 +30,7 @@ _CORE = (
 )
 #: Extra modules per backend family (matched on the mode name).
 _BY_FAMILY = {
-    "_ort": ("onnxruntime", "onnx", "aeb_app.inference.onnxrt_backend"),
+    "_ort": ("onnxruntime", "onnx", "aeb_app.inference.run.onnxrt_backend"),
     "_compiled": ("torch._inductor", "torch._inductor.compile_fx"),
     "_aoti": ("torch._inductor", "torch._export"),
 }

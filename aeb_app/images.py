@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import InputError
+from aeb_app.names import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def read_image(path: str | Path) -> npt.NDArray[np.uint8]:

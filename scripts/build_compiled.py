@@ -17,7 +17,7 @@ BUILD = """
 import sys, time, logging
 logging.basicConfig(level=logging.INFO)
 from aeb_app.model.registry import load_model
-from aeb_app.inference.compiled_backend import compile_package
+from aeb_app.inference.build.compile import compile_package
 batch, tuned, engines = int(sys.argv[1]), sys.argv[2] == "tuned", sys.argv[3]
 t0 = time.perf_counter()
 path = compile_package(load_model("ssd300_resnet50", "random"), precision="fp16", batch=batch,

@@ -68,7 +68,7 @@ def _timed(fn, n_images: int, device: str) -> dict:
 def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300_resnet50") -> dict:
     """Network-only vs end-to-end img/s at batch 64 (see the module docstring)."""
     from aeb_app.bench.sweep import sample_frames, sample_jpegs
-    from aeb_app.inference.gpu_frames import decode_images, resize_to_input
+    from aeb_app.inference.run.gpu_frames import decode_images, resize_to_input
     from aeb_app.model.preprocess import normalize, resize_batch
     from aeb_app.model.registry import load_model
 

@@ -4,7 +4,7 @@
     PYTHONUNBUFFERED=1 python3 scripts/int8_gpu_lab.py --quick --out $OUT/lab [--coco-dir DIR] [--budget-s 300]
     python scripts/int8_gpu_lab.py --quick --device cpu --models ssd_mobilenet_v1 --out /tmp/lab  # script check
 
-Routes (aeb_app.inference.lowp; eligible 1x1 convs in 8 bits, 3x3/depthwise in BF16):
+Routes (aeb_app.inference.run.lowp; eligible 1x1 convs in 8 bits, 3x3/depthwise in BF16):
   A. fp8_gpu: e4m3 activations per tensor, weights per output channel, torch._scaled_mm with row-wise
      scales (BF16 out), eager + CUDA Graph; A+compile: the same network through torch.compile (Inductor
      fuses the quantise/bias/ReLU6 passes around the GEMMs) + CUDA Graph.
@@ -74,7 +74,7 @@ class Lab:
 
     # -- building blocks ------------------------------------------------------------------------
     def ranges(self, loaded) -> tuple[dict[str, float], str]:
-        from aeb_app.inference.lowp import activation_ranges, observed_ranges
+        from aeb_app.inference.run.lowp import activation_ranges, observed_ranges
 
         if loaded.weights != "random":
             try:
@@ -85,7 +85,7 @@ class Lab:
         return observed_ranges(loaded.network, x), "max |x| of one random batch (speed only)"
 
     def detector(self, loaded, variant: str, ranges):
-        from aeb_app.inference.lowp_backend import LowpDetector
+        from aeb_app.inference.run.lowp_backend import LowpDetector
         from aeb_app.inference.registry import create
 
         dev = self.args.device
@@ -178,7 +178,7 @@ class Lab:
 
     def layers(self, loaded, ranges, batch: int) -> list[dict]:
         """Per quantised 1x1 conv at ``batch``: 16-bit conv vs 8-bit layer vs 8-bit GEMM alone."""
-        from aeb_app.inference.lowp import FORMATS, QuantConv1x1, quantize_network
+        from aeb_app.inference.run.lowp import FORMATS, QuantConv1x1, quantize_network
 
         torch = self.torch
         dev = torch.device(self.args.device)

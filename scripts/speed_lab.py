@@ -103,7 +103,7 @@ def time_fn(fn, device: str, quick: bool) -> dict:
 def _graphed(fn, device):
     if not device.startswith("cuda"):
         return fn
-    from aeb_app.inference.cuda_graph import CudaGraphRunner
+    from aeb_app.inference.run.cuda_graph import CudaGraphRunner
 
     return CudaGraphRunner(lambda t: tuple(fn(t)))
 

@@ -11,7 +11,7 @@ import pytest
 
 from aeb_app.errors import BackendUnavailableError
 from aeb_app.inference import registry
-from aeb_app.inference.quantize import QuantizeConfig, quantize_model
+from aeb_app.inference.build.quantize import QuantizeConfig, quantize_model
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import real_frames, shared_engines
 
@@ -91,10 +91,10 @@ def test_fallback_walks_the_list_and_names_every_reason(mobilenet, engines, capl
 
 def test_compiled_package_fp32_cpu_agrees_and_is_cached(mobilenet, engines, reference):
     """AOTInductor on the CPU in FP32 (about 50 s to compile here); on CUDA the same code makes FP16."""
-    from aeb_app.inference import compiled_backend as cb
+    from aeb_app.inference.build.compile import compile_package
 
     frames, ref = reference
-    path = cb.compile_package(mobilenet, precision="fp32", batch=len(frames), device="cpu", engines_dir=engines)
+    path = compile_package(mobilenet, precision="fp32", batch=len(frames), device="cpu", engines_dir=engines)
     assert path.is_file() and path.with_name(path.name + ".json").is_file()
     det = registry.create(mobilenet, "fp16_aoti", device="cpu", engines_dir=engines, precision="fp32",
                           batch=len(frames))
@@ -125,7 +125,7 @@ def test_detectors_leave_the_shared_model_alone(mobilenet, reference):
     key, and int8_ort then found no Q/DQ model)."""
     import torch
 
-    from aeb_app.inference.onnx_export import weights_sha256
+    from aeb_app.inference.artifacts import weights_sha256
 
     frames, _ = reference
     before = weights_sha256(mobilenet)

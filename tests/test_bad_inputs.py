@@ -452,32 +452,32 @@ def test_killed_run_keeps_its_events_and_leaves_no_temp_file(sample_video: Path,
 
 
 def test_onnx_sidecar_that_is_not_an_object_means_rebuild(tmp_path: Path, caplog) -> None:
-    from aeb_app.inference.onnx_export import cached_onnx_valid, read_sidecar, sidecar_path
+    from aeb_app.inference import artifacts as ac
 
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx bytes")
-    expected = {"model": "m", "weights_sha256": "w", "opset": 18, "torch_version": "t"}
     for text in ("[]", '"a string"', "{not json", '{"model": 5, "sha256": []}', "null",
-                 '{"kind": "onnx-int8-qdq", "calibration": []}'):
-        sidecar_path(model).write_text(text)
+                 '{"kind": "onnx-int8-qdq", "calibration": []}', '{"schema_version": 2, "kind": "onnx"}'):
+        ac.sidecar_path(model).write_text(text)
         caplog.clear()
-        assert read_sidecar(model) is None and not cached_onnx_valid(model, expected)
-        assert caplog.records and "ignoring it" in caplog.text, text
+        assert ac.cached_sidecar(model) is None and ac.intact(model, ac.ONNX) is None
+        assert caplog.records and "treated as missing" in caplog.text and "m.onnx.json" in caplog.text, text
 
 
 def test_engine_sidecar_of_wrong_shape_is_one_line(tmp_path: Path) -> None:
     from aeb_app.errors import EngineLoadError
-    from aeb_app.inference import engine_cache as ec
+    from aeb_app.inference import artifacts as ac
 
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"engine")
     for text, match in (("[]", "not a JSON object"), ('"s"', "not a JSON object"),
                         ('{"runtime_version": 10, "gpu_name": "g", "compute_capability": "9.0", '
-                         '"engine_sha256": "x", "profile": {"max_batch": 8}}', "lacks runtime_version")):
-        ec.sidecar_path(engine).write_text(text)
+                         '"engine_sha256": "x", "profile": {"max_batch": 8}}', "schema .none. is from an older"),
+                        ('{"schema_version": 2, "kind": "trt-engine", "model": 1}', "missing or of the wrong type")):
+        ac.sidecar_path(engine).write_text(text)
         with pytest.raises(EngineLoadError, match=match) as info:
-            ec.read_sidecar(engine)
-        assert "\n" not in str(info.value)
+            ac.read_sidecar(engine)
+        assert "\n" not in str(info.value) and str(info.value).startswith(str(ac.sidecar_path(engine)))
 
 
 def test_atomic_dir_never_mixes_two_runs(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The GPU-resident frame path (aeb_app.inference.gpu_frames) against the CPU path, on real COCO images.
+"""The GPU-resident frame path (aeb_app.inference.run.gpu_frames) against the CPU path, on real COCO images.
 
 Tolerances (uint8 levels, per pixel, against OpenCV/PIL on the CPU):
 - resize: max |diff| <= RESIZE_TOLERANCE_LSB (1 for OpenCV bilinear, 2 for PIL antialiased bilinear), mean < 0.25
@@ -25,7 +25,7 @@ import torch
 from aeb_app.errors import InputError
 from aeb_app.images import read_image
 from aeb_app.inference import registry
-from aeb_app.inference.gpu_frames import (RESIZE_TOLERANCE_LSB, bgr_to_device, decode_images, kept_to_host,
+from aeb_app.inference.run.gpu_frames import (RESIZE_TOLERANCE_LSB, bgr_to_device, decode_images, kept_to_host,
                                           resize_to_input)
 from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig, postprocess
 from aeb_app.model.preprocess import normalize, resize_batch, resize_frame
@@ -115,7 +115,7 @@ def test_nvjpeg_decode_matches_opencv(jpegs):
 @cuda
 def test_a_frame_nvjpeg_rejects_is_decoded_on_the_cpu_with_one_log_line(jpegs, caplog):
     png = cv2.imencode(".png", read_image(jpegs[0]))[1].tobytes()
-    with caplog.at_level(logging.WARNING, logger="aeb_app.inference.gpu_frames"):
+    with caplog.at_level(logging.WARNING, logger="aeb_app.inference.run.gpu_frames"):
         out = decode_images([jpegs[1].read_bytes(), png, jpegs[2].read_bytes()], "cuda",
                             names=["a.jpg", "b.png", "c.jpg"])
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["b.png"]
@@ -197,7 +197,7 @@ def _batches_of(jpegs, size):
 def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, jpegs, device):
     """The pipelined path (decode/resize of batch i+1 on a side stream while batch i runs) returns,
     batch by batch and in order, what one infer_tensors call per batch returns."""
-    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
     batches = _batches_of(jpegs, 5)  # 5, 5, 2: a short last batch too
     with registry.create(mobilenet, "fp32", device=device) as det:
@@ -214,7 +214,7 @@ def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, jpegs, de
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, device):
-    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
     batches = _batches_of(jpegs[:4], 2) + [[b"not a jpeg"]]
     names = [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["broken.jpg"]]
@@ -228,7 +228,7 @@ def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, de
 
 def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, jpegs):
     from aeb_app.errors import EngineError
-    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         det.info.max_batch = 2

@@ -5,6 +5,9 @@
 - Pure logic (geometry, safety, scenarios, the monitor, the value types) imports no Qt and no GPU or
   inference library at any level, so it runs and is testable anywhere.
 - Layers point one way: nothing outside ``gui`` imports ``gui``; ``cli`` is imported by nobody.
+- ``inference`` is split like Polygraphy: the run side (``inference.run``, the shared ``base``, ``artifacts``
+  and ``trt_api``) never imports the build side (``inference.build``) at module level, nor inside a
+  function: the one door from running to building is ``inference.registry.build_artifact``.
 """
 
 from __future__ import annotations
@@ -114,3 +117,39 @@ def test_layers_point_one_way() -> None:
             assert not any(i.startswith("aeb_app.gui") for i in imported), f"{name} imports the GUI"
         if not name.startswith("aeb_app.cli") and name != "aeb_app.__main__":
             assert not any(i.startswith("aeb_app.cli") for i in imported), f"{name} imports the CLI"
+
+
+BUILD = "aeb_app.inference.build"
+RUN_SIDE = ("aeb_app.inference.run", "aeb_app.inference.base", "aeb_app.inference.artifacts", "aeb_app.inference.trt_api")
+
+
+def _run_side_files() -> list[Path]:
+    files = [p for p in (PACKAGE / "inference").rglob("*.py") if _module_name(p).startswith(RUN_SIDE)]
+    assert len(files) >= 10 and any(p.parent.name == "run" for p in files)
+    return files
+
+
+@pytest.mark.parametrize("top_level_only", [True, False], ids=["module-level", "any-level"])
+def test_run_side_never_imports_the_build_side(top_level_only: bool) -> None:
+    for path in _run_side_files():
+        bad = {n for n in _imports(path, top_level_only=top_level_only) if n == BUILD or n.startswith(BUILD + ".")}
+        assert not bad, f"{path.relative_to(PACKAGE.parent)} imports the build side: {sorted(bad)}"
+
+
+def test_shared_inference_modules_import_neither_side() -> None:
+    for name in ("base", "artifacts", "trt_api"):
+        imported = _imports(PACKAGE / "inference" / f"{name}.py", top_level_only=True)
+        assert not any(i.startswith(("aeb_app.inference.run", BUILD)) for i in imported), name
+
+
+def test_the_split_checker_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "x.py"
+    bad.write_text("def f():\n    from aeb_app.inference.build.export import export_onnx\n")
+    assert "aeb_app.inference.build.export" in _imports_of_file(bad, top_level_only=False)
+    assert "aeb_app.inference.build.export" not in _imports_of_file(bad, top_level_only=True)
+
+
+def _imports_of_file(path: Path, *, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    return {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module}

@@ -9,16 +9,18 @@ from pathlib import Path
 import aeb_app.inference
 
 PACKAGE = Path(aeb_app.inference.__file__).parent
-MODULES = ("calibration_data", "calibration_cache", "quantize", "qdq_placement", "tensorrt_backend", "trt_api",
-           "trt_calibrator", "trt_compat", "torch2trt_backend", "torch2trt_check")
+MODULES = ("build.calibration", "build.calibration_cache", "build.quantize", "build.qdq_placement",
+           "build.trt_build", "run.tensorrt_backend", "trt_api", "build.trt_calibrator", "build.trt_compat",
+           "build.torch2trt", "build.torch2trt_check", "artifacts")
 
 
 def _imports(name: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / f"{name.replace('.', '/')}.py").read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aeb_app.inference."):
-            found.add(node.module.rsplit(".", 1)[1])
+            found.add(node.module.removeprefix("aeb_app.inference."))
+            found.update(f"{node.module.removeprefix('aeb_app.inference.')}.{a.name}" for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module == "aeb_app.inference":
             found.update(a.name for a in node.names)
     return found & set(MODULES)
@@ -26,7 +28,7 @@ def _imports(name: str) -> set[str]:
 
 def test_no_import_cycle_between_calibration_quantize_and_tensorrt():
     graph = {m: _imports(m) for m in MODULES}
-    assert "tensorrt_backend" not in graph["calibration_data"] and "quantize" not in graph["calibration_data"]
+    assert "build.trt_build" not in graph["build.calibration"] and "build.quantize" not in graph["build.calibration"]
     state: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:

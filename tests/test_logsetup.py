@@ -16,11 +16,11 @@ def _record(name: str, msg: str, level: int = logging.WARNING) -> logging.LogRec
 def test_ort_preprocessing_advice_is_dropped():
     f = QuietFilter()
     assert not f.filter(_record("root", "Please consider to run pre-processing before quantization. Refer to ..."))
-    assert f.filter(_record("aeb_app.inference.quantize", "wrote model.onnx in 3.0 s"))
+    assert f.filter(_record("aeb_app.inference.build.quantize", "wrote model.onnx in 3.0 s"))
 
 
 def test_tensorrt_hint_in_full_once_then_short():
-    from aeb_app.inference.tensorrt_backend import INSTALL_HINT
+    from aeb_app.inference.run.tensorrt_backend import INSTALL_HINT
 
     f = QuietFilter()
     first, second = (_record("aeb_app.x", "mode %s unavailable: %s", logging.INFO) for _ in range(2))

@@ -1,4 +1,4 @@
-"""8-bit GPU modes without TensorRT (aeb_app.inference.lowp): arithmetic, plans, availability, accuracy.
+"""8-bit GPU modes without TensorRT (aeb_app.inference.run.lowp): arithmetic, plans, availability, accuracy.
 
 ``torch._scaled_mm`` and ``torch._int_mm`` also run on a CPU, so the GEMM kernel path is checked
 here against the simulation CI scores; the GPU itself is exercised by scripts/int8_gpu_lab.py.
@@ -6,7 +6,6 @@ here against the simulation CI scores; the GPU itself is exercised by scripts/in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 from torch import nn
 
 from aeb_app.errors import BackendUnavailableError, CalibrationError
-from aeb_app.inference.lowp import FORMATS, QuantConv1x1, eligible, quantize_network
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference.registry import create, create_with_fallback
+from aeb_app.inference.run.lowp import FORMATS, QuantConv1x1, eligible, quantize_network
 from aeb_app.model.registry import load_model
 
 MAX_DROP_POINTS = 1.0  # the issue's goal: within 1.0 mAP point of FP32 on held-out images
@@ -77,7 +77,7 @@ def test_eligibility() -> None:
 
 
 def test_plan_on_ssdlite(ssdlite) -> None:
-    from aeb_app.inference.lowp import observed_ranges
+    from aeb_app.inference.run.lowp import observed_ranges
 
     ranges = observed_ranges(ssdlite.network, torch.rand(1, 3, 300, 300) * 2 - 1)
     net, plan = quantize_network(ssdlite.network, ranges, "fp8")
@@ -98,8 +98,9 @@ def test_ranges_of_another_network_are_refused(ssdlite) -> None:
 def test_calibration_file_of_another_model_is_refused(ssdlite, tmp_path: Path) -> None:
     qdq = tmp_path / "ssd_mobilenet_v1-3983f335a5fc-opset18.int8-qdq-entropy-n100-s0.onnx"
     qdq.write_bytes(b"not read: the sidecar is checked first")
-    (tmp_path / (qdq.name + ".json")).write_text(json.dumps(
-        {"kind": "onnx-int8-qdq", "model": "ssd_mobilenet_v1", "source_onnx": "ssd_mobilenet_v1-3983f335a5fc-opset18.onnx"}))
+    ac.write_sidecar(qdq, ac.Sidecar(kind=ac.QDQ_ONNX, model="ssd_mobilenet_v1", weights_sha256="3983f335a5fc" + "0" * 52,
+                                     precision="int8", batch=ac.Profile(1, 1, 1024), sha256=ac.file_sha256(qdq),
+                                     builder="onnxruntime", versions={}))
     with pytest.raises(CalibrationError, match="ssd_mobilenet_v1.*ssdlite_mobilenet_v2"):
         create(ssdlite, "fp8_sim", device="cpu", calibration=qdq)
 
@@ -120,7 +121,7 @@ def test_gpu_modes_unavailable_without_a_gpu_and_fallback_goes_on(ssdlite) -> No
 
 def test_gpu_without_fp8_tensor_cores_is_named(monkeypatch) -> None:
     """An Ampere GPU (8.0) has INT8 but no FP8 tensor cores: the reason names the GPU and both versions."""
-    from aeb_app.inference import lowp_backend
+    from aeb_app.inference.run import lowp_backend
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
@@ -134,7 +135,7 @@ def test_sim_mode_runs_the_detector_interface(ssdlite, data_dir: Path) -> None:
     """fp8_sim as a mode: frames in, detections out, close to FP32's on a real image."""
     import cv2
 
-    from aeb_app.inference.lowp import observed_ranges
+    from aeb_app.inference.run.lowp import observed_ranges
 
     frame = cv2.imread(str(data_dir / "coco/val2017_subset/val2017/000000017627.jpg"))
     ranges = observed_ranges(ssdlite.network, torch.rand(2, 3, 300, 300) * 2 - 1)
@@ -149,7 +150,7 @@ def test_heldout_map_within_one_point(model: str, coco_dir: Path, tmp_path: Path
     """The issue's accuracy goal, measured on the simulation of exactly the GPU arithmetic:
     entropy calibration on 100 seeded COCO images, mAP on the other 55."""
     from aeb_app.bench.lowp_accuracy import evaluate_lowp
-    from aeb_app.inference.quantize import QuantizeConfig
+    from aeb_app.inference.build.quantize import QuantizeConfig
 
     result = evaluate_lowp(load_model(model), coco_dir, engines_dir=tmp_path, config=QuantizeConfig(num_images=100),
                            subsets=("held_out",))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from aeb_app.errors import EngineError
-from aeb_app.inference import onnx_export as ox
+from aeb_app.inference import artifacts as ac
+from aeb_app.inference.build import export as ox
 from aeb_app.model.preprocess import normalize, resize_batch
 from aeb_app.model.registry import DetectionNet, load_model
 from tests._inference_helpers import real_frames, shared_engines
@@ -40,7 +41,7 @@ def test_export_graph_is_clean_and_dynamic_in_batch_only(mobilenet, engines):
     assert isinstance(batch, str) and _dims(model.graph.input[0])[1:] == [3, 300, 300]
     assert _dims(model.graph.output[0])[1:] == [1917, 4]
     assert _dims(model.graph.output[1])[1:] == [1917, 91]
-    assert model.opset_import[0].version == ox.OPSET
+    assert model.opset_import[0].version == ac.OPSET
     ops = {n.op_type for n in model.graph.node}
     assert "Pad" not in ops and "Shape" not in ops  # TF-SAME pads folded into Conv; no shape chains
     assert {"Exp", "Sigmoid"} <= ops  # decoding is in the graph
@@ -48,11 +49,11 @@ def test_export_graph_is_clean_and_dynamic_in_batch_only(mobilenet, engines):
 
 def test_sidecar_and_cache_reuse(mobilenet, engines):
     path = ox.export_onnx(mobilenet, engines_dir=engines)
-    meta = json.loads(ox.sidecar_path(path).read_text())
-    assert meta["model"] == "ssd_mobilenet_v1"
-    assert meta["weights_sha256"] == ox.weights_sha256(mobilenet)
-    assert meta["opset"] == ox.OPSET and meta["torch_version"] == torch.__version__
-    assert meta["sha256"] == ox.file_sha256(path)
+    side = ac.read_sidecar(path)
+    assert side.kind == ac.ONNX and side.model == "ssd_mobilenet_v1" and side.schema_version == ac.SCHEMA_VERSION
+    assert side.weights_sha256 == ac.weights_sha256(mobilenet)
+    assert side.details["opset"] == ac.OPSET and side.versions["torch"] == torch.__version__
+    assert side.sha256 == ac.file_sha256(path) and side.batch.max_batch == ac.MAX_EXPORT_BATCH
     mtime = path.stat().st_mtime_ns
     assert ox.export_onnx(mobilenet, engines_dir=engines) == path
     assert path.stat().st_mtime_ns == mtime  # reused, not re-exported
@@ -60,16 +61,16 @@ def test_sidecar_and_cache_reuse(mobilenet, engines):
 
 def test_corrupt_cached_file_is_detected(mobilenet, engines):
     path = ox.export_onnx(mobilenet, engines_dir=engines)
-    expected = json.loads(ox.sidecar_path(path).read_text())
-    assert ox.cached_onnx_valid(path, expected)
+    expected = ac.sidecar_path(path).read_text()
+    assert ac.onnx_current(path, mobilenet)
     copy = engines / "copy.onnx"
     copy.write_bytes(path.read_bytes()[:1000])
-    ox.sidecar_path(copy).write_text(json.dumps(expected))
-    assert not ox.cached_onnx_valid(copy, expected)
+    ac.sidecar_path(copy).write_text(expected)
+    assert not ac.onnx_current(copy, mobilenet)
     with pytest.raises(EngineError, match="copy.onnx: not a valid ONNX model"):
         ox.check_onnx(copy)
     copy.unlink()
-    ox.sidecar_path(copy).unlink()
+    ac.sidecar_path(copy).unlink()
 
 
 def test_failed_export_leaves_nothing(mobilenet, tmp_path, monkeypatch):
@@ -115,7 +116,7 @@ def test_sidecar_alone_is_enough_to_run_the_graph(mobilenet, engines, data_dir, 
     from aeb_app.inference.registry import create
 
     path = ox.export_onnx(mobilenet, engines_dir=engines)
-    meta = json.loads(ox.sidecar_path(path).read_text())
+    meta = json.loads(ac.sidecar_path(path).read_text())["usage"]  # read as plain JSON, as another tool would
     fmt, pre, out = meta["input_format"], meta["preprocessing"], meta["output_format"]
     assert fmt["color_order"] == "RGB" and fmt["layout"] == "NCHW" and out["boxes"]["format"] == "xyxy"
     assert len(meta["class_names"]) == _dims(onnx.load(str(path)).graph.output[1])[2]
@@ -135,14 +136,17 @@ def test_sidecar_alone_is_enough_to_run_the_graph(mobilenet, engines, data_dir, 
     assert np.abs(box_px - ref.xyxy_px[best]).max() < 2.0  # pixels
 
 
-def test_older_sidecar_is_read_and_gains_the_usage_fields(mobilenet, engines):
+def test_older_sidecar_means_one_log_line_and_a_re_export(mobilenet, engines, caplog):
+    """A sidecar written before the one sidecar contract (no schema version) is a cache miss, never a crash."""
     path = ox.export_onnx(mobilenet, engines_dir=engines)
-    meta = json.loads(ox.sidecar_path(path).read_text())
-    old = {k: v for k, v in meta.items() if k not in ox.USAGE_KEYS and k != "class_ids"}
-    ox.sidecar_path(path).write_text(json.dumps(old))
-    mtime = path.stat().st_mtime_ns
-    assert ox.export_onnx(mobilenet, engines_dir=engines) == path
-    assert path.stat().st_mtime_ns == mtime  # an old sidecar is still valid: no re-export
-    upgraded = json.loads(ox.sidecar_path(path).read_text())
-    assert upgraded == meta
-    assert upgraded["class_names"][1] == "person"
+    side = ac.read_sidecar(path)
+    old = {"kind": "onnx", "model": side.model, "weights_sha256": side.weights_sha256, "opset": ac.OPSET,
+           "torch_version": torch.__version__, "sha256": side.sha256, **side.usage.__dict__}
+    ac.sidecar_path(path).write_text(json.dumps(old))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert ox.export_onnx(mobilenet, engines_dir=engines) == path
+    assert "schema (none) is from an older aeb_app" in caplog.text and "exported" in caplog.text
+    again = ac.read_sidecar(path)
+    assert again.schema_version == ac.SCHEMA_VERSION and again.usage.class_names[1] == "person"
+    assert again.sha256 == ac.file_sha256(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 from onnx import numpy_helper
 
 from aeb_app.errors import CalibrationError, InputError
-from aeb_app.inference import calibration_data as cd
-from aeb_app.inference.calibration_cache import key_path
-from aeb_app.inference.quantize import (QuantizeConfig, activation_ranges, decode_head_nodes, find_qdq_model,
-                                        quantize_model)
+from aeb_app.inference.build import calibration as cd
+from aeb_app.inference.build.calibration_cache import key_path
+from aeb_app.inference.artifacts import file_sha256, find_qdq_model, read_sidecar, weights_sha256
+from aeb_app.inference.build.quantize import QuantizeConfig, activation_ranges, decode_head_nodes, quantize_model
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import shared_engines
 
@@ -79,13 +78,16 @@ def test_qdq_model_is_symmetric_int8_with_float_decode_head(qdq, mobilenet, tmp_
     for node in model.graph.node:
         if node.op_type in ("Exp", "Sigmoid", "Softmax"):
             assert not any(i.endswith("_DequantizeLinear_Output") for i in node.input)
-    meta = json.loads(qdq.with_name(qdq.name + ".json").read_text())
+    side = read_sidecar(qdq)
+    meta = side.details
+    assert side.kind == "onnx-int8-qdq" and side.precision == "int8" and side.usage.class_names[1] == "person"
+    assert side.weights_sha256 == weights_sha256(mobilenet) and side.sha256 == file_sha256(qdq)
     assert meta["calibration"]["num_images"] == 16 and meta["calibration"]["method"] == "entropy"
     assert find_qdq_model(mobilenet, shared_engines(tmp_path_factory)) is not None
 
 
 def test_decode_head_nodes_are_after_last_conv(mobilenet, tmp_path_factory):
-    from aeb_app.inference.onnx_export import export_onnx
+    from aeb_app.inference.build.export import export_onnx
 
     model = onnx.load(str(export_onnx(mobilenet, engines_dir=shared_engines(tmp_path_factory))))
     head = set(decode_head_nodes(model))

@@ -143,7 +143,7 @@ def test_random_weights_score_like_a_trained_detector_on_real_images(ssd300: SSD
     near P(object) = 1 %, so timing the post-processing does not time NMS over thousands of garbage
     boxes; the head's weights still vary the logits (the fusion tests keep their meaning)."""
     from aeb_app.bench.sweep import sample_jpegs
-    from aeb_app.inference.gpu_frames import decode_images, resize_to_input
+    from aeb_app.inference.run.gpu_frames import decode_images, resize_to_input
     from aeb_app.model.preprocess import normalize
     from aeb_app.model.ssd300 import RANDOM_OBJECT_PRIOR
 

@@ -180,7 +180,7 @@ def test_onnx_export_matches_pytorch(tmp_path: Path) -> None:
     """The project's exporter (dynamic batch axis): ONNX Runtime gives PyTorch's decoded outputs."""
     import onnxruntime as ort
 
-    from aeb_app.inference.onnx_export import export_onnx
+    from aeb_app.inference.build.export import export_onnx
     from aeb_app.model.registry import DetectionNet, load_model
 
     loaded = load_model("ssdlite_mobilenet_v2")

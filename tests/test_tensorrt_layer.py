@@ -19,19 +19,20 @@ import numpy as np
 import pytest
 import torch
 
-from aeb_app.atomic import write_bytes, write_json
+from aeb_app.atomic import write_bytes
 from aeb_app.cli import main
 from aeb_app.errors import BackendUnavailableError, CalibrationError, EngineError, EngineLoadError
-from aeb_app.inference import engine_cache as ec
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference import registry
-from aeb_app.inference import tensorrt_backend as tb
-from aeb_app.inference.calibration_cache import CalibrationKey
-from aeb_app.inference.trt_calibrator import legacy_calibration_key, trt_calibrator
+from aeb_app.inference.build import trt_build as tbuild
+from aeb_app.inference.run import tensorrt_backend as tb
+from aeb_app.inference.build.calibration_cache import CalibrationKey
+from aeb_app.inference.build.trt_calibrator import legacy_calibration_key, trt_calibrator
 from aeb_app.model.registry import load_model
 from tests import _fake_tensorrt
 from tests._inference_helpers import shared_engines
 
-H200 = ec.MachineInfo("10.13.2", "NVIDIA H200", "9.0")
+H200 = ac.MachineInfo("10.13.2", "NVIDIA H200", "9.0")
 
 #: NVIDIA efficientdet build_engine.py: EngineBuilder.__init__, create_network, create_engine (int8).
 SAMPLE_BUILD_FLOW = [
@@ -70,7 +71,8 @@ def fake(monkeypatch):
     trt, log = _fake_tensorrt.make_module()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(tb, "machine_info", lambda: H200)
-    monkeypatch.setattr("aeb_app.inference.trt_calibrator.DEVICE", "cpu")  # no GPU in CI
+    monkeypatch.setattr(tbuild, "machine_info", lambda: H200)
+    monkeypatch.setattr("aeb_app.inference.build.trt_calibrator.DEVICE", "cpu")  # no GPU in CI
     return trt, log
 
 
@@ -100,22 +102,22 @@ def test_build_engine_cli_rejects_non_positive_counts(capsys, flag):
 
 def test_bad_precision_or_method_is_named_before_tensorrt_is_needed():
     with pytest.raises(EngineError, match="unknown precision 'bf16'"):
-        tb.build_engine(None, precision="bf16", profile=ec.Profile())
+        tbuild.build_engine(None, precision="bf16", profile=ac.Profile())
     with pytest.raises(EngineError, match="unknown INT8 method 'minmax'"):
-        tb.build_engine(None, precision="int8", profile=ec.Profile(), int8_method="minmax")
+        tbuild.build_engine(None, precision="int8", profile=ac.Profile(), int8_method="minmax")
 
 
 def test_torch2trt_unavailable():
-    from aeb_app.inference.torch2trt_backend import build_engine_torch2trt
+    from aeb_app.inference.build.torch2trt import build_engine_torch2trt
 
     with pytest.raises(BackendUnavailableError, match="torch2trt is not installed"):
-        build_engine_torch2trt(None, precision="fp16", profile=ec.Profile())
+        build_engine_torch2trt(None, precision="fp16", profile=ac.Profile())
 
 
 def _legacy_build(mobilenet, coco_dir, engines, **kwargs):
-    args = {"precision": "int8", "profile": ec.Profile(1, 4, 8), "engines_dir": engines, "int8_method": "calibrator",
+    args = {"precision": "int8", "profile": ac.Profile(1, 4, 8), "engines_dir": engines, "int8_method": "calibrator",
             "coco_dir": coco_dir, "num_images": 8, "seed": 0, **kwargs}
-    return tb.build_engine(mobilenet, **args)
+    return tbuild.build_engine(mobilenet, **args)
 
 
 def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp_path_factory):
@@ -127,7 +129,7 @@ def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp
     args = dict(log)
     assert args["builder.create_network"] == (0,)  # weakly typed: the calibrator path
     assert args["profile.set_shape"] == ("images", (1, 3, 300, 300), (4, 3, 300, 300), (8, 3, 300, 300))
-    meta = ec.read_sidecar(target)
+    meta = ac.read_sidecar(target).details
     assert meta["calibration_images_used"] == 8 and meta["calibration_batch"] == 4 and meta["strongly_typed"] is False
     cache = next((engines / "calib").glob("*.trtcache"))
     assert "-n8-s0-b4-" in cache.name and cache.with_name(cache.name + ".key.json").is_file()
@@ -136,7 +138,7 @@ def test_legacy_int8_build_follows_nvidias_sample(fake, mobilenet, coco_dir, tmp
 def test_qdq_build_on_tensorrt10_is_strongly_typed_without_precision_flags(fake, mobilenet, coco_dir,
                                                                            tmp_path_factory):
     _, log = fake
-    tb.build_engine(mobilenet, precision="int8", profile=ec.Profile(1, 4, 8), engines_dir=shared_engines(
+    tbuild.build_engine(mobilenet, precision="int8", profile=ac.Profile(1, 4, 8), engines_dir=shared_engines(
         tmp_path_factory), int8_method="qdq", coco_dir=coco_dir, num_images=16, seed=0, rebuild=True)
     names = _names(log)
     assert dict(log)["builder.create_network"] == (1 << 1,)  # 1 << STRONGLY_TYPED
@@ -151,10 +153,10 @@ def test_calibrator_error_is_reraised_after_the_build(fake, tmp_path):
     key = CalibrationKey("trt-entropy2", "m", "0" * 64, "1" * 64, 4, 0, "entropy", 2)
     cal = trt_calibrator(batches(), cache_file=tmp_path / "c.trtcache", key=key, cached=None, batch_size=2,
                          device="cpu")
-    builder = tb.EngineBuilder()
+    builder = tbuild.EngineBuilder()
     builder.create_network(tmp_path / "m.onnx")
     with pytest.raises(CalibrationError, match="failed after 1 batches .OSError: disk vanished"):
-        builder.create_engine("int8", ec.Profile(1, 2, 4), calibrator=cal)
+        builder.create_engine("int8", ac.Profile(1, 2, 4), calibrator=cal)
     assert builder.builder.calibration_batches == 1  # TensorRT itself just saw "end of data"
 
 
@@ -169,7 +171,7 @@ def test_calibrator_subclasses_the_entropy2_base_and_hands_out_real_pointers(fak
     assert pointers == [cal._buffer.data_ptr()] and type(pointers[0]) is int
     assert cal.get_batch(["images"]) == pointers and float(cal._buffer[0, 0, 0, 0]) == 1.0  # one buffer, reused
     cal.write_calibration_cache(memoryview(b"TABLE"))
-    from aeb_app.inference.calibration_cache import read_cache
+    from aeb_app.inference.build.calibration_cache import read_cache
 
     assert read_cache(tmp_path / "c.trtcache", key) == b"TABLE"
 
@@ -186,7 +188,7 @@ def test_calibration_key_changes_with_every_setting(mobilenet, coco_dir, tmp_pat
     for p in chosen:
         shutil.copy(p, copy_dir / p.name)
     assert legacy_calibration_key(mobilenet, "a" * 64, copy_dir, **base) == key  # same content, other folder
-    from aeb_app.inference.calibration_data import select_images
+    from aeb_app.inference.build.calibration import select_images
 
     victim = copy_dir / select_images(copy_dir, 8, 0)[3].name
     victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")  # one image's content changed
@@ -209,17 +211,17 @@ def test_num_images_change_builds_a_new_engine_and_rebuild_ignores_the_stale_cac
     cache.write_bytes(b"TRT-1013-EntropyCalibration2\nimages: 00000000\n")  # tampered table
     second.unlink()
     with pytest.raises(CalibrationError, match="does not match the hash"):
-        _legacy_build(mobilenet, coco_dir, tmp_path, num_images=8, profile=ec.Profile(1, 4, 16))
+        _legacy_build(mobilenet, coco_dir, tmp_path, num_images=8, profile=ac.Profile(1, 4, 16))
 
 
 def test_timing_cache_is_saved_and_loaded(fake, tmp_path):
     _, log = fake
     for _ in range(2):
-        b = tb.EngineBuilder()
+        b = tbuild.EngineBuilder()
         timing = tmp_path / "t.cache"
         b.load_timing_cache(timing.read_bytes() if timing.is_file() else None)
         b.create_network(tmp_path / "m.onnx")
-        b.create_engine("fp16", ec.Profile())
+        b.create_engine("fp16", ac.Profile())
         write_bytes(timing, b.timing_cache_bytes())
     created = [a for n, a in log if n == "config.create_timing_cache"]
     assert created == [(b"",), (b"+timed",)] and timing.read_bytes() == b"+timed+timed"
@@ -230,19 +232,19 @@ def test_parse_failure_is_one_line_naming_the_file(monkeypatch, tmp_path):
     trt, _ = _fake_tensorrt.make_module(parse_ok=False)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     with pytest.raises(EngineError, match=r"bad.onnx: TensorRT cannot parse the ONNX \(In node 3 \(Conv\): INVALID") as e:
-        tb.EngineBuilder().create_network(tmp_path / "bad.onnx")
+        tbuild.EngineBuilder().create_network(tmp_path / "bad.onnx")
     assert "\n" not in str(e.value)
 
 
 def test_tensorrt11_is_strongly_typed_and_refuses_fp16_and_calibrators(monkeypatch, tmp_path):
     trt, log = _fake_tensorrt.make_module("11.2.1")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    b = tb.EngineBuilder()
+    b = tbuild.EngineBuilder()
     b.create_network(tmp_path / "q.onnx", strongly_typed=True)
-    b.create_engine("int8", ec.Profile())
+    b.create_engine("int8", ac.Profile())
     assert "config.set_flag" not in _names(log)
     with pytest.raises(EngineError, match="strongly typed FP16 engine needs an FP16 ONNX"):
-        b.create_engine("fp16", ec.Profile())
+        b.create_engine("fp16", ac.Profile())
 
 
 class _FakeStream:
@@ -255,13 +257,14 @@ class _FakeStream:
 
 def _stored_engine(engines, machine=H200, max_batch=64, model="m"):
     data = b"serialized" * 10
-    key = ec.engine_key(model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), source_sha256="0" * 64,
+    key = ac.engine_key(model=model, precision="fp16", profile=ac.Profile(1, 16, max_batch), source_sha256="0" * 64,
                         machine=machine)
-    path = ec.engine_path(engines, key)
+    path = ac.engine_path(engines, key)
     write_bytes(path, data)
-    write_json(ec.sidecar_path(path), ec.make_sidecar(
-        model=model, precision="fp16", profile=ec.Profile(1, 16, max_batch), machine=machine, onnx_sha256="0" * 64,
-        engine_sha256=ec.hashlib.sha256(data).hexdigest()))
+    ac.write_sidecar(path, ac.Sidecar(
+        kind=ac.TRT_ENGINE, model=model, weights_sha256="0" * 64, precision="fp16", batch=ac.Profile(1, 16, max_batch),
+        sha256=ac.hashlib.sha256(data).hexdigest(), builder="tensorrt-onnx",
+        versions={"tensorrt": machine.runtime_version}, machine=machine))
     return path
 
 
@@ -297,19 +300,19 @@ def test_refused_tensor_address_is_an_error(monkeypatch, tmp_path):
 
 
 def test_engine_key_and_lookup_include_the_gpu_name(tmp_path):
-    h100 = ec.MachineInfo("10.13.2", "NVIDIA H100 80GB HBM3", "9.0")  # same SM as the H200
+    h100 = ac.MachineInfo("10.13.2", "NVIDIA H100 80GB HBM3", "9.0")  # same SM as the H200
     path = _stored_engine(tmp_path)
     assert "nvidia-h200" in path.name
     assert tb.find_engine(tmp_path, "m", "fp16", H200) == path
     assert tb.find_engine(tmp_path, "m", "fp16", h100) is None
-    assert tb.find_engine(tmp_path, "m", "fp16", ec.MachineInfo("10.14.1", "NVIDIA H200", "9.0")) is None
+    assert tb.find_engine(tmp_path, "m", "fp16", ac.MachineInfo("10.14.1", "NVIDIA H200", "9.0")) is None
 
 
 @pytest.mark.parametrize("failure", ["corrupt", "activate"])
 def test_auto_mode_falls_back_on_engine_load_and_activate_errors(fake, mobilenet, tmp_path, monkeypatch, caplog,
                                                                  failure, tmp_path_factory):
     trt, _ = fake
-    from aeb_app.inference.onnx_export import export_onnx
+    from aeb_app.inference.build.export import export_onnx
 
     onnx = export_onnx(mobilenet, engines_dir=shared_engines(tmp_path_factory))  # fp32_ort reuses the cached export
     for src in (onnx, onnx.with_name(onnx.name + ".json")):

@@ -12,8 +12,8 @@ from torch import nn
 
 from aeb_app.cli import main
 from aeb_app.errors import EngineError
-from aeb_app.inference.torch2trt_backend import WRITTEN_FOR, preflight
-from aeb_app.inference.torch2trt_check import converter_table, plan_conversion, replay
+from aeb_app.inference.build.torch2trt import WRITTEN_FOR, preflight
+from aeb_app.inference.build.torch2trt_check import converter_table, plan_conversion, replay
 from aeb_app.model.mobilenet_v1 import ConvAct, tf_same_padding
 from aeb_app.model.registry import DetectionNet, load_model
 

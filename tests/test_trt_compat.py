@@ -9,10 +9,10 @@ import pytest
 from onnx import helper, numpy_helper
 
 from aeb_app.cli import main
-from aeb_app.inference import calibration_data as cd
-from aeb_app.inference import trt_compat as tc
-from aeb_app.inference.onnx_export import export_onnx
-from aeb_app.inference.quantize import QuantizeConfig, quantize_model
+from aeb_app.inference.build import calibration as cd
+from aeb_app.inference.build import trt_compat as tc
+from aeb_app.inference.build.export import export_onnx
+from aeb_app.inference.build.quantize import QuantizeConfig, quantize_model
 from aeb_app.model.registry import load_model
 from tests._inference_helpers import shared_engines
 

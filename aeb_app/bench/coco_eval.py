@@ -88,8 +88,8 @@ def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, de
                  config: PostprocessConfig) -> Iterator[tuple[list[int], list]]:
     """Like :func:`_batches` followed by inference, through the pipelined GPU path: the files' bytes
     are decoded (nvJPEG) and resized on the GPU while the previous batch runs its network
-    (:func:`aeb_app.inference.gpu_frames.stream_jpeg_batches`). Yields (ids, detections)."""
-    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    (:func:`aeb_app.inference.run.gpu_frames.stream_jpeg_batches`). Yields (ids, detections)."""
+    from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
     chunks = [image_ids[start:start + batch_size] for start in range(0, len(image_ids), batch_size)]
     paths = [[find_image(coco_dir, coco.imgs[i]["file_name"]) for i in ids] for ids in chunks]
@@ -137,7 +137,7 @@ def evaluate_detector(
         config: detection thresholds (COCO protocol: low threshold, 100 per image).
         progress: called with (images done, total).
         frame_path: ``gpu``: JPEG decoding, resizing, NMS on the GPU
-            (:mod:`aeb_app.inference.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
+            (:mod:`aeb_app.inference.run.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
             ``auto``: see :func:`resolve_frame_path`.
 
     Returns:

@@ -44,7 +44,7 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
         loaded: a real-weight model.
         coco_dir: COCO folder (images + annotations).
         engines_dir: where the Q/DQ calibration is (made by ``quantize_model`` if missing).
-        config: :class:`~aeb_app.inference.quantize.QuantizeConfig` (images, seed, method).
+        config: :class:`~aeb_app.inference.build.quantize.QuantizeConfig` (images, seed, method).
         modes: modes to score next to ``fp32``.
         device: ``cpu`` for the simulations; ``cuda`` for ``fp8_gpu``/``int8_gpu``.
         qdq_path: a Q/DQ model to use instead of making/finding one.
@@ -52,8 +52,8 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
     """
     from aeb_app.bench.coco_eval import evaluate_detector, find_annotations
     from aeb_app.bench.coco_eval import held_out_annotations
-    from aeb_app.inference.calibration_data import select_images
-    from aeb_app.inference.quantize import quantize_model
+    from aeb_app.inference.build.calibration import select_images
+    from aeb_app.inference.build.quantize import quantize_model
     from aeb_app.inference.registry import create
 
     qdq_path = qdq_path or _existing_calibration(loaded, engines_dir, config) or \
@@ -79,11 +79,11 @@ def evaluate_lowp(loaded, coco_dir: Path, *, engines_dir: Path, config, modes=("
 def _existing_calibration(loaded, engines_dir: Path, config) -> Path | None:
     """A Q/DQ model already in ``engines_dir`` made from the same image draw (no ONNX export needed:
     a GPU machine can score with a calibration made elsewhere)."""
-    from aeb_app.inference.onnx_export import read_sidecar
-    from aeb_app.inference.quantize import find_qdq_model
+    from aeb_app.inference.artifacts import cached_sidecar, find_qdq_model
 
     found = find_qdq_model(loaded, engines_dir)
-    calib = (read_sidecar(found) or {}).get("calibration", {}) if found else {}
+    side = cached_sidecar(found) if found else None
+    calib = side.details.get("calibration", {}) if side else {}
     same = all(calib.get(k) == v for k, v in (("num_images", config.num_images), ("seed", config.seed),
                                                 ("method", config.method)))
     return found if found and same else None
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     from dataclasses import asdict
 
     from aeb_app.atomic import write_text
-    from aeb_app.inference.quantize import QuantizeConfig
+    from aeb_app.inference.build.quantize import QuantizeConfig
     from aeb_app.model.registry import load_model
 
     p = argparse.ArgumentParser(prog="python -m aeb_app.bench.lowp_accuracy", description=__doc__.split("\n")[0])

@@ -6,7 +6,7 @@ batch size it measures
   timed with CUDA events on a GPU, ``perf_counter`` on the CPU;
 - end-to-end latency, timed with the host clock, device synchronised: on a CUDA detector with a
   device path (PyTorch modes) JPEG bytes in memory -> nvJPEG decode -> resize/normalise -> network ->
-  NMS on the GPU -> one copy of the kept boxes (:mod:`aeb_app.inference.gpu_frames`); otherwise
+  NMS on the GPU -> one copy of the kept boxes (:mod:`aeb_app.inference.run.gpu_frames`); otherwise
   decoded BGR frames -> resize on the CPU -> upload -> network -> NMS -> detections on the host;
 - COCO mAP at that batch size (when the model has real weights and a COCO folder is given).
 A mode that cannot run here yields rows marked unavailable with the reason, never omitted.
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from aeb_app import defaults
 from aeb_app.bench.machine import count_flops, fingerprint, peak_tflops, sanity_check
 from aeb_app.bench.timing import TimingStats, measure
 from aeb_app.errors import AebError
@@ -26,11 +27,8 @@ from aeb_app.errors import AebError
 log = logging.getLogger(__name__)
 
 SEED_MODES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16", "fp32")
-SEED_BATCHES = (1, 4, 8, 16, 32, 64)
-#: ``bench`` without ``--modes`` runs those of these that the machine can run: the seed's five, the
-#: fastest eager GPU mode and the CPU ONNX Runtime modes. The compiled modes (minutes of compilation
-#: per batch size) are opt-in through ``--modes``.
-DEFAULT_CANDIDATES = ("int8_trt", "fp16_trt", "fp32_trt", "fp16_fused", "fp16", "fp32", "fp32_ort", "int8_ort")
+SEED_BATCHES = defaults.BENCH_BATCHES
+DEFAULT_CANDIDATES = defaults.BENCH_CANDIDATES
 
 
 @dataclass
@@ -276,7 +274,7 @@ def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable
     Either call returns only after the kept boxes are on the host (the host clock times it all).
     """
     if jpegs is not None and detector.info.device.startswith("cuda") and detector.device_input() is not None:
-        from aeb_app.inference.gpu_frames import decode_images
+        from aeb_app.inference.run.gpu_frames import decode_images
 
         device = detector.info.device
         return (lambda: detector.infer_tensors(decode_images(jpegs, device))), E2E_INCLUDES_GPU
@@ -284,13 +282,13 @@ def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable
 
 
 def stream_throughput(detector, jpegs: list[bytes], n_batches: int, warmup_batches: int = 2) -> float:
-    """Images/s of the pipelined GPU path (:func:`~aeb_app.inference.gpu_frames.stream_jpeg_batches`:
+    """Images/s of the pipelined GPU path (:func:`~aeb_app.inference.run.gpu_frames.stream_jpeg_batches`:
     decoding and resizing the next batch overlaps the current one's network) over ``n_batches`` copies
     of the batch: host wall clock from the first batch's bytes to the last batch's kept boxes on the
     host (so the device work is all done), after ``warmup_batches`` untimed ones."""
     import time
 
-    from aeb_app.inference.gpu_frames import stream_jpeg_batches
+    from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
     from aeb_app.model.postprocess import PostprocessConfig
 
     for _ in stream_jpeg_batches(detector, [jpegs] * warmup_batches, PostprocessConfig()):

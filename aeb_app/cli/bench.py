@@ -8,19 +8,17 @@ import sys
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
-from aeb_app.model.registry import MODEL_NAMES
+from aeb_app.names import MODEL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from aeb_app.bench.sweep import DEFAULT_CANDIDATES, SEED_BATCHES
-
     p = sub.add_parser("bench", help="accuracy and speed of every mode at every batch size")
     p.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES)
     p.add_argument("--weights", default="auto", help="'auto', 'random' (speed only) or a file")
     p.add_argument("--modes", type=at.csv_of(str), default=None,
                    help="comma-separated (default: the modes this machine can run of "
-                        f"{','.join(DEFAULT_CANDIDATES)}; the others are listed once)")
-    p.add_argument("--batches", type=at.csv_of(at.positive_int), default=SEED_BATCHES,
+                        f"{','.join(defaults.BENCH_CANDIDATES)}; the others are listed once)")
+    p.add_argument("--batches", type=at.csv_of(at.positive_int), default=defaults.BENCH_BATCHES,
                    help="comma-separated batch sizes")
     p.add_argument("--coco-dir", type=at.existing_dir, help="COCO folder for mAP (omit: speed only)")
     p.add_argument("--annotations", type=at.existing_file)

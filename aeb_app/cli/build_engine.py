@@ -3,7 +3,7 @@
 Fails with one line when TensorRT is not installed (how to install it is in the message).
 ``--check-only`` needs no TensorRT: it exports (or, for INT8 Q/DQ, quantises) the ONNX the
 build would parse, or takes ``--onnx FILE``, and prints the verdict of
-:mod:`aeb_app.inference.trt_compat` (exit 0 compatible, 1 not).
+:mod:`aeb_app.inference.build.trt_compat` (exit 0 compatible, 1 not).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from aeb_app.errors import ConfigError
-    from aeb_app.inference.engine_cache import Profile
+    from aeb_app.inference.artifacts import Profile
     from aeb_app.inference.trt_api import import_trt
 
     if args.onnx is not None and not args.check_only:
@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model, weights=args.weights)
     if args.converter == "torch2trt":
-        from aeb_app.inference.torch2trt_backend import build_engine_torch2trt
+        from aeb_app.inference.build.torch2trt import build_engine_torch2trt
 
         path = build_engine_torch2trt(loaded, precision=args.precision, profile=profile, engines_dir=args.engines_dir)
     else:
-        from aeb_app.inference.tensorrt_backend import build_engine
+        from aeb_app.inference.build.trt_build import build_engine
 
         path = build_engine(loaded, precision=args.precision, profile=profile, engines_dir=args.engines_dir,
                             int8_method=args.int8_method, coco_dir=args.coco_dir, num_images=args.num_images,
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def check_only(args: argparse.Namespace) -> int:
     """Print the TensorRT-compatibility verdict of the ONNX a build would parse; 0 compatible, 1 not."""
-    from aeb_app.inference.trt_compat import check_file
+    from aeb_app.inference.build.trt_compat import check_file
 
     if args.converter == "torch2trt" and args.onnx is None:
         return _check_torch2trt(args)
@@ -86,11 +86,11 @@ def check_only(args: argparse.Namespace) -> int:
 
         loaded = load_model(args.model, weights=args.weights)
         if args.precision == "int8" and args.int8_method == "qdq":
-            from aeb_app.inference.tensorrt_backend import source_onnx
+            from aeb_app.inference.build.trt_build import source_onnx
 
             path = source_onnx(loaded, args.engines_dir, "qdq", args.coco_dir, args.num_images, args.seed)
         else:
-            from aeb_app.inference.onnx_export import export_onnx
+            from aeb_app.inference.build.export import export_onnx
 
             path = export_onnx(loaded, engines_dir=args.engines_dir)
     elif not path.is_file():
@@ -107,7 +107,7 @@ def _check_torch2trt(args: argparse.Namespace) -> int:
     import torch
 
     from aeb_app.errors import EngineError
-    from aeb_app.inference.torch2trt_backend import WRITTEN_FOR, preflight
+    from aeb_app.inference.build.torch2trt import WRITTEN_FOR, preflight
     from aeb_app.model.registry import DetectionNet, load_model
 
     loaded = load_model(args.model, weights=args.weights)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 
 from aeb_app.cli import argtypes as at
-from aeb_app.model.registry import MODEL_NAMES
+from aeb_app.names import AUTO, MODE_NAMES, MODEL_NAMES
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, default_mode: str = "auto") -> None:
     """``--model``, ``--weights``, ``--mode``, ``--fallback``, ``--device``."""
     from aeb_app.defaults import CPU_FALLBACK, GPU_FALLBACK
-    from aeb_app.inference.registry import MODES
 
     parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES)
     parser.add_argument("--weights", default="auto",
                         help="'auto' (asset mirror/cache), 'random' (ssd300 speed work only) or a file")
-    parser.add_argument("--mode", default=default_mode, choices=["auto", *MODES],
+    parser.add_argument("--mode", default=default_mode, choices=[AUTO, *MODE_NAMES],
                         help="backend+precision; 'auto' tries --fallback in order")
     parser.add_argument("--fallback", default=None,
                         help="comma-separated modes tried in order when --mode auto "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from aeb_app.errors import InputError
-from aeb_app.images import IMAGE_SUFFIXES
+from aeb_app.names import IMAGE_SUFFIXES
 
 #: Video containers ``detect`` accepts (what OpenCV's FFmpeg backend reads here).
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"})

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aeb_app.inference.onnx_export import export_onnx
+    from aeb_app.inference.build.export import export_onnx
     from aeb_app.model.registry import load_model
 
     loaded = load_model(args.model, weights=args.weights)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
-from aeb_app.inference.calibration_data import DEFAULT_NUM_IMAGES, DEFAULT_SEED
-from aeb_app.inference.quantize import METHODS
+from aeb_app.names import CALIBRATION_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="ssd_mobilenet_v1 or ssd300_resnet50")
     parser.add_argument("--weights", default="auto", help="auto (asset), random, or a file")
     parser.add_argument("--coco-dir", required=True, type=at.existing_dir, help="COCO val2017 root or image folder")
-    parser.add_argument("--num-images", type=positive_int, default=DEFAULT_NUM_IMAGES,
+    parser.add_argument("--num-images", type=positive_int, default=defaults.CALIBRATION_IMAGES,
                         help="calibration images (default 200)")
-    parser.add_argument("--seed", type=at.non_negative_int, default=DEFAULT_SEED, help="seed of the random image draw")
-    parser.add_argument("--method", choices=METHODS, default="entropy", help="calibration method")
+    parser.add_argument("--seed", type=at.non_negative_int, default=defaults.CALIBRATION_SEED, help="seed of the random image draw")
+    parser.add_argument("--method", choices=CALIBRATION_METHODS, default="entropy", help="calibration method")
     parser.add_argument("--exclude-first-conv", action="store_true", help="keep the first conv in float")
     parser.add_argument("--engines-dir", type=at.cache_dir, default=defaults.engines_dir())
     parser.add_argument("--out", type=at.writable_output(".onnx"),
@@ -46,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aeb_app.inference.quantize import QuantizeConfig, quantize_model
+    from aeb_app.inference.build.quantize import QuantizeConfig, quantize_model
     from aeb_app.model.registry import load_model
 
     loaded = load_model(args.model, weights=args.weights)
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_int8(loaded, coco_dir: Path, qdq_path: Path, engines_dir: Path, config) -> dict:
     """COCO mAP of fp32_ort and int8_ort on all images and on the held-out (non-calibration) ones."""
     from aeb_app.bench.coco_eval import evaluate_detector, find_annotations, held_out_annotations
-    from aeb_app.inference.calibration_data import select_images
+    from aeb_app.inference.build.calibration import select_images
     from aeb_app.inference.registry import create
 
     annotations = find_annotations(Path(coco_dir))

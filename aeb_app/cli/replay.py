@@ -89,7 +89,7 @@ def apply_overrides(overrides: list[str]) -> tuple[WarningConfig, ZoneConfig]:
 
 def _options(args: argparse.Namespace) -> ReplayOptions:
     from aeb_app.inference.registry import get_mode
-    from aeb_app.model.registry import MODEL_NAMES
+    from aeb_app.names import MODEL_NAMES
     from aeb_app.replay.types import ReplayOptions
 
     if args.model not in MODEL_NAMES:

@@ -25,12 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="road calibration YAML; one for another frame size of the same aspect ratio is "
                              "rescaled (default: the sample footage's calibration for 960x540 videos, else "
                              "detections only with AEB unavailable)")
-    from aeb_app.inference.registry import MODES
-    from aeb_app.model.registry import MODEL_NAMES
+    from aeb_app.names import AUTO, MODE_NAMES, MODEL_NAMES
 
     parser.add_argument("--model", default="ssd_mobilenet_v1", choices=MODEL_NAMES,
                         help="model name (default ssd_mobilenet_v1)")
-    parser.add_argument("--mode", default="auto", choices=["auto", *MODES],
+    parser.add_argument("--mode", default="auto", choices=[AUTO, *MODE_NAMES],
                         help="inference mode, e.g. fp32, fp32_ort, fp16_trt, or 'auto': the first mode of the "
                              "fallback order this machine can run, as in the GUI (default: %(default)s)")
     parser.add_argument("--out", type=at.writable_output(".mp4", ".avi", ".mkv", ".m4v"), default=None,

@@ -88,7 +88,7 @@ class _Handoff:
 def _infer_stage(detector, config) -> Callable[[FrameWork], FrameWork]:
     """Detections for each valid frame; on a CUDA detector through the GPU frame path (an NVDEC frame is
     already on the device; another is uploaded once, then resized, normalised and NMS'd there)."""
-    from aeb_app.inference.gpu_frames import bgr_to_device
+    from aeb_app.inference.run.gpu_frames import bgr_to_device
 
     on_device = detector.device_input() is not None
 

@@ -116,7 +116,7 @@ class Detector(abc.ABC):
         if self.info.max_batch is not None and n > self.info.max_batch:
             raise EngineError(f"{self.info.mode}: batch of {n} exceeds this engine's maximum {self.info.max_batch}")
 
-    # -- GPU-resident frames (aeb_app.inference.gpu_frames) --------------------------------
+    # -- GPU-resident frames (aeb_app.inference.run.gpu_frames) --------------------------------
     def device_input(self):
         """``(torch dtype, channels_last)`` of :meth:`forward_normalized`'s input when this detector takes
         normalised CUDA tensors; None (the default) sends :meth:`infer_tensors` through the host."""
@@ -125,9 +125,9 @@ class Detector(abc.ABC):
     def infer_tensors(self, images_chw_u8, config: PostprocessConfig = PostprocessConfig()) -> list[Detections]:
         """RGB uint8 (3, H, W) torch tensors (e.g. decoded on the GPU) -> one :class:`Detections` per
         image, in its pixels. On a CUDA detector resize, normalisation, network, NMS stay on the device
-        and the kept boxes cross to the host in one copy (:func:`aeb_app.inference.gpu_frames.infer_device_frames`).
+        and the kept boxes cross to the host in one copy (:func:`aeb_app.inference.run.gpu_frames.infer_device_frames`).
         """
-        from aeb_app.inference.gpu_frames import infer_device_frames
+        from aeb_app.inference.run.gpu_frames import infer_device_frames
 
         self.check_batch(len(images_chw_u8))
         return infer_device_frames(self, images_chw_u8, config)

@@ -3,6 +3,10 @@
 A *mode* names backend + precision (+ options), as in the seed's tables. Asking for a mode
 that this machine cannot run raises :class:`BackendUnavailableError` with the reason;
 :func:`create_with_fallback` walks a configurable list and logs every step, never silently.
+
+This is also the run side's only door to the build side (:func:`build_artifact`): a backend that finds
+no cached artifact it may make on demand (today only the FP32 ONNX export) asks here, and it is logged.
+The mode names are checked against :data:`aeb_app.names.MODE_NAMES`, the table the CLI parses with.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from aeb_app import defaults
+from aeb_app import defaults, names
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference.base import Detector
 from aeb_app.model.registry import LoadedModel
@@ -33,16 +37,16 @@ class Mode:
 
 _FUSED = ("cudnn_fused", "fused_heads")  # aeb_app.model.fuse rewrites of the fused/compiled modes
 _COMPILED = (("compile", True), ("cuda_graph", True), ("rewrites", _FUSED))
-_LOWP = "aeb_app.inference.lowp_backend:create"
+_LOWP = "aeb_app.inference.run.lowp_backend:create"
 
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
-        Mode("int8_trt", "tensorrt", "int8", "aeb_app.inference.tensorrt_backend:create",
+        Mode("int8_trt", "tensorrt", "int8", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT INT8 engine (explicit Q/DQ or entropy calibration)"),
-        Mode("fp16_trt", "tensorrt", "fp16", "aeb_app.inference.tensorrt_backend:create",
+        Mode("fp16_trt", "tensorrt", "fp16", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT FP16 engine"),
-        Mode("fp32_trt", "tensorrt", "fp32", "aeb_app.inference.tensorrt_backend:create",
+        Mode("fp32_trt", "tensorrt", "fp32", "aeb_app.inference.run.tensorrt_backend:create",
              description="TensorRT FP32 engine (TF32 off unless stated)"),
         Mode("fp16", "pytorch", "fp16", "aeb_app.inference.registry:_torch",
              description="PyTorch eager FP16, channels-last (CUDA)"),
@@ -67,13 +71,13 @@ MODES: dict[str, Mode] = {
         Mode("fp32_compiled", "pytorch-compiled", "fp32", "aeb_app.inference.registry:_torch",
              options=_COMPILED,
              description="torch.compile (Inductor) FP32 (CUDA or CPU), as fp16_compiled"),
-        Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.compiled_backend:create",
+        Mode("fp16_aoti", "pytorch-aoti", "fp16", "aeb_app.inference.run.compiled_backend:create",
              description="AOTInductor package, FP16 (CUDA), built once into engines/"),
-        Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.onnxrt_backend:create",
+        Mode("fp32_ort", "onnxruntime", "fp32", "aeb_app.inference.run.onnxrt_backend:create",
              description="ONNX Runtime FP32 (CPU, or CUDA provider if present)"),
-        Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.onnxrt_backend:create",
+        Mode("int8_ort", "onnxruntime", "int8", "aeb_app.inference.run.onnxrt_backend:create",
              description="ONNX Runtime on the INT8 Q/DQ model (CPU)"),
-        # 8-bit GEMMs without TensorRT (aeb_app.inference.lowp): 1x1 convs in 8 bits, the rest BF16.
+        # 8-bit GEMMs without TensorRT (aeb_app.inference.run.lowp): 1x1 convs in 8 bits, the rest BF16.
         Mode("fp8_gpu", "pytorch-lowp", "fp8", _LOWP, options=(("kernel", "gemm"),),
              description="FP8 e4m3 1x1 convs via torch._scaled_mm (CUDA, capability >= 8.9), rest BF16, "
                          "CUDA Graph; scales from the INT8 Q/DQ calibration"),
@@ -85,6 +89,8 @@ MODES: dict[str, Mode] = {
              description="int8_gpu's arithmetic simulated with float matmuls (any device; for accuracy)"),
     )
 }
+
+names.check_registry("mode", names.MODE_NAMES, MODES)
 
 #: Default fallback order with a GPU: fastest first. Configurable (CLI --fallback, GUI settings).
 DEFAULT_FALLBACK: tuple[str, ...] = defaults.GPU_FALLBACK
@@ -104,7 +110,7 @@ def default_device() -> str:
 
 
 def _torch(loaded: LoadedModel, mode: Mode, *, device: str | None = None, **options) -> Detector:
-    from aeb_app.inference.torch_backend import TorchDetector
+    from aeb_app.inference.run.torch_backend import TorchDetector
 
     device = device or default_device()
     options = {**dict(mode.options), **options}
@@ -172,6 +178,27 @@ def create_with_fallback(loaded: LoadedModel, modes: Sequence[str], *, activate:
             log.info("mode auto: using %s (unavailable here: %s; -v for why)", name, skipped)
         return detector
     raise BackendUnavailableError("no requested mode can run here: " + "; ".join(reasons))
+
+
+#: Artifacts the run side may build on demand, kind -> "module:function(loaded, *, engines_dir, weights_hash)".
+#: Only the ONNX export is cheap enough (seconds); engines, Q/DQ models and packages need an explicit command.
+_BUILDERS = {"onnx": "aeb_app.inference.build.export:export_onnx"}
+
+
+def build_artifact(kind: str, loaded: LoadedModel, *, engines_dir: Path, weights_hash: str | None = None) -> Path:
+    """The one door from the run side to the build side: make a missing artifact now (logged).
+
+    Raises:
+        BackendUnavailableError: ``kind`` cannot be built on demand (the message names the command).
+        EngineError: the build failed.
+    """
+    if kind not in _BUILDERS:
+        raise BackendUnavailableError(f"no {kind} artifact for {loaded.spec.name} in {engines_dir}, and it is not "
+                                      "built on demand: build it with its aeb-app command")
+    log.info("no cached %s for %s in %s: building it now", kind, loaded.spec.name, engines_dir)
+    module_name, func_name = _BUILDERS[kind].split(":")
+    builder = getattr(importlib.import_module(module_name), func_name)
+    return builder(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
 
 
 def _activate(detector: Detector) -> None:

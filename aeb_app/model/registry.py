@@ -14,13 +14,15 @@ from pathlib import Path
 
 from torch import nn
 
+from aeb_app import names
 from aeb_app.errors import ModelLoadError
 from aeb_app.model.postprocess import DecodeHead
 from aeb_app.model.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("ssd_mobilenet_v1", "ssd300_resnet50", "ssdlite_mobilenet_v2")
+#: The static table the CLI parses with (checked against :data:`_LOADERS` below).
+MODEL_NAMES = names.MODEL_NAMES
 
 #: Weights: "auto" (the asset from mirror/cache), "random" (speed work only), or a file path.
 RANDOM = "random"
@@ -52,34 +54,40 @@ def load_model(name: str, weights: str | Path = "auto") -> LoadedModel:
     Raises:
         ModelLoadError: unknown name, or missing/corrupt weights (never silently random).
     """
-    if name == "ssd_mobilenet_v1":
-        from aeb_app.model.mobilenet_v1 import build_ssd_mobilenet_v1
+    loader = _LOADERS.get(name)
+    if loader is None:
+        raise ModelLoadError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return loader(weights)
 
-        if weights == RANDOM:
-            raise ModelLoadError("ssd_mobilenet_v1: weights come from its TFLite file; 'random' is not offered")
-        path = _weights_path(name, weights)
-        spec, network = build_ssd_mobilenet_v1(path)
-        return LoadedModel(spec, network.eval(), str(path))
-    if name == "ssdlite_mobilenet_v2":
-        return _load_ssdlite(weights)
-    if name == "ssd300_resnet50":
-        import torch
 
-        from aeb_app.model.ssd300 import SSD300, init_random_like_trained, load_nvidia_checkpoint, ssd300_spec
+def _load_mobilenet_v1(weights: str | Path) -> LoadedModel:
+    from aeb_app.model.mobilenet_v1 import build_ssd_mobilenet_v1
 
-        with torch.random.fork_rng():
-            # Seeded: "random" weights are the same in every process, so packages and engines
-            # built from them keep one cache key.
-            torch.manual_seed(0)
-            ssd = SSD300()
-        if weights == RANDOM:
-            log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
-            init_random_like_trained(ssd.eval())
-            return LoadedModel(ssd300_spec(), ssd.eval(), RANDOM)
-        path = _weights_path(name, weights)
-        load_nvidia_checkpoint(ssd, path)
-        return LoadedModel(ssd300_spec(), ssd.eval(), str(path))
-    raise ModelLoadError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    name = "ssd_mobilenet_v1"
+    if weights == RANDOM:
+        raise ModelLoadError(f"{name}: weights come from its TFLite file; 'random' is not offered")
+    path = _weights_path(name, weights)
+    spec, network = build_ssd_mobilenet_v1(path)
+    return LoadedModel(spec, network.eval(), str(path))
+
+
+def _load_ssd300(weights: str | Path) -> LoadedModel:
+    import torch
+
+    from aeb_app.model.ssd300 import SSD300, init_random_like_trained, load_nvidia_checkpoint, ssd300_spec
+
+    with torch.random.fork_rng():
+        # Seeded: "random" weights are the same in every process, so packages and engines
+        # built from them keep one cache key.
+        torch.manual_seed(0)
+        ssd = SSD300()
+    if weights == RANDOM:
+        log.warning("ssd300_resnet50 with RANDOM weights: for speed measurements only")
+        init_random_like_trained(ssd.eval())
+        return LoadedModel(ssd300_spec(), ssd.eval(), RANDOM)
+    path = _weights_path("ssd300_resnet50", weights)
+    load_nvidia_checkpoint(ssd, path)
+    return LoadedModel(ssd300_spec(), ssd.eval(), str(path))
 
 
 def _load_ssdlite(weights: str | Path) -> LoadedModel:
@@ -121,3 +129,9 @@ def _weights_path(name: str, weights: str | Path) -> Path:
     except AssetError as exc:
         hint = " (or --weights random for speed work)" if name == "ssd300_resnet50" else ""
         raise ModelLoadError(f"{name}: {exc}{hint}") from exc
+
+
+#: Model name -> loader taking ``weights`` ("auto", "random" or a path).
+_LOADERS = {"ssd_mobilenet_v1": _load_mobilenet_v1, "ssd300_resnet50": _load_ssd300,
+            "ssdlite_mobilenet_v2": _load_ssdlite}
+names.check_registry("model", MODEL_NAMES, _LOADERS)

@@ -1,7 +1,7 @@
 """Calibration caches keyed by content and checked on every reuse (pure: no TensorRT, no ONNX Runtime).
 
-Two caches use this: ONNX Runtime activation ranges (JSON, :mod:`aeb_app.inference.quantize`)
-and TensorRT's legacy calibrator table (``.trtcache``, :mod:`aeb_app.inference.trt_calibrator`).
+Two caches use this: ONNX Runtime activation ranges (JSON, :mod:`aeb_app.inference.build.quantize`)
+and TensorRT's legacy calibrator table (``.trtcache``, :mod:`aeb_app.inference.build.trt_calibrator`).
 A cache file ``<name>`` has a sidecar ``<name>.key.json`` holding the :class:`CalibrationKey`
 it was made for and the sha256 of the cache bytes. The file name carries a digest of the key,
 so a change of model weights, image content, method, seed or count selects another file;

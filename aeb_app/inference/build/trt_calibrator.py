@@ -8,7 +8,7 @@ with three differences the sample does not need:
 * Exceptions in ``get_batch`` (and the cache callbacks) are caught and kept: TensorRT's
   Python trampoline prints them and reads the call as "end of data", so calibration would
   silently use fewer batches. :meth:`raise_if_failed` re-raises the first one after the build.
-* The cache is keyed by content (:class:`~aeb_app.inference.calibration_cache.CalibrationKey`)
+* The cache is keyed by content (:class:`~aeb_app.inference.build.calibration_cache.CalibrationKey`)
   and verified *before* the build (an exception inside ``read_calibration_cache`` would be
   swallowed too); ``--rebuild`` passes ``cached=None`` so TensorRT calibrates again.
 * Device memory is a torch CUDA tensor (one CUDA context with the rest of the app, no pycuda).
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from aeb_app.errors import CalibrationError, InputError
-from aeb_app.inference.calibration_cache import CalibrationKey, read_cache, write_cache
-from aeb_app.inference.calibration_data import calibration_batch, images_sha256, normalized_batches, select_images
+from aeb_app.inference.build.calibration_cache import CalibrationKey, read_cache, write_cache
+from aeb_app.inference.build.calibration import calibration_batch, images_sha256, normalized_batches, select_images
 from aeb_app.inference.trt_api import import_trt
 
 log = logging.getLogger(__name__)

@@ -1,99 +1,47 @@
 """``fp16_aoti``: an AOTInductor ``.pt2`` package, compiled once and cached in ``engines/``.
 
 Compiling (``torch._inductor.aoti_compile_and_package``) takes minutes per shape, so it is
-done by :func:`compile_package` (an explicit command), never at app start; :func:`create`
+done by :func:`aeb_app.inference.build.compile.compile_package` (an explicit command), never at app
+start; :func:`create`
 only loads a cached package (``torch._inductor.aoti_load_package``) whose sidecar matches the
 model, precision, batch, device and torch version. Packages are compiled for a fixed batch.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from aeb_app.atomic import write_json
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
+from aeb_app.inference import artifacts as ac
 from aeb_app.inference.base import Detector, DetectorInfo
-from aeb_app.inference.torch_backend import DTYPE_NAMES as _DTYPES
+from aeb_app.inference.run.torch_backend import DTYPE_NAMES as _DTYPES
 
 log = logging.getLogger(__name__)
 
 
 
-def package_key(model: str, weights_sha256: str, precision: str, batch: int, device: str, torch_version: str) -> str:
-    """File stem of a package: every field it depends on, readable."""
-    return f"{model}-{weights_sha256[:12]}_{precision}_b{batch}_{device.split(':')[0]}_torch{torch_version.replace('+', '-')}"
-
-
-def expected_meta(loaded, precision: str, batch: int, device: str) -> dict:
+def package_key(loaded, precision: str, batch: int, device: str) -> ac.PackageKey:
+    """What the package for these settings must have been compiled from (the weights as loaded)."""
     import torch
 
-    from aeb_app.inference.onnx_export import weights_sha256
-
-    return {"kind": "aoti", "model": loaded.spec.name, "weights_sha256": weights_sha256(loaded),
-            "precision": precision, "batch": batch, "device": device.split(":")[0], "torch_version": torch.__version__}
+    return ac.PackageKey(loaded.spec.name, ac.weights_sha256(loaded), precision, batch, device.split(":")[0],
+                         torch.__version__)
 
 
-def package_path(engines_dir: str | Path, meta: dict) -> Path:
-    key = package_key(meta["model"], meta["weights_sha256"], meta["precision"], meta["batch"], meta["device"],
-                      meta["torch_version"])
-    return Path(engines_dir) / f"{key}.pt2"
-
-
-def check_package(path: Path, expected: dict) -> None:
-    """Raise :class:`EngineLoadError` unless ``path`` and a matching sidecar exist."""
-    from aeb_app.inference.onnx_export import read_sidecar
-
-    meta = read_sidecar(path)
-    if not path.is_file() or meta is None:
+def check_package(path: Path, key: ac.PackageKey) -> None:
+    """Raise :class:`EngineLoadError` unless ``path`` and a sidecar matching ``key`` exist."""
+    side = ac.cached_sidecar(path)
+    if not path.is_file() or side is None or side.kind != ac.AOTI_PACKAGE:
         raise EngineLoadError(f"{path}: no compiled package; compile it with compile_package() first")
-    diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-    if diff:
+    if diff := key.differences(side):
         raise EngineLoadError(f"{path.name}: sidecar does not match (have, want): {diff}; recompile it")
-
-
-def compile_package(loaded, *, precision: str = "fp16", batch: int = 1, device: str = "cuda",
-                    engines_dir: str | Path = "engines", max_autotune: bool = False) -> Path:
-    """Export + AOT-compile ``DetectionNet`` for one batch size; writes ``.pt2`` + sidecar atomically.
-
-    On CUDA the network is compiled in channels-last layout (what cuDNN's tensor-core convolutions
-    want) with Inductor's freezing, which folds BatchNorm into the convolutions and constant-folds
-    the weights; ``max_autotune`` also benchmarks Triton kernel variants (minutes per shape).
-    """
-    import torch
-
-    from aeb_app.atomic import atomic_path, write_json
-    from aeb_app.model.registry import DetectionNet
-
-    dtype = getattr(torch, _DTYPES[precision])
-    # Key the package by the weights as loaded (before any cast), as create() will, and
-    # compile a copy so the caller's model is left on its device and dtype.
-    meta = expected_meta(loaded, precision, batch, device)
-    net = DetectionNet(copy.deepcopy(loaded.network), loaded.spec).eval()
-    net.network.to(device, dtype=dtype)
-    net.decode.to(device)
-    example = torch.zeros(batch, 3, *loaded.spec.input_hw, device=device, dtype=dtype)
-    if device.startswith("cuda"):
-        net.network.to(memory_format=torch.channels_last)
-        example = example.contiguous(memory_format=torch.channels_last)
-    target = package_path(engines_dir, meta)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        exported = torch.export.export(net, (example,))
-    options = {"freezing": True, **({"max_autotune": True} if max_autotune else {})}
-    with atomic_path(target) as tmp:
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
-    write_json(Path(str(target) + ".json"), {**meta, "compile_s": round(time.perf_counter() - t0, 1),
-                                              "inductor_configs": options,
-                                              "channels_last": device.startswith("cuda")})
-    return target
 
 
 _PROBE = """
@@ -159,7 +107,7 @@ class CompiledDetector(Detector):
         if self.info.device.startswith("cuda"):
             # Replay the package's kernels as one CUDA graph: at batch 1 the launch cost of
             # ~200 kernels otherwise dominates.
-            from aeb_app.inference.cuda_graph import CudaGraphRunner
+            from aeb_app.inference.run.cuda_graph import CudaGraphRunner
 
             self._call = CudaGraphRunner(lambda x: tuple(self.runner(x)))
             self.info.notes["cuda_graph"] = True
@@ -227,10 +175,10 @@ def create(loaded, mode, *, device: str | None = None, engines_dir: str | Path |
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if precision != "fp32" and not device.startswith("cuda"):
         raise BackendUnavailableError(f"{mode.name}: {precision} AOTInductor package needs a CUDA device; this is {device}")
-    meta = expected_meta(loaded, precision, batch, device)
-    path = package_path(engines_dir or "engines", meta)
+    key = package_key(loaded, precision, batch, device)
+    path = key.path(engines_dir or "engines")
     try:
-        check_package(path, meta)
+        check_package(path, key)
         probe_package(path, device=device, precision=precision, batch=batch, input_hw=loaded.spec.input_hw)
     except EngineLoadError as exc:
         raise BackendUnavailableError(f"{mode.name}: {exc}") from exc

@@ -101,7 +101,7 @@ class TorchDetector(Detector):
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             if self._cuda_graph:
-                from aeb_app.inference.cuda_graph import CudaGraphRunner
+                from aeb_app.inference.run.cuda_graph import CudaGraphRunner
 
                 fn = self._fn
                 self._graph = CudaGraphRunner(lambda x: tuple(fn(x)))

@@ -1,7 +1,7 @@
 """Modes ``fp8_gpu`` / ``int8_gpu`` (8-bit GEMMs on NVIDIA tensor cores, no TensorRT) and their
 CPU simulations ``fp8_sim`` / ``int8_sim`` (the same arithmetic with float matmuls).
 
-The network is :func:`aeb_app.inference.lowp.quantize_network`'s: eligible 1x1 convolutions in
+The network is :func:`aeb_app.inference.run.lowp.quantize_network`'s: eligible 1x1 convolutions in
 8 bits, 3x3/depthwise convolutions and the rest in 16 bits on the GPU (BF16 with FP8, whose GEMM
 outputs BF16; FP16 with int8), FP32 in the simulation (whose quantised layers still round their
 outputs to that 16-bit type, as the GPU does).
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from aeb_app.errors import BackendUnavailableError, CalibrationError
-from aeb_app.inference.torch_backend import TorchDetector
+from aeb_app.inference.run.torch_backend import TorchDetector
 from aeb_app.model.registry import RANDOM, DetectionNet, LoadedModel
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class LowpDetector(TorchDetector):
     def activate(self) -> None:
         import torch
 
-        from aeb_app.inference.lowp import quantize_network
+        from aeb_app.inference.run.lowp import quantize_network
 
         network, plan = quantize_network(self._loaded.network, self._ranges, self._fmt, self._kernel)
         self.info.notes.update(quantized=len(plan.quantized), kept_16bit=len(plan.kept), kernel=self._kernel,
@@ -82,7 +82,7 @@ class LowpDetector(TorchDetector):
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             if self._cuda_graph:
-                from aeb_app.inference.cuda_graph import CudaGraphRunner
+                from aeb_app.inference.run.cuda_graph import CudaGraphRunner
 
                 fn = self._fn
                 self._graph = CudaGraphRunner(lambda x: tuple(fn(x)))
@@ -128,7 +128,7 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
     if ranges is None and calibration is None and loaded.weights == RANDOM:
         ranges = _random_weight_ranges(loaded)
     if ranges is None:
-        from aeb_app.inference.lowp import activation_ranges
+        from aeb_app.inference.run.lowp import activation_ranges
 
         try:
             ranges = activation_ranges(loaded, Path(engines_dir or "engines"), calibration)
@@ -145,7 +145,7 @@ def _random_weight_ranges(loaded: LoadedModel) -> dict[str, float]:
     """Ranges of a random-weight model (speed work only): max |x| on one seeded random batch."""
     import torch
 
-    from aeb_app.inference.lowp import observed_ranges
+    from aeb_app.inference.run.lowp import observed_ranges
 
     log.warning("%s has RANDOM weights: 8-bit scales from one random batch, for speed only", loaded.spec.name)
     gen = torch.Generator().manual_seed(0)

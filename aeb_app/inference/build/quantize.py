@@ -8,7 +8,7 @@ Choices, and why (TensorRT's explicit-quantization guide and onnx-tensorrt's par
 
 * **Q/DQ on the inputs of weighted ops only** (``Conv``; the activation input and the
   weights), none on their outputs, and on the residual input of each residual ``Add``
-  (:mod:`aeb_app.inference.qdq_placement`). Extra pairs on conv/ReLU outputs would block
+  (:mod:`aeb_app.inference.build.qdq_placement`). Extra pairs on conv/ReLU outputs would block
   TensorRT's Conv+activation and Conv+Add fusions and add requantise kernels.
 * **No bias quantisation** (``QuantizeBias=False``): TensorRT's ONNX parser accepts
   ``DequantizeLinear`` inputs of INT8/FP8/INT4/FP4 only; ONNX Runtime's default INT32 bias
@@ -35,18 +35,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aeb_app.atomic import atomic_path, write_json
+from aeb_app.atomic import atomic_path
 from aeb_app.errors import CalibrationError, EngineError
-from aeb_app.inference.calibration_cache import CalibrationKey, read_cache, write_cache
-from aeb_app.inference.calibration_data import (DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch,
+from aeb_app.inference import artifacts as ac
+from aeb_app.inference.build.calibration_cache import CalibrationKey, read_cache, write_cache
+from aeb_app.inference.build.calibration import (DEFAULT_NUM_IMAGES, DEFAULT_SEED, calibration_batch,
                                                 images_sha256, ort_reader, select_images)
-from aeb_app.inference.onnx_export import OPSET, export_onnx, file_sha256, read_sidecar, sidecar_path
-from aeb_app.inference.qdq_placement import keep_residual_qdq_only
+from aeb_app.inference.build.export import export_onnx
+from aeb_app.inference.build.qdq_placement import keep_residual_qdq_only
 from aeb_app.model.registry import LoadedModel
+from aeb_app.names import CALIBRATION_METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = CALIBRATION_METHODS
 #: Weighted ops and residual Adds get Q/DQ on their inputs; nothing else is quantised.
 QDQ_OP_TYPES = ("Conv", "Add")
 INT8_MAX = 127.0
@@ -152,27 +154,7 @@ def first_conv_node(model) -> str:
 
 def qdq_path_for(fp32_onnx: Path, config: QuantizeConfig) -> Path:
     """``<fp32 name>.int8-qdq-<tag>.onnx`` beside the FP32 model."""
-    return fp32_onnx.with_name(f"{fp32_onnx.stem}.int8-qdq-{config.tag}.onnx")
-
-
-def qdq_model_intact(path: Path) -> bool:
-    """True when ``path`` has a Q/DQ sidecar whose sha256 matches the file (not truncated or edited)."""
-    meta = read_sidecar(path)
-    if not isinstance(meta, dict) or meta.get("kind") != "onnx-int8-qdq" or not path.is_file():
-        return False
-    if meta.get("sha256") != file_sha256(path):
-        log.warning("%s: file hash differs from its sidecar (corrupt or edited); ignoring it", path)
-        return False
-    return True
-
-
-def find_qdq_model(loaded: LoadedModel, engines_dir: str | Path, *, weights_hash: str | None = None) -> Path | None:
-    """The newest intact Q/DQ model for ``loaded`` in ``engines_dir``, or None."""
-    from aeb_app.inference.onnx_export import onnx_path_for
-
-    stem = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash).stem
-    found = sorted(Path(engines_dir).glob(f"{stem}.int8-qdq-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((p for p in found if qdq_model_intact(p)), None)
+    return ac.qdq_path_for(fp32_onnx, config.tag)
 
 
 def _ort_method(method: str):
@@ -246,7 +228,7 @@ def activation_ranges(loaded: LoadedModel, coco_dir: str | Path, *, engines_dir:
     """
     engines_dir = Path(engines_dir)
     fp32 = export_onnx(loaded, engines_dir=engines_dir)
-    key = calibration_key(loaded, file_sha256(fp32), coco_dir, config)
+    key = calibration_key(loaded, ac.file_sha256(fp32), coco_dir, config)
     cache = engines_dir / "calib" / key.file_name(".ranges.json")
     data = None if rebuild else read_cache(cache, key)
     if data is not None:
@@ -335,37 +317,43 @@ def quantize_model(
     ranges = activation_ranges(loaded, coco_dir, engines_dir=engines_dir, config=config, rebuild=force)
     fp32 = export_onnx(loaded, engines_dir=Path(engines_dir))
     out_path = Path(out) if out is not None else qdq_path_for(fp32, config)
-    expected = {"source_onnx_sha256": ranges.key.source_sha256, "calibration_key": ranges.key.digest(),
-                "config": json.loads(json.dumps(asdict(config))), "quantizer": _quantizer_version()}
-    if not force and _reusable(out_path, expected):
+    calibration = {**json.loads(json.dumps(asdict(config))), "key": ranges.key.digest()}
+    if not force and _reusable(out_path, ranges.key.source_sha256, calibration):
         log.info("reusing %s", out_path)
         return out_path
     t0 = time.perf_counter()
     excluded = quantize_onnx(fp32, ranges, out=out_path, config=config)
-    write_json(sidecar_path(out_path), {
-        "kind": "onnx-int8-qdq", "model": loaded.spec.name, "opset": OPSET,
-        "source_onnx": fp32.name, "source_onnx_sha256": ranges.key.source_sha256, "sha256": file_sha256(out_path),
-        "calibration": {**expected["config"], "images_sha256": ranges.key.images_sha256, "coco_dir": str(coco_dir),
-                        "key": expected["calibration_key"]},
-        "quantizer": expected["quantizer"], "placement": "tensorrt (inputs of Conv; residual input of Add)",
-        "activations": "int8 symmetric (zero point 0)", "weights": "int8 symmetric per-channel (axis 0)",
-        "bias": "float (not quantised)", "float_nodes": excluded,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    ac.write_sidecar(out_path, _qdq_sidecar(loaded, fp32, ranges, out_path, calibration={
+        **calibration, "images_sha256": ranges.key.images_sha256, "coco_dir": str(coco_dir)}, float_nodes=excluded))
     log.info("wrote %s in %.1f s (%d nodes kept in float)", out_path, time.perf_counter() - t0, len(excluded))
     return out_path
 
 
-def _reusable(path: Path, expected: dict[str, Any]) -> bool:
+def _qdq_sidecar(loaded: LoadedModel, fp32: Path, ranges: ActivationRanges, out_path: Path, *,
+                 calibration: dict[str, Any], float_nodes: list[str]) -> ac.Sidecar:
+    import onnx
+    import onnxruntime
+
+    return ac.Sidecar(
+        kind=ac.QDQ_ONNX, model=loaded.spec.name, weights_sha256=ac.weights_sha256(loaded), precision="int8",
+        batch=ac.Profile(1, 1, ac.MAX_EXPORT_BATCH), sha256=ac.file_sha256(out_path), builder=_quantizer_version(),
+        versions={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
+        source_sha256=ranges.key.source_sha256, usage=ac.usage_for(loaded.spec),
+        details={"opset": ac.OPSET, "source_onnx": fp32.name, "calibration": calibration,
+                 "placement": "tensorrt (inputs of Conv; residual input of Add)",
+                 "activations": "int8 symmetric (zero point 0)", "weights": "int8 symmetric per-channel (axis 0)",
+                 "bias": "float (not quantised)", "float_nodes": float_nodes},
+    )
+
+
+def _reusable(path: Path, source_sha256: str, calibration: dict[str, Any]) -> bool:
     """True when ``path`` is intact and its sidecar records the same source, calibration key, knobs and quantizer."""
-    if not qdq_model_intact(path):
+    side = ac.intact(path, ac.QDQ_ONNX)
+    if side is None:
         return False
-    meta = read_sidecar(path)
-    calib = meta.get("calibration") or {}
-    return (meta.get("source_onnx_sha256") == expected["source_onnx_sha256"]
-            and calib.get("key") == expected["calibration_key"]
-            and {k: calib.get(k) for k in expected["config"]} == expected["config"]
-            and meta.get("quantizer") == expected["quantizer"])
+    stored = side.details.get("calibration") or {}
+    return (side.source_sha256 == source_sha256 and {k: stored.get(k) for k in calibration} == calibration
+            and side.builder == _quantizer_version())
 
 
 def _quantizer_version() -> str:

@@ -205,20 +205,18 @@ def activation_ranges(loaded, engines_dir: str | Path, qdq_path: str | Path | No
         CalibrationError: no Q/DQ model for this model in ``engines_dir``, or ``qdq_path`` was
             calibrated for another model or other weights (both names in the message).
     """
-    from aeb_app.inference.onnx_export import read_sidecar, weights_sha256
-    from aeb_app.inference.quantize import find_qdq_model
+    from aeb_app.inference import artifacts as ac
 
-    name, weights_hash = loaded.spec.name, weights_sha256(loaded)
+    name, weights_hash = loaded.spec.name, ac.weights_sha256(loaded)
     if qdq_path is None:
-        qdq_path = find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
+        qdq_path = ac.find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
         if qdq_path is None:
             raise CalibrationError(f"no INT8 calibration for {name} in {engines_dir}; run "
                                    f"'aeb-app quantize --model {name} --coco-dir DIR' first")
-    meta = read_sidecar(qdq_path) or {}
-    source = str(meta.get("source_onnx", ""))
-    if meta.get("model") != name or weights_hash[:12] not in source:
-        raise CalibrationError(f"{qdq_path}: calibrated for {meta.get('model')!r} ({source or 'unknown weights'}), "
-                               f"not for {name!r} with weights {weights_hash[:12]}")
+    side = ac.cached_sidecar(qdq_path)
+    if side is None or side.model != name or side.weights_sha256 != weights_hash:
+        have = "no valid sidecar" if side is None else f"{side.model!r} with weights {side.weights_sha256[:12]}"
+        raise CalibrationError(f"{qdq_path}: calibrated for {have}, not for {name!r} with weights {weights_hash[:12]}")
     return ranges_from_qdq(qdq_path)
 
 

@@ -2,7 +2,7 @@
 
 Written for torch2trt 0.5.0 (NVIDIA-AI-IOT master, installed from git; it is not on PyPI) with
 TensorRT 10.13.2+; never run here (neither installs on these machines), only checked by
-:mod:`aeb_app.inference.torch2trt_check` against the converter list read from torch2trt's sources.
+:mod:`aeb_app.inference.build.torch2trt_check` against the converter list read from torch2trt's sources.
 
 Before converting, :func:`preflight` traces the network and refuses a call without a
 torch2trt converter (torch2trt would freeze its output into a constant) or one whose
@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from aeb_app.errors import BackendUnavailableError, EngineError
-from aeb_app.inference import engine_cache as ec
+from aeb_app.inference import artifacts as ac
 
 #: One line for the docs and the sidecar.
 WRITTEN_FOR = "torch2trt 0.5.0 (git master) with TensorRT 10.13.2+ (never run here)"
@@ -28,7 +28,7 @@ def preflight(net, example) -> None:
     Raises:
         EngineError: calls without a converter, or converters needing removed TensorRT methods.
     """
-    from aeb_app.inference.torch2trt_check import plan_conversion, removed_layers
+    from aeb_app.inference.build.torch2trt_check import plan_conversion, removed_layers
 
     try:
         plan = plan_conversion(net, example)
@@ -40,7 +40,7 @@ def preflight(net, example) -> None:
         raise EngineError("torch2trt cannot convert this network correctly: " + "; ".join(problems[:4]))
 
 
-def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engines_dir: str | Path = "engines") -> Path:
+def build_engine_torch2trt(loaded, *, precision: str, profile: ac.Profile, engines_dir: str | Path = "engines") -> Path:
     """Convert ``DetectionNet`` with torch2trt and store ``engine + sidecar`` in ``engines_dir``.
 
     Raises:
@@ -55,10 +55,8 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
             f"(needs TensorRT; see docs/nvidia-setup.md) ({exc})") from exc
     import torch
 
-    from aeb_app.atomic import write_bytes, write_json
-    from aeb_app.inference.onnx_export import weights_sha256
-    from aeb_app.inference.tensorrt_backend import machine_info
-    from aeb_app.inference.trt_api import import_trt, trt_major
+    from aeb_app.atomic import write_bytes
+    from aeb_app.inference.trt_api import import_trt, machine_info, trt_major
     from aeb_app.model.registry import DetectionNet
 
     if precision == "int8":
@@ -82,14 +80,15 @@ def build_engine_torch2trt(loaded, *, precision: str, profile: ec.Profile, engin
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EngineError(f"torch2trt conversion of {loaded.spec.name} failed ({type(exc).__name__}: {first}); "
                           f"written for {WRITTEN_FOR}") from exc
-    source = weights_sha256(loaded)
-    key = ec.engine_key(model=loaded.spec.name, precision=precision, profile=profile, source_sha256=source,
+    source = ac.weights_sha256(loaded)
+    key = ac.engine_key(model=loaded.spec.name, precision=precision, profile=profile, source_sha256=source,
                         machine=machine, kind="t2t")
-    target = ec.engine_path(engines_dir, key)
+    target = ac.engine_path(engines_dir, key)
     write_bytes(target, data)
-    write_json(ec.sidecar_path(target), ec.make_sidecar(
-        model=loaded.spec.name, precision=precision, profile=profile, machine=machine, onnx_sha256=source,
-        engine_sha256=hashlib.sha256(data).hexdigest(), builder="torch2trt",
-        extra={"source": "weights_sha256 (torch2trt converts the network, not an ONNX)", "written_for": WRITTEN_FOR,
-               "tf32": True}))  # torch2trt leaves TensorRT's default TF32 flag on
+    ac.write_sidecar(target, ac.Sidecar(
+        kind=ac.TRT_ENGINE, model=loaded.spec.name, weights_sha256=source, precision=precision, batch=profile,
+        sha256=hashlib.sha256(data).hexdigest(), builder="torch2trt", versions={"tensorrt": machine.runtime_version},
+        machine=machine, usage=ac.usage_for(loaded.spec),
+        details={"source": "the network's weights (torch2trt converts the network, not an ONNX)",
+                 "written_for": WRITTEN_FOR, "tf32": True}))  # torch2trt leaves TensorRT's default TF32 flag on
     return target

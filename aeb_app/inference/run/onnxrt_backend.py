@@ -111,7 +111,8 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
            intra_op_threads: int = 0, **options) -> OnnxRuntimeDetector:
     """Factory for ``fp32_ort`` and ``int8_ort`` (see :mod:`aeb_app.inference.registry`).
 
-    ``fp32_ort`` exports the ONNX into ``engines_dir`` on first use (about 15 s on a CPU) unless
+    ``fp32_ort`` has the ONNX exported into ``engines_dir`` on first use (about 15 s on a CPU; through
+    :func:`aeb_app.inference.registry.build_artifact`, the run side's one door to the build side) unless
     ``export_if_missing`` is False; ``int8_ort`` needs the Q/DQ model that ``aeb-app quantize``
     writes (calibration needs COCO images, so it is never made implicitly).
 
@@ -129,19 +130,22 @@ def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir:
 
 
 def _find_model(loaded: LoadedModel, precision: str, engines_dir: Path, export_if_missing: bool) -> Path:
-    from aeb_app.inference.onnx_export import export_onnx, onnx_path_for, weights_sha256
+    from aeb_app.inference import artifacts as ac
 
     if precision not in ("fp32", "int8"):
         raise BackendUnavailableError(f"ONNX Runtime backend has no precision {precision!r}")
-    weights_hash = weights_sha256(loaded)  # once: the cache name and the export both need it
+    weights_hash = ac.weights_sha256(loaded)  # once: the cache look-up and a build both need it
     if precision == "fp32":
-        path = onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
-        if path.is_file() or export_if_missing:
-            return export_onnx(loaded, engines_dir=engines_dir, weights_hash=weights_hash)
-        raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
-    from aeb_app.inference.quantize import find_qdq_model
+        found = ac.find_onnx(loaded, engines_dir, weights_hash=weights_hash)
+        if found is not None:
+            return found
+        if export_if_missing:
+            from aeb_app.inference.registry import build_artifact
 
-    path = find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
+            return build_artifact(ac.ONNX, loaded, engines_dir=engines_dir, weights_hash=weights_hash)
+        path = ac.onnx_path_for(loaded, engines_dir, weights_hash=weights_hash)
+        raise BackendUnavailableError(f"fp32_ort: {path} missing; run 'aeb-app export-onnx --model {loaded.spec.name}'")
+    path = ac.find_qdq_model(loaded, engines_dir, weights_hash=weights_hash)
     if path is None:
         raise BackendUnavailableError(
             f"int8_ort: no INT8 Q/DQ model for {loaded.spec.name} in {engines_dir}; run "

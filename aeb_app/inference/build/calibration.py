@@ -1,7 +1,7 @@
 """INT8 calibration images: a seeded random sample of a COCO folder, preprocessed as inference.
 
 The same batches feed ONNX Runtime's static quantizer (Q/DQ path) and TensorRT's legacy
-``IInt8EntropyCalibrator2`` (:mod:`aeb_app.inference.trt_calibrator`). This module imports no
+``IInt8EntropyCalibrator2`` (:mod:`aeb_app.inference.build.trt_calibrator`). This module imports no
 other inference module (no import cycle with the quantiser or the TensorRT backend). Images go through :func:`~aeb_app.model.preprocess.resize_batch`
 and :func:`~aeb_app.model.preprocess.normalize_numpy`, exactly as every backend's inference
 path, so calibration sees the activations that inference will see. The resized uint8 batch is
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from aeb_app import defaults
 from aeb_app.atomic import atomic_path
 from aeb_app.errors import InputError
 from aeb_app.model.preprocess import normalize_numpy, resize_batch
@@ -29,8 +30,8 @@ from aeb_app.model.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-DEFAULT_NUM_IMAGES = 200
-DEFAULT_SEED = 0
+DEFAULT_NUM_IMAGES = defaults.CALIBRATION_IMAGES
+DEFAULT_SEED = defaults.CALIBRATION_SEED
 
 
 def image_folder(coco_dir: str | Path) -> Path:
