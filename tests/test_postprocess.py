@@ -103,3 +103,71 @@ def test_detections_validation_and_indexing() -> None:
 def test_postprocess_config_rejects_bad_values(kwargs) -> None:
     with pytest.raises(ValueError):
         PostprocessConfig(**kwargs)
+
+
+
+@pytest.fixture(scope="module")
+def clip_outputs(data_dir, coco_dir):
+    """(spec, [(boxes, scores)]): decoded network outputs of real frames (COCO photos, a dashcam still, clip frames)."""
+    import cv2
+
+    from aeb_app.inference import registry
+    from aeb_app.model.preprocess import resize_batch
+    from aeb_app.model.registry import load_model
+    from tests._inference_helpers import real_frames
+
+    frames = real_frames(data_dir, coco_dir)
+    cap = cv2.VideoCapture(str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4"))
+    for _ in range(3):
+        ok, frame = cap.read()
+        assert ok, "cannot read the sample clip"
+        frames.append(frame)
+    cap.release()
+    with registry.create(load_model("ssd_mobilenet_v1"), "fp32", device="cpu") as det:
+        return det.spec, [det.run_decoded(resize_batch([f], det.spec)) for f in frames]
+
+
+@pytest.mark.parametrize("threshold", [0.01, 0.3, 0.4])
+def test_threshold_first_equals_top_k_on_real_frames(clip_outputs, threshold, monkeypatch) -> None:
+    """The CPU path (threshold, then sort) picks exactly top-k + threshold's candidates in the same order,
+    and select() keeps the same boxes as with the top-k path forced."""
+    from aeb_app.model import postprocess as pp
+
+    spec, outputs = clip_outputs
+    class_ids = pp._class_ids(spec, torch.device("cpu"))
+    config = PostprocessConfig(score_threshold=threshold)
+    fast_results, checked = [], 0
+    for boxes, scores in outputs:
+        flat = (scores.float() * (class_ids > 0).view(1, 1, -1)).reshape(1, -1)
+        fast = pp._above_threshold(flat, config.pre_nms_top_k, threshold)
+        if fast is not None:
+            for got, want in zip(fast, pp._top_k_above(flat, config.pre_nms_top_k, threshold)):
+                assert torch.equal(got, want)
+            checked += 1
+        fast_results.append(pp.select(boxes, scores, class_ids, config)[0])
+    # At 0.01 (COCO evaluation) thousands of near-uniform softmax scores pass: the top-k path is taken.
+    assert checked == (len(outputs) if threshold >= 0.3 else 0)
+    monkeypatch.setattr(pp, "_above_threshold", lambda *args: None)  # force the top-k path
+    for (boxes, scores), fast in zip(outputs, fast_results):
+        ref = pp.select(boxes, scores, class_ids, config)[0]
+        for got, want in zip(fast, ref):
+            assert torch.equal(got, want)
+    assert sum(len(r[1]) for r in fast_results) > 0
+
+
+def test_threshold_first_equals_top_k_on_random_batches() -> None:
+    from aeb_app.model import postprocess as pp
+
+    gen = torch.Generator().manual_seed(0)
+    fell_back = compared = 0
+    for n, a, c, k, thr in [(3, 500, 7, 50, 0.6), (2, 200, 5, 1000, 0.1), (1, 10, 3, 30, 0.0), (4, 300, 9, 40, 0.5)]:
+        flat = torch.rand(n, a * c, generator=gen) ** 3
+        fast, ref = pp._above_threshold(flat, k, thr), pp._top_k_above(flat, k, thr)
+        if (flat > thr).sum(dim=1).max() > k:
+            assert fast is None  # top-k would cut candidates off: the caller uses it
+            fell_back += 1
+            continue
+        for got, want in zip(fast, ref):
+            assert torch.equal(got, want)
+        compared += 1
+    assert fell_back >= 1 and compared >= 2

@@ -152,11 +152,8 @@ def select_flat(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tens
     masked = scores.float() * valid.view(1, 1, c)
     flat = masked.reshape(n, a * c)
     k = min(config.pre_nms_top_k, a * c)
-    top_scores, top_idx = flat.topk(k, dim=1)
-    keep_mask = top_scores > config.score_threshold
-    img_idx = torch.arange(n, device=scores.device).view(n, 1).expand(n, k)[keep_mask]
-    cand_idx = top_idx[keep_mask]
-    cand_scores = top_scores[keep_mask]
+    picked = _above_threshold(flat, k, config.score_threshold) if flat.device.type == "cpu" else None
+    img_idx, cand_idx, cand_scores = picked if picked is not None else _top_k_above(flat, k, config.score_threshold)
     anchor_idx = cand_idx // c
     chan_idx = cand_idx % c
     cand_boxes = boxes.float()[img_idx, anchor_idx]
@@ -169,6 +166,37 @@ def select_flat(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tens
     rank = torch.arange(kept.numel(), device=scores.device) - first[kept_img]
     return KeptBoxes(kept_img, cand_boxes[kept], cand_scores[kept], class_ids[chan_idx[kept]],
                      rank < config.max_detections)
+
+
+def _top_k_above(flat: torch.Tensor, k: int, threshold: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` best (image, flat index) candidates of each image, then those scoring above ``threshold``:
+    (image index, flat index, score), grouped by image, best first (no host synchronisation but the compaction)."""
+    n = flat.shape[0]
+    top_scores, top_idx = flat.topk(k, dim=1)
+    keep_mask = top_scores > threshold
+    img_idx = torch.arange(n, device=flat.device).view(n, 1).expand(n, k)[keep_mask]
+    return img_idx, top_idx[keep_mask], top_scores[keep_mask]
+
+
+def _above_threshold(flat: torch.Tensor, k: int, threshold: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """:func:`_top_k_above` on the CPU without the top-k, or None when an image has more than ``k`` candidates.
+
+    With at most ``k`` scores above the threshold per image, those are exactly what top-k + threshold keeps.
+    Thresholding first costs one comparison pass (about 0.1 ms for 1917 x 91 scores) instead of a partial
+    sort of all of them (about 2 ms on one CPU core). Equal scores come out in index order (top-k leaves
+    their order unspecified), so the result equals :func:`_top_k_above`'s whenever no two candidates of an
+    image score the same (tests/test_postprocess.py checks it on real frames).
+    """
+    hit = flat > threshold
+    if flat.numel() == 0 or int(hit.sum(dim=1).max()) > k:
+        return None
+    img_idx, cand_idx = hit.nonzero(as_tuple=True)  # grouped by image, index order within one
+    cand_scores = flat[img_idx, cand_idx]
+    order = torch.sort(cand_scores, descending=True, stable=True).indices
+    order = order[torch.sort(img_idx[order], stable=True).indices]  # back to grouped by image, best first
+    return img_idx[order], cand_idx[order], cand_scores[order]
 
 
 def to_detections(
