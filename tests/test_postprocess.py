@@ -127,47 +127,62 @@ def clip_outputs(data_dir, coco_dir):
         return det.spec, [det.run_decoded(resize_batch([f], det.spec)) for f in frames]
 
 
-@pytest.mark.parametrize("threshold", [0.01, 0.3, 0.4])
-def test_threshold_first_equals_top_k_on_real_frames(clip_outputs, threshold, monkeypatch) -> None:
-    """The CPU path (threshold, then sort) picks exactly top-k + threshold's candidates in the same order,
-    and select() keeps the same boxes as with the top-k path forced."""
-    from aeb_app.model import postprocess as pp
+
+def _assert_same_selection(got, want) -> None:
+    """The NumPy path's per-image (boxes, scores, ids) equal the torch path's, bit for bit and in order."""
+    assert len(got) == len(want)
+    for (gb, gs, gc), (wb, ws, wc) in zip(got, want):
+        assert np.array_equal(gb, wb.numpy()) and gb.dtype == np.float32
+        assert np.array_equal(gs, ws.numpy()) and gs.dtype == np.float32
+        assert np.array_equal(gc, wc.numpy()) and gc.dtype == np.int64
+
+
+@pytest.mark.parametrize("config", [PostprocessConfig(score_threshold=0.4), PostprocessConfig(score_threshold=0.3),
+                                    PostprocessConfig(score_threshold=0.2, iou_threshold=0.6, class_agnostic=True),
+                                    PostprocessConfig(score_threshold=0.25, max_detections=3)])
+def test_numpy_selection_equals_torch_on_real_frames(clip_outputs, config) -> None:
+    """The CPU path (threshold first, NumPy NMS) keeps exactly what the torch path keeps, on real frames."""
+    from aeb_app.model.postprocess import _class_ids, select_numpy
 
     spec, outputs = clip_outputs
-    class_ids = pp._class_ids(spec, torch.device("cpu"))
-    config = PostprocessConfig(score_threshold=threshold)
-    fast_results, checked = [], 0
+    class_ids = _class_ids(spec, torch.device("cpu"))
+    kept = 0
     for boxes, scores in outputs:
-        flat = (scores.float() * (class_ids > 0).view(1, 1, -1)).reshape(1, -1)
-        fast = pp._above_threshold(flat, config.pre_nms_top_k, threshold)
-        if fast is not None:
-            for got, want in zip(fast, pp._top_k_above(flat, config.pre_nms_top_k, threshold)):
-                assert torch.equal(got, want)
-            checked += 1
-        fast_results.append(pp.select(boxes, scores, class_ids, config)[0])
-    # At 0.01 (COCO evaluation) thousands of near-uniform softmax scores pass: the top-k path is taken.
-    assert checked == (len(outputs) if threshold >= 0.3 else 0)
-    monkeypatch.setattr(pp, "_above_threshold", lambda *args: None)  # force the top-k path
-    for (boxes, scores), fast in zip(outputs, fast_results):
-        ref = pp.select(boxes, scores, class_ids, config)[0]
-        for got, want in zip(fast, ref):
-            assert torch.equal(got, want)
-    assert sum(len(r[1]) for r in fast_results) > 0
+        got = select_numpy(boxes.numpy(), scores.numpy(), class_ids.numpy(), config)
+        assert got is not None  # a few dozen candidates: the NumPy path applies
+        _assert_same_selection(got, select(boxes, scores, class_ids, config))
+        kept += len(got[0][1])
+    assert kept >= len(outputs)
 
 
-def test_threshold_first_equals_top_k_on_random_batches() -> None:
-    from aeb_app.model import postprocess as pp
+def test_numpy_selection_hands_over_when_top_k_would_cut(clip_outputs) -> None:
+    from aeb_app.model.postprocess import _class_ids, select_numpy
+
+    spec, outputs = clip_outputs
+    class_ids = _class_ids(spec, torch.device("cpu")).numpy()
+    boxes, scores = outputs[0]
+    # COCO evaluation's threshold: thousands of near-uniform softmax scores pass, more than top-k keeps
+    assert select_numpy(boxes.numpy(), scores.numpy(), class_ids, PostprocessConfig(score_threshold=0.01)) is None
+
+
+def test_numpy_selection_equals_torch_on_random_crowded_batches() -> None:
+    """Many overlapping boxes of few classes (NMS does real work), batches of several images."""
+    from aeb_app.model.postprocess import select_numpy
 
     gen = torch.Generator().manual_seed(0)
-    fell_back = compared = 0
-    for n, a, c, k, thr in [(3, 500, 7, 50, 0.6), (2, 200, 5, 1000, 0.1), (1, 10, 3, 30, 0.0), (4, 300, 9, 40, 0.5)]:
-        flat = torch.rand(n, a * c, generator=gen) ** 3
-        fast, ref = pp._above_threshold(flat, k, thr), pp._top_k_above(flat, k, thr)
-        if (flat > thr).sum(dim=1).max() > k:
-            assert fast is None  # top-k would cut candidates off: the caller uses it
-            fell_back += 1
-            continue
-        for got, want in zip(fast, ref):
-            assert torch.equal(got, want)
+    class_ids = torch.tensor([0, 3, 1, 7])
+    compared = suppressed = 0
+    for n, a, thr, iou, agnostic in [(1, 300, 0.5, 0.5, False), (3, 200, 0.4, 0.3, False),
+                                     (2, 250, 0.45, 0.6, True), (4, 100, 0.3, 0.45, False)]:
+        centre = torch.rand(n, 8, 2, generator=gen).repeat_interleave(a // 8 + 1, dim=1)[:, :a]
+        centre = centre + 0.02 * torch.randn(n, a, 2, generator=gen)
+        half = 0.05 + 0.1 * torch.rand(n, a, 2, generator=gen)
+        boxes = torch.cat([centre - half, centre + half], dim=-1)
+        scores = torch.softmax(3 * torch.randn(n, a, 4, generator=gen), dim=-1)
+        config = PostprocessConfig(score_threshold=thr, iou_threshold=iou, class_agnostic=agnostic, max_detections=20)
+        got = select_numpy(boxes.numpy(), scores.numpy(), class_ids.numpy(), config)
+        assert got is not None
+        _assert_same_selection(got, select(boxes, scores, class_ids, config))
         compared += 1
-    assert fell_back >= 1 and compared >= 2
+        suppressed += int(((scores > thr) & (class_ids > 0)).sum()) - sum(len(g[1]) for g in got)
+    assert compared == 4 and suppressed > 100

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,8 +153,11 @@ def select_flat(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tens
     masked = scores.float() * valid.view(1, 1, c)
     flat = masked.reshape(n, a * c)
     k = min(config.pre_nms_top_k, a * c)
-    picked = _above_threshold(flat, k, config.score_threshold) if flat.device.type == "cpu" else None
-    img_idx, cand_idx, cand_scores = picked if picked is not None else _top_k_above(flat, k, config.score_threshold)
+    top_scores, top_idx = flat.topk(k, dim=1)
+    keep_mask = top_scores > config.score_threshold
+    img_idx = torch.arange(n, device=scores.device).view(n, 1).expand(n, k)[keep_mask]
+    cand_idx = top_idx[keep_mask]
+    cand_scores = top_scores[keep_mask]
     anchor_idx = cand_idx // c
     chan_idx = cand_idx % c
     cand_boxes = boxes.float()[img_idx, anchor_idx]
@@ -166,37 +170,6 @@ def select_flat(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tens
     rank = torch.arange(kept.numel(), device=scores.device) - first[kept_img]
     return KeptBoxes(kept_img, cand_boxes[kept], cand_scores[kept], class_ids[chan_idx[kept]],
                      rank < config.max_detections)
-
-
-def _top_k_above(flat: torch.Tensor, k: int, threshold: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``k`` best (image, flat index) candidates of each image, then those scoring above ``threshold``:
-    (image index, flat index, score), grouped by image, best first (no host synchronisation but the compaction)."""
-    n = flat.shape[0]
-    top_scores, top_idx = flat.topk(k, dim=1)
-    keep_mask = top_scores > threshold
-    img_idx = torch.arange(n, device=flat.device).view(n, 1).expand(n, k)[keep_mask]
-    return img_idx, top_idx[keep_mask], top_scores[keep_mask]
-
-
-def _above_threshold(flat: torch.Tensor, k: int, threshold: float
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """:func:`_top_k_above` on the CPU without the top-k, or None when an image has more than ``k`` candidates.
-
-    With at most ``k`` scores above the threshold per image, those are exactly what top-k + threshold keeps.
-    Thresholding first costs one comparison pass (about 0.1 ms for 1917 x 91 scores) instead of a partial
-    sort of all of them (about 2 ms on one CPU core). Equal scores come out in index order (top-k leaves
-    their order unspecified), so the result equals :func:`_top_k_above`'s whenever no two candidates of an
-    image score the same (tests/test_postprocess.py checks it on real frames).
-    """
-    hit = flat > threshold
-    if flat.numel() == 0 or int(hit.sum(dim=1).max()) > k:
-        return None
-    img_idx, cand_idx = hit.nonzero(as_tuple=True)  # grouped by image, index order within one
-    cand_scores = flat[img_idx, cand_idx]
-    order = torch.sort(cand_scores, descending=True, stable=True).indices
-    order = order[torch.sort(img_idx[order], stable=True).indices]  # back to grouped by image, best first
-    return img_idx[order], cand_idx[order], cand_scores[order]
 
 
 def to_detections(
@@ -217,6 +190,75 @@ def to_detections(
     return Detections(xyxy, s.astype(np.float32), ids, tuple(name_of(int(i)) for i in ids))
 
 
+# -- CPU path: the same selection in NumPy ------------------------------------------------------------
+# On the CPU the torch path above costs about 1.2 ms per frame (the top-k over every anchor x class score)
+# and 40 small torch calls, each of which releases and re-takes the GIL: in the threaded frame loop
+# (aeb_app.stages) every re-take can wait for a Python stage's switch interval. This path thresholds
+# first, runs torchvision's NMS algorithm in NumPy (same float32 arithmetic, same coordinate-offset trick)
+# and holds the GIL throughout (small arrays), about 0.2-0.4 ms. It gives the torch path's boxes bit for
+# bit, except that exactly equal scores may come out in another order (torch's sorts leave it
+# unspecified); tests/test_postprocess.py checks it on real frames and random batches.
+
+#: Candidates above which the NumPy path hands over to torch (torchvision switches its NMS strategy there).
+_NUMPY_MAX_CANDIDATES = 1000
+
+
+def select_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
+                 class_ids: npt.NDArray[np.int64], config: PostprocessConfig
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """:func:`select` on host arrays; None when an image has more than ``pre_nms_top_k`` candidates or the
+    batch more than :data:`_NUMPY_MAX_CANDIDATES` (the caller then uses :func:`select`)."""
+    n, a, c = scores.shape
+    hit = (scores > config.score_threshold) & (class_ids > 0).reshape(1, 1, c)
+    counts = hit.reshape(n, a * c).sum(axis=1)
+    if n == 0 or counts.max() > min(config.pre_nms_top_k, a * c) or counts.sum() > _NUMPY_MAX_CANDIDATES:
+        return None
+    img, cand = np.nonzero(hit.reshape(n, a * c))
+    cand_scores = scores.reshape(n, a * c)[img, cand]
+    order = np.argsort(-cand_scores, kind="stable")
+    order = order[np.argsort(img[order], kind="stable")]  # grouped by image, best first (top-k's order)
+    img, cand, cand_scores = img[order], cand[order], cand_scores[order]
+    anchor, chan = cand // c, cand % c
+    cand_boxes = boxes[img, anchor]
+    group = img if config.class_agnostic else img * c + chan
+    kept = _batched_nms_numpy(cand_boxes, cand_scores, group, config.iou_threshold)
+    kept = kept[np.argsort(img[kept], kind="stable")]  # grouped by image, still best first
+    out = []
+    for i in range(n):
+        mine = kept[img[kept] == i][:config.max_detections]
+        out.append((cand_boxes[mine], cand_scores[mine], class_ids[chan[mine]]))
+    return out
+
+
+def _batched_nms_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
+                       groups: npt.NDArray[np.int64], iou_threshold: float) -> npt.NDArray[np.int64]:
+    """``torchvision.ops.batched_nms`` for up to 1000 boxes: each group's boxes moved apart by an offset, one NMS."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    max_coordinate = boxes.max()
+    offsets = groups.astype(np.float32) * (max_coordinate + np.float32(1))
+    return _nms_numpy(boxes + offsets[:, None], scores, iou_threshold)
+
+
+def _nms_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
+               iou_threshold: float) -> npt.NDArray[np.int64]:
+    """Greedy NMS as torchvision's CPU kernel computes it (float32 IoU, ``IoU > threshold`` in double),
+    kept indices best first."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    w = np.maximum(np.float32(0), np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]))
+    h = np.maximum(np.float32(0), np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]))
+    inter = w * h
+    over = (inter / (areas[:, None] + areas[None, :] - inter)).astype(np.float64) > iou_threshold
+    suppressed = np.zeros(len(boxes), bool)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= over[i]
+    return np.asarray(keep, np.int64)
+
+
 @lru_cache(maxsize=16)
 def _class_ids(spec: ModelSpec, device: torch.device) -> torch.Tensor:
     """The spec's channel -> COCO id table on ``device``: made once, not per frame."""
@@ -232,5 +274,10 @@ def postprocess(
 ) -> list[Detections]:
     """Decoded batch outputs -> one :class:`Detections` per frame, in original pixels."""
     class_ids = _class_ids(spec, scores.device)
-    picked = select(boxes, scores, class_ids, config)
+    picked = None
+    if scores.device.type == "cpu":
+        picked = select_numpy(boxes.detach().float().numpy(), scores.detach().float().numpy(),
+                              class_ids.numpy(), config)
+    if picked is None:
+        picked = select(boxes, scores, class_ids, config)
     return [to_detections(b, s, c, hw) for (b, s, c), hw in zip(picked, frame_hws)]
