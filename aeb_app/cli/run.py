@@ -183,6 +183,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         latencies.append(work.latency_ms)
         for key in ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "geometry_ms", "render_ms"):
             sums[key] = sums.get(key, 0.0) + getattr(result.times, key)
+        sums["encode_ms"] = sums.get("encode_ms", 0.0) + work.encode_ms
         bar.set_postfix_str(level, refresh=False)
         bar.update(1)
     bar.close()

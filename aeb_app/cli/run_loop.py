@@ -55,6 +55,7 @@ class FrameWork:
         infer_error: what inference raised (re-raised inside the pipeline, which reports it).
         result: the pipeline's result (logic stage).
         decided_at: ``time.perf_counter()`` when the warning was decided, seconds.
+        encode_ms: side-by-side composition + video encoding of this frame, milliseconds (0 without a writer).
     """
 
     frame: VideoFrame
@@ -64,6 +65,7 @@ class FrameWork:
     infer_error: Exception | None = None
     result: FrameResult | None = None
     decided_at: float = 0.0
+    encode_ms: float = 0.0
 
     @property
     def latency_ms(self) -> float:
@@ -138,7 +140,9 @@ def _encode_stage(writer) -> Callable[[FrameWork], FrameWork]:
     from aeb_app import render
 
     def encode(work: FrameWork) -> FrameWork:
+        t0 = time.perf_counter()
         writer.write(render.side_by_side(work.result.annotated, work.result.bev))
+        work.encode_ms = (time.perf_counter() - t0) * 1e3
         return work
     return encode
 
