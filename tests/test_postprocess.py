@@ -186,3 +186,20 @@ def test_numpy_selection_equals_torch_on_random_crowded_batches() -> None:
         compared += 1
         suppressed += int(((scores > thr) & (class_ids > 0)).sum()) - sum(len(g[1]) for g in got)
     assert compared == 4 and suppressed > 100
+
+
+@pytest.mark.parametrize(("mean", "std"), [((128.0,) * 3, (128.0,) * 3),  # MobileNet (TFLite)
+                                           ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),  # ImageNet (SSD300)
+                                           ((127.5,) * 3, (127.5,) * 3)])  # SSDLite ([-1, 1])
+def test_normalize_numpy_equals_cast_subtract_divide(mean, std) -> None:
+    """The two-pass host normalisation gives the float32 values of cast, subtract, divide (bit for bit)."""
+    from aeb_app.model.preprocess import normalize_numpy
+
+    spec = ModelSpec("t", (37, 53), mean, std, "bilinear", np.zeros((1, 4), np.float32), "xywh", (0.1, 0.2),
+                     "sigmoid", (0, 1))
+    batch = np.random.default_rng(1).integers(0, 256, (2, 37, 53, 3), dtype=np.uint8)
+    ref = (batch.astype(np.float32).transpose(0, 3, 1, 2) - np.float32(mean).reshape(1, 3, 1, 1)) \
+        / np.float32(std).reshape(1, 3, 1, 1)
+    got = normalize_numpy(batch, spec)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (2, 3, 37, 53)
+    assert np.array_equal(got, ref)

@@ -209,12 +209,14 @@ def select_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]
     """:func:`select` on host arrays; None when an image has more than ``pre_nms_top_k`` candidates or the
     batch more than :data:`_NUMPY_MAX_CANDIDATES` (the caller then uses :func:`select`)."""
     n, a, c = scores.shape
-    hit = (scores > config.score_threshold) & (class_ids > 0).reshape(1, 1, c)
-    counts = hit.reshape(n, a * c).sum(axis=1)
+    flat = scores.reshape(-1)
+    hit = np.flatnonzero(flat > config.score_threshold)  # the only passes over all scores
+    hit = hit[class_ids[hit % c] > 0]
+    img, cand = np.divmod(hit, a * c)
+    counts = np.bincount(img, minlength=n)
     if n == 0 or counts.max() > min(config.pre_nms_top_k, a * c) or counts.sum() > _NUMPY_MAX_CANDIDATES:
         return None
-    img, cand = np.nonzero(hit.reshape(n, a * c))
-    cand_scores = scores.reshape(n, a * c)[img, cand]
+    cand_scores = flat[hit]
     order = np.argsort(-cand_scores, kind="stable")
     order = order[np.argsort(img[order], kind="stable")]  # grouped by image, best first (top-k's order)
     img, cand, cand_scores = img[order], cand[order], cand_scores[order]
