@@ -155,9 +155,9 @@ def _default_ort_threads(detector: Detector) -> None:
     if detector.info.backend != "onnxruntime" or detector.info.device != "cpu" or detector.intra_op_threads:
         return
     detector.intra_op_threads = pipeline_cpu_threads()
-    if detector._active:  # a session opened with ORT's default: open it again with the new count
-        detector.__exit__(None, None, None)
-        detector.__enter__()
+    if detector.session is not None:  # opened by the fallback walk with ORT's default: open it again
+        detector.deactivate()
+        detector.activate()
     log.info("ONNX Runtime on the CPU: %d intra-op thread(s) (the other cores run the frame loop's stages)",
              detector.intra_op_threads)
 
