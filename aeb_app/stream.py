@@ -132,9 +132,34 @@ def create_detector(*, model: str = DEFAULT_MODEL, weights: str = "auto", mode: 
     loaded = load_model(model, weights)
     where = {"engines_dir": Path(engines_dir)} if engines_dir is not None else {}
     if mode == "auto":
-        return create_with_fallback(loaded, list(fallback or fallback_order(device)), device=device, **where)
-    options = {"intra_op_threads": threads} if threads and mode.endswith("_ort") else {}
-    return create(loaded, mode, device=device, **where, **options)
+        detector = create_with_fallback(loaded, list(fallback or fallback_order(device)), device=device, **where)
+    else:
+        options = {"intra_op_threads": threads} if threads and mode.endswith("_ort") else {}
+        detector = create(loaded, mode, device=device, **where, **options)
+    if not threads:
+        _default_ort_threads(detector)
+    return detector
+
+
+def _default_ort_threads(detector: Detector) -> None:
+    """Give an ONNX Runtime detector on the CPU :func:`aeb_app.defaults.pipeline_cpu_threads` intra-op threads
+    (all cores but one) instead of ORT's default (all cores).
+
+    The frame loop decodes, runs the AEB logic, draws and encodes beside the network, on its own threads;
+    with every core in ORT's pool (which spins between runs) those stages and the pool take cores from each
+    other. Measured on the idle 2-core machine: 52.9 FPS with one ORT thread, 48.3 with two (README,
+    docs/benchmarks/headless_cpu.md). A detector the fallback walk already activated is re-opened once.
+    """
+    from aeb_app.defaults import pipeline_cpu_threads
+
+    if detector.info.backend != "onnxruntime" or detector.info.device != "cpu" or detector.intra_op_threads:
+        return
+    detector.intra_op_threads = pipeline_cpu_threads()
+    if detector.session is not None:  # opened by the fallback walk with ORT's default: open it again
+        detector.deactivate()
+        detector.activate()
+    log.info("ONNX Runtime on the CPU: %d intra-op thread(s) (the other cores run the frame loop's stages)",
+             detector.intra_op_threads)
 
 
 def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,

@@ -103,3 +103,103 @@ def test_detections_validation_and_indexing() -> None:
 def test_postprocess_config_rejects_bad_values(kwargs) -> None:
     with pytest.raises(ValueError):
         PostprocessConfig(**kwargs)
+
+
+
+@pytest.fixture(scope="module")
+def clip_outputs(data_dir, coco_dir):
+    """(spec, [(boxes, scores)]): decoded network outputs of real frames (COCO photos, a dashcam still, clip frames)."""
+    import cv2
+
+    from aeb_app.inference import registry
+    from aeb_app.model.preprocess import resize_batch
+    from aeb_app.model.registry import load_model
+    from tests._inference_helpers import real_frames
+
+    frames = real_frames(data_dir, coco_dir)
+    cap = cv2.VideoCapture(str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4"))
+    for _ in range(3):
+        ok, frame = cap.read()
+        assert ok, "cannot read the sample clip"
+        frames.append(frame)
+    cap.release()
+    with registry.create(load_model("ssd_mobilenet_v1"), "fp32", device="cpu") as det:
+        return det.spec, [det.run_decoded(resize_batch([f], det.spec)) for f in frames]
+
+
+
+def _assert_same_selection(got, want) -> None:
+    """The NumPy path's per-image (boxes, scores, ids) equal the torch path's, bit for bit and in order."""
+    assert len(got) == len(want)
+    for (gb, gs, gc), (wb, ws, wc) in zip(got, want):
+        assert np.array_equal(gb, wb.numpy()) and gb.dtype == np.float32
+        assert np.array_equal(gs, ws.numpy()) and gs.dtype == np.float32
+        assert np.array_equal(gc, wc.numpy()) and gc.dtype == np.int64
+
+
+@pytest.mark.parametrize("config", [PostprocessConfig(score_threshold=0.4), PostprocessConfig(score_threshold=0.3),
+                                    PostprocessConfig(score_threshold=0.2, iou_threshold=0.6, class_agnostic=True),
+                                    PostprocessConfig(score_threshold=0.25, max_detections=3)])
+def test_numpy_selection_equals_torch_on_real_frames(clip_outputs, config) -> None:
+    """The CPU path (threshold first, NumPy NMS) keeps exactly what the torch path keeps, on real frames."""
+    from aeb_app.model.postprocess import _class_ids, select_numpy
+
+    spec, outputs = clip_outputs
+    class_ids = _class_ids(spec, torch.device("cpu"))
+    kept = 0
+    for boxes, scores in outputs:
+        got = select_numpy(boxes.numpy(), scores.numpy(), class_ids.numpy(), config)
+        assert got is not None  # a few dozen candidates: the NumPy path applies
+        _assert_same_selection(got, select(boxes, scores, class_ids, config))
+        kept += len(got[0][1])
+    assert kept >= len(outputs)
+
+
+def test_numpy_selection_hands_over_when_top_k_would_cut(clip_outputs) -> None:
+    from aeb_app.model.postprocess import _class_ids, select_numpy
+
+    spec, outputs = clip_outputs
+    class_ids = _class_ids(spec, torch.device("cpu")).numpy()
+    boxes, scores = outputs[0]
+    # COCO evaluation's threshold: thousands of near-uniform softmax scores pass, more than top-k keeps
+    assert select_numpy(boxes.numpy(), scores.numpy(), class_ids, PostprocessConfig(score_threshold=0.01)) is None
+
+
+def test_numpy_selection_equals_torch_on_random_crowded_batches() -> None:
+    """Many overlapping boxes of few classes (NMS does real work), batches of several images."""
+    from aeb_app.model.postprocess import select_numpy
+
+    gen = torch.Generator().manual_seed(0)
+    class_ids = torch.tensor([0, 3, 1, 7])
+    compared = suppressed = 0
+    for n, a, thr, iou, agnostic in [(1, 300, 0.5, 0.5, False), (3, 200, 0.4, 0.3, False),
+                                     (2, 250, 0.45, 0.6, True), (4, 100, 0.3, 0.45, False)]:
+        centre = torch.rand(n, 8, 2, generator=gen).repeat_interleave(a // 8 + 1, dim=1)[:, :a]
+        centre = centre + 0.02 * torch.randn(n, a, 2, generator=gen)
+        half = 0.05 + 0.1 * torch.rand(n, a, 2, generator=gen)
+        boxes = torch.cat([centre - half, centre + half], dim=-1)
+        scores = torch.softmax(3 * torch.randn(n, a, 4, generator=gen), dim=-1)
+        config = PostprocessConfig(score_threshold=thr, iou_threshold=iou, class_agnostic=agnostic, max_detections=20)
+        got = select_numpy(boxes.numpy(), scores.numpy(), class_ids.numpy(), config)
+        assert got is not None
+        _assert_same_selection(got, select(boxes, scores, class_ids, config))
+        compared += 1
+        suppressed += int(((scores > thr) & (class_ids > 0)).sum()) - sum(len(g[1]) for g in got)
+    assert compared == 4 and suppressed > 100
+
+
+@pytest.mark.parametrize(("mean", "std"), [((128.0,) * 3, (128.0,) * 3),  # MobileNet (TFLite)
+                                           ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),  # ImageNet (SSD300)
+                                           ((127.5,) * 3, (127.5,) * 3)])  # SSDLite ([-1, 1])
+def test_normalize_numpy_equals_cast_subtract_divide(mean, std) -> None:
+    """The two-pass host normalisation gives the float32 values of cast, subtract, divide (bit for bit)."""
+    from aeb_app.model.preprocess import normalize_numpy
+
+    spec = ModelSpec("t", (37, 53), mean, std, "bilinear", np.zeros((1, 4), np.float32), "xywh", (0.1, 0.2),
+                     "sigmoid", (0, 1))
+    batch = np.random.default_rng(1).integers(0, 256, (2, 37, 53, 3), dtype=np.uint8)
+    ref = (batch.astype(np.float32).transpose(0, 3, 1, 2) - np.float32(mean).reshape(1, 3, 1, 1)) \
+        / np.float32(std).reshape(1, 3, 1, 1)
+    got = normalize_numpy(batch, spec)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (2, 3, 37, 53)
+    assert np.array_equal(got, ref)

@@ -98,6 +98,19 @@ def test_calibration_of_the_same_aspect_ratio_is_rescaled(sample_video: Path, tm
     assert "levels: NONE 40" in capsys.readouterr().out
 
 
+def test_events_and_tracks_only_run_draws_nothing_and_decides_the_same(sample_video: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    """Without --out nothing is drawn (render 0.0 ms in the summary); the tracks equal a drawing run's."""
+    tracks = {}
+    for name, extra in [("drawn", ["--out", str(tmp_path / "a.mp4")]), ("plain", [])]:
+        tracks[name] = tmp_path / f"{name}.csv"
+        code = main(["run", str(sample_video), "--mode", "fp32", "--max-frames", "12", "--tracks", str(tracks[name]),
+                     "--no-progress", *extra])
+        assert code == 0
+        render_ms = float(re.search(r"render ([0-9.]+)", capsys.readouterr().out).group(1))
+        assert (render_ms > 0) == (name == "drawn")
+    assert tracks["plain"].read_bytes() == tracks["drawn"].read_bytes() and len(tracks["plain"].read_text()) > 500
+
 def test_without_a_calibration_for_the_size_runs_detections_only(sample_video: Path, tmp_path: Path,
                                                                  capsys) -> None:
     clip = _resized_cut(sample_video, tmp_path / "hd.mp4", (1280, 720), 10)

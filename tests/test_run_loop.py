@@ -122,3 +122,24 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_cpu_onnx_runtime_leaves_a_core_to_the_stages_unless_threads_are_given() -> None:
+    """The front door's default: ORT on the CPU with all cores but one (explicit mode and the fallback walk,
+    whose session is re-opened); --threads N is kept; a switch interval set for the staged loop is restored."""
+    import sys
+
+    from aeb_app.cli.run_loop import SWITCH_INTERVAL_S, _switch_interval
+    from aeb_app.defaults import pipeline_cpu_threads
+    from aeb_app.stream import create_detector
+
+    for mode, threads, want in [("fp32_ort", None, pipeline_cpu_threads()), ("auto", None, pipeline_cpu_threads()),
+                                ("fp32_ort", 2, 2)]:
+        with create_detector(mode=mode, device="cpu", threads=threads) as det:
+            assert det.info.mode == "fp32_ort" and det.intra_op_threads == want, mode
+            assert det.session.get_session_options().intra_op_num_threads == want
+            assert len(det.infer([np.zeros((54, 96, 3), np.uint8)])) == 1  # the re-opened session runs
+    before = sys.getswitchinterval()
+    with _switch_interval(SWITCH_INTERVAL_S):
+        assert sys.getswitchinterval() == min(SWITCH_INTERVAL_S, before)
+    assert sys.getswitchinterval() == before

@@ -234,3 +234,26 @@ def test_seek_resets_the_frozen_count(tmp_path: Path, sample_video: Path) -> Non
         assert [f.valid for f in src.frames()] == [True] * 3 + [True] * 3  # 2 repeats each: below the limit
         src.seek(0)
         assert src.read().valid and src.read().valid
+
+
+def test_fast_frame_measures_equal_the_float_reference(sample_video: Path, tmp_path: Path) -> None:
+    """The integer gradients and the contiguous block min/max give what the float32 NumPy versions gave
+    (gradients within float32 rounding, block fractions exactly), on real and on decoder-damaged frames."""
+    from aeb_app.video.validity import _constant_fraction, _mean_abs_gradients
+
+    with VideoSource(zeroed_chunks_copy(sample_video, tmp_path)) as src:
+        images = [f.image for f in src.frames() if f.image is not None][::5]
+    torn = images[0].copy()
+    torn[100:300] = (0, 135, 0)
+    checked_flat = 0
+    for image in images + [torn]:
+        gray = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[::2, ::2])
+        g = gray.astype(np.float32)
+        want = (float(np.abs(np.diff(g, axis=1)).mean()), float(np.abs(np.diff(g, axis=0)).mean()))
+        assert np.allclose(_mean_abs_gradients(gray), want, rtol=1e-6, atol=0)
+        h, w = (gray.shape[0] // 8) * 8, (gray.shape[1] // 8) * 8
+        blocks = gray[:h, :w].reshape(h // 8, 8, w // 8, 8)
+        low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
+        assert _constant_fraction(gray) == float(((low == high) & (low != 0) & (low != 255)).mean())
+        checked_flat += _constant_fraction(gray) > 0
+    assert len(images) > 30 and checked_flat >= 1

@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="write one row per frame per tracked object (range, TTC, cues; see README)")
     parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
     parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
-    parser.add_argument("--no-render", action="store_true", help="skip drawing (only with no --out)")
+    parser.add_argument("--no-render", action="store_true",
+                        help="skip drawing (only with no --out; without --out nothing is drawn anyway)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--sequential", action="store_true",
                         help="run decode, inference, logic/drawing and encoding one after the other on one "
@@ -100,7 +101,8 @@ def stream_config(args: argparse.Namespace, ego_speed=None):
     settings = PipelineSettings(
         postprocess=PostprocessConfig(score_threshold=args.score_threshold),
         ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
-        render=not args.no_render, hud=True, ego_speed_profile=ego_speed,
+        render=bool(args.out) and not args.no_render,  # nothing to draw for an events/tracks-only run
+        hud=True, ego_speed_profile=ego_speed,
     )
     return StreamConfig(args.video, model=args.model, mode=args.mode, threads=args.threads,
                         calibration=args.calibration, settings=settings)
@@ -180,6 +182,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         latencies.append(work.latency_ms)
         for key in ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "geometry_ms", "render_ms"):
             sums[key] = sums.get(key, 0.0) + getattr(result.times, key)
+        sums["encode_ms"] = sums.get("encode_ms", 0.0) + work.encode_ms
         bar.set_postfix_str(level, refresh=False)
         bar.update(1)
     bar.close()

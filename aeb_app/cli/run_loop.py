@@ -16,6 +16,7 @@ run, i.e. the end of :meth:`Pipeline.process` minus its drawing time), per frame
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -29,6 +30,13 @@ from aeb_app.types import Detections, FrameResult
 from aeb_app.video import VideoFrame
 
 __all__ = ["FrameWork", "staged_results", "QUEUE_CAPACITY"]
+
+#: The interpreter's thread switch interval while the stages run, seconds (Python's default: 0.005).
+#: A stage that comes back from C++ work (ONNX Runtime, OpenCV, the codecs release the GIL) waits for
+#: the GIL until the thread holding it (e.g. the AEB logic, pure Python) is asked to drop it, i.e. up to
+#: one interval per hand-back; the inference stage hands back several times per frame, so at 5 ms it
+#: waits longer than the network runs. 1 ms keeps those waits short; switching costs a few microseconds.
+SWITCH_INTERVAL_S = 0.001
 
 #: Frames each queue between two stages holds (back-pressure beyond it). The decoder's queue is the
 #: shortest: a frame waiting there adds to the decode-to-warning latency without adding throughput.
@@ -47,6 +55,7 @@ class FrameWork:
         infer_error: what inference raised (re-raised inside the pipeline, which reports it).
         result: the pipeline's result (logic stage).
         decided_at: ``time.perf_counter()`` when the warning was decided, seconds.
+        encode_ms: side-by-side composition + video encoding of this frame, milliseconds (0 without a writer).
     """
 
     frame: VideoFrame
@@ -56,6 +65,7 @@ class FrameWork:
     infer_error: Exception | None = None
     result: FrameResult | None = None
     decided_at: float = 0.0
+    encode_ms: float = 0.0
 
     @property
     def latency_ms(self) -> float:
@@ -130,7 +140,9 @@ def _encode_stage(writer) -> Callable[[FrameWork], FrameWork]:
     from aeb_app import render
 
     def encode(work: FrameWork) -> FrameWork:
+        t0 = time.perf_counter()
         writer.write(render.side_by_side(work.result.annotated, work.result.bev))
+        work.encode_ms = (time.perf_counter() - t0) * 1e3
         return work
     return encode
 
@@ -170,10 +182,22 @@ def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
                 yield work
         else:
             sizes = [1] + [capacity] * len(stages)
-            with contextlib.closing(run_stages(decoded, stages, capacity=sizes)) as results:
+            with _switch_interval(SWITCH_INTERVAL_S), \
+                    contextlib.closing(run_stages(decoded, stages, capacity=sizes)) as results:
                 yield from results
     finally:
         pipeline.detector = detector
+
+
+@contextlib.contextmanager
+def _switch_interval(seconds: float) -> Iterator[None]:
+    """``sys.setswitchinterval(seconds)`` for the block (at most the current one), restored after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(seconds, before))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def latency_percentiles(latencies_ms: list[float]) -> tuple[float, float]:

@@ -292,7 +292,7 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
     rng = np.asarray(range_m, np.float64).reshape(-1)
     half = np.nan_to_num(np.asarray(width_m, np.float64).reshape(-1) / 2.0)
-    left, right = road.lateral_at(boxes[:, 0], rng), road.lateral_at(boxes[:, 2], rng)
+    left, right = road.laterals_at((boxes[:, 0], boxes[:, 2]), rng)
     w_img = road.calibration.image_size_wh[0]
     cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
     from_left, from_right = left + half, right - half

@@ -127,11 +127,19 @@ class RoadGeometry:
 
     def lateral_at(self, x_px: npt.ArrayLike, ahead_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Lateral offset (m) of image column ``x_px`` at range ``ahead_m`` (for a range not from the ground row)."""
+        return self.laterals_at((x_px,), ahead_m)[0]
+
+    def laterals_at(self, columns: tuple[npt.ArrayLike, ...], ahead_m: npt.ArrayLike
+                    ) -> tuple[npt.NDArray[np.float64], ...]:
+        """:meth:`lateral_at` for several image columns (e.g. both box edges) at the same ranges: the centre
+        line is projected once for all of them (same arithmetic, about half the time for two columns)."""
         ahead = np.asarray(ahead_m, np.float64).reshape(-1)
-        x = np.broadcast_to(np.asarray(x_px, np.float64).reshape(-1), ahead.shape)
-        out = np.full(ahead.shape, np.nan)
+        outs = tuple(np.full(ahead.shape, np.nan) for _ in columns)
         ok = np.isfinite(ahead) & (ahead > -self.setback_m)
         if ok.any():
             centre = self.calibration.metric_to_image(np.stack([np.zeros(ok.sum()), ahead[ok]], axis=1))
-            out[ok] = (x[ok] - centre[:, 0]) * self.lateral_scale_m_per_px(ahead[ok])
-        return out
+            scale = self.lateral_scale_m_per_px(ahead[ok])
+            for x_px, out in zip(columns, outs):
+                x = np.broadcast_to(np.asarray(x_px, np.float64).reshape(-1), ahead.shape)
+                out[ok] = (x[ok] - centre[:, 0]) * scale
+        return outs

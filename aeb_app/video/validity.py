@@ -50,10 +50,24 @@ def _constant_fraction(gray: npt.NDArray[np.uint8]) -> float:
     h, w = (gray.shape[0] // 8) * 8, (gray.shape[1] // 8) * 8
     if h == 0 or w == 0:
         return 0.0
-    blocks = gray[:h, :w].reshape(h // 8, 8, w // 8, 8)
-    low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
+    # One block's 64 values made contiguous: min/max along the last axis are 3x faster than over axes (1, 3).
+    blocks = np.ascontiguousarray(gray[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3))
+    blocks = blocks.reshape(h // 8, w // 8, 64)
+    low, high = blocks.min(axis=2), blocks.max(axis=2)
     constant = (low == high) & (low != 0) & (low != 255)
     return float(constant.mean())
+
+
+def _mean_abs_gradients(gray: npt.NDArray[np.uint8]) -> tuple[float, float]:
+    """Mean absolute difference of horizontally and of vertically adjacent grey levels.
+
+    Exact integer sums (``cv2.absdiff`` of uint8 is exact, the sums stay below 2**53), about 0.01 ms per
+    frame instead of 0.8 ms for float32 ``np.diff``; the float32 means differed from these by < 1e-6.
+    """
+    h, w = gray.shape
+    gx = cv2.sumElems(cv2.absdiff(gray[:, 1:], gray[:, :-1]))[0] / (h * (w - 1))
+    gy = cv2.sumElems(cv2.absdiff(gray[1:], gray[:-1]))[0] / ((h - 1) * w)
+    return float(gx), float(gy)
 
 
 def implausibility(image: npt.NDArray[np.uint8]) -> str | None:
@@ -66,10 +80,8 @@ def implausibility(image: npt.NDArray[np.uint8]) -> str | None:
     gray = np.ascontiguousarray(gray[::2, ::2])
     if gray.shape[0] < 2 or gray.shape[1] < 2:
         return "blank frame (too small to show anything)"
-    g = gray.astype(np.float32)
-    std = float(g.std())
-    gx = float(np.abs(np.diff(g, axis=1)).mean())
-    gy = float(np.abs(np.diff(g, axis=0)).mean())
+    std = float(gray.astype(np.float32).std())
+    gx, gy = _mean_abs_gradients(gray)
     if std < BLANK_STD or (gx + gy) / 2 < MIN_GRADIENT:
         return f"blank frame (contrast {std:.1f}, edges {(gx + gy) / 2:.2f}: covered lens, darkness or no signal)"
     ratio = gx / max(gy, 1e-6)

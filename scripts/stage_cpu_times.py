@@ -1,0 +1,113 @@
+"""CPU time per frame of each step of ``aeb-app run``, measured one step at a time in one thread.
+
+Wall-clock FPS on a shared machine says little; the CPU time a step needs per frame does not depend on
+what else runs. This runs the same steps as ``aeb-app run`` (decode, resize, network, NMS, AEB logic,
+drawing, side-by-side + mp4 encoding, tracks rows) one after the other on the calling thread and measures
+each with ``time.thread_time()`` (ONNX Runtime with one intra-op thread runs in the calling thread, so
+the network's CPU time is counted too). Optionally it writes a digest per frame of the annotated frame,
+the BEV panel and the detections, to check that a speed-up draws and decides the same.
+
+    PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO [--mode fp32_ort] [--digests OUT.txt] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+STEPS = ("decode", "preprocess", "network", "postprocess", "logic", "render", "encode", "tracks")
+
+
+def _timed(times: dict[str, list[float]], name: str, fn, *args, **kwargs):
+    t0 = time.thread_time()
+    out = fn(*args, **kwargs)
+    times[name].append((time.thread_time() - t0) * 1e3)
+    return out
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(b"-" if a is None else a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _one_frame(pipeline, frame, times, writer, tracks, render_on: bool):
+    """Returns the digest line of this frame."""
+    from aeb_app import render
+    from aeb_app.model.preprocess import resize_batch
+    from aeb_app.model.postprocess import postprocess
+    from aeb_app.types import FrameResult, StageTimes
+
+    det = pipeline.detector
+    batch = _timed(times, "preprocess", resize_batch, [frame.image], det.spec)
+    boxes, scores = _timed(times, "network", det.run_decoded, batch)
+    dets = _timed(times, "postprocess", postprocess, boxes, scores, det.spec, [frame.image.shape[:2]],
+                  pipeline.settings.postprocess)[0]
+    state = _timed(times, "logic", pipeline._logic.update, frame.index, frame.timestamp_s, dets,
+                   ego_speed_mps=pipeline.settings.ego_speed_at(frame.timestamp_s))
+    level, reason = pipeline._level(state, None)
+    result = FrameResult(frame.index, frame.timestamp_s, dets, StageTimes(), None, level=level, reason=reason,
+                         state=state, frame=frame.image)
+    if render_on:
+        _timed(times, "render", pipeline._render, result, frame, [f"frame {frame.index}", "x FPS"])
+        _timed(times, "encode", lambda: writer.write(render.side_by_side(result.annotated, result.bev)))
+    _timed(times, "tracks", tracks.write, state)
+    return f"{frame.index} {_digest(dets.xyxy_px, dets.scores, dets.category_ids)} " \
+           f"{_digest(result.annotated)} {_digest(result.bev)} {level.name}"
+
+
+def run_once(video: str, mode: str, render_on: bool, out_dir: Path) -> tuple[dict[str, list[float]], list[str]]:
+    from aeb_app.model.postprocess import PostprocessConfig
+    from aeb_app.pipeline import PipelineSettings
+    from aeb_app.stream import StreamConfig, open_stream
+    from aeb_app.tracks import TracksCsvWriter
+    from aeb_app.video import VideoWriter
+
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=0.4), render=render_on, hud=True)
+    times: dict[str, list[float]] = {k: [] for k in STEPS}
+    lines = []
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open_stream(StreamConfig(video, mode=mode, threads=1, settings=settings)))
+        writer = stack.enter_context(VideoWriter(out_dir / "a.mp4", fps=25.0)) if render_on else None
+        tracks = stack.enter_context(TracksCsvWriter(out_dir / "t.csv"))
+        frames = stream.source.frames()
+        while True:
+            t0 = time.thread_time()
+            frame = next(frames, None)
+            if frame is None:
+                break
+            times["decode"].append((time.thread_time() - t0) * 1e3)
+            lines.append(_one_frame(stream.pipeline, frame, times, writer, tracks, render_on))
+    return times, lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("video")
+    parser.add_argument("--mode", default="fp32_ort")
+    parser.add_argument("--no-render", action="store_true")
+    parser.add_argument("--digests", type=Path, default=None, help="write per-frame digests here")
+    parser.add_argument("--repeat", type=int, default=1, help="runs; the per-step median over runs is shown")
+    args = parser.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeat):
+            times, lines = run_once(args.video, args.mode, not args.no_render, Path(tmp))
+            runs.append({k: sum(v) / max(len(v), 1) for k, v in times.items() if v})
+    if args.digests:
+        args.digests.write_text("\n".join(lines) + "\n")
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print("CPU ms/frame (thread_time, median of %d runs): " % args.repeat
+          + ", ".join(f"{k} {v:.2f}" for k, v in med.items()) + f"; total {sum(med.values()):.2f}")
+
+
+if __name__ == "__main__":
+    main()
