@@ -111,6 +111,12 @@ class StageTimes:
             + self.postprocess_ms + self.geometry_ms + self.render_ms
         )
 
+    @property
+    def decision_ms(self) -> float:
+        """From "frame decoded" to "warning decided" when the steps run one after the other (the window's
+        worker): pre-processing, inference, post-processing and the AEB logic; decoding and drawing excluded."""
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms + self.geometry_ms
+
 
 @dataclass
 class FrameResult:

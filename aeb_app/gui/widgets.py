@@ -129,13 +129,16 @@ class WarningBanner(QLabel):
         self._show_text()
 
 
-def hud_text(times: StageTimes, *, fps: float, detector_info: object | None, dropped: int) -> str:
-    """The HUD as text lines: FPS, per-stage latency, model/backend/precision, dropped frames."""
+def hud_text(times: StageTimes, *, fps: float, detector_info: object | None, dropped: int,
+             latency_ms: tuple[float, float] | None = None) -> str:
+    """The HUD as text lines: FPS, per-stage latency, decode-to-warning latency p50/p99 over recent frames,
+    model/backend/precision, dropped frames."""
     info = detector_info
     model = f"{info.model} | {info.backend} {info.precision} on {info.device}" if info else "no model"
     stages = " ".join(f"{name} {getattr(times, name + '_ms'):.1f}" for name in
                       ("decode", "preprocess", "inference", "postprocess", "geometry", "render"))
-    return (f"{fps:5.1f} FPS processed | dropped {dropped}\n"
+    latency = f" | decode->warning p50 {latency_ms[0]:.1f} p99 {latency_ms[1]:.1f}" if latency_ms else ""
+    return (f"{fps:5.1f} FPS processed | dropped {dropped}{latency}\n"
             f"ms: {stages} | total {times.total_ms:.1f}\n{model}")
 
 
@@ -156,11 +159,19 @@ class HudPanel(QLabel):
         self.setMinimumHeight(70)
         self.detector_info: object | None = None
         self._totals_ms: deque[float] = deque(maxlen=30)
+        self._decision_ms: deque[float] = deque(maxlen=300)  # about 10 s of video for the p99
 
     def update_from(self, result: FrameResult, dropped: int) -> None:
+        import numpy as np
+
         self._totals_ms.append(max(result.times.total_ms, 1e-3))
         fps = 1000.0 * len(self._totals_ms) / sum(self._totals_ms)
-        self.setText(hud_text(result.times, fps=fps, detector_info=self.detector_info, dropped=dropped))
+        if result.detections is not None:  # a failed frame decided nothing
+            self._decision_ms.append(result.times.decision_ms)
+        latency = (tuple(float(v) for v in np.percentile(self._decision_ms, (50, 99)))
+                   if self._decision_ms else None)
+        self.setText(hud_text(result.times, fps=fps, detector_info=self.detector_info, dropped=dropped,
+                              latency_ms=latency))
 
 
 class TransportBar(QWidget):
