@@ -29,7 +29,7 @@ from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_later
 from aeb_app.safety.expansion import ExpansionConfig
 from aeb_app.safety.kinematics import RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
-from aeb_app.safety.threat import assess_threat
+from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
 from aeb_app.safety.zone import ZoneConfig, in_zone, zone_length_m, zone_polygon_m
@@ -187,6 +187,7 @@ class AebLogic:
         objects, mask = self._objects(detections, timestamp_s, dt_s=dt_s, length_m=length_m,
                                       ego_speed_mps=ego_speed_mps)
         requested = max((o.level for o in objects), default=WarningLevel.NONE)
+        requested = max(requested, self._coasting_level(timestamp_s, length_m, ego_speed_mps))
         level = self.state_machine.update(requested, timestamp_s)
         return self._state(frame_index, timestamp_s, level, requested, "", tuple(objects), mask, length_m)
 
@@ -284,16 +285,10 @@ class AebLogic:
         near = max(f.range_m - f.range_sigma_m, 0.0)
         inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
                               length_m=length_m)[0])
-        recent = f.config.reacquire_after_s
-        threat = assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
-                               ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m,
-                               config=self.warning_config,
-                               range_independent=timestamp_s - track.last_ground_s <= recent)
-        # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
-        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
-        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
-        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded and settled
+        threat = self._threat(track, timestamp_s, ego_speed_mps)
+        agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
+        track.agreed, track.zone_lateral_m = agrees, lateral
         try:
             bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])
         except ValueError:
@@ -304,6 +299,41 @@ class AebLogic:
             inside, level, score, tuple(float(v) for v in box), bool(cues.ground_valid[i]),
             bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
             threat.confirmed if agrees else (), cues.why_no_ground[i])
+
+    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
+        f = track.range_filter
+        return assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
+                             ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m, config=self.warning_config,
+                             range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s)
+
+    def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
+        """The cues allow a warning, the track is settled, and nothing nearer stands in front of it."""
+        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
+        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
+        return threat.agrees(self.warning_config.require_agreement) and not occluded and settled
+
+    def _coasting_level(self, timestamp_s: float, length_m: float, ego_speed_mps: float | None) -> WarningLevel:
+        """The highest level asked for by tracks not detected in this frame but still coasting.
+
+        A missed detection is no evidence that a threat went away: a track whose cues agreed when it was
+        last seen keeps asking for the level of its motion model's prediction (range filter predicted to
+        now, expansion brought forward) while it coasts, i.e. until its filter would restart
+        (``reacquire_after_s``) or the tracker drops it. Without this one missed frame restarts the
+        warning's rising debounce.
+        """
+        level = WarningLevel.NONE
+        for track in self.tracker.tracks:
+            f = track.range_filter
+            if track.last_seen_s >= timestamp_s or not (track.agreed and f.initialized):
+                continue
+            threat = self._threat(track, timestamp_s, ego_speed_mps)
+            if not self._agrees(track, threat, timestamp_s):
+                continue
+            near = max(f.range_m - f.range_sigma_m, 0.0)
+            inside = bool(in_zone([[track.zone_lateral_m, near]], half_width_m=self.zone_config.lane_width_m / 2,
+                                  length_m=length_m)[0])
+            level = max(level, self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s))
+        return level
 
     def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
         """The object's lateral offset (see :func:`object_lateral_m`); while its box is cut at a side, no

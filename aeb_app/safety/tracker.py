@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
-__all__ = ["Track", "IouTracker", "iou_matrix"]
+__all__ = ["Track", "IouTracker", "iou_matrix", "containment_matrix"]
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -29,6 +29,26 @@ def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.f
     area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def containment_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(n, m) intersection over the smaller box's area (1 when one box lies inside the other)."""
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    smaller = np.minimum((a[:, 2:] - a[:, :2]).prod(axis=1)[:, None], (b[:, 2:] - b[:, :2]).prod(axis=1)[None, :])
+    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
+
+
+def _one_side_agrees(a_xyxy: npt.NDArray[np.float64], b_xyxy: npt.NDArray[np.float64],
+                     tolerance: float) -> npt.NDArray[np.bool_]:
+    """(n, m) True where box widths or box heights agree within ``tolerance`` (relative)."""
+    size_a = a_xyxy[:, 2:] - a_xyxy[:, :2]
+    size_b = b_xyxy[:, 2:] - b_xyxy[:, :2]
+    ratio = np.maximum(size_a[:, None, :], 1e-6) / np.maximum(size_b[None, :, :], 1e-6)
+    return (np.abs(np.log(ratio)) <= math.log1p(tolerance)).any(axis=2)
 
 
 @dataclass
@@ -51,6 +71,8 @@ class Track:
         lateral_m: the object's lateral offset when last seen whole (not cut at a side), metres.
         match_box_px: (4,) the box matched against: the average of the last match and the one before
             (an exponential mean), so that one jumped edge does not break the track.
+        agreed: the track's TTC cues allowed a warning in the last frame it was seen.
+        zone_lateral_m: the lateral offset its zone membership was judged with in that frame, metres.
     """
 
     track_id: int
@@ -67,6 +89,8 @@ class Track:
     last_occluded_s: float = -math.inf
     lateral_m: float = math.nan
     match_box_px: npt.NDArray[np.float64] | None = None
+    agreed: bool = False
+    zone_lateral_m: float = math.nan
 
     def __post_init__(self) -> None:
         if self.match_box_px is None:
@@ -91,17 +115,28 @@ class Track:
 class IouTracker:
     """Greedy-optimal (Hungarian) IoU matching with track ageing in seconds.
 
+    Boxes left unmatched by IoU get a second chance against the tracks left unmatched: a detector's box
+    edge that jumps 10-30 px (or a box cut short by an occluder) can shrink the box so much that its IoU
+    with the track falls below the threshold, although it still lies over the track's box and keeps its
+    other dimension. Such a box (``containment`` of the smaller box >= ``min_containment``, and its width
+    or its height within ``size_tolerance`` of the track's) continues the track instead of starting a new
+    one, so the track's filter and expansion history (and their settling time) are not lost.
+
     Args:
         iou_threshold: minimum IoU for a match.
+        min_containment: second stage: minimum intersection over the smaller box.
+        size_tolerance: second stage: relative tolerance of the width or the height.
         max_coast_s: seconds a track survives without a match.
         filter_config: range filter settings for new tracks.
         expansion_config: scale-change settings for new tracks.
     """
 
-    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5,
-                 filter_config: RangeFilterConfig | None = None,
+    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5, min_containment: float = 0.7,
+                 size_tolerance: float = 0.25, filter_config: RangeFilterConfig | None = None,
                  expansion_config: ExpansionConfig | None = None) -> None:
         self.iou_threshold = iou_threshold
+        self.min_containment = min_containment
+        self.size_tolerance = size_tolerance
         self.max_coast_s = max_coast_s
         self.filter_config = filter_config or RangeFilterConfig()
         self.expansion_config = expansion_config or ExpansionConfig()
@@ -116,13 +151,7 @@ class IouTracker:
         """Match (n, 4) boxes seen at ``timestamp_s`` to tracks; returns the n matched-or-new tracks in order."""
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
-        assigned: list[Track | None] = [None] * len(boxes)
-        if self.tracks and len(boxes):
-            iou = iou_matrix([t.match_box_px for t in self.tracks], boxes)
-            rows, cols = linear_sum_assignment(-iou)
-            for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
-                    assigned[c] = self.tracks[r]
+        assigned = self._associate(boxes, ids)
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
                        or any(t is a for a in assigned)]
         for i, box in enumerate(boxes):
@@ -140,3 +169,28 @@ class IouTracker:
                 existing.hits += 1
                 existing.last_seen_s = timestamp_s
         return [t for t in assigned if t is not None]
+
+    def _associate(self, boxes: npt.NDArray[np.float64], ids: npt.NDArray[np.int_]) -> list[Track | None]:
+        """The track of each box (None: new object): IoU first, then containment for the leftovers."""
+        assigned: list[Track | None] = [None] * len(boxes)
+        if not (self.tracks and len(boxes)):
+            return assigned
+        reference = np.array([t.match_box_px for t in self.tracks], np.float64).reshape(-1, 4)
+        iou = iou_matrix(reference, boxes)
+        rows, cols = linear_sum_assignment(-iou)
+        for r, c in zip(rows, cols):
+            if iou[r, c] >= self.iou_threshold:
+                assigned[c] = self.tracks[r]
+        free_t = [r for r, t in enumerate(self.tracks) if not any(t is a for a in assigned)]
+        free_b = [c for c in range(len(boxes)) if assigned[c] is None]
+        if not (free_t and free_b):
+            return assigned
+        same_class = np.array([[self.tracks[r].category_id == int(ids[c]) for c in free_b] for r in free_t])
+        score = containment_matrix(reference[free_t], boxes[free_b])
+        ok = same_class & (score >= self.min_containment) & _one_side_agrees(
+            reference[free_t], boxes[free_b], self.size_tolerance)
+        rows, cols = linear_sum_assignment(-np.where(ok, score, 0.0))
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                assigned[free_b[c]] = self.tracks[free_t[r]]
+        return assigned
