@@ -27,7 +27,7 @@ import numpy.typing as npt
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m
 from aeb_app.safety.expansion import ExpansionConfig
-from aeb_app.safety.kinematics import RangeFilterConfig
+from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
@@ -261,12 +261,11 @@ class AebLogic:
             if f.update(float(fused[i]), float(sigma[i])) and cues.ground_valid[i]:
                 track.last_ground_s = timestamp_s
             return
-        if cues.ground_valid[i] and f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
-                                             gate_sigma_m=float(cues.ground_sigma_m[i])):
+        if cues.ground_valid[i] and self._feed(f, cues.ground_range_m[i], cues.ground_noise_m[i],
+                                               cues.ground_sigma_m[i]):
             track.last_ground_s = timestamp_s
         if cues.width_valid[i]:
-            f.update(float(cues.width_range_m[i]), float(cues.width_noise_m[i]),
-                     gate_sigma_m=float(cues.width_sigma_m[i]))
+            self._feed(f, cues.width_range_m[i], cues.width_noise_m[i], cues.width_sigma_m[i])
         prior = self.cue_config.priors.get(track.category_id)
         if prior and cues.ground_valid[i] and cues.width_valid[i] and abs(cues.lateral_m[i]) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
@@ -274,6 +273,17 @@ class AebLogic:
             width = float(box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cues.ground_range_m[i]))
             rel = math.hypot(float(cues.ground_noise_m[i]) / depth, float(cues.width_noise_m[i]) / depth)
             track.learn_width(width, max(rel * width, 1e-3))
+
+    def _feed(self, f: RangeFilter, range_m: float, noise_m: float, sigma_m: float) -> bool:
+        """Fuse one cue into a running filter, its sigmas taken at the *predicted* range.
+
+        Both cues' errors grow with the square of the camera depth (1 px of row or width is ``Z^2 / (f h)``
+        or ``Z^2 / (f W)`` metres). Taken at the measured range, a measurement that errs short would get
+        a smaller sigma, hence more weight, than one that errs long by as much, and the filter would be
+        pulled short (and its closing speed low) at long range; at the prediction both weigh the same.
+        """
+        scale = ((f.range_m + self.road.setback_m) / max(float(range_m) + self.road.setback_m, 1e-3)) ** 2
+        return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale)
 
     def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
                 measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,

@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
-__all__ = ["Track", "IouTracker", "iou_matrix", "containment_matrix"]
+__all__ = ["Track", "IouTracker", "iou_matrix", "edges_agreeing"]
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -31,24 +31,13 @@ def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.f
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def containment_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(n, m) intersection over the smaller box's area (1 when one box lies inside the other)."""
+def edges_agreeing(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike, tolerance: float) -> npt.NDArray[np.int_]:
+    """(n, m) how many of the four edges of box b lie within ``tolerance`` of box a's (x edges relative
+    to a's width, y edges relative to a's height)."""
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    smaller = np.minimum((a[:, 2:] - a[:, :2]).prod(axis=1)[:, None], (b[:, 2:] - b[:, :2]).prod(axis=1)[None, :])
-    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
-
-
-def _one_side_agrees(a_xyxy: npt.NDArray[np.float64], b_xyxy: npt.NDArray[np.float64],
-                     tolerance: float) -> npt.NDArray[np.bool_]:
-    """(n, m) True where box widths or box heights agree within ``tolerance`` (relative)."""
-    size_a = a_xyxy[:, 2:] - a_xyxy[:, :2]
-    size_b = b_xyxy[:, 2:] - b_xyxy[:, :2]
-    ratio = np.maximum(size_a[:, None, :], 1e-6) / np.maximum(size_b[None, :, :], 1e-6)
-    return (np.abs(np.log(ratio)) <= math.log1p(tolerance)).any(axis=2)
+    size = np.maximum(np.concatenate([a[:, 2:] - a[:, :2]] * 2, axis=1)[:, [0, 1, 0, 1]], 1e-6)
+    return (np.abs(a[:, None, :] - b[None, :, :]) <= tolerance * size[:, None, :]).sum(axis=2)
 
 
 @dataclass
@@ -115,28 +104,26 @@ class Track:
 class IouTracker:
     """Greedy-optimal (Hungarian) IoU matching with track ageing in seconds.
 
-    Boxes left unmatched by IoU get a second chance against the tracks left unmatched: a detector's box
-    edge that jumps 10-30 px (or a box cut short by an occluder) can shrink the box so much that its IoU
-    with the track falls below the threshold, although it still lies over the track's box and keeps its
-    other dimension. Such a box (``containment`` of the smaller box >= ``min_containment``, and its width
-    or its height within ``size_tolerance`` of the track's) continues the track instead of starting a new
-    one, so the track's filter and expansion history (and their settling time) are not lost.
+    Boxes left unmatched by IoU get a second chance against the tracks left unmatched (same class): a
+    detector's box edge that jumps 10-30 px can shrink a box so much that its IoU with its own track falls
+    below the threshold, although its other three edges are where they were. A box with at least three
+    edges within ``edge_tolerance`` of the track's box (x edges relative to the track's box width, y edges
+    to its height) continues the track instead of starting a new one, so the track's filter and expansion
+    history (and their settling time) are not lost, and the box does not land on a neighbouring track.
 
     Args:
         iou_threshold: minimum IoU for a match.
-        min_containment: second stage: minimum intersection over the smaller box.
-        size_tolerance: second stage: relative tolerance of the width or the height.
+        edge_tolerance: second stage: how far an edge may move and still agree, fraction of the box size.
         max_coast_s: seconds a track survives without a match.
         filter_config: range filter settings for new tracks.
         expansion_config: scale-change settings for new tracks.
     """
 
-    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5, min_containment: float = 0.7,
-                 size_tolerance: float = 0.25, filter_config: RangeFilterConfig | None = None,
+    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5, edge_tolerance: float = 0.25,
+                 filter_config: RangeFilterConfig | None = None,
                  expansion_config: ExpansionConfig | None = None) -> None:
         self.iou_threshold = iou_threshold
-        self.min_containment = min_containment
-        self.size_tolerance = size_tolerance
+        self.edge_tolerance = edge_tolerance
         self.max_coast_s = max_coast_s
         self.filter_config = filter_config or RangeFilterConfig()
         self.expansion_config = expansion_config or ExpansionConfig()
@@ -171,7 +158,7 @@ class IouTracker:
         return [t for t in assigned if t is not None]
 
     def _associate(self, boxes: npt.NDArray[np.float64], ids: npt.NDArray[np.int_]) -> list[Track | None]:
-        """The track of each box (None: new object): IoU first, then containment for the leftovers."""
+        """The track of each box (None: new object): IoU first, then three agreeing edges for the leftovers."""
         assigned: list[Track | None] = [None] * len(boxes)
         if not (self.tracks and len(boxes)):
             return assigned
@@ -186,9 +173,9 @@ class IouTracker:
         if not (free_t and free_b):
             return assigned
         same_class = np.array([[self.tracks[r].category_id == int(ids[c]) for c in free_b] for r in free_t])
-        score = containment_matrix(reference[free_t], boxes[free_b])
-        ok = same_class & (score >= self.min_containment) & _one_side_agrees(
-            reference[free_t], boxes[free_b], self.size_tolerance)
+        agreeing = edges_agreeing(reference[free_t], boxes[free_b], self.edge_tolerance)
+        ok = same_class & (agreeing >= 3)
+        score = agreeing + iou[np.ix_(free_t, free_b)]
         rows, cols = linear_sum_assignment(-np.where(ok, score, 0.0))
         for r, c in zip(rows, cols):
             if ok[r, c]:
