@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
 from aeb_app.safety.road import RoadGeometry
+from aeb_app.safety.tracker import iou_matrix
 
 __all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m"]
 
@@ -80,6 +81,8 @@ class CueConfig:
             sigmas: a cut edge jittered off the border is still cut).
         occlusion_margin_px: tolerance for "the bottom edge lies on or inside a nearer box".
         occlusion_min_overlap: fraction of the box's bottom edge that must lie over the nearer box.
+        duplicate_iou: a "nearer box" overlapping the box by this IoU or more is a second detection of the
+            same object (a detector's duplicate), not something in front of it: it occludes nothing.
         horizon_band_px: ground points less than this far below the horizon are not used.
         max_ground_rel_sigma: a ground cue whose range sigma exceeds this fraction of its range is not used.
     """
@@ -90,6 +93,7 @@ class CueConfig:
     border_margin_px: float = 5.0
     occlusion_margin_px: float = 3.0
     occlusion_min_overlap: float = 0.3
+    duplicate_iou: float = 0.5
     horizon_band_px: float = 6.0
     max_ground_rel_sigma: float = 0.25
 
@@ -99,7 +103,8 @@ class CueConfig:
             for key in ("width_m", "width_sigma_m", "tyre_offset_sigma_m", "length_m"):
                 _positive(getattr(prior, key), f"cues.priors.{name}.{key}")
             _positive(prior.tyre_offset_m, f"cues.priors.{name}.tyre_offset_m", allow_zero=int(cid) == 1)
-        for key in ("edge_sigma_px", "horizon_band_px", "max_ground_rel_sigma", "occlusion_min_overlap"):
+        for key in ("edge_sigma_px", "horizon_band_px", "max_ground_rel_sigma", "occlusion_min_overlap",
+                    "duplicate_iou"):
             _positive(getattr(self, key), f"cues.{key}")
         for key in ("edge_sigma_frac", "border_margin_px", "occlusion_margin_px"):
             _positive(getattr(self, key), f"cues.{key}", allow_zero=True)
@@ -190,11 +195,12 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
     n = len(boxes)
     out = np.zeros(n, bool)
     m = config.occlusion_margin_px
+    duplicate = iou_matrix(boxes, boxes) >= config.duplicate_iou
     for i in range(n):
         x1, _, x2, y2 = boxes[i]
         width = max(x2 - x1, 1e-6)
         for j in range(n):
-            if i == j or not can_occlude[j]:
+            if i == j or not can_occlude[j] or duplicate[i, j]:
                 continue
             bx1, by1, bx2, by2 = boxes[j]
             overlap = min(x2, bx2) - max(x1, bx1)

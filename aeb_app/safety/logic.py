@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m
-from aeb_app.safety.expansion import ExpansionConfig
+from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
@@ -255,6 +255,9 @@ class AebLogic:
             track.last_occluded_s = timestamp_s
         if cues.width_valid[i]:
             track.expansion.add(timestamp_s, float(box[2] - box[0]))
+        if track.trend is None:
+            track.trend = RangeTrend(self.warning_config.closing_span_s)
+        track.trend.add(timestamp_s, float(cues.fused()[0][i]))
         if f.needs_start:
             # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
             fused, sigma = cues.fused()
@@ -317,10 +320,12 @@ class AebLogic:
                              range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s)
 
     def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
-        """The cues allow a warning, the track is settled, and nothing nearer stands in front of it."""
+        """The cues allow a warning, the track is settled, its gap has been shrinking over ``closing_span_s``,
+        and nothing nearer stands in front of it."""
         occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
-        return threat.agrees(self.warning_config.require_agreement) and not occluded and settled
+        closing = track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas)
+        return threat.agrees(self.warning_config.require_agreement) and not occluded and settled and bool(closing)
 
     def _coasting_level(self, timestamp_s: float, length_m: float, ego_speed_mps: float | None) -> WarningLevel:
         """The highest level asked for by tracks not detected in this frame but still coasting.

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker
+from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
 __all__ = ["Track", "IouTracker", "iou_matrix", "edges_agreeing"]
@@ -62,6 +62,7 @@ class Track:
             (an exponential mean), so that one jumped edge does not break the track.
         agreed: the track's TTC cues allowed a warning in the last frame it was seen.
         zone_lateral_m: the lateral offset its zone membership was judged with in that frame, metres.
+        trend: its measured ranges over the last seconds (is the gap really shrinking?), made by the user.
     """
 
     track_id: int
@@ -80,6 +81,7 @@ class Track:
     match_box_px: npt.NDArray[np.float64] | None = None
     agreed: bool = False
     zone_lateral_m: float = math.nan
+    trend: RangeTrend | None = None
 
     def __post_init__(self) -> None:
         if self.match_box_px is None:
