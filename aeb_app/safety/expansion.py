@@ -15,8 +15,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from aeb_app.errors import ConfigError
+
+_Z975 = 1.959963984540054
 
 __all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "robust_slope", "RangeTrend"]
 
@@ -56,11 +59,13 @@ class ExpansionEstimate:
         rate_per_s: d ln(width) / dt at the window's mean time, 1/s (positive = growing = approaching).
         rate_sigma_per_s: its standard deviation from the fit residuals, 1/s.
         ttc_s: ``1 / rate`` brought forward to now, seconds (inf when not growing).
+        lag_s: how long before now the window's mean time (where the rate was measured) lies, seconds.
     """
 
     rate_per_s: float
     rate_sigma_per_s: float
     ttc_s: float
+    lag_s: float = 0.0
 
     def expanding(self, sigmas: float) -> bool:
         """Growth significant at ``sigmas`` standard deviations."""
@@ -98,13 +103,17 @@ class ExpansionTracker:
                                                  min_samples=c.min_samples)
         growing = slope > 1e-9  # a constant width fits a slope of rounding noise
         ttc = max(1.0 / slope - (now_s - t_mean), 0.0) if growing else math.inf
-        return ExpansionEstimate(float(slope), float(rate_sigma), ttc)
+        return ExpansionEstimate(float(slope), float(rate_sigma), ttc, now_s - t_mean)
 
 
 def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sigma: float,
                  min_samples: int) -> tuple[float, float, float]:
     """Straight line through (t, y) with outliers beyond ``outlier_sigmas`` robust sigmas (1.4826 MAD,
-    floored at ``min_sigma``) dropped and refitted: (slope, slope sigma from the residuals, mean time)."""
+    floored at ``min_sigma``) dropped and refitted: (slope, slope sigma from the residuals, mean time).
+
+    The slope sigma is widened by the Student-t factor of the fit's degrees of freedom (t 97.5 % / z 97.5 %),
+    so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps).
+    """
     keep = np.ones(len(t), bool)
     for _ in range(2):
         slope, intercept = np.polyfit(t[keep], y[keep], 1)
@@ -120,7 +129,10 @@ def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sig
     resid = y[keep] - (slope * tk + intercept)
     sd = max(math.sqrt(float(resid @ resid) / dof), min_sigma)
     spread = float(((tk - tk.mean()) ** 2).sum())
-    return float(slope), (sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+    # A slope from a few samples is Student-t distributed: widen its sigma so that normal-theory sigmas
+    # keep their confidence whatever the frame rate (6 samples at 10 fps, 15 at 25 fps in 0.6 s).
+    widen = float(student_t.ppf(0.975, dof)) / _Z975
+    return float(slope), (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
 
 
 @dataclass

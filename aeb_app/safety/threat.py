@@ -91,7 +91,7 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
         ttc_range = _range_vote(votes, filt, accel, cap, config, range_independent)
     ttc_scale = math.nan
     if expansion is not None:
-        ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, config,
+        ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, accel, config,
                                 range_independent)
     if not (ranged and votes.weights):
         return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
@@ -127,19 +127,22 @@ def _range_vote(votes: _Votes, filt: RangeFilter, accel: float, cap: float, conf
     return ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
 
 
-def _scale_vote(votes: _Votes, expansion: ExpansionEstimate, rng: float, setback_m: float, cap: float,
+def _scale_vote(votes: _Votes, expansion: ExpansionEstimate, rng: float, setback_m: float, cap: float, accel: float,
                 config: WarningConfig, independent: bool) -> float:
     """Add the scale cue's closing speed (when the range is known) and vote; return its TTC (s)."""
     ranged = math.isfinite(rng)
     rate_now = 1.0 / expansion.ttc_s if expansion.ttc_s > 0 else (1e3 if expansion.rate_per_s > 0 else 0.0)
     depth = rng + setback_m if ranged else math.nan
-    closing = min(rate_now * depth, cap) if ranged else math.nan
+    # The rate was measured lag_s ago; a significant relative acceleration (the lead braking) has changed
+    # the closing speed since, as the range filter's own rate has followed it.
+    closing = min(rate_now * depth - accel * expansion.lag_s, cap) if ranged else math.nan
     votes.available.append("scale")
     if ranged:
         votes.speeds.append(closing)
         votes.weights.append(1.0 / max(expansion.rate_sigma_per_s * depth, 1e-3) ** 2)
-    optimistic = rate_now + config.agree_sigmas * expansion.rate_sigma_per_s
+    # Optimistic by agree_sigmas from the fitted rate itself: a slope a little below zero is noise, not proof.
+    optimistic = (rate_now if rate_now > 0 else expansion.rate_per_s) + config.agree_sigmas * expansion.rate_sigma_per_s
     significant = independent or expansion.expanding(config.agree_sigmas)
-    if significant and rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
+    if significant and optimistic > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
         votes.confirmed.append("scale")
     return (rng / closing if closing > 0 else math.inf) if ranged else expansion.ttc_s
