@@ -109,20 +109,21 @@ class ExpansionTracker:
 def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sigma: float,
                  min_samples: int) -> tuple[float, float, float]:
     """Straight line through (t, y) with outliers beyond ``outlier_sigmas`` robust sigmas (1.4826 MAD,
-    floored at ``min_sigma``) dropped and refitted: (slope, slope sigma from the residuals, mean time).
+    floored at ``min_sigma``) of a Theil-Sen first fit dropped and least squares refitted: (slope, slope sigma from the residuals, mean time).
 
     The slope sigma is widened by the Student-t factor of the fit's degrees of freedom (t 97.5 % / z 97.5 %),
     so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps).
     """
     keep = np.ones(len(t), bool)
+    slope, intercept = _theil_sen(t, y)
     for _ in range(2):
-        slope, intercept = np.polyfit(t[keep], y[keep], 1)
         res = y - (slope * t + intercept)
         sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), min_sigma)
         new_keep = np.abs(res) <= outlier_sigmas * sigma
         if new_keep.sum() < min_samples or (new_keep == keep).all():
             break
         keep = new_keep
+        slope, intercept = np.polyfit(t[keep], y[keep], 1)
     tk = t[keep]
     slope, intercept = np.polyfit(tk, y[keep], 1)
     dof = max(int(keep.sum()) - 2, 1)
@@ -133,6 +134,16 @@ def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sig
     # keep their confidence whatever the frame rate (6 samples at 10 fps, 15 at 25 fps in 0.6 s).
     widen = float(student_t.ppf(0.975, dof)) / _Z975
     return float(slope), (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+
+
+def _theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Median of the pairwise slopes and the matching intercept: a first line that one jumped sample
+    (a 20-40 px box edge) cannot tilt, unlike least squares."""
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    slope = float(np.median((y[j] - y[i])[ok] / dt[ok])) if ok.any() else 0.0
+    return slope, float(np.median(y - slope * t))
 
 
 @dataclass
