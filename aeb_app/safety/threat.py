@@ -83,9 +83,7 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
     # A track that has only been predicted for longer than the filter would coast has no range to vote with.
     ranged = filt.initialized and math.isfinite(rng) and rng > 0 and filt.since_accept_s <= filt.config.reacquire_after_s
     votes = _Votes()
-    accel = 0.0
-    if ranged and filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
-        accel = filt.range_accel_mps2  # only a significant braking of the lead shortens the TTC
+    accel = _significant_accel(filt, config) if ranged else 0.0
     ttc_range = math.inf
     if ranged and track_age_s >= config.min_track_age_s - 1e-6:
         ttc_range = _range_vote(votes, filt, accel, cap, config, range_independent)
@@ -93,13 +91,23 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
     if expansion is not None:
         ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, accel, config,
                                 range_independent)
-    if not (ranged and votes.weights):
-        return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    fused = _fused_ttc(votes, rng, accel, cap, config) if ranged and votes.weights else math.inf
+    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+
+
+def _significant_accel(filt: RangeFilter, config: WarningConfig) -> float:
+    """The filter's relative acceleration when significantly negative (the lead braking), else 0."""
+    if filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
+        return filt.range_accel_mps2
+    return 0.0
+
+
+def _fused_ttc(votes: "_Votes", rng: float, accel: float, cap: float, config: WarningConfig) -> float:
+    """TTC from the range, the inverse-variance fused closing speed and the relative acceleration."""
     fused_closing = sum(w * v for w, v in zip(votes.weights, votes.speeds)) / sum(votes.weights)
     if fused_closing < config.closing_sigmas / math.sqrt(sum(votes.weights)):
         fused_closing = 0.0  # not significantly closing: noise in the rate (and its acceleration) must not warn
-    fused = ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
-    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    return ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
 
 
 @dataclass
