@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.settings, self.settings_problems = AppSettings.load_checked(self.store, models=tuple(MODEL_NAMES),
                                                                          modes=self.modes)
         self.calibration_path = calibration_path
+        self.tracks_path: Path | None = None  # File > Record tracks to CSV
         self.realtime = realtime
         self.warning_config = warning_config or WarningConfig()
         self.worker: FrameWorker | None = None
@@ -152,6 +153,8 @@ class MainWindow(QMainWindow):
                                      ("Open &camera...", self._open_camera_dialog, None),
                                      ("Load ca&libration...", self._load_calibration_dialog, None),
                                      ("&Export events...", self._export_events_dialog, None),
+                                     ("Record &tracks to CSV...", self._record_tracks_dialog, None),
+                                     ("Stop recording trac&ks", lambda: self.record_tracks(None), None),
                                      ("&Quit", self.close, "Ctrl+Q")):
             action = QAction(text, self)
             if shortcut:
@@ -175,7 +178,7 @@ class MainWindow(QMainWindow):
         self.event_log.clear()
         zone, pipeline_settings, warning = processing(self.settings, self.warning_config)
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
-                                     zone, pipeline_settings, self.realtime, warning)
+                                     zone, pipeline_settings, self.realtime, warning, self.tracks_path)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
         preload(self.settings.mode)  # heavy first imports here, never in the worker thread (see aeb_app.heavy)
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
@@ -369,6 +372,25 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"exported {len(self.event_log.events)} events to {path}")
             except (OSError, ValueError) as exc:
                 self.message_bar.show_message(f"export failed: {exc}", error=True)
+
+    def _record_tracks_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Record tracks to CSV", "tracks.csv", "CSV (*.csv)")
+        if path:
+            self.record_tracks(Path(path))
+
+    def record_tracks(self, path: Path | None) -> None:
+        """Write the tracks CSV of ``aeb-app run --tracks`` to ``path`` (None: stop recording).
+
+        The open video restarts from its first frame so that the file covers it from the start, as
+        ``run`` does; a camera starts recording from now. A path that is not a .csv is refused.
+        """
+        if path is not None and Path(path).suffix.lower() != ".csv":
+            self.message_bar.show_message(f"tracks file {path}: the extension must be .csv", error=True)
+            return
+        self.tracks_path = Path(path) if path is not None else None
+        self.statusBar().showMessage(f"recording tracks to {path}" if path else "not recording tracks")
+        if self.session is not None:
+            self.open_source(self.session.source, playing=self.control is not None and not self.control.paused)
 
     def open_calibration_dialog(self) -> None:
         """Open the click-to-calibrate dialog on the current frame."""

@@ -23,6 +23,7 @@ from typing import Iterator
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings
 from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.stream import Progress, StreamConfig, open_steps
+from aeb_app.tracks import TracksCsvWriter
 from aeb_app.types import FrameResult
 from aeb_app.video import VideoInfo, VideoSource
 
@@ -45,6 +46,8 @@ class SessionConfig:
         settings: pipeline options (ego speed, thresholds).
         realtime: pace files at their frame rate and skip frames when behind.
         warning: warning thresholds.
+        tracks_path: write the tracks CSV of ``aeb-app run --tracks`` here (same writer, same columns;
+            rows appended and flushed per processed frame), or None.
     """
 
     source: str | int
@@ -55,6 +58,7 @@ class SessionConfig:
     settings: PipelineSettings = PipelineSettings()
     realtime: bool = True
     warning: WarningConfig = WarningConfig()
+    tracks_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,13 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
         stream = yield from open_steps(stream_config(config), stack)
         if stream.calibration_note:
             yield Notice(stream.calibration_note)
+        tracks = stack.enter_context(TracksCsvWriter(config.tracks_path)) if config.tracks_path else None
         yield Started(stream.source.info, stream.detector.info, stream.calibration is not None)
-        yield from _play(stream.source, stream.pipeline, control, realtime=config.realtime)
+        yield from _play(stream.source, stream.pipeline, control, realtime=config.realtime, tracks=tracks)
 
 
-def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool) -> Iterator[object]:
+def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool,
+          tracks: TracksCsvWriter | None = None) -> Iterator[object]:
     info = source.info
     recorder = EventRecorder()
     skipped = 0
@@ -222,6 +228,8 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
             if lag_s < 0:
                 time.sleep(-lag_s)
         result = pipeline.process(frame)
+        if tracks is not None:
+            tracks.write(result.state)
         event = recorder.update(result)
         yield LiveFrame(result, skipped)
         if event is not None:
