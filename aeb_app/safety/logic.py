@@ -284,9 +284,11 @@ class AebLogic:
         or ``Z^2 / (f W)`` metres). Taken at the measured range, a measurement that errs short would get
         a smaller sigma, hence more weight, than one that errs long by as much, and the filter would be
         pulled short (and its closing speed low) at long range; at the prediction both weigh the same.
+        The gate compares in inverse depth, the space the pixels live in (see :meth:`RangeFilter.update`).
         """
         scale = ((f.range_m + self.road.setback_m) / max(float(range_m) + self.road.setback_m, 1e-3)) ** 2
-        return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale)
+        return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale,
+                        inverse_depth_setback_m=self.road.setback_m)
 
     def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
                 measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
