@@ -37,8 +37,8 @@ def test_menu_records_the_tracks_csv_of_run(qtbot, window: MainWindow, sample_vi
     action = next(a for a in window.menuBar().actions()[0].menu().actions() if "Record" in a.text())
     action.trigger()  # the open video restarts with recording on
     assert window.session.tracks_path == out
-    qtbot.waitUntil(lambda: window.last_result is not None and window.last_result.frame_index >= 30
-                    and window.last_result.state.objects, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(window.last_result is not None and window.last_result.frame_index >= 30
+                                 and window.last_result.state.objects), timeout=TIMEOUT_MS)
     seen = window.last_result  # its rows were written before it reached the window
     window.record_tracks(None)  # stop: the session restarts without a file; the file is complete and closed
     assert window.session.tracks_path is None
