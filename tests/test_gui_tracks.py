@@ -1,5 +1,5 @@
 """File > Record tracks to CSV in the real window (offscreen), on the real sample video and model: the
-same writer and columns as ``aeb-app run --tracks``."""
+same writer and columns as ``aeb-app run --tracks``; and the warning-logic settings file in the GUI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from PyQt5.QtCore import QSettings
 
+from aeb_app.cli import main
 from aeb_app.gui.main_window import MainWindow
+from aeb_app.gui.session import stream_config
+from aeb_app.safety.settings import load_logic_settings
 from aeb_app.tracks import TRACK_COLUMNS, track_rows
 
 TIMEOUT_MS = 60000
@@ -57,3 +60,24 @@ def test_a_tracks_path_that_is_not_csv_is_refused(window: MainWindow, tmp_path: 
     window.record_tracks(tmp_path / "tracks.txt")
     assert window.tracks_path is None and "must be .csv" in window.message_bar.text()
     assert not (tmp_path / "tracks.txt").exists()
+
+
+def test_gui_takes_the_logic_settings_file(qtbot, tmp_path: Path, sample_video: Path) -> None:
+    path = tmp_path / "logic.yaml"
+    path.write_text("warning: {closing_span_s: 0.8}\ncues: {priors: {car: {width_m: 1.75}}}\n")
+    logic = load_logic_settings(path)
+    win = MainWindow(settings_store=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), realtime=False,
+                     logic=logic)
+    qtbot.addWidget(win)
+    win.open_source(str(sample_video))
+    qtbot.waitUntil(lambda: win.last_result is not None, timeout=TIMEOUT_MS)
+    config = stream_config(win.session)  # what the running session opened the front door with
+    assert config.logic is logic and config.warning.closing_span_s == 0.8
+    assert win.stop_session(5000)
+
+
+def test_gui_refuses_a_bad_settings_file_before_opening_a_window(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "logic.yaml"
+    bad.write_text("filter: {jerk_psd: 0}\n")
+    assert main(["gui", "--settings", str(bad)]) == 2
+    assert "filter.jerk_psd" in capsys.readouterr().err

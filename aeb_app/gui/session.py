@@ -22,6 +22,7 @@ from typing import Iterator
 
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings
 from aeb_app.safety import WarningConfig, ZoneConfig
+from aeb_app.safety.settings import LogicSettings
 from aeb_app.stream import Progress, StreamConfig, open_steps
 from aeb_app.tracks import TracksCsvWriter
 from aeb_app.types import FrameResult
@@ -48,6 +49,7 @@ class SessionConfig:
         warning: warning thresholds.
         tracks_path: write the tracks CSV of ``aeb-app run --tracks`` here (same writer, same columns;
             rows appended and flushed per processed frame), or None.
+        logic: range-filter, cue and scale-change settings of the warning logic (``--settings``).
     """
 
     source: str | int
@@ -59,6 +61,7 @@ class SessionConfig:
     realtime: bool = True
     warning: WarningConfig = WarningConfig()
     tracks_path: Path | None = None
+    logic: LogicSettings = LogicSettings()
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def stream_config(config: SessionConfig) -> StreamConfig:
     """The front door's configuration for a GUI session (calibration problems are not fatal here)."""
     return StreamConfig(config.source, model=config.model, mode=config.mode, calibration=config.calibration_path,
                         lenient_calibration=True, zone=config.zone, warning=config.warning,
-                        settings=config.settings)
+                        settings=config.settings, logic=config.logic)
 
 
 def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[object]:
