@@ -26,7 +26,8 @@ CALIBRATION = REPO / "calibration" / "solidWhiteRight.yaml"
 #: A deliberately sensitive warning setup so the real footage (steady traffic) raises a warning:
 #: at 120 km/h the zone reaches ~120 m and covers the lead traffic 60+ m ahead in the ego lane.
 SENSITIVE = WarningConfig(caution_ttc_s=100.0, brake_ttc_s=1.0, min_closing_mps=0.01, min_track_age_s=0.04,
-                          on_s=0.0, require_agreement=False, agree_ttc_s=1000.0, closing_sigmas=0.0)
+                          on_s=0.0, require_agreement=False, agree_ttc_s=1000.0, closing_sigmas=0.0,
+                          require_closing_trend=False)
 
 
 @pytest.fixture(scope="module")

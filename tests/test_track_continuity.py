@@ -139,8 +139,9 @@ def test_closing_trend_needs_a_shrinking_gap_over_seconds(fps: int) -> None:
 
 
 def test_a_warning_needs_the_closing_trend() -> None:
-    """A filter that 'closes' on noise alone, at a constant measured gap, does not warn."""
-    logic = AebLogic(CAL)
+    """A filter that 'closes' on noise alone, at a constant measured gap, does not warn (cue agreement off, so
+    that the box's steady width, which also vetoes, does not hide the rule under test)."""
+    logic = AebLogic(CAL, warning_config=WarningConfig(require_agreement=False))
     box = vehicle_box_px(CAM, lateral_m=0.0, ahead_cam_m=8.0 + CAM.setback_m)
     for k in range(30):
         logic.update(k, k / 10, _dets(box), ego_speed_mps=5.0)
@@ -149,6 +150,8 @@ def test_a_warning_needs_the_closing_trend() -> None:
     threat = logic._threat(track, 2.9, 5.0)
     assert threat.ttc_s < 3.0
     assert not logic._agrees(track, threat, 2.9)
+    logic.warning_config = WarningConfig(require_agreement=False, require_closing_trend=False)
+    assert logic._agrees(track, threat, 2.9)  # the trend rule, nothing else, held it back
 
 
 def test_a_duplicate_box_occludes_nothing() -> None:

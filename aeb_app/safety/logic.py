@@ -326,7 +326,8 @@ class AebLogic:
         and nothing nearer stands in front of it."""
         occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
-        closing = track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas)
+        closing = not self.warning_config.require_closing_trend or (
+            track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas))
         return threat.agrees(self.warning_config.require_agreement) and not occluded and settled and bool(closing)
 
     def _coasting_level(self, timestamp_s: float, length_m: float, ego_speed_mps: float | None) -> WarningLevel:

@@ -48,6 +48,7 @@ class WarningConfig:
         closing_span_s: a track warns only when its measured range has been shrinking over this long: the
             slope of a robust line through its measurements over the span must be ``closing_sigmas`` below
             zero, seconds (a few noisy frames at a constant gap are not an approach).
+        require_closing_trend: apply the ``closing_span_s`` rule (off only for demonstrations).
         category_ids: COCO ids considered (default road users).
     """
 
@@ -65,6 +66,7 @@ class WarningConfig:
     accel_sigmas: float = 0.5
     closing_sigmas: float = 2.0
     closing_span_s: float = 1.0
+    require_closing_trend: bool = True
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
