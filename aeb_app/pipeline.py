@@ -33,6 +33,7 @@ from aeb_app.inference.base import Detector
 from aeb_app.model.coco import name_of
 from aeb_app.model.postprocess import PostprocessConfig
 from aeb_app.safety import AebLogic, WarningConfig, ZoneConfig
+from aeb_app.safety.settings import LogicSettings
 from aeb_app.safety.ego_speed import EgoSpeedProfile
 from aeb_app.types import FrameResult, StageTimes, WarningLevel
 from aeb_app.video import VideoFrame
@@ -124,6 +125,8 @@ class Pipeline:
         warning_config: warning settings.
         settings: per-run options.
         no_calibration_reason: why the AEB logic is unavailable when ``calibration`` is None.
+        logic: range-filter, cue and scale-change settings of the AEB logic (e.g. from ``--settings``);
+            its zone and warning sections are not used here (``zone_config``/``warning_config`` are).
     """
 
     #: A forward jump of more frames than this (a seek) resets the logic; smaller ones are frames
@@ -133,8 +136,10 @@ class Pipeline:
     def __init__(self, detector: Detector, calibration: Calibration | None, *,
                  zone_config: ZoneConfig | None = None, warning_config: WarningConfig | None = None,
                  settings: PipelineSettings = PipelineSettings(),
-                 no_calibration_reason: str = "no calibration for this video") -> None:
+                 no_calibration_reason: str = "no calibration for this video",
+                 logic: LogicSettings | None = None) -> None:
         self.detector = detector
+        self.logic = logic or LogicSettings()
         self.no_calibration_reason = no_calibration_reason
         self.calibration = calibration
         self.zone_config = zone_config or ZoneConfig()
@@ -160,7 +165,8 @@ class Pipeline:
 
     def reset(self) -> None:
         """Forget tracks and warning history (after a seek, a loop or a settings change)."""
-        self._logic = (AebLogic(self.calibration, self.zone_config, self.warning_config)
+        self._logic = (AebLogic(self.calibration, self.zone_config, self.warning_config, self.logic.filter,
+                                cue_config=self.logic.cues, expansion_config=self.logic.expansion)
                        if self.calibration is not None else None)
         self._last_index = None
 

@@ -33,6 +33,7 @@ from aeb_app.geometry.calibration import Calibration
 from aeb_app.inference.base import Detector
 from aeb_app.pipeline import Pipeline, PipelineSettings, tune_cpu_threads
 from aeb_app.safety import WarningConfig, ZoneConfig
+from aeb_app.safety.settings import LogicSettings
 from aeb_app.video import VideoSource
 
 __all__ = ["StreamConfig", "Progress", "Stream", "open_steps", "open_stream", "create_detector",
@@ -63,6 +64,7 @@ class StreamConfig:
         zone: braking-zone settings.
         warning: warning settings.
         settings: per-frame pipeline options.
+        logic: filter, cue and scale-change settings of the warning logic (``--settings``).
     """
 
     source: str | int
@@ -77,6 +79,7 @@ class StreamConfig:
     zone: ZoneConfig = ZoneConfig()
     warning: WarningConfig = WarningConfig()
     settings: PipelineSettings = PipelineSettings()
+    logic: LogicSettings = LogicSettings()
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,8 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
 
     source = prefer_nvdec(source, detector.info.device, stack)  # NVDEC for a CUDA detector, when installed
     pipeline = Pipeline(detector, calibration, zone_config=config.zone, warning_config=config.warning,
-                        settings=config.settings, no_calibration_reason=note or "no calibration")
+                        settings=config.settings, no_calibration_reason=note or "no calibration",
+                        logic=config.logic)
     return Stream(source, detector, calibration, note, pipeline, warmup_ms)
 
 

@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--calibration", type=at.existing_file, default=None,
                         help="road calibration YAML (default: the sample footage's calibration for 960x540 "
                              "videos; other sizes show detections only until calibrated)")
+    parser.add_argument("--settings", type=at.existing_file, default=None, metavar="YAML",
+                        help="warning-logic settings file (as for run --settings); refused at start if a value is bad")
     parser.add_argument("--paused", action="store_true", help="open paused on the first frame")
     parser.set_defaults(func=run)
     return parser
@@ -64,6 +66,9 @@ def _add_benchmark_tab(window) -> None:
 def run(args: argparse.Namespace) -> int:
     from aeb_app.heavy import preload, qt_environment
 
+    from aeb_app.safety.settings import load_logic_settings
+
+    logic = load_logic_settings(args.settings) if args.settings else None  # bad values: one line, before Qt
     qt_environment()
     preload(args.mode)  # before any window exists: see aeb_app.heavy for the crash this avoids
     from PyQt5.QtWidgets import QApplication
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from aeb_app.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(calibration_path=args.calibration)
+    window = MainWindow(calibration_path=args.calibration, logic=logic)
     if args.model or args.mode:
         current = window.settings
         window.apply_settings(dataclasses.replace(current, model=args.model or current.model,

@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="ego speed per frame from a time_s,speed_mps CSV (CAN/GPS log), instead of --speed-kmh")
     parser.add_argument("--tracks", type=at.writable_output(".csv"), default=None, metavar="CSV",
                         help="write one row per frame per tracked object (range, TTC, cues; see README)")
+    parser.add_argument("--settings", type=at.existing_file, default=None, metavar="YAML",
+                        help="warning-logic settings (zone, warning, filter, expansion, cues sections; "
+                             "see docs/scenarios.md); refused at start if a value is bad")
     parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
     parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
     parser.add_argument("--no-render", action="store_true",
@@ -85,7 +88,8 @@ class RunSummary:
 def run(args: argparse.Namespace) -> int:
     if args.no_render and args.out:
         raise AebError("--no-render cannot be combined with --out")
-    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed)],
+    at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed),
+                      ("--settings", args.settings)],
                      [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
     summary = process_video(args)
     print(summary.text())
@@ -104,8 +108,12 @@ def stream_config(args: argparse.Namespace, ego_speed=None):
         render=bool(args.out) and not args.no_render,  # nothing to draw for an events/tracks-only run
         hud=True, ego_speed_profile=ego_speed,
     )
+    from aeb_app.safety.settings import LogicSettings, load_logic_settings
+
+    logic = load_logic_settings(args.settings) if getattr(args, "settings", None) else LogicSettings()
     return StreamConfig(args.video, model=args.model, mode=args.mode, threads=args.threads,
-                        calibration=args.calibration, settings=settings)
+                        calibration=args.calibration, settings=settings, zone=logic.zone, warning=logic.warning,
+                        logic=logic)
 
 
 def process_video(args: argparse.Namespace) -> RunSummary:

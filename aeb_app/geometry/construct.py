@@ -68,6 +68,37 @@ def _check_horizon(cal: Calibration) -> Calibration:
     return cal
 
 
+def _check_intrinsics(w: float, h: float, *, focal_px: float, cx: float, cy: float, height_m: float,
+                      pitch_deg: float, setback_m: float) -> None:
+    """Raise CalibrationError naming the first non-positive / non-finite value or a horizon off the image."""
+    for name, value in (("focal_px", focal_px), ("height_m", height_m), ("width", w), ("height", h)):
+        if not (math.isfinite(value) and value > 0):
+            raise CalibrationError(f"{name}: must be a positive number, got {value!r}")
+    for name, value in (("cx", cx), ("cy", cy), ("pitch_deg", pitch_deg), ("setback_m", setback_m)):
+        if not math.isfinite(value):
+            raise CalibrationError(f"{name}: must be a finite number, got {value!r}")
+    horizon = cy - focal_px * math.tan(math.radians(pitch_deg))
+    if not 0 <= horizon < h - 2:
+        raise CalibrationError(f"the horizon is at row {horizon:.1f}, outside the {w}x{h} image: check "
+                               "--pitch-deg, --cy and --size")
+
+
+def _road_rectangle_m(w: float, h: float, *, focal_px: float, cx: float, cy: float, height_m: float,
+                      pitch_rad: float) -> tuple[float, float]:
+    """(near, far) distances, metres, of a lane-wide road rectangle that the image shows whole."""
+    kw = dict(focal_px=focal_px, cy=cy, height_m=height_m, pitch_rad=pitch_rad)
+    horizon = cy - focal_px * math.tan(pitch_rad)
+    bottom = ground_ahead_m(h - 1.0, **kw)
+    margin = min(cx, w - cx) - 2.0
+    if margin <= 0:
+        raise CalibrationError(f"cx: {cx} is not inside the {w} px wide image")
+    near = max(1.1 * bottom, focal_px * _HALF_WIDTH_M / margin, 1.0)
+    far = min(3.0 * near, ground_ahead_m(horizon + 0.25 * (h - horizon), **kw))
+    if not far > near * 1.2:
+        raise CalibrationError("the image shows too little road for a calibration (check --pitch-deg and --size)")
+    return near, far
+
+
 def calibration_from_intrinsics(*, image_size_wh: tuple[int, int], focal_px: float, cx: float, cy: float,
                                 height_m: float, pitch_deg: float, setback_m: float = 0.0,
                                 camera_notes: str = "") -> Calibration:
@@ -93,26 +124,11 @@ def calibration_from_intrinsics(*, image_size_wh: tuple[int, int], focal_px: flo
         CalibrationError: a non-positive/NaN value, or a horizon outside the image.
     """
     w, h = image_size_wh
-    for name, value in (("focal_px", focal_px), ("height_m", height_m), ("width", w), ("height", h)):
-        if not (math.isfinite(value) and value > 0):
-            raise CalibrationError(f"{name}: must be a positive number, got {value!r}")
-    for name, value in (("cx", cx), ("cy", cy), ("pitch_deg", pitch_deg), ("setback_m", setback_m)):
-        if not math.isfinite(value):
-            raise CalibrationError(f"{name}: must be a finite number, got {value!r}")
+    _check_intrinsics(w, h, focal_px=focal_px, cx=cx, cy=cy, height_m=height_m, pitch_deg=pitch_deg,
+                      setback_m=setback_m)
     pitch = math.radians(pitch_deg)
-    horizon = cy - focal_px * math.tan(pitch)
-    if not 0 <= horizon < h - 2:
-        raise CalibrationError(f"the horizon is at row {horizon:.1f}, outside the {w}x{h} image: check "
-                               "--pitch-deg, --cy and --size")
+    near, far = _road_rectangle_m(w, h, focal_px=focal_px, cx=cx, cy=cy, height_m=height_m, pitch_rad=pitch)
     kw = dict(focal_px=focal_px, cy=cy, height_m=height_m, pitch_rad=pitch)
-    bottom = ground_ahead_m(h - 1.0, **kw)
-    margin = min(cx, w - cx) - 2.0
-    if margin <= 0:
-        raise CalibrationError(f"cx: {cx} is not inside the {w} px wide image")
-    near = max(1.1 * bottom, focal_px * _HALF_WIDTH_M / margin, 1.0)
-    far = min(3.0 * near, ground_ahead_m(horizon + 0.25 * (h - horizon), **kw))
-    if not far > near * 1.2:
-        raise CalibrationError("the image shows too little road for a calibration (check --pitch-deg and --size)")
     corners = [(-_HALF_WIDTH_M, far), (_HALF_WIDTH_M, far), (_HALF_WIDTH_M, near), (-_HALF_WIDTH_M, near)]
     src = project_world([[x, height_m, z] for x, z in corners], focal_px=focal_px, cx=cx, cy=cy, pitch_rad=pitch)
     pairs = [ReferencePair(BEV_RECT[3], BEV_RECT[2], 2 * _HALF_WIDTH_M, "rectangle width (intrinsics)"),

@@ -26,6 +26,7 @@ from aeb_app.gui.widgets import HudPanel, ImageView, MessageBar, TransportBar, W
 from aeb_app.gui.worker import FrameWorker
 from aeb_app.pipeline import PipelineSettings, WarningEvent
 from aeb_app.safety import WarningConfig, ZoneConfig
+from aeb_app.safety.settings import LogicSettings
 from aeb_app.types import FrameResult
 
 __all__ = ["MainWindow", "DEFAULT_CALIBRATION", "VIDEO_FILTER"]
@@ -54,14 +55,16 @@ class MainWindow(QMainWindow):
         calibration_path: road calibration to load (default: the shipped sample-footage calibration for
             videos of its frame size; see :func:`aeb_app.stream.resolve_calibration`).
         realtime: pace video files at their frame rate (skip frames when behind).
-        warning_config: warning thresholds (default: the safety package's defaults).
+        warning_config: warning thresholds (default: those of ``logic``).
         stale_after_s: wall-clock seconds without a new frame, while playing, after which the banner
             says "system unavailable" (the watchdog; see :mod:`aeb_app.monitor`).
+        logic: warning-logic settings (``aeb-app gui --settings``); the settings panel's zone and TTC values
+            replace theirs.
     """
 
     def __init__(self, *, settings_store: QSettings | None = None, calibration_path: Path | None = None,
                  realtime: bool = True, warning_config: WarningConfig | None = None,
-                 stale_after_s: float = 1.0) -> None:
+                 stale_after_s: float = 1.0, logic: LogicSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("aeb_app: forward collision warning")
         self.setAcceptDrops(True)
@@ -73,8 +76,10 @@ class MainWindow(QMainWindow):
         self.settings, self.settings_problems = AppSettings.load_checked(self.store, models=tuple(MODEL_NAMES),
                                                                          modes=self.modes)
         self.calibration_path = calibration_path
+        self.tracks_path: Path | None = None  # File > Record tracks to CSV
         self.realtime = realtime
-        self.warning_config = warning_config or WarningConfig()
+        self.logic = logic or LogicSettings()  # aeb-app gui --settings: the warning logic's file settings
+        self.warning_config = warning_config or self.logic.warning
         self.worker: FrameWorker | None = None
         self.retired: list[FrameWorker] = []  # stopped late: kept alive until their thread ends
         self.control: PlaybackControl | None = None
@@ -152,6 +157,8 @@ class MainWindow(QMainWindow):
                                      ("Open &camera...", self._open_camera_dialog, None),
                                      ("Load ca&libration...", self._load_calibration_dialog, None),
                                      ("&Export events...", self._export_events_dialog, None),
+                                     ("Record &tracks to CSV...", self._record_tracks_dialog, None),
+                                     ("Stop recording trac&ks", lambda: self.record_tracks(None), None),
                                      ("&Quit", self.close, "Ctrl+Q")):
             action = QAction(text, self)
             if shortcut:
@@ -175,7 +182,7 @@ class MainWindow(QMainWindow):
         self.event_log.clear()
         zone, pipeline_settings, warning = processing(self.settings, self.warning_config)
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
-                                     zone, pipeline_settings, self.realtime, warning)
+                                     zone, pipeline_settings, self.realtime, warning, self.tracks_path, self.logic)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
         preload(self.settings.mode)  # heavy first imports here, never in the worker thread (see aeb_app.heavy)
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
@@ -369,6 +376,25 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"exported {len(self.event_log.events)} events to {path}")
             except (OSError, ValueError) as exc:
                 self.message_bar.show_message(f"export failed: {exc}", error=True)
+
+    def _record_tracks_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Record tracks to CSV", "tracks.csv", "CSV (*.csv)")
+        if path:
+            self.record_tracks(Path(path))
+
+    def record_tracks(self, path: Path | None) -> None:
+        """Write the tracks CSV of ``aeb-app run --tracks`` to ``path`` (None: stop recording).
+
+        The open video restarts from its first frame so that the file covers it from the start, as
+        ``run`` does; a camera starts recording from now. A path that is not a .csv is refused.
+        """
+        if path is not None and Path(path).suffix.lower() != ".csv":
+            self.message_bar.show_message(f"tracks file {path}: the extension must be .csv", error=True)
+            return
+        self.tracks_path = Path(path) if path is not None else None
+        self.statusBar().showMessage(f"recording tracks to {path}" if path else "not recording tracks")
+        if self.session is not None:
+            self.open_source(self.session.source, playing=self.control is not None and not self.control.paused)
 
     def open_calibration_dialog(self) -> None:
         """Open the click-to-calibrate dialog on the current frame."""

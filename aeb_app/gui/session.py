@@ -22,7 +22,9 @@ from typing import Iterator
 
 from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings
 from aeb_app.safety import WarningConfig, ZoneConfig
+from aeb_app.safety.settings import LogicSettings
 from aeb_app.stream import Progress, StreamConfig, open_steps
+from aeb_app.tracks import TracksCsvWriter
 from aeb_app.types import FrameResult
 from aeb_app.video import VideoInfo, VideoSource
 
@@ -45,6 +47,9 @@ class SessionConfig:
         settings: pipeline options (ego speed, thresholds).
         realtime: pace files at their frame rate and skip frames when behind.
         warning: warning thresholds.
+        tracks_path: write the tracks CSV of ``aeb-app run --tracks`` here (same writer, same columns;
+            rows appended and flushed per processed frame), or None.
+        logic: range-filter, cue and scale-change settings of the warning logic (``--settings``).
     """
 
     source: str | int
@@ -55,6 +60,8 @@ class SessionConfig:
     settings: PipelineSettings = PipelineSettings()
     realtime: bool = True
     warning: WarningConfig = WarningConfig()
+    tracks_path: Path | None = None
+    logic: LogicSettings = LogicSettings()
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ def stream_config(config: SessionConfig) -> StreamConfig:
     """The front door's configuration for a GUI session (calibration problems are not fatal here)."""
     return StreamConfig(config.source, model=config.model, mode=config.mode, calibration=config.calibration_path,
                         lenient_calibration=True, zone=config.zone, warning=config.warning,
-                        settings=config.settings)
+                        settings=config.settings, logic=config.logic)
 
 
 def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[object]:
@@ -189,11 +196,13 @@ def live_session(config: SessionConfig, control: PlaybackControl) -> Iterator[ob
         stream = yield from open_steps(stream_config(config), stack)
         if stream.calibration_note:
             yield Notice(stream.calibration_note)
+        tracks = stack.enter_context(TracksCsvWriter(config.tracks_path)) if config.tracks_path else None
         yield Started(stream.source.info, stream.detector.info, stream.calibration is not None)
-        yield from _play(stream.source, stream.pipeline, control, realtime=config.realtime)
+        yield from _play(stream.source, stream.pipeline, control, realtime=config.realtime, tracks=tracks)
 
 
-def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool) -> Iterator[object]:
+def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, realtime: bool,
+          tracks: TracksCsvWriter | None = None) -> Iterator[object]:
     info = source.info
     recorder = EventRecorder()
     skipped = 0
@@ -222,6 +231,8 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
             if lag_s < 0:
                 time.sleep(-lag_s)
         result = pipeline.process(frame)
+        if tracks is not None:
+            tracks.write(result.state)
         event = recorder.update(result)
         yield LiveFrame(result, skipped)
         if event is not None:

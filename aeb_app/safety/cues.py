@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
 from aeb_app.safety.road import RoadGeometry
+from aeb_app.safety.tracker import iou_matrix
 
 __all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m"]
 
@@ -80,6 +81,8 @@ class CueConfig:
             sigmas: a cut edge jittered off the border is still cut).
         occlusion_margin_px: tolerance for "the bottom edge lies on or inside a nearer box".
         occlusion_min_overlap: fraction of the box's bottom edge that must lie over the nearer box.
+        duplicate_iou: a "nearer box" overlapping the box by this IoU or more is a second detection of the
+            same object (a detector's duplicate), not something in front of it: it occludes nothing.
         horizon_band_px: ground points less than this far below the horizon are not used.
         max_ground_rel_sigma: a ground cue whose range sigma exceeds this fraction of its range is not used.
     """
@@ -90,6 +93,7 @@ class CueConfig:
     border_margin_px: float = 5.0
     occlusion_margin_px: float = 3.0
     occlusion_min_overlap: float = 0.3
+    duplicate_iou: float = 0.5
     horizon_band_px: float = 6.0
     max_ground_rel_sigma: float = 0.25
 
@@ -99,7 +103,8 @@ class CueConfig:
             for key in ("width_m", "width_sigma_m", "tyre_offset_sigma_m", "length_m"):
                 _positive(getattr(prior, key), f"cues.priors.{name}.{key}")
             _positive(prior.tyre_offset_m, f"cues.priors.{name}.tyre_offset_m", allow_zero=int(cid) == 1)
-        for key in ("edge_sigma_px", "horizon_band_px", "max_ground_rel_sigma", "occlusion_min_overlap"):
+        for key in ("edge_sigma_px", "horizon_band_px", "max_ground_rel_sigma", "occlusion_min_overlap",
+                    "duplicate_iou"):
             _positive(getattr(self, key), f"cues.{key}")
         for key in ("edge_sigma_frac", "border_margin_px", "occlusion_margin_px"):
             _positive(getattr(self, key), f"cues.{key}", allow_zero=True)
@@ -117,6 +122,8 @@ class CueConfig:
         for name, values in dict(data.pop("priors", {}) or {}).items():
             if name not in by_name:
                 raise ConfigError(f"cues.priors.{name}: unknown class (known: {', '.join(by_name)})")
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"cues.priors.{name}: expected a mapping of prior values, got {values!r}")
             base = priors[by_name[name]]
             unknown = set(values) - set(ClassPrior.__dataclass_fields__)
             if unknown:
@@ -190,11 +197,12 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
     n = len(boxes)
     out = np.zeros(n, bool)
     m = config.occlusion_margin_px
+    duplicate = iou_matrix(boxes, boxes) >= config.duplicate_iou
     for i in range(n):
         x1, _, x2, y2 = boxes[i]
         width = max(x2 - x1, 1e-6)
         for j in range(n):
-            if i == j or not can_occlude[j]:
+            if i == j or not can_occlude[j] or duplicate[i, j]:
                 continue
             bx1, by1, bx2, by2 = boxes[j]
             overlap = min(x2, bx2) - max(x1, bx1)
@@ -227,48 +235,62 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
         The cues (see :class:`RangeCues`).
     """
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
-    ids = np.asarray(category_ids).reshape(-1)
     n = len(boxes)
-    w_img, h_img = road.calibration.image_size_wh
+    has_prior, prior = _prior_table(np.asarray(category_ids).reshape(-1), config, width_m, width_sigma_m)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * bh)
+    context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
+    solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
+    occluded = _occluded_bottom(context, config, solid)[_rows_in(boxes, context)]
+    g_range, g_sigma, g_noise, why = _ground_cue(road, boxes, prior, edge, occluded, config)
+    g_valid = np.array([r == "" for r in why], bool).reshape(n)
+    w_img = road.calibration.image_size_wh[0]
+    cut_side = (boxes[:, 0] <= config.border_margin_px) | (boxes[:, 2] >= w_img - config.border_margin_px)
+    w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
+    w_valid = has_prior & ~cut_side & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
+    g_nan, w_nan = (lambda a: np.where(g_valid, a, np.nan)), (lambda a: np.where(w_valid, a, np.nan))
+    cues = RangeCues(g_valid, g_nan(g_range), g_nan(g_sigma), g_nan(g_noise), w_valid, w_nan(w_range),
+                     w_nan(w_sigma), w_nan(w_noise), np.full(n, np.nan), why)
+    fused, _ = cues.fused()
+    lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=config.border_margin_px)
+    return RangeCues(cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m,
+                     cues.width_valid, cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, lateral, why)
+
+
+def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.ArrayLike | None,
+                 width_sigma_m: npt.ArrayLike | None) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """(n,) has a prior, and (n, 5) width, width sigma, tyre offset, its sigma, length; a known (learned)
+    width replaces the class's where finite."""
+    n = len(ids)
     priors = [config.priors.get(int(c)) for c in ids]
-    has_prior = np.array([p is not None for p in priors], bool)
+    has_prior = np.array([p is not None for p in priors], bool).reshape(n)
     prior = np.array([[p.width_m, p.width_sigma_m, p.tyre_offset_m, p.tyre_offset_sigma_m, p.length_m]
                       if p else [np.nan, np.nan, 0.0, 0.0, 0.0] for p in priors], np.float64).reshape(n, 5)
     if width_m is not None and width_sigma_m is not None:
         known = np.isfinite(np.asarray(width_m, np.float64).reshape(-1)) & has_prior
         prior[known, 0] = np.asarray(width_m, np.float64).reshape(-1)[known]
         prior[known, 1] = np.asarray(width_sigma_m, np.float64).reshape(-1)[known]
-    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * bh)
+    return has_prior, prior
+
+
+def _ground_cue(road: RoadGeometry, boxes: npt.NDArray[np.float64], prior: npt.NDArray[np.float64],
+                edge: npt.NDArray[np.float64], occluded: npt.NDArray[np.bool_], config: CueConfig
+                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[str, ...]]:
+    """Range, sigma and frame-to-frame sigma of the ground-contact cue, and why it is not valid ("" if it is)."""
+    w_img, h_img = road.calibration.image_size_wh
     mrg = config.border_margin_px
-    cut_bottom = boxes[:, 3] >= h_img - mrg
-    cut_side = (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
-    context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
-    solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
-    occluded = _occluded_bottom(context, config, solid)[_rows_in(boxes, context)]
+    cut = (boxes[:, 3] >= h_img - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
     bottom = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
-    metric = road.ground_metric(bottom)
-    per_px = road.range_per_px(boxes[:, 3])
-    g_range = metric[:, 1] - prior[:, 2]
-    g_noise = per_px * edge
+    g_range = road.ground_metric(bottom)[:, 1] - prior[:, 2]
+    g_noise = road.range_per_px(boxes[:, 3]) * edge
     g_sigma = np.hypot(g_noise, prior[:, 3])
     near_horizon = boxes[:, 3] < road.horizon_row_px + config.horizon_band_px
     with np.errstate(invalid="ignore", divide="ignore"):
         too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
-    why = tuple("border" if cut_bottom[i] or cut_side[i] else "occlusion" if occluded[i]
+    why = tuple("border" if cut[i] else "occlusion" if occluded[i]
                 else "horizon" if near_horizon[i] or too_uncertain[i] or not np.isfinite(g_range[i])
-                else "" for i in range(n))
-    g_valid = np.array([r == "" for r in why], bool).reshape(n)
-    w_valid = has_prior & ~cut_side & (bw > 1.0)
-    w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
-    w_valid &= np.isfinite(w_range) & (w_range > 0)
-    g_nan, w_nan = (lambda a: np.where(g_valid, a, np.nan)), (lambda a: np.where(w_valid, a, np.nan))
-    cues = RangeCues(g_valid, g_nan(g_range), g_nan(g_sigma), g_nan(g_noise), w_valid, w_nan(w_range),
-                     w_nan(w_sigma), w_nan(w_noise), np.full(n, np.nan), why)
-    fused, _ = cues.fused()
-    lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=mrg)
-    return RangeCues(cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m,
-                     cues.width_valid, cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, lateral, why)
+                else "" for i in range(len(boxes)))
+    return g_range, g_sigma, g_noise, why
 
 
 def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.ArrayLike, width_m: npt.ArrayLike,

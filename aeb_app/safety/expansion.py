@@ -15,10 +15,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from aeb_app.errors import ConfigError
 
-__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker"]
+_Z975 = 1.959963984540054
+
+__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "robust_slope", "RangeTrend"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,13 @@ class ExpansionEstimate:
         rate_per_s: d ln(width) / dt at the window's mean time, 1/s (positive = growing = approaching).
         rate_sigma_per_s: its standard deviation from the fit residuals, 1/s.
         ttc_s: ``1 / rate`` brought forward to now, seconds (inf when not growing).
+        lag_s: how long before now the window's mean time (where the rate was measured) lies, seconds.
     """
 
     rate_per_s: float
     rate_sigma_per_s: float
     ttc_s: float
+    lag_s: float = 0.0
 
     def expanding(self, sigmas: float) -> bool:
         """Growth significant at ``sigmas`` standard deviations."""
@@ -94,22 +99,84 @@ class ExpansionTracker:
         t, y = data[:, 0], data[:, 1]
         if t[-1] - t[0] < c.min_span_s - 1e-9:
             return None
-        keep = np.ones(len(t), bool)
-        for _ in range(2):
-            slope, intercept = np.polyfit(t[keep], y[keep], 1)
-            res = y - (slope * t + intercept)
-            sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), c.min_log_sigma)
-            new_keep = np.abs(res) <= c.outlier_sigmas * sigma
-            if new_keep.sum() < c.min_samples or (new_keep == keep).all():
-                break
-            keep = new_keep
-        tk = t[keep]
-        slope, intercept = np.polyfit(tk, y[keep], 1)
-        dof = max(int(keep.sum()) - 2, 1)
-        resid = y[keep] - (slope * tk + intercept)
-        sd = max(math.sqrt(float(resid @ resid) / dof), c.min_log_sigma)
-        spread = float(((tk - tk.mean()) ** 2).sum())
-        rate_sigma = sd / math.sqrt(spread) if spread > 0 else math.inf
+        slope, rate_sigma, t_mean = robust_slope(t, y, outlier_sigmas=c.outlier_sigmas, min_sigma=c.min_log_sigma,
+                                                 min_samples=c.min_samples)
         growing = slope > 1e-9  # a constant width fits a slope of rounding noise
-        ttc = max(1.0 / slope - (now_s - float(tk.mean())), 0.0) if growing else math.inf
-        return ExpansionEstimate(float(slope), float(rate_sigma), ttc)
+        ttc = max(1.0 / slope - (now_s - t_mean), 0.0) if growing else math.inf
+        return ExpansionEstimate(float(slope), float(rate_sigma), ttc, now_s - t_mean)
+
+
+def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sigma: float,
+                 min_samples: int) -> tuple[float, float, float]:
+    """Straight line through (t, y) with outliers beyond ``outlier_sigmas`` robust sigmas (1.4826 MAD,
+    floored at ``min_sigma``) of a Theil-Sen first fit dropped and least squares refitted: (slope, slope sigma from the residuals, mean time).
+
+    The slope sigma is widened by the Student-t factor of the fit's degrees of freedom (t 97.5 % / z 97.5 %),
+    so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps).
+    """
+    keep = np.ones(len(t), bool)
+    slope, intercept = _theil_sen(t, y)
+    for _ in range(2):
+        res = y - (slope * t + intercept)
+        sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), min_sigma)
+        new_keep = np.abs(res) <= outlier_sigmas * sigma
+        if new_keep.sum() < min_samples or (new_keep == keep).all():
+            break
+        keep = new_keep
+        slope, intercept = np.polyfit(t[keep], y[keep], 1)
+    tk = t[keep]
+    slope, intercept = np.polyfit(tk, y[keep], 1)
+    dof = max(int(keep.sum()) - 2, 1)
+    resid = y[keep] - (slope * tk + intercept)
+    sd = max(math.sqrt(float(resid @ resid) / dof), min_sigma)
+    spread = float(((tk - tk.mean()) ** 2).sum())
+    # A slope from a few samples is Student-t distributed: widen its sigma so that normal-theory sigmas
+    # keep their confidence whatever the frame rate (6 samples at 10 fps, 15 at 25 fps in 0.6 s).
+    widen = float(student_t.ppf(0.975, dof)) / _Z975
+    return float(slope), (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+
+
+def _theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Median of the pairwise slopes and the matching intercept: a first line that one jumped sample
+    (a 20-40 px box edge) cannot tilt, unlike least squares."""
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    slope = float(np.median((y[j] - y[i])[ok] / dt[ok])) if ok.any() else 0.0
+    return slope, float(np.median(y - slope * t))
+
+
+@dataclass
+class RangeTrend:
+    """Whether a track's gap has really been shrinking over the last ``span_s`` seconds.
+
+    The range filter's rate (and more so its acceleration) follows the measurements within a fraction of
+    a second, so a few noisy frames at a constant gap can make it "close" for long enough to warn (a lead
+    pulling away at 8 m did). The trend is a robust straight line through the per-frame measured ranges
+    over ``span_s`` (outliers as in the scale cue): the gap is closing when that slope is ``sigmas`` of
+    its standard deviations below zero. Too few measurements (fewer than ``min_samples``, or spanning less
+    than half of ``span_s``) are no evidence either way.
+    """
+
+    span_s: float
+    outlier_sigmas: float = 3.0
+    min_samples: int = 4
+    min_sigma_m: float = 0.01
+    samples: deque = field(default_factory=deque)
+
+    def add(self, timestamp_s: float, range_m: float) -> None:
+        """Record one measured range (metres)."""
+        if math.isfinite(range_m):
+            self.samples.append((timestamp_s, range_m))
+        while self.samples and self.samples[0][0] < timestamp_s - self.span_s - 1e-9:
+            self.samples.popleft()
+
+    def closing(self, now_s: float, sigmas: float) -> bool | None:
+        """True: significantly closing; False: not; None: too few measurements to tell."""
+        data = [s for s in self.samples if s[0] >= now_s - self.span_s - 1e-9]
+        if len(data) < self.min_samples or data[-1][0] - data[0][0] < self.span_s / 2 - 1e-9:
+            return None
+        arr = np.asarray(data, np.float64)
+        slope, sigma, _ = robust_slope(arr[:, 0], arr[:, 1], outlier_sigmas=self.outlier_sigmas,
+                                       min_sigma=self.min_sigma_m, min_samples=self.min_samples)
+        return slope < -sigmas * sigma

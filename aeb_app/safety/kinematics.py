@@ -86,11 +86,17 @@ class RangeFilter:
         s = float(self.p[0, 0]) + sigma_m**2
         return self.config.gate_sigmas * math.sqrt(s) + 0.5 * self.config.max_rel_accel_mps2 * self.since_accept_s**2
 
-    def update(self, range_m: float, sigma_m: float, *, gate_sigma_m: float | None = None) -> bool:
+    def update(self, range_m: float, sigma_m: float, *, gate_sigma_m: float | None = None,
+               inverse_depth_setback_m: float | None = None) -> bool:
         """Fuse one measured range (metres) of standard deviation ``sigma_m``; False if gated out.
 
         ``gate_sigma_m`` (default ``sigma_m``) is the sigma the gate allows for: larger when the cue also
         carries a constant error that the frame-to-frame ``sigma_m`` leaves out.
+
+        ``inverse_depth_setback_m``: the cue measures inverse camera depth (a pixel row or a width is
+        ``1/Z``; ``Z = range + setback``), and sigmas are taken at the predicted range. The gate then compares
+        the innovation in that space, ``|1/Z_meas - 1/Z_pred| Z_pred^2``: a box edge jumped by many pixels
+        towards the camera is as far out as it is in pixels, not the few sigmas a linear range gate sees.
         """
         if not (math.isfinite(range_m) and math.isfinite(sigma_m) and sigma_m > 0):
             return False
@@ -100,7 +106,10 @@ class RangeFilter:
             self.p = np.diag([sigma_m**2, c.initial_rate_sigma_mps**2, c.initial_accel_sigma_mps2**2])
             self.initialized, self.since_accept_s = True, 0.0
             return True
-        if abs(range_m - self.x[0]) > self.gate_m(max(sigma_m, gate_sigma_m or 0.0)):
+        innovation = abs(range_m - self.x[0])
+        if inverse_depth_setback_m is not None:
+            innovation *= (self.x[0] + inverse_depth_setback_m) / max(range_m + inverse_depth_setback_m, 1e-3)
+        if innovation > self.gate_m(max(sigma_m, gate_sigma_m or 0.0)):
             self.rejected += 1
             return False
         h = np.array([1.0, 0.0, 0.0])

@@ -26,10 +26,10 @@ import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m
-from aeb_app.safety.expansion import ExpansionConfig
-from aeb_app.safety.kinematics import RangeFilterConfig
+from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
+from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
-from aeb_app.safety.threat import assess_threat
+from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
 from aeb_app.safety.zone import ZoneConfig, in_zone, zone_length_m, zone_polygon_m
@@ -187,6 +187,7 @@ class AebLogic:
         objects, mask = self._objects(detections, timestamp_s, dt_s=dt_s, length_m=length_m,
                                       ego_speed_mps=ego_speed_mps)
         requested = max((o.level for o in objects), default=WarningLevel.NONE)
+        requested = max(requested, self._coasting_level(timestamp_s, length_m, ego_speed_mps))
         level = self.state_machine.update(requested, timestamp_s)
         return self._state(frame_index, timestamp_s, level, requested, "", tuple(objects), mask, length_m)
 
@@ -254,18 +255,20 @@ class AebLogic:
             track.last_occluded_s = timestamp_s
         if cues.width_valid[i]:
             track.expansion.add(timestamp_s, float(box[2] - box[0]))
+        if track.trend is None:
+            track.trend = RangeTrend(self.warning_config.closing_span_s)
+        track.trend.add(timestamp_s, float(cues.fused()[0][i]))
         if f.needs_start:
             # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
             fused, sigma = cues.fused()
             if f.update(float(fused[i]), float(sigma[i])) and cues.ground_valid[i]:
                 track.last_ground_s = timestamp_s
             return
-        if cues.ground_valid[i] and f.update(float(cues.ground_range_m[i]), float(cues.ground_noise_m[i]),
-                                             gate_sigma_m=float(cues.ground_sigma_m[i])):
+        if cues.ground_valid[i] and self._feed(f, cues.ground_range_m[i], cues.ground_noise_m[i],
+                                               cues.ground_sigma_m[i]):
             track.last_ground_s = timestamp_s
         if cues.width_valid[i]:
-            f.update(float(cues.width_range_m[i]), float(cues.width_noise_m[i]),
-                     gate_sigma_m=float(cues.width_sigma_m[i]))
+            self._feed(f, cues.width_range_m[i], cues.width_noise_m[i], cues.width_sigma_m[i])
         prior = self.cue_config.priors.get(track.category_id)
         if prior and cues.ground_valid[i] and cues.width_valid[i] and abs(cues.lateral_m[i]) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
@@ -273,6 +276,19 @@ class AebLogic:
             width = float(box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cues.ground_range_m[i]))
             rel = math.hypot(float(cues.ground_noise_m[i]) / depth, float(cues.width_noise_m[i]) / depth)
             track.learn_width(width, max(rel * width, 1e-3))
+
+    def _feed(self, f: RangeFilter, range_m: float, noise_m: float, sigma_m: float) -> bool:
+        """Fuse one cue into a running filter, its sigmas taken at the *predicted* range.
+
+        Both cues' errors grow with the square of the camera depth (1 px of row or width is ``Z^2 / (f h)``
+        or ``Z^2 / (f W)`` metres). Taken at the measured range, a measurement that errs short would get
+        a smaller sigma, hence more weight, than one that errs long by as much, and the filter would be
+        pulled short (and its closing speed low) at long range; at the prediction both weigh the same.
+        The gate compares in inverse depth, the space the pixels live in (see :meth:`RangeFilter.update`).
+        """
+        scale = ((f.range_m + self.road.setback_m) / max(float(range_m) + self.road.setback_m, 1e-3)) ** 2
+        return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale,
+                        inverse_depth_setback_m=self.road.setback_m)
 
     def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
                 measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
@@ -284,16 +300,10 @@ class AebLogic:
         near = max(f.range_m - f.range_sigma_m, 0.0)
         inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
                               length_m=length_m)[0])
-        recent = f.config.reacquire_after_s
-        threat = assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
-                               ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m,
-                               config=self.warning_config,
-                               range_independent=timestamp_s - track.last_ground_s <= recent)
-        # Something nearer stands in front of an occluded object: that nearer object is the one to warn about.
-        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
-        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
-        agrees = threat.agrees(self.warning_config.require_agreement) and not occluded and settled
+        threat = self._threat(track, timestamp_s, ego_speed_mps)
+        agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
+        track.agreed, track.zone_lateral_m = agrees, lateral
         try:
             bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])
         except ValueError:
@@ -304,6 +314,44 @@ class AebLogic:
             inside, level, score, tuple(float(v) for v in box), bool(cues.ground_valid[i]),
             bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
             threat.confirmed if agrees else (), cues.why_no_ground[i])
+
+    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
+        f = track.range_filter
+        return assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
+                             ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m, config=self.warning_config,
+                             range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s)
+
+    def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
+        """The cues allow a warning, the track is settled, its gap has been shrinking over ``closing_span_s``,
+        and nothing nearer stands in front of it."""
+        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
+        settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
+        closing = not self.warning_config.require_closing_trend or (
+            track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas))
+        return threat.agrees(self.warning_config.require_agreement) and not occluded and settled and bool(closing)
+
+    def _coasting_level(self, timestamp_s: float, length_m: float, ego_speed_mps: float | None) -> WarningLevel:
+        """The highest level asked for by tracks not detected in this frame but still coasting.
+
+        A missed detection is no evidence that a threat went away: a track whose cues agreed when it was
+        last seen keeps asking for the level of its motion model's prediction (range filter predicted to
+        now, expansion brought forward) while it coasts, i.e. until its filter would restart
+        (``reacquire_after_s``) or the tracker drops it. Without this one missed frame restarts the
+        warning's rising debounce.
+        """
+        level = WarningLevel.NONE
+        for track in self.tracker.tracks:
+            f = track.range_filter
+            if track.last_seen_s >= timestamp_s or not (track.agreed and f.initialized):
+                continue
+            threat = self._threat(track, timestamp_s, ego_speed_mps)
+            if not self._agrees(track, threat, timestamp_s):
+                continue
+            near = max(f.range_m - f.range_sigma_m, 0.0)
+            inside = bool(in_zone([[track.zone_lateral_m, near]], half_width_m=self.zone_config.lane_width_m / 2,
+                                  length_m=length_m)[0])
+            level = max(level, self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s))
+        return level
 
     def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
         """The object's lateral offset (see :func:`object_lateral_m`); while its box is cut at a side, no

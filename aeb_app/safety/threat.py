@@ -83,23 +83,31 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
     # A track that has only been predicted for longer than the filter would coast has no range to vote with.
     ranged = filt.initialized and math.isfinite(rng) and rng > 0 and filt.since_accept_s <= filt.config.reacquire_after_s
     votes = _Votes()
-    accel = 0.0
-    if ranged and filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
-        accel = filt.range_accel_mps2  # only a significant braking of the lead shortens the TTC
+    accel = _significant_accel(filt, config) if ranged else 0.0
     ttc_range = math.inf
     if ranged and track_age_s >= config.min_track_age_s - 1e-6:
         ttc_range = _range_vote(votes, filt, accel, cap, config, range_independent)
     ttc_scale = math.nan
     if expansion is not None:
-        ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, config,
+        ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, accel, config,
                                 range_independent)
-    if not (ranged and votes.weights):
-        return ThreatAssessment(math.inf, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    fused = _fused_ttc(votes, rng, accel, cap, config) if ranged and votes.weights else math.inf
+    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+
+
+def _significant_accel(filt: RangeFilter, config: WarningConfig) -> float:
+    """The filter's relative acceleration when significantly negative (the lead braking), else 0."""
+    if filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
+        return filt.range_accel_mps2
+    return 0.0
+
+
+def _fused_ttc(votes: "_Votes", rng: float, accel: float, cap: float, config: WarningConfig) -> float:
+    """TTC from the range, the inverse-variance fused closing speed and the relative acceleration."""
     fused_closing = sum(w * v for w, v in zip(votes.weights, votes.speeds)) / sum(votes.weights)
     if fused_closing < config.closing_sigmas / math.sqrt(sum(votes.weights)):
         fused_closing = 0.0  # not significantly closing: noise in the rate (and its acceleration) must not warn
-    fused = ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
-    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    return ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
 
 
 @dataclass
@@ -127,19 +135,22 @@ def _range_vote(votes: _Votes, filt: RangeFilter, accel: float, cap: float, conf
     return ttc_s(rng, -closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
 
 
-def _scale_vote(votes: _Votes, expansion: ExpansionEstimate, rng: float, setback_m: float, cap: float,
+def _scale_vote(votes: _Votes, expansion: ExpansionEstimate, rng: float, setback_m: float, cap: float, accel: float,
                 config: WarningConfig, independent: bool) -> float:
     """Add the scale cue's closing speed (when the range is known) and vote; return its TTC (s)."""
     ranged = math.isfinite(rng)
     rate_now = 1.0 / expansion.ttc_s if expansion.ttc_s > 0 else (1e3 if expansion.rate_per_s > 0 else 0.0)
     depth = rng + setback_m if ranged else math.nan
-    closing = min(rate_now * depth, cap) if ranged else math.nan
+    # The rate was measured lag_s ago; a significant relative acceleration (the lead braking) has changed
+    # the closing speed since, as the range filter's own rate has followed it.
+    closing = min(rate_now * depth - accel * expansion.lag_s, cap) if ranged else math.nan
     votes.available.append("scale")
     if ranged:
         votes.speeds.append(closing)
         votes.weights.append(1.0 / max(expansion.rate_sigma_per_s * depth, 1e-3) ** 2)
-    optimistic = rate_now + config.agree_sigmas * expansion.rate_sigma_per_s
+    # Optimistic by agree_sigmas from the fitted rate itself: a slope a little below zero is noise, not proof.
+    optimistic = (rate_now if rate_now > 0 else expansion.rate_per_s) + config.agree_sigmas * expansion.rate_sigma_per_s
     significant = independent or expansion.expanding(config.agree_sigmas)
-    if significant and rate_now > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
+    if significant and optimistic > 0 and optimistic * config.agree_ttc_s * (rng / depth if ranged else 1.0) > 1.0:
         votes.confirmed.append("scale")
     return (rng / closing if closing > 0 else math.inf) if ranged else expansion.ttc_s

@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker
+from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
-__all__ = ["Track", "IouTracker", "iou_matrix"]
+__all__ = ["Track", "IouTracker", "iou_matrix", "edges_agreeing"]
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -29,6 +29,15 @@ def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.f
     area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def edges_agreeing(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike, tolerance: float) -> npt.NDArray[np.int_]:
+    """(n, m) how many of the four edges of box b lie within ``tolerance`` of box a's (x edges relative
+    to a's width, y edges relative to a's height)."""
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    size = np.maximum(np.concatenate([a[:, 2:] - a[:, :2]] * 2, axis=1)[:, [0, 1, 0, 1]], 1e-6)
+    return (np.abs(a[:, None, :] - b[None, :, :]) <= tolerance * size[:, None, :]).sum(axis=2)
 
 
 @dataclass
@@ -51,6 +60,9 @@ class Track:
         lateral_m: the object's lateral offset when last seen whole (not cut at a side), metres.
         match_box_px: (4,) the box matched against: the average of the last match and the one before
             (an exponential mean), so that one jumped edge does not break the track.
+        agreed: the track's TTC cues allowed a warning in the last frame it was seen.
+        zone_lateral_m: the lateral offset its zone membership was judged with in that frame, metres.
+        trend: its measured ranges over the last seconds (is the gap really shrinking?), made by the user.
     """
 
     track_id: int
@@ -67,6 +79,9 @@ class Track:
     last_occluded_s: float = -math.inf
     lateral_m: float = math.nan
     match_box_px: npt.NDArray[np.float64] | None = None
+    agreed: bool = False
+    zone_lateral_m: float = math.nan
+    trend: RangeTrend | None = None
 
     def __post_init__(self) -> None:
         if self.match_box_px is None:
@@ -91,17 +106,26 @@ class Track:
 class IouTracker:
     """Greedy-optimal (Hungarian) IoU matching with track ageing in seconds.
 
+    Boxes left unmatched by IoU get a second chance against the tracks left unmatched (same class): a
+    detector's box edge that jumps 10-30 px can shrink a box so much that its IoU with its own track falls
+    below the threshold, although its other three edges are where they were. A box with at least three
+    edges within ``edge_tolerance`` of the track's box (x edges relative to the track's box width, y edges
+    to its height) continues the track instead of starting a new one, so the track's filter and expansion
+    history (and their settling time) are not lost, and the box does not land on a neighbouring track.
+
     Args:
         iou_threshold: minimum IoU for a match.
+        edge_tolerance: second stage: how far an edge may move and still agree, fraction of the box size.
         max_coast_s: seconds a track survives without a match.
         filter_config: range filter settings for new tracks.
         expansion_config: scale-change settings for new tracks.
     """
 
-    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5,
+    def __init__(self, *, iou_threshold: float = 0.2, max_coast_s: float = 0.5, edge_tolerance: float = 0.25,
                  filter_config: RangeFilterConfig | None = None,
                  expansion_config: ExpansionConfig | None = None) -> None:
         self.iou_threshold = iou_threshold
+        self.edge_tolerance = edge_tolerance
         self.max_coast_s = max_coast_s
         self.filter_config = filter_config or RangeFilterConfig()
         self.expansion_config = expansion_config or ExpansionConfig()
@@ -116,13 +140,7 @@ class IouTracker:
         """Match (n, 4) boxes seen at ``timestamp_s`` to tracks; returns the n matched-or-new tracks in order."""
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
-        assigned: list[Track | None] = [None] * len(boxes)
-        if self.tracks and len(boxes):
-            iou = iou_matrix([t.match_box_px for t in self.tracks], boxes)
-            rows, cols = linear_sum_assignment(-iou)
-            for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
-                    assigned[c] = self.tracks[r]
+        assigned = self._associate(boxes, ids)
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
                        or any(t is a for a in assigned)]
         for i, box in enumerate(boxes):
@@ -140,3 +158,28 @@ class IouTracker:
                 existing.hits += 1
                 existing.last_seen_s = timestamp_s
         return [t for t in assigned if t is not None]
+
+    def _associate(self, boxes: npt.NDArray[np.float64], ids: npt.NDArray[np.int_]) -> list[Track | None]:
+        """The track of each box (None: new object): IoU first, then three agreeing edges for the leftovers."""
+        assigned: list[Track | None] = [None] * len(boxes)
+        if not (self.tracks and len(boxes)):
+            return assigned
+        reference = np.array([t.match_box_px for t in self.tracks], np.float64).reshape(-1, 4)
+        iou = iou_matrix(reference, boxes)
+        rows, cols = linear_sum_assignment(-iou)
+        for r, c in zip(rows, cols):
+            if iou[r, c] >= self.iou_threshold:
+                assigned[c] = self.tracks[r]
+        free_t = [r for r, t in enumerate(self.tracks) if not any(t is a for a in assigned)]
+        free_b = [c for c in range(len(boxes)) if assigned[c] is None]
+        if not (free_t and free_b):
+            return assigned
+        same_class = np.array([[self.tracks[r].category_id == int(ids[c]) for c in free_b] for r in free_t])
+        agreeing = edges_agreeing(reference[free_t], boxes[free_b], self.edge_tolerance)
+        ok = same_class & (agreeing >= 3)
+        score = agreeing + iou[np.ix_(free_t, free_b)]
+        rows, cols = linear_sum_assignment(-np.where(ok, score, 0.0))
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                assigned[free_b[c]] = self.tracks[free_t[r]]
+        return assigned

@@ -45,6 +45,10 @@ class WarningConfig:
             standard deviations below zero (noise in the acceleration alone must not warn).
         closing_sigmas: the fused closing speed must be this many of its standard deviations above zero
             for a finite TTC.
+        closing_span_s: a track warns only when its measured range has been shrinking over this long: the
+            slope of a robust line through its measurements over the span must be ``closing_sigmas`` below
+            zero, seconds (a few noisy frames at a constant gap are not an approach).
+        require_closing_trend: apply the ``closing_span_s`` rule (off only for demonstrations).
         category_ids: COCO ids considered (default road users).
     """
 
@@ -61,6 +65,8 @@ class WarningConfig:
     max_lead_reverse_mps: float = 0.5
     accel_sigmas: float = 0.5
     closing_sigmas: float = 2.0
+    closing_span_s: float = 1.0
+    require_closing_trend: bool = True
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
@@ -73,7 +79,7 @@ class WarningConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
-        for name in ("max_frame_gap_s", "agree_ttc_s"):
+        for name in ("max_frame_gap_s", "agree_ttc_s", "closing_span_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"warning.{name}: must be > 0, got {getattr(self, name)!r}")
 
