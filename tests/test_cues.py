@@ -170,3 +170,20 @@ def test_horizon_outside_the_image_is_refused() -> None:
     with pytest.raises(CalibrationError, match="horizon"):
         calibration_from_intrinsics(image_size_wh=(1242, 375), focal_px=721.5, cx=609.6, cy=172.9, height_m=1.65,
                                     pitch_deg=-20.0)
+
+
+def test_fast_median_and_t_factor_equal_numpy_and_scipy_bit_for_bit() -> None:
+    """The scale/trend fits run per track per frame: their median and Student-t factor are cheap
+    re-implementations, which must give exactly numpy's and scipy's values (decisions unchanged)."""
+    from scipy.stats import t as student_t
+
+    from aeb_app.safety.expansion import _Z975, _median, _t_over_z
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 60):
+        for _ in range(20):
+            values = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3)
+            assert _median(values) == float(np.median(values))
+    assert np.isnan(_median(np.array([1.0, np.nan, 2.0]))) and np.isnan(_median(np.zeros(0)))
+    for dof in range(1, 40):
+        assert _t_over_z(dof) == float(student_t.ppf(0.975, dof)) / _Z975

@@ -10,6 +10,7 @@ detector jitter). The fitted slope is the rate at the window's mean time, so ``T
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sig
     slope, intercept = _theil_sen(t, y)
     for _ in range(2):
         res = y - (slope * t + intercept)
-        sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), min_sigma)
+        sigma = max(1.4826 * _median(np.abs(res[keep])), min_sigma)
         new_keep = np.abs(res) <= outlier_sigmas * sigma
         if new_keep.sum() < min_samples or (new_keep == keep).all():
             break
@@ -132,18 +133,41 @@ def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sig
     spread = float(((tk - tk.mean()) ** 2).sum())
     # A slope from a few samples is Student-t distributed: widen its sigma so that normal-theory sigmas
     # keep their confidence whatever the frame rate (6 samples at 10 fps, 15 at 25 fps in 0.6 s).
-    widen = float(student_t.ppf(0.975, dof)) / _Z975
+    widen = _t_over_z(dof)
     return float(slope), (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+
+
+@functools.lru_cache(maxsize=256)
+def _t_over_z(dof: int) -> float:
+    """Student-t 97.5 % quantile over the normal one for ``dof`` degrees of freedom (cached: scipy's ppf
+    costs ~80 us a call and the fit runs per track per frame)."""
+    return float(student_t.ppf(0.975, dof)) / _Z975
 
 
 def _theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Median of the pairwise slopes and the matching intercept: a first line that one jumped sample
     (a 20-40 px box edge) cannot tilt, unlike least squares."""
-    i, j = np.triu_indices(len(t), k=1)
+    i, j = _pairs(len(t))
     dt = t[j] - t[i]
     ok = dt > 0
-    slope = float(np.median((y[j] - y[i])[ok] / dt[ok])) if ok.any() else 0.0
-    return slope, float(np.median(y - slope * t))
+    slope = _median((y[j] - y[i])[ok] / dt[ok]) if ok.any() else 0.0
+    return slope, _median(y - slope * t)
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, k=1)``, cached (the fits run per track per frame on a few sizes)."""
+    return np.triu_indices(n, k=1)
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a small 1-D array, bit for bit (NaN when any is NaN), without its overhead."""
+    s = np.sort(values)
+    n = len(s)
+    if n == 0 or s[-1] != s[-1]:  # empty, or NaN sorted last
+        return float("nan")
+    mid = n // 2
+    return float(s[mid]) if n % 2 else float((s[mid - 1] + s[mid]) / 2)
 
 
 @dataclass
