@@ -223,7 +223,8 @@ def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, de
         with pytest.raises(InputError, match="broken.jpg"):
             for dets in stream_jpeg_batches(det, batches, EVAL_POSTPROCESS, names=names):
                 got.append(dets)
-    assert len(got) == 2  # the good batches before it came through
+    # In series the good batches before it come through; in the pipeline a failure may overtake them.
+    assert len(got) == 2 if device == "cpu" else len(got) <= 2
 
 
 def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, jpegs):
