@@ -15,6 +15,7 @@ from aeb_app.safety.expansion import ExpansionEstimate, RangeTrend, robust_slope
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import assess_threat
+from aeb_app.safety.tracker import iou_matrix
 from aeb_app.scenarios import SCENARIOS, PinholeCamera, synthetic_calibration, vehicle_box_px
 from aeb_app.types import Detections, WarningLevel
 
@@ -38,6 +39,23 @@ def test_a_box_with_one_jumped_edge_continues_its_track_not_a_neighbour() -> Non
     assert track is first[0] and track.hits == 2
     (other,) = tracker.update([[600.0, 250.0, 640.0, 280.0]], [3], 0.08)  # elsewhere: a new object
     assert other.track_id not in (first[0].track_id, first[1].track_id)
+
+
+def test_a_track_seen_once_does_not_take_the_box_of_an_established_track() -> None:
+    """NHTSA LVD, 25 fps: a duplicate box over the lead starts a track; four frames later the lead's box has
+    a jumped bottom edge (its smoothed box shrinks), and the next box overlaps the duplicate's stale box a
+    little more (IoU 0.68 against 0.66). The established track must keep its object."""
+    tracker = IouTracker()
+    lead = [449.0, 245.0, 512.0, 295.0]
+    for k in range(5):
+        (established,) = tracker.update([lead], [3], k * 0.04)
+    _, duplicate = tracker.update([lead, [459.0, 250.0, 511.0, 292.0]], [3, 3], 0.20)
+    tracker.update([[449.0, 245.0, 511.0, 269.0]], [3], 0.24)  # the bottom edge jumped 26 px up
+    box = np.array([446.0, 247.0, 507.0, 293.0])
+    iou = iou_matrix(np.array([established.match_box_px, duplicate.match_box_px]), box[None])[:, 0]
+    assert iou[1] > iou[0] >= tracker.iou_threshold  # by IoU alone the duplicate's track would win
+    (track,) = tracker.update([box], [3], 0.28)
+    assert track is established and duplicate.hits == 1
 
 
 def _ccrs_frames(fps: float):

@@ -166,10 +166,7 @@ class IouTracker:
             return assigned
         reference = np.array([t.match_box_px for t in self.tracks], np.float64).reshape(-1, 4)
         iou = iou_matrix(reference, boxes)
-        rows, cols = linear_sum_assignment(-iou)
-        for r, c in zip(rows, cols):
-            if iou[r, c] >= self.iou_threshold:
-                assigned[c] = self.tracks[r]
+        self._iou_cascade(iou, assigned)
         free_t = [r for r, t in enumerate(self.tracks) if not any(t is a for a in assigned)]
         free_b = [c for c in range(len(boxes)) if assigned[c] is None]
         if not (free_t and free_b):
@@ -183,3 +180,20 @@ class IouTracker:
             if ok[r, c]:
                 assigned[free_b[c]] = self.tracks[free_t[r]]
         return assigned
+
+    def _iou_cascade(self, iou: npt.NDArray[np.float64], assigned: list[Track | None]) -> None:
+        """IoU matching of the confirmed tracks (seen in more than one frame) first, then of the tentative ones
+        with the boxes left (as Deep SORT matches confirmed tracks before unconfirmed ones, Wojke et al. 2017).
+
+        A track born from a detector's duplicate box or a false positive, seen once, must not take the box of
+        the established track only because its box overlaps a little more than the established one's smoothed box.
+        """
+        for confirmed in (True, False):
+            rows_t = [r for r, t in enumerate(self.tracks) if (t.hits > 1) == confirmed]
+            cols_b = [c for c in range(len(assigned)) if assigned[c] is None]
+            if not (rows_t and cols_b):
+                continue
+            sub = iou[np.ix_(rows_t, cols_b)]
+            for r, c in zip(*linear_sum_assignment(-sub)):
+                if sub[r, c] >= self.iou_threshold:
+                    assigned[cols_b[c]] = self.tracks[rows_t[r]]
