@@ -15,6 +15,7 @@ from aeb_app.scenarios import (
     synthetic_calibration, vehicle_box_px,
 )
 from aeb_app.scenarios.matrix import range_error_stats, run_matrix
+from aeb_app.scenarios.runner import ScenarioResult
 
 NHTSA = [s for s in SCENARIOS if s.source == "NHTSA"]
 THREAT = [s for s in SCENARIOS if s.required_ttc_s is not None]
@@ -27,6 +28,20 @@ def test_nhtsa_criteria_as_published() -> None:
         "NHTSA LVS stopped 72.4": 2.1, "NHTSA LVM slower 72.4/32.2": 2.0, "NHTSA LVD decel 72.4 30m 0.3g": 2.4}
     assert {"queue creep, stops 2 m behind", "queue standing, cars behind lead", "lead accelerating away",
             "next lane, close range"} <= {s.name for s in NO_THREAT}
+
+
+def test_a_warning_exactly_at_the_criterion_meets_it() -> None:
+    """LVS at 10 fps collides at 7.0 s; the frame at k = 49 is 2.1 s before it, but 7.0 - 49 / 10 is
+    2.0999999999999996 in floating point. A warning there meets TTC >= 2.1 s; a frame earlier or later decides."""
+    lvs = BY_NAME["NHTSA LVS stopped 72.4"]
+    assert lvs.motion.collision_time_s() == pytest.approx(7.0)
+    exact = lvs.motion.collision_time_s() - 49 / 10
+    assert exact < 2.1  # the rounding the scorer must not count as late
+
+    def at(ttc: float) -> ScenarioResult:
+        return ScenarioResult(lvs.name, lvs.source, 2.1, ttc, None, 0, 70, 0, fps=10.0)
+    assert at(exact).passed and at(exact + 0.1).passed and not at(exact - 0.1).passed
+    assert not at(2.1 - 1e-6).passed
 
 
 def test_kinematics_braking_lead_accelerating_lead_and_braking_ego() -> None:
