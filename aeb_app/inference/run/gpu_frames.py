@@ -22,8 +22,8 @@ Host synchronisations per batch: the batched decode's own, the threshold compact
 copy. None per image.
 
 Over many batches (COCO evaluation, the benchmark's throughput column) :func:`stream_jpeg_batches`
-pipelines them: step 1, step 2 and steps 3-4 run in three threads on consecutive batches, each on its
-own CUDA stream, joined by a CUDA event per batch.
+pipelines them: steps 1-2 of the next batch run on a side CUDA stream in their own thread while
+steps 3-4 of the current one run, joined by a CUDA event.
 
 A detector without a device path (ONNX Runtime, a CPU detector) gets the same call through the
 host: frames are copied back and go through :meth:`Detector.infer`.
@@ -224,16 +224,18 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
                         capacity: int = 2) -> Iterator[list[Detections]]:
     """The GPU path over many batches, pipelined: one :class:`Detections` list per batch, in order.
 
-    Three threads, each issuing its work on its own CUDA stream, joined by a CUDA event per batch:
-    nvJPEG decoding of batch i+2 (the GPU's hardware JPEG decoder where it has one), resizing and
-    normalising of batch i+1, and the network, NMS and copy of batch i (on the default stream). So
-    decoding and the per-image resize calls overlap the network instead of adding to it. At most
-    ``capacity`` batches wait between two steps (bounded memory); a failure in any step ends the
+    A thread decodes (nvJPEG), resizes and normalises batch i+1 on its own CUDA stream while
+    another runs batch i's network, NMS and copy on the detector's (the default) stream, joined by
+    a CUDA event per batch, so decoding overlaps the network instead of adding to it. At most
+    ``capacity`` prepared batches wait (bounded memory); a failure in either stage ends the
     iteration with that error (:func:`aeb_app.stages.run_stages`; batches still in flight are not
-    delivered). Results equal :meth:`Detector.infer_tensors` on each batch. A detector without a
-    device path gets the batches decoded on the CPU and run through :meth:`Detector.infer`, in series.
+    delivered). Results equal
+    :meth:`Detector.infer_tensors` on each batch (to float rounding on the GPU). Two threads, not three:
+    a separate decoding thread was measured slower on the H200 (GIL hand-offs between three Python
+    threads; docs/benchmarks/gpu_frame_path.md). A detector without a device path gets the batches
+    decoded on the CPU and run through :meth:`Detector.infer`, in series.
     """
-    from aeb_app.stages import run_stages
+    from aeb_app.stages import Stage, run_stages
 
     device = detector.info.device
     names_iter = iter(names) if names is not None else None
@@ -243,55 +245,26 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
             images = decode_images(datas, "cpu", names=next(names_iter) if names_iter else None)
             yield detector.infer([im.permute(1, 2, 0).flip(2).numpy() for im in images], config)
         return
-    source = ((datas, next(names_iter) if names_iter else None) for datas in batches)
-    yield from run_stages(source, _device_stages(detector, config), capacity=capacity)
-
-
-@dataclass
-class _Decoded:
-    """A decoded batch on the device and the event after which its images are complete."""
-
-    images: list
-    ready: object
-
-
-def _device_stages(detector: "Detector", config: PostprocessConfig) -> list:
-    """Decode, resize + normalise, network + NMS: each on its own CUDA stream (made on first use)."""
     import torch
 
-    from aeb_app.stages import Stage
+    side: list = []  # the preparing thread's stream, made in that thread on first use
 
-    device = detector.info.device
-    streams: dict[str, object] = {}
-
-    def stream_of(name: str):
-        if name not in streams:
-            streams[name] = torch.cuda.Stream(device)
-        return streams[name]
-
-    def decode(item: tuple[Sequence[bytes], Sequence[str] | None]) -> _Decoded:
+    def prepare(item: tuple[Sequence[bytes], Sequence[str] | None]) -> DeviceBatch:
         datas, batch_names = item
         detector.check_batch(len(datas))
-        with torch.cuda.device(device), torch.cuda.stream(stream_of("decode")):
-            images = decode_images(datas, device, names=batch_names)
-            ready = torch.cuda.Event()
-            ready.record(stream_of("decode"))
-        return _Decoded(images, ready)
-
-    def resize(decoded: _Decoded) -> DeviceBatch:
         with torch.cuda.device(device):
-            stream = stream_of("resize")
-            stream.wait_event(decoded.ready)
-            for image in decoded.images:
-                image.record_stream(stream)  # allocated on the decoding stream, read on this one
-            with torch.cuda.stream(stream):
-                batch = prepare_device_batch(detector, decoded.images)
+            if not side:
+                side.append(torch.cuda.Stream(device))
+            with torch.cuda.stream(side[0]):
+                batch = prepare_device_batch(detector, decode_images(datas, device, names=batch_names))
                 batch.ready = torch.cuda.Event()
-                batch.ready.record(stream)
+                batch.ready.record(side[0])
         return batch
 
     def finish(batch: DeviceBatch) -> list[Detections]:
         with torch.cuda.device(device):
             return finish_device_batch(detector, batch, config)
 
-    return [Stage("decode", decode), Stage("resize", resize), Stage("network+nms", finish)]
+    source = ((datas, next(names_iter) if names_iter else None) for datas in batches)
+    yield from run_stages(source, [Stage("decode+resize", prepare), Stage("network+nms", finish)],
+                          capacity=capacity)
