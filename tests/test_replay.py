@@ -158,6 +158,7 @@ def test_match_events(old, new, expected) -> None:
         (["{clips}", "--cluster", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
          "--cluster tcp://127.0.0.1:9: no Dask scheduler answers"),
         (["{clips}", "--set", "warning.nope=1"], "unknown field 'nope'"),
+        (["{clips}", "--set", "warning.require_agreement=maybe"], "expected bool"),
         (["{clips}", "--set", "warning.brake_ttc_s=9"], "must be > 0 and <= caution_ttc_s"),
         (["{clips}", "--mode", "warp_drive"], "unknown mode 'warp_drive'"),
         (["{clips}", "--mode", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),

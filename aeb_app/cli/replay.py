@@ -59,6 +59,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _coerce(text: str, default: object, key: str) -> object:
     try:
+        if isinstance(default, bool):  # bool("false") is True: parse the word
+            words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+            if text.strip().lower() not in words:
+                raise ValueError(text)
+            return words[text.strip().lower()]
         if isinstance(default, tuple):
             return tuple(int(v) for v in text.split(",") if v.strip())
         return type(default)(text)
