@@ -162,8 +162,6 @@ class HudPanel(QLabel):
         self._decision_ms: deque[float] = deque(maxlen=300)  # about 10 s of video for the p99
 
     def update_from(self, result: FrameResult, dropped: int) -> None:
-        import numpy as np
-
         self._totals_ms.append(max(result.times.total_ms, 1e-3))
         fps = 1000.0 * len(self._totals_ms) / sum(self._totals_ms)
         if result.detections is not None:  # a failed frame decided nothing
