@@ -135,3 +135,36 @@ def test_labels_do_not_cover_each_other() -> None:
     assert corners[0] == (100, 84)  # the first label sits right above its box
     top = place_labels([[10, 2, 60, 50]], [(40, 16)], (540, 960))
     assert top == [(10, 2)]  # no room above: inside the box's top edge
+
+
+def _pairwise_apart(rects) -> None:
+    for i in range(len(rects)):
+        for j in range(i):
+            a, b = rects[i], rects[j]
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
+def test_range_labels_of_adjacent_cars_avoid_each_other_and_the_box_labels() -> None:
+    # Two cars side by side in the next lanes: ground points 6 px apart in height, 30 px across, and
+    # their boxes' class labels right where the range labels would go.
+    img = _frame()
+    cars = _dets([[80, 240, 180, 300], [115, 236, 215, 306]], [0.9, 0.8], [3, 3], ["car", "car"])
+    labels: list = []
+    render.draw_detections(img, cars, occupied=labels)
+    assert len(labels) == 2
+    render.draw_object_labels(img, [[130, 300], [160, 306]], [12.3, 12.9], [math.inf, 4.2], occupied=labels)
+    assert len(labels) == 4
+    _pairwise_apart(labels)
+    first = labels[2]
+    assert first[0] == 130 + render.overlay.POINT_RADIUS_PX + 2  # the nearer label keeps its place beside its dot
+    assert (img[first[1]:first[3], first[0]:first[2]] == 0).mean() > 0.5  # drawn: black background, white text
+    assert (img[first[1]:first[3], first[0]:first[2]] == 255).any()
+
+
+def test_range_labels_skip_unknown_distances_and_keep_inside_the_image() -> None:
+    labels: list = []
+    img = render.draw_object_labels(_frame(), [[950, 535], [np.nan, 10], [20, 30]], [5.0, 7.0, math.nan],
+                                    [1.0, 1.0, 1.0], occupied=labels)
+    assert len(labels) == 1  # NaN point, NaN distance: no label
+    x1, y1, x2, y2 = labels[0]
+    assert 0 <= x1 and x2 <= img.shape[1] and 0 <= y1 and y2 <= img.shape[0]

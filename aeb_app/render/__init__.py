@@ -49,17 +49,20 @@ def render_frame(
         The annotated copy.
     """
     img = frame_bgr.copy()
+    labels: list[tuple[int, int, int, int]] = []  # every label drawn so far: later ones avoid them
     if state is not None and len(state.zone_polygon_px):
         draw_zone(img, state.zone_polygon_px)
     if detections is not None:
-        draw_detections(img, detections)
+        draw_detections(img, detections, occupied=labels)
     if state is not None and state.objects:
         ground = np.array([o.ground_px for o in state.objects], dtype=np.float64)
         draw_ground_points(img, ground, [o.in_zone for o in state.objects])
         # Labels only where they matter (in the zone, or near): far traffic would bury the view in text.
-        near = [i for i, o in enumerate(state.objects) if o.in_zone or o.distance_m < LABEL_MAX_DISTANCE_M]
+        # In-zone objects first, then by distance: the label that matters most keeps its place.
+        near = sorted((i for i, o in enumerate(state.objects) if o.in_zone or o.distance_m < LABEL_MAX_DISTANCE_M),
+                      key=lambda i: (not state.objects[i].in_zone, state.objects[i].distance_m))
         draw_object_labels(img, ground[near], [state.objects[i].distance_m for i in near],
-                           [state.objects[i].ttc_s for i in near])
+                           [state.objects[i].ttc_s for i in near], occupied=labels)
     draw_banner(img, level, detail=banner_detail)
     if hud_lines:
         draw_hud(img, hud_lines)

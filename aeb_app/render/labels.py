@@ -72,8 +72,12 @@ def merge_cross_class_duplicates(detections: Detections, iou_threshold: float = 
     return detections[order[kept]]
 
 
+#: A label's rectangle in pixels: (x1, y1, x2, y2).
+Rect = tuple[int, int, int, int]
+
+
 def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
-                 image_hw: tuple[int, int]) -> list[tuple[int, int]]:
+                 image_hw: tuple[int, int], *, occupied: list[Rect] | None = None) -> list[tuple[int, int]]:
     """Top-left corner of each box's label, so that no label covers an earlier one.
 
     A label sits just above its box (inside the top edge when there is no room above). When it
@@ -85,12 +89,14 @@ def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
         boxes_xyxy: (n, 4) boxes in pixels, in drawing order (most important first).
         sizes_wh: label (width, height) in pixels, including its background padding.
         image_hw: image (height, width), to keep labels inside.
+        occupied: rectangles already taken (labels drawn before these); the new labels avoid them
+            too and are appended to it, so successive calls share one layout.
 
     Returns:
         n (x, y) top-left corners in pixels.
     """
     h_img, w_img = image_hw
-    placed: list[tuple[int, int, int, int]] = []
+    placed: list[Rect] = occupied if occupied is not None else []
     corners = []
     for box, (w, h) in zip(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4), sizes_wh):
         x = int(min(max(round(box[0]), 0), max(w_img - w, 0)))
@@ -103,6 +109,17 @@ def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
     return corners
 
 
-def _overlaps(rect: tuple[int, int, int, int], others: list[tuple[int, int, int, int]]) -> bool:
+def place_point_labels(points_xy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]], image_hw: tuple[int, int],
+                       *, offset_xy: tuple[int, int], occupied: list[Rect] | None = None) -> list[tuple[int, int]]:
+    """Top-left corner of a label beside each point (its corner at point + ``offset_xy``), none covering
+    another or a rectangle in ``occupied``: the rules of :func:`place_labels` (shifts of a label height).
+    """
+    pts = np.asarray(points_xy, np.float64).reshape(-1, 2)
+    boxes = [(x + offset_xy[0], y + offset_xy[1] + h, x + offset_xy[0] + w, y + offset_xy[1] + h)
+             for (x, y), (w, h) in zip(pts, sizes_wh)]  # a label "above" this flat box sits at the corner
+    return place_labels(np.array(boxes, np.float64).reshape(-1, 4), sizes_wh, image_hw, occupied=occupied)
+
+
+def _overlaps(rect: Rect, others: list[Rect]) -> bool:
     x1, y1, x2, y2 = rect
     return any(x1 < o[2] and o[0] < x2 and y1 < o[3] and o[1] < y2 for o in others)

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from aeb_app.render.labels import CROSS_CLASS_IOU, class_color, merge_cross_class_duplicates, place_labels
+from aeb_app.render.labels import (CROSS_CLASS_IOU, Rect, class_color, merge_cross_class_duplicates, place_labels,
+                                   place_point_labels)
 from aeb_app.types import Detections, WarningLevel
 
 __all__ = [
@@ -46,6 +47,8 @@ BANNER_TEXT: dict[WarningLevel, str] = {
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: Radius of a ground-point dot, pixels.
 POINT_RADIUS_PX = 6
+#: Text scale of the distance / TTC labels beside the ground points.
+RANGE_LABEL_SCALE = 0.42
 
 
 def _text_with_background(img: Image, text: str, org: tuple[int, int], *, scale: float = 0.45,
@@ -59,7 +62,7 @@ def _text_with_background(img: Image, text: str, org: tuple[int, int], *, scale:
 
 
 def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int, int] | None = None,
-                    merge_iou: float | None = CROSS_CLASS_IOU) -> Image:
+                    merge_iou: float | None = CROSS_CLASS_IOU, occupied: list[Rect] | None = None) -> Image:
     """Draw each box in its class colour with ``name score`` on a label that avoids the others.
 
     Args:
@@ -68,6 +71,7 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
         color: one BGR colour for every box (None: :func:`~aeb_app.render.labels.class_color` per class).
         merge_iou: boxes of different classes overlapping above this IoU are drawn once, with the
             higher score's label (None: draw every box).
+        occupied: label rectangles to avoid; the labels drawn here are appended to it.
     """
     if merge_iou is not None:
         detections = merge_cross_class_duplicates(detections, merge_iou)
@@ -77,7 +81,7 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
     for text in texts:
         (tw, th), base = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
         sizes.append((tw + 2, th + base + 2))
-    corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2])
+    corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2], occupied=occupied)
     colors = [color or class_color(detections.category_ids[i]) for i in order]
     for i, box_color in zip(order, colors):  # every box first, so no box line crosses a label
         x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy_px[i])
@@ -126,14 +130,25 @@ def format_ttc(ttc_s: float) -> str:
 
 
 def draw_object_labels(img: Image, points_px: npt.ArrayLike, distance_m: Sequence[float],
-                       ttc_s: Sequence[float]) -> Image:
-    """``12.3 m | TTC 2.1 s`` beside each ground point (NaN distance: no label)."""
+                       ttc_s: Sequence[float], *, occupied: list[Rect] | None = None) -> Image:
+    """``12.3 m | TTC 2.1 s`` beside each ground point (NaN distance: no label).
+
+    Labels are placed in the order given (the caller puts the most important first) and never cover
+    one another or a rectangle in ``occupied`` (e.g. the box labels): a label that would is moved
+    up or down by its height (:func:`~aeb_app.render.labels.place_point_labels`).
+    """
     pts = np.asarray(points_px, dtype=np.float64).reshape(-1, 2)
-    for (x, y), dist, ttc in zip(pts, distance_m, ttc_s):
-        if not (np.isfinite(x) and np.isfinite(y) and math.isfinite(dist)):
-            continue
-        _text_with_background(img, f"{dist:.1f} m | {format_ttc(ttc)}",
-                              (int(x) + POINT_RADIUS_PX + 2, int(y) + 14), scale=0.42)
+    keep = [i for i, ((x, y), dist) in enumerate(zip(pts, distance_m))
+            if np.isfinite(x) and np.isfinite(y) and math.isfinite(dist)]
+    texts = [f"{distance_m[i]:.1f} m | {format_ttc(ttc_s[i])}" for i in keep]
+    metrics = [cv2.getTextSize(t, FONT, RANGE_LABEL_SCALE, 1) for t in texts]
+    sizes = [(tw + 2, th + base + 2) for (tw, th), base in metrics]
+    th_max = max((th for (_, th), _ in metrics), default=0)
+    corners = place_point_labels(pts[keep].astype(np.int64), sizes, img.shape[:2],
+                                 offset_xy=(POINT_RADIUS_PX + 2, 12 - th_max), occupied=occupied)
+    for text, ((_, th), _), (w, h), (x, y) in zip(texts, metrics, sizes, corners):
+        cv2.rectangle(img, (x, y), (x + w, y + h), BLACK, cv2.FILLED)
+        cv2.putText(img, text, (x + 1, y + th + 1), FONT, RANGE_LABEL_SCALE, WHITE, 1, cv2.LINE_AA)
     return img
 
 
