@@ -85,7 +85,9 @@ def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300
                                        "decode + NMS on the GPU -> one copy of the kept boxes"},
                "gpu_decode_only": _timed(lambda: decode_images(jpegs, device), batch, device),
                "gpu_resize_normalize_only": _timed(lambda: normalize(resize_to_input(images, det.spec), det.spec),
-                                                   batch, device)}
+                                                   batch, device),
+               "gpu_resize_matmul_normalize_only": _timed(
+                   lambda: normalize(resize_to_input(images, det.spec, method="matmul"), det.spec), batch, device)}
         from aeb_app.bench.timing import measure
 
         cpu = measure(lambda: det.infer(frames), cuda=device.startswith("cuda"), warmup_iters=2, min_iters=5,
@@ -98,12 +100,17 @@ def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300
         out["e2e_gpu_streamed"] = {"img_per_s": stream_throughput(det, jpegs, n_batches), "batches": n_batches,
                                    "includes": "as e2e_gpu, over many batches with decode + resize of the next batch "
                                                "on a side CUDA stream overlapping the network (stream_jpeg_batches)"}
+        out["e2e_gpu_streamed_matmul"] = {"img_per_s": stream_throughput(det, jpegs, n_batches, resize="matmul"),
+                                          "batches": n_batches, "includes": "as e2e_gpu_streamed, the batch resized "
+                                          "as Wy @ X @ Wx^T (two batched matrix products) instead of per image size"}
         kept = det.infer_tensors(decode_images(jpegs, device))
         out["kept_boxes_per_image"] = sum(len(d) for d in kept) / len(kept)
     finally:
         det.__exit__(None, None, None)
     out["e2e_over_network"] = out["e2e_gpu"]["img_per_s"] / out["network"]["img_per_s"]
     out["e2e_streamed_over_network"] = out["e2e_gpu_streamed"]["img_per_s"] / out["network"]["img_per_s"]
+    out["e2e_streamed_matmul_over_network"] = (out["e2e_gpu_streamed_matmul"]["img_per_s"]
+                                               / out["network"]["img_per_s"])
     return out
 
 
@@ -190,11 +197,12 @@ def _e2e_lines(s: dict) -> list[str]:
     if "network" not in s:
         return []
     lines = [f"## {s['model']}, batch {s['batch']}", "", "| what | img/s | p50 ms |", "|---|---|---|"]
-    for key in ("network", "e2e_gpu", "e2e_gpu_streamed", "e2e_cpu_path", "gpu_decode_only",
-                "gpu_resize_normalize_only"):
+    for key in ("network", "e2e_gpu", "e2e_gpu_streamed", "e2e_gpu_streamed_matmul", "e2e_cpu_path",
+                "gpu_decode_only", "gpu_resize_normalize_only", "gpu_resize_matmul_normalize_only"):
         lines.append(f"| {key} ({s['mode']}) | {s[key]['img_per_s']:.0f} | {s[key].get('p50_ms', float('nan')):.2f} |")
     return lines + ["", f"End to end / network only: one batch at a time {100 * s['e2e_over_network']:.1f} %, "
-                        f"pipelined **{100 * s['e2e_streamed_over_network']:.1f} %** (goal >= 50 %); "
+                        f"pipelined **{100 * s['e2e_streamed_over_network']:.1f} %**, pipelined with the matmul "
+                        f"resize **{100 * s['e2e_streamed_matmul_over_network']:.1f} %** (goal >= 50 %); "
                         f"kept boxes per image {s['kept_boxes_per_image']:.1f}", ""]
 
 

@@ -25,8 +25,8 @@ import torch
 from aeb_app.errors import InputError
 from aeb_app.images import read_image
 from aeb_app.inference import registry
-from aeb_app.inference.run.gpu_frames import (RESIZE_TOLERANCE_LSB, bgr_to_device, decode_images, kept_to_host,
-                                          resize_to_input)
+from aeb_app.inference.run.gpu_frames import (RESIZE_METHODS, RESIZE_TOLERANCE_LSB, bgr_to_device, decode_images,
+                                          kept_to_host, resize_to_input, resize_weights)
 from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig, postprocess
 from aeb_app.model.preprocess import normalize, resize_batch, resize_frame
 from aeb_app.model.registry import load_model
@@ -54,18 +54,46 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
-def _resize_diffs(spec, frames, device):
-    got = resize_to_input([bgr_to_device(f, device) for f in frames], spec).cpu().numpy().astype(int)
+def _resize_diffs(spec, frames, device, method="interpolate"):
+    got = resize_to_input([bgr_to_device(f, device) for f in frames], spec, method=method).cpu().numpy().astype(int)
     ref = np.stack([resize_frame(f, spec) for f in frames]).astype(int)
     diff = np.abs(got - ref)
     return diff.max(), diff.mean()
 
 
+@pytest.mark.parametrize("method", RESIZE_METHODS)
 @pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
-def test_device_resize_matches_the_cpu_resize(mobilenet, jpegs, resize):
+def test_device_resize_matches_the_cpu_resize(mobilenet, jpegs, resize, method):
     spec = replace(mobilenet.spec, resize=resize)
-    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cpu")
+    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cpu", method)
     assert worst <= RESIZE_TOLERANCE_LSB[resize] and mean < 0.25, (worst, mean)
+
+
+@pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
+def test_batched_matmul_resize_equals_interpolate_over_mixed_sizes(mobilenet, jpegs, resize):
+    # The 12 COCO images have several sizes: the matmul path pads them into one batch.
+    spec = replace(mobilenet.spec, resize=resize)
+    images = [bgr_to_device(read_image(p), "cpu") for p in jpegs]
+    assert len({tuple(im.shape) for im in images}) > 2
+    a = resize_to_input(images, spec).numpy().astype(int)
+    b = resize_to_input(images, spec, method="matmul").numpy().astype(int)
+    diff = np.abs(a - b)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())  # float rounding only
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+def test_resize_weights_are_interpolates_own(antialias):
+    import torch.nn.functional as F
+
+    w = resize_weights(37, 11, 40, antialias, "cpu")
+    assert w.shape == (11, 40) and (w[:, 37:] == 0).all()
+    torch.testing.assert_close(w.sum(1), torch.ones(11))  # a flat row stays flat
+    row = torch.rand(1, 1, 1, 37)
+    ref = F.interpolate(row, size=(1, 11), mode="bilinear", align_corners=False, antialias=antialias)
+    torch.testing.assert_close(w[:, :37] @ row.view(37), ref.view(11))
+    with pytest.raises(ValueError, match="unknown resize method 'nearest'"):
+        resize_to_input([torch.zeros((3, 4, 4), dtype=torch.uint8)], load_model("ssd_mobilenet_v1").spec,
+                        method="nearest")
 
 
 def test_kept_to_host_equals_the_shared_postprocess(mobilenet, jpegs):
@@ -124,10 +152,11 @@ def test_a_frame_nvjpeg_rejects_is_decoded_on_the_cpu_with_one_log_line(jpegs, c
 
 
 @cuda
+@pytest.mark.parametrize("method", RESIZE_METHODS)
 @pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
-def test_gpu_resize_matches_the_cpu_resize(mobilenet, jpegs, resize):
+def test_gpu_resize_matches_the_cpu_resize(mobilenet, jpegs, resize, method):
     spec = replace(mobilenet.spec, resize=resize)
-    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cuda")
+    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cuda", method)
     assert worst <= RESIZE_TOLERANCE_LSB[resize] and mean < 0.25, (worst, mean)
 
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from aeb_app.inference.base import Detector
 
 __all__ = ["decode_images", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
-           "RESIZE_TOLERANCE_LSB", "DeviceBatch", "prepare_device_batch", "finish_device_batch",
+           "RESIZE_TOLERANCE_LSB", "RESIZE_METHODS", "resize_weights", "DeviceBatch", "prepare_device_batch", "finish_device_batch",
            "stream_jpeg_batches"]
 
 log = logging.getLogger(__name__)
@@ -113,28 +113,98 @@ def bgr_to_device(frame_bgr: np.ndarray, device: "str | torch.device") -> "torch
     return chw.flip(0).contiguous()
 
 
-def resize_to_input(images: Sequence["torch.Tensor"], spec: ModelSpec) -> "torch.Tensor":
+#: How :func:`resize_to_input` resizes: ``interpolate`` (one ``F.interpolate`` call per distinct image
+#: size) or ``matmul`` (the whole batch as ``Wy @ X @ Wx^T`` over a zero-padded batch, two batched
+#: matrix products; the resize is linear and separable, and the weight matrices are ``F.interpolate``'s
+#: own, taken from identity matrices). The two agree to float rounding (<= 1 uint8 level).
+RESIZE_METHODS = ("interpolate", "matmul")
+
+
+def resize_to_input(images: Sequence["torch.Tensor"], spec: ModelSpec, *,
+                    method: str = "interpolate") -> "torch.Tensor":
     """RGB uint8 (3, H, W) tensors of any sizes -> (N, h, w, 3) uint8 at the spec's input size.
 
-    Same-size images are resized in one call. Runs on the images' device (CPU works too).
+    Runs on the images' device (CPU works too). ``method``: one of :data:`RESIZE_METHODS`.
     """
+    import torch
+
+    for image in images:
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected RGB uint8 (3, H, W) tensors, got {image.dtype} {tuple(image.shape)}")
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r} (expected one of {', '.join(RESIZE_METHODS)})")
+    antialias = spec.resize == "bilinear_antialias"
+    resized = (_resize_matmul if method == "matmul" else _resize_interpolate)(images, spec.input_hw, antialias)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _resize_interpolate(images: Sequence["torch.Tensor"], out_hw: tuple[int, int],
+                        antialias: bool) -> "torch.Tensor":
+    """(N, 3, h, w) float32: same-size images resized in one ``F.interpolate`` call."""
     import torch
     import torch.nn.functional as F
 
-    h, w = spec.input_hw
-    device = images[0].device
-    out = torch.empty((len(images), h, w, 3), dtype=torch.uint8, device=device)
+    out = torch.empty((len(images), 3, *out_hw), dtype=torch.float32, device=images[0].device)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
-        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected RGB uint8 (3, H, W) tensors, got {image.dtype} {tuple(image.shape)}")
         groups.setdefault(tuple(image.shape[1:]), []).append(i)
-    antialias = spec.resize == "bilinear_antialias"
     for idx in groups.values():
         x = torch.stack([images[i] for i in idx]).float()
-        y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=antialias)
-        out[idx] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        out[idx] = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=antialias)
     return out
+
+
+_WEIGHTS: dict[tuple, "torch.Tensor"] = {}
+
+
+def resize_weights(n_in: int, n_out: int, padded: int, antialias: bool, device) -> "torch.Tensor":
+    """(n_out, padded) float32: row i holds the weights of the input samples of output sample i along
+    one axis (zero beyond ``n_in``), exactly as ``F.interpolate(mode="bilinear", align_corners=False,
+    antialias=antialias)`` weighs them (its response to each unit impulse). Cached per arguments."""
+    import torch
+    import torch.nn.functional as F
+
+    key = (n_in, n_out, padded, antialias, str(device))
+    if key not in _WEIGHTS:
+        impulses = torch.eye(n_in, dtype=torch.float32, device=device).view(n_in, 1, 1, n_in)
+        rows = F.interpolate(impulses, size=(1, n_out), mode="bilinear", align_corners=False, antialias=antialias)
+        weights = torch.zeros((n_out, padded), dtype=torch.float32, device=device)
+        weights[:, :n_in] = rows.view(n_in, n_out).t()
+        _WEIGHTS[key] = weights
+    return _WEIGHTS[key]
+
+
+def _resize_matmul(images: Sequence["torch.Tensor"], out_hw: tuple[int, int], antialias: bool) -> "torch.Tensor":
+    """(N, 3, h, w) float32: ``Wy @ X @ Wx^T`` for the whole batch, zero-padded to its largest image."""
+    import torch
+
+    device = images[0].device
+    pad_h = max(int(im.shape[1]) for im in images)
+    pad_w = max(int(im.shape[2]) for im in images)
+    x = torch.zeros((len(images), 3, pad_h, pad_w), dtype=torch.float32, device=device)
+    for i, image in enumerate(images):
+        x[i, :, :image.shape[1], :image.shape[2]] = image  # the copy casts to float
+    wy = torch.stack([resize_weights(int(im.shape[1]), out_hw[0], pad_h, antialias, device) for im in images])
+    wx = torch.stack([resize_weights(int(im.shape[2]), out_hw[1], pad_w, antialias, device) for im in images])
+    # fp32 products (no TF32): the resize must stay within a uint8 level of F.interpolate's.
+    with _no_tf32():
+        return torch.matmul(torch.matmul(wy[:, None], x), wx.transpose(1, 2)[:, None])
+
+
+def _no_tf32():
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def scope():
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    return scope()
 
 
 def kept_to_host(boxes: "torch.Tensor", scores: "torch.Tensor", spec: ModelSpec,
@@ -171,12 +241,14 @@ class DeviceBatch:
     ready: object | None = None
 
 
-def prepare_device_batch(detector: "Detector", images: Sequence["torch.Tensor"]) -> DeviceBatch:
-    """Resize + normalise RGB uint8 (3, H, W) device tensors into the detector's input layout."""
+def prepare_device_batch(detector: "Detector", images: Sequence["torch.Tensor"], *,
+                         resize: str = "interpolate") -> DeviceBatch:
+    """Resize (``resize``: one of :data:`RESIZE_METHODS`) + normalise RGB uint8 (3, H, W) device tensors
+    into the detector's input layout."""
     import torch
 
     dtype, channels_last = detector.device_input()
-    x = normalize(resize_to_input(images, detector.spec), detector.spec, dtype=dtype)
+    x = normalize(resize_to_input(images, detector.spec, method=resize), detector.spec, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return DeviceBatch(x, [(int(im.shape[1]), int(im.shape[2])) for im in images])
@@ -221,7 +293,7 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
 
 def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]],
                         config: PostprocessConfig, *, names: Iterable[Sequence[str]] | None = None,
-                        capacity: int = 2) -> Iterator[list[Detections]]:
+                        capacity: int = 2, resize: str = "interpolate") -> Iterator[list[Detections]]:
     """The GPU path over many batches, pipelined: one :class:`Detections` list per batch, in order.
 
     A thread decodes (nvJPEG), resizes and normalises batch i+1 on its own CUDA stream while
@@ -233,7 +305,8 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
     :meth:`Detector.infer_tensors` on each batch (to float rounding on the GPU). Two threads, not three:
     a separate decoding thread was measured slower on the H200 (GIL hand-offs between three Python
     threads; docs/benchmarks/gpu_frame_path.md). A detector without a device path gets the batches
-    decoded on the CPU and run through :meth:`Detector.infer`, in series.
+    decoded on the CPU and run through :meth:`Detector.infer`, in series. ``resize``: one of
+    :data:`RESIZE_METHODS`.
     """
     from aeb_app.stages import Stage, run_stages
 
@@ -256,7 +329,8 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
             if not side:
                 side.append(torch.cuda.Stream(device))
             with torch.cuda.stream(side[0]):
-                batch = prepare_device_batch(detector, decode_images(datas, device, names=batch_names))
+                batch = prepare_device_batch(detector, decode_images(datas, device, names=batch_names),
+                                             resize=resize)
                 batch.ready = torch.cuda.Event()
                 batch.ready.record(side[0])
         return batch
