@@ -76,29 +76,10 @@ class LowpDetector(TorchDetector):
         net.decode.to(self._device)
         net.network.to(memory_format=torch.channels_last)
         self.net = net
-        if self._kernel == "gemm":
-            self._first_call(net)
-        self._fn = self._compiled(net) if self._compile else net
-        if self._device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            if self._cuda_graph:
-                from aeb_app.inference.run.cuda_graph import CudaGraphRunner
-
-                fn = self._fn
-                self._graph = CudaGraphRunner(lambda x: tuple(fn(x)))
-
-    def _first_call(self, net) -> None:
-        """One small forward pass: a GEMM this GPU/PyTorch cannot run makes the mode unavailable."""
-        import torch
-
-        x = torch.zeros(2, 3, *self.spec.input_hw, device=self._device, dtype=self._dtype)
-        try:
-            with torch.inference_mode():
-                net(x.contiguous(memory_format=torch.channels_last))
-        except (RuntimeError, NotImplementedError) as exc:
-            self.net = None
-            raise BackendUnavailableError(f"{self.info.mode}: the {self._fmt} GEMM failed on {self._device} "
-                                          f"({str(exc).splitlines()[0][:200]})") from exc
+        if self._kernel == "gemm":  # a GEMM this GPU/PyTorch cannot run makes the mode unavailable
+            self._probe(net, 2, (RuntimeError, NotImplementedError),
+                        f"the {self._fmt} GEMM failed on {self._device}")
+        self._ready(net)
 
 
 def create(loaded: LoadedModel, mode, *, device: str | None = None, engines_dir: str | Path | None = None,

@@ -96,7 +96,13 @@ class TorchDetector(Detector):
             net.network.to(memory_format=torch.channels_last)
         self.net = net
         if "cudnn_fused" in self._rewrites and self._device.type == "cuda":
-            self._check_fused_calls(net)
+            self._probe(net, 1, (RuntimeError,), "cuDNN cannot run the fused convolutions here")
+        self._ready(net)
+
+    def _ready(self, net) -> None:
+        """The activated network's call: compiled if asked, cuDNN autotuning and a CUDA Graph on a GPU."""
+        import torch
+
         self._fn = self._compiled(net) if self._compile else net
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -106,18 +112,17 @@ class TorchDetector(Detector):
                 fn = self._fn
                 self._graph = CudaGraphRunner(lambda x: tuple(fn(x)))
 
-    def _check_fused_calls(self, net) -> None:
-        """One small forward pass: a cuDNN that cannot run the fused calls makes the mode unavailable."""
+    def _probe(self, net, batch: int, errors: tuple[type[BaseException], ...], why: str) -> None:
+        """One small forward pass; one of ``errors`` makes the mode unavailable (``why``, then the error)."""
         import torch
 
-        x = torch.zeros(1, 3, *self.spec.input_hw, device=self._device, dtype=self._dtype)
+        x = torch.zeros(batch, 3, *self.spec.input_hw, device=self._device, dtype=self._dtype)
         try:
             with torch.inference_mode():
                 net(x.contiguous(memory_format=torch.channels_last) if self._channels_last else x)
-        except RuntimeError as exc:
+        except errors as exc:
             self.net = None
-            raise BackendUnavailableError(f"{self.info.mode}: cuDNN cannot run the fused convolutions here "
-                                          f"({str(exc).splitlines()[0][:160]})") from exc
+            raise BackendUnavailableError(f"{self.info.mode}: {why} ({str(exc).splitlines()[0][:200]})") from exc
 
     def _compiled(self, net):
         import os
