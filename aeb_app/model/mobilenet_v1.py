@@ -173,13 +173,23 @@ class SSDMobileNetV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, H, W) float -> (encoded (N, A, 4), logits (N, A, C)), x's dtype."""
-        n = x.shape[0]
-        boxes, logits = [], []
-        for fmap, box_head, cls_head in zip(self.feature_maps(x), self.box_heads, self.class_heads):
-            # NCHW -> NHWC before flattening: TF orders anchors row, column, anchor.
-            boxes.append(box_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
-            logits.append(cls_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_channels))
-        return torch.cat(boxes, dim=1), torch.cat(logits, dim=1)
+        return predict_tf_order(self.feature_maps(x), self.box_heads, self.class_heads, self.num_channels)
+
+
+def predict_tf_order(maps: Sequence[torch.Tensor], box_heads: nn.ModuleList, class_heads: nn.ModuleList,
+                     num_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predictor heads over the feature maps, flattened in TensorFlow's anchor order.
+
+    Returns:
+        (encoded boxes (N, A, 4), logits (N, A, num_channels)).
+    """
+    n = maps[0].shape[0]
+    boxes, logits = [], []
+    for fmap, box_head, cls_head in zip(maps, box_heads, class_heads):
+        # NCHW -> NHWC before flattening: TF orders anchors row, column, anchor.
+        boxes.append(box_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
+        logits.append(cls_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, num_channels))
+    return torch.cat(boxes, dim=1), torch.cat(logits, dim=1)
 
 
 def _module_for(model: SSDMobileNetV1, weight_name: str) -> tuple[nn.Conv2d, bool | None, int]:

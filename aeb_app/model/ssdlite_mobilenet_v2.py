@@ -30,7 +30,7 @@ from torch import nn
 
 from aeb_app.errors import ModelLoadError
 from aeb_app.model.coco import COCO_NAMES
-from aeb_app.model.mobilenet_v1 import ConvAct
+from aeb_app.model.mobilenet_v1 import ConvAct, predict_tf_order
 from aeb_app.model.spec import ModelSpec
 from aeb_app.model.tfjs_graph import ConvUnit, TfjsGraph, conv_units, load_tfjs_graph
 
@@ -150,12 +150,7 @@ class SSDLiteMobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, H, W) float -> (encoded (N, A, 4), logits (N, A, C)), x's dtype."""
-        n = x.shape[0]
-        boxes, logits = [], []
-        for fmap, box_head, cls_head in zip(self.feature_maps(x), self.box_heads, self.class_heads):
-            boxes.append(box_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
-            logits.append(cls_head(fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_channels))
-        return torch.cat(boxes, dim=1), torch.cat(logits, dim=1)
+        return predict_tf_order(self.feature_maps(x), self.box_heads, self.class_heads, self.num_channels)
 
 
 def _config_from_units(graph: TfjsGraph, units: dict[str, ConvUnit]) -> SSDLiteConfig:
