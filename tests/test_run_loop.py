@@ -143,3 +143,58 @@ def test_cpu_onnx_runtime_leaves_a_core_to_the_stages_unless_threads_are_given()
     with _switch_interval(SWITCH_INTERVAL_S):
         assert sys.getswitchinterval() == min(SWITCH_INTERVAL_S, before)
     assert sys.getswitchinterval() == before
+
+
+def _track_rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_batched_network_calls_keep_the_decisions_and_the_order(sample_video: Path, tmp_path: Path, capsys) -> None:
+    """--batch 5 over 24 frames: chunks of 5, 5, 5, 5, 4 through the network; the logic still sees every frame
+    in order, so levels, track ids and events equal the batch-1 run (numbers to float rounding of the batched
+    convolutions: box pixels within 0.05, metres within 1 %)."""
+    assert _run(sample_video, tmp_path / "one") == 0
+    assert _run(sample_video, tmp_path / "five", "--batch", "5") == 0
+    summary = capsys.readouterr().out
+    assert "frames 24 (failed 0)" in summary
+    one, five = _track_rows(tmp_path / "one" / "tracks.csv"), _track_rows(tmp_path / "five" / "tracks.csv")
+    header = one[0]
+    assert five[0] == header and len(five) == len(one) > 24
+    exact = {"frame", "track_id", "class", "ground_valid", "in_zone", "level"}
+    for row_one, row_five in zip(one[1:], five[1:]):
+        for name, a, b in zip(header, row_one, row_five):
+            if name in exact:
+                assert a == b, (name, row_one, row_five)
+            elif name in ("x1", "y1", "x2", "y2"):
+                assert abs(float(a) - float(b)) <= 0.05, (name, a, b)
+    assert (tmp_path / "one" / "events.csv").read_text() == (tmp_path / "five" / "events.csv").read_text()
+
+
+def test_a_failed_batch_marks_its_frames_only(sample_video: Path, monkeypatch) -> None:
+    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.stream import StreamConfig, open_stream
+
+    with open_stream(StreamConfig(str(sample_video), mode="fp32", device="cpu")) as stream:
+        detector = stream.pipeline.detector
+        real_infer, sizes = detector.infer, []
+
+        def infer(frames, config=None):
+            sizes.append(len(frames))
+            if len(sizes) == 2:
+                raise RuntimeError("injected batch error")
+            return real_infer(frames, config)
+
+        monkeypatch.setattr(detector, "infer", infer)
+        works = list(staged_results(stream.pipeline, stream.source.frames(max_frames=7),
+                                    hud_lines=lambda i, fps: [], batch=3))
+    assert sizes == [3, 3, 1]
+    assert [w.frame.index for w in works] == list(range(7))
+    assert [w.frame.index for w in works if w.result.error] == [3, 4, 5]
+    assert all("injected batch error" in w.result.error for w in works if w.result.error)
+
+
+def test_batch_is_refused_for_a_camera_and_below_one(capsys) -> None:
+    assert main(["run", "0", "--batch", "4", "--no-progress"]) != 0
+    assert "--batch 4: camera 0 is live" in capsys.readouterr().err
+    assert main(["run", "0", "--batch", "0"]) == 2
+    assert "argument --batch: must be >= 1, got 0" in capsys.readouterr().err

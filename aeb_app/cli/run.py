@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--no-render", action="store_true",
                         help="skip drawing (only with no --out; without --out nothing is drawn anyway)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--batch", type=at.positive_int, default=1, metavar="N",
+                        help="frames per network call, for offline files: more throughput on a GPU, and each "
+                             "frame waits for its batch to fill (decisions do not change; default 1, as live)")
     parser.add_argument("--sequential", action="store_true",
                         help="run decode, inference, logic/drawing and encoding one after the other on one "
                              "thread (default: overlapped on their own threads, frame order kept)")
@@ -88,6 +91,8 @@ class RunSummary:
 def run(args: argparse.Namespace) -> int:
     if args.no_render and args.out:
         raise AebError("--no-render cannot be combined with --out")
+    if getattr(args, "batch", 1) > 1 and str(args.video).isdigit():
+        raise AebError(f"--batch {args.batch}: camera {args.video} is live, frames cannot wait for a batch (use 1)")
     at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed),
                       ("--settings", args.settings)],
                      [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
@@ -172,11 +177,16 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         total = min(total or args.max_frames, args.max_frames)
     sums: dict[str, float] = {}
     latencies: list[float] = []
+    batch = getattr(args, "batch", 1)
+    try:
+        pipeline.detector.check_batch(batch)  # before the first frame: e.g. an engine built for smaller batches
+    except AebError as exc:
+        raise AebError(f"--batch {batch}: {exc}") from exc
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
     for work in staged_results(pipeline, source.frames(max_frames=args.max_frames), writer=writer,
                                hud_lines=lambda number, fps: _hud_lines(pipeline, number, fps),
-                               sequential=getattr(args, "sequential", False)):
+                               sequential=getattr(args, "sequential", False), batch=batch):
         result = work.result
         event = recorder.update(result)
         if events is not None and event is not None:

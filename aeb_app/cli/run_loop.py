@@ -3,6 +3,7 @@
 By default each step runs on its own thread (:mod:`aeb_app.stages`, bounded queues, frame order kept,
 nothing dropped), so decoding, drawing and encoding overlap with the network; ``sequential=True``
 runs the same steps one after the other in the caller's thread (for comparison and debugging).
+Frames travel in chunks of ``batch`` (1 by default, as live): the network runs once per chunk.
 
 The pipeline (:class:`aeb_app.pipeline.Pipeline`) runs detection, logic and drawing in one call;
 to move detection onto its own thread without changing it, the logic stage hands the pipeline a
@@ -95,62 +96,89 @@ class _Handoff:
         return [work.detections]
 
 
-def _infer_stage(detector, config) -> Callable[[FrameWork], FrameWork]:
-    """Detections for each valid frame; on a CUDA detector through the GPU frame path (an NVDEC frame is
-    already on the device; another is uploaded once, then resized, normalised and NMS'd there)."""
+def _infer_stage(detector, config) -> Callable[[list[FrameWork]], list[FrameWork]]:
+    """Detections for the valid frames of each chunk, in one detector call per chunk; on a CUDA detector
+    through the GPU frame path (an NVDEC frame is already on the device; another is uploaded once, then
+    resized, normalised and NMS'd there). A failed call marks every frame of the chunk failed."""
     from aeb_app.inference.run.gpu_frames import bgr_to_device
 
     on_device = detector.device_input() is not None
 
-    def detect(frame: VideoFrame) -> Detections:
+    def detect(frames: list[VideoFrame]) -> list[Detections]:
         if not on_device:
-            return detector.infer([frame.image], config)[0]
-        device_image = getattr(frame, "device_image", None)  # NVDEC frames (aeb_app.video.nvdec)
-        if device_image is None:
-            device_image = bgr_to_device(frame.image, detector.info.device)
-        return detector.infer_tensors([device_image], config)[0]
+            return detector.infer([frame.image for frame in frames], config)
+        images = [getattr(frame, "device_image", None) for frame in frames]  # NVDEC frames (aeb_app.video.nvdec)
+        images = [bgr_to_device(f.image, detector.info.device) if im is None else im for f, im in zip(frames, images)]
+        return detector.infer_tensors(images, config)
 
-    def infer(work: FrameWork) -> FrameWork:
-        frame = work.frame
-        if frame.image is not None and frame.error is None:  # the pipeline's own condition
-            try:
-                work.detections = detect(frame)
-                work.infer_times = detector.last_times
-            except (AebError, RuntimeError, ValueError) as exc:  # reported per frame by the pipeline
+    def infer(works: list[FrameWork]) -> list[FrameWork]:
+        valid = [w for w in works if w.frame.image is not None and w.frame.error is None]  # the pipeline's condition
+        if not valid:
+            return works
+        try:
+            found = detect([w.frame for w in valid])
+        except (AebError, RuntimeError, ValueError) as exc:  # reported per frame by the pipeline
+            for work in valid:
                 work.infer_error = exc
-        return work
+            return works
+        t, n = detector.last_times, len(valid)  # the chunk's times, shared out per frame
+        share = InferTimes(t.preprocess_ms / n, t.inference_ms / n, t.postprocess_ms / n)
+        for work, detections in zip(valid, found):
+            work.detections, work.infer_times = detections, share
+        return works
     return infer
 
 
 def _logic_stage(pipeline, handoff: _Handoff, hud_lines: Callable[[int, float], list[str]]) -> Callable:
     last = [0.0]
 
-    def decide(work: FrameWork) -> FrameWork:
+    def decide_one(work: FrameWork) -> None:
         now = time.perf_counter()
         fps = 1.0 / (now - last[0]) if last[0] else 0.0
         last[0] = now
         handoff.give(work)
         work.result = pipeline.process(work.frame, hud_lines=hud_lines(work.frame.index, fps))
         work.decided_at = time.perf_counter() - work.result.times.render_ms / 1e3
-        return work
+
+    def decide(works: list[FrameWork]) -> list[FrameWork]:
+        for work in works:
+            decide_one(work)
+        return works
     return decide
 
 
-def _encode_stage(writer) -> Callable[[FrameWork], FrameWork]:
+def _encode_stage(writer) -> Callable[[list[FrameWork]], list[FrameWork]]:
     from aeb_app import render
 
-    def encode(work: FrameWork) -> FrameWork:
-        t0 = time.perf_counter()
-        writer.write(render.side_by_side(work.result.annotated, work.result.bev))
-        work.encode_ms = (time.perf_counter() - t0) * 1e3
-        return work
+    def encode(works: list[FrameWork]) -> list[FrameWork]:
+        for work in works:
+            t0 = time.perf_counter()
+            writer.write(render.side_by_side(work.result.annotated, work.result.bev))
+            work.encode_ms = (time.perf_counter() - t0) * 1e3
+        return works
     return encode
+
+
+def _chunks(frames: Iterator[VideoFrame], batch: int) -> Iterator[list[FrameWork]]:
+    """Decoded frames as :class:`FrameWork` lists of up to ``batch``, each stamped when decoded."""
+    chunk: list[FrameWork] = []
+    for frame in frames:
+        chunk.append(FrameWork(frame, time.perf_counter()))
+        if len(chunk) == batch:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
                    hud_lines: Callable[[int, float], list[str]], sequential: bool = False,
-                   capacity: int = QUEUE_CAPACITY) -> Iterator[FrameWork]:
+                   capacity: int = QUEUE_CAPACITY, batch: int = 1) -> Iterator[FrameWork]:
     """Run ``frames`` through inference, logic + drawing and (with ``writer``) encoding.
+
+    The stages pass chunks of up to ``batch`` consecutive frames: the network runs once per chunk
+    (throughput for offline files), logic and encoding frame by frame in order, so the decisions do
+    not depend on ``batch``; a frame's latency includes waiting for its chunk to fill.
 
     Args:
         pipeline: the stream's pipeline (its detector is used by the inference stage).
@@ -158,7 +186,8 @@ def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
         writer: an open :class:`~aeb_app.video.VideoWriter`, or None (no encoding stage).
         hud_lines: ``(frame index, FPS) -> HUD lines`` burnt into the annotated frame.
         sequential: run every step in the caller's thread instead.
-        capacity: frames per queue after the inference stage (the decoder's holds one; staged only).
+        capacity: chunks per queue after the inference stage (the decoder's holds one; staged only).
+        batch: frames per chunk (>= 1; the detector must accept it, see ``Detector.check_batch``).
 
     Yields:
         One :class:`FrameWork` per frame, in order, after it was encoded.
@@ -172,19 +201,22 @@ def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
               Stage("logic", _logic_stage(pipeline, handoff, hud_lines))]
     if writer is not None:
         stages.append(Stage("encode", _encode_stage(writer)))
-    decoded = (FrameWork(frame, time.perf_counter()) for frame in frames)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    decoded = _chunks(frames, batch)
     pipeline.detector = handoff
     try:
         if sequential:
-            for work in decoded:
+            for works in decoded:
                 for stage in stages:
-                    work = stage.fn(work)
-                yield work
+                    works = stage.fn(works)
+                yield from works
         else:
             sizes = [1] + [capacity] * len(stages)
             with _switch_interval(SWITCH_INTERVAL_S), \
                     contextlib.closing(run_stages(decoded, stages, capacity=sizes)) as results:
-                yield from results
+                for works in results:
+                    yield from works
     finally:
         pipeline.detector = detector
 
