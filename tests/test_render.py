@@ -168,3 +168,20 @@ def test_range_labels_skip_unknown_distances_and_keep_inside_the_image() -> None
     assert len(labels) == 1  # NaN point, NaN distance: no label
     x1, y1, x2, y2 = labels[0]
     assert 0 <= x1 and x2 <= img.shape[1] and 0 <= y1 and y2 <= img.shape[0]
+
+
+def test_an_object_boxed_twice_gets_one_range_label() -> None:
+    # A car detected as "car" and "truck" (IoU 0.9): two tracks, one object; the nearer one is labelled.
+    obj = lambda x, box, d: SimpleNamespace(ground_px=(x, 300), in_zone=False, distance_m=d,  # noqa: E731
+                                            ttc_s=math.inf, xyxy_px=box)
+    twice = (obj(150, (100, 250, 200, 300), 22.7), obj(151, (101, 251, 201, 300), 22.4),
+             obj(400, (350, 250, 450, 300), 30.0))
+    state = SimpleNamespace(zone_polygon_px=np.zeros((0, 2)), objects=twice)
+    out = render.render_frame(_frame(), None, state, level=WarningLevel.NONE)
+    from aeb_app.render.labels import drop_repeated_boxes
+
+    assert drop_repeated_boxes([o.xyxy_px for o in twice]) == [0, 2]
+    assert drop_repeated_boxes([(np.nan,) * 4, (np.nan,) * 4]) == [0, 1]  # unknown boxes repeat nothing
+    dark_rows = [y for y in range(250, 340) if (out[y, 160:230] == 0).all(axis=1).mean() > 0.3]
+    label_height = len(dark_rows)
+    assert 10 <= label_height <= 22  # one label's band of black background beside the dot, not two stacked

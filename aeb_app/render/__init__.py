@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from aeb_app.render.bev import BevLayout, render_bev
+from aeb_app.render.labels import drop_repeated_boxes
 from aeb_app.render.overlay import (
     BANNER_TEXT, GREEN, RED, YELLOW, draw_banner, draw_detections, draw_ground_points, draw_hud,
     draw_object_labels, draw_zone, format_ttc,
@@ -61,6 +63,9 @@ def render_frame(
         # In-zone objects first, then by distance: the label that matters most keeps its place.
         near = sorted((i for i, o in enumerate(state.objects) if o.in_zone or o.distance_m < LABEL_MAX_DISTANCE_M),
                       key=lambda i: (not state.objects[i].in_zone, state.objects[i].distance_m))
+        # One label per object: a detector's second box on it (another class) would repeat it.
+        boxes = [getattr(state.objects[i], "xyxy_px", (math.nan,) * 4) for i in near]
+        near = [near[k] for k in drop_repeated_boxes(boxes)]
         draw_object_labels(img, ground[near], [state.objects[i].distance_m for i in near],
                            [state.objects[i].ttc_s for i in near], occupied=labels)
     draw_banner(img, level, detail=banner_detail)

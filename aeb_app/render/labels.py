@@ -76,6 +76,18 @@ def merge_cross_class_duplicates(detections: Detections, iou_threshold: float = 
 Rect = tuple[int, int, int, int]
 
 
+def drop_repeated_boxes(boxes_xyxy: npt.ArrayLike, iou_threshold: float = CROSS_CLASS_IOU) -> list[int]:
+    """Indices of the boxes to keep, in order: a box overlapping an earlier kept one by more than
+    ``iou_threshold`` is the same object shown again (NaN boxes overlap nothing)."""
+    boxes = np.nan_to_num(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4), nan=0.0)
+    iou = iou_matrix(boxes, boxes)
+    kept: list[int] = []
+    for i in range(len(boxes)):
+        if not any(iou[i, j] > iou_threshold for j in kept):
+            kept.append(i)
+    return kept
+
+
 def place_labels(boxes_xyxy: npt.ArrayLike, sizes_wh: Sequence[tuple[int, int]],
                  image_hw: tuple[int, int], *, occupied: list[Rect] | None = None) -> list[tuple[int, int]]:
     """Top-left corner of each box's label, so that no label covers an earlier one.
