@@ -5,13 +5,18 @@
 #   bash scripts/gpu_run.sh fused      # speed_lab variants + fp16_fused/fp16_compiled sweeps + headless
 #   bash scripts/gpu_run.sh final3     # the fused/compiled modes over the whole batch range, both models
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
+#   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
+#                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
+#                                      # (batched resize, streamed batches, run loop), then gpu_e2e.py's ssd300
+#                                      # (interpolate vs matmul resize) and run (--batch 8/32) sections
 # Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
 # asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
 # packed into $OUT/results-<stage>.tgz; docs/benchmarks/ holds what came back.
 set -uo pipefail
 stage=${1:-eager}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD AEB_APP_DATA_MIRROR=$PWD/.gpudata AEB_APP_CACHE_DIR=/tmp/cache PYTHONUNBUFFERED=1
+WHL=${WHL:-.whl} DATA=${DATA:-.gpudata}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD AEB_APP_DATA_MIRROR=$PWD/$DATA AEB_APP_CACHE_DIR=/tmp/cache PYTHONUNBUFFERED=1
 R=/tmp/results-$stage
 mkdir -p "$R"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv | tee "$R/nvidia-smi.txt"
@@ -74,6 +79,11 @@ gpu_tests)
     2>&1 | tee "$R/contract_gpu.log"
   timeout 150 python3 -m aeb_app bench --model ssd300_resnet50 --weights random --modes bf16_compiled \
     --batches 1,64 --engines-dir /tmp/engines --out "$R/ssd300_bf16_compiled" 2>&1 | tee "$R/bf16_compiled.log"
+  ;;
+pending)
+  timeout 200 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_path_tests.log"
+  timeout 330 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e" --sections ssd300,run 2>&1 | tee "$R/gpu_e2e.log"
   ;;
 contract)
   timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \
