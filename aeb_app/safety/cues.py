@@ -193,23 +193,19 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
 
 def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
                      can_occlude: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude."""
+    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude
+    (all pairs at once: row i is the box, column j the box that may hide its bottom)."""
     n = len(boxes)
-    out = np.zeros(n, bool)
+    if n < 2:
+        return np.zeros(n, bool)
     m = config.occlusion_margin_px
-    duplicate = iou_matrix(boxes, boxes) >= config.duplicate_iou
-    for i in range(n):
-        x1, _, x2, y2 = boxes[i]
-        width = max(x2 - x1, 1e-6)
-        for j in range(n):
-            if i == j or not can_occlude[j] or duplicate[i, j]:
-                continue
-            bx1, by1, bx2, by2 = boxes[j]
-            overlap = min(x2, bx2) - max(x1, bx1)
-            if by2 > y2 + m and by1 - m <= y2 and overlap >= config.occlusion_min_overlap * width:
-                out[i] = True
-                break
-    return out
+    x1, y1, x2, y2 = boxes.T
+    width = np.maximum(x2 - x1, 1e-6)
+    overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
+    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None]) & (overlap >= config.occlusion_min_overlap * width[:, None])
+    hides &= can_occlude & (iou_matrix(boxes, boxes) < config.duplicate_iou)
+    np.fill_diagonal(hides, False)
+    return hides.any(axis=1)
 
 
 def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike,
