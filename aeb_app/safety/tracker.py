@@ -15,19 +15,24 @@ from scipy.optimize import linear_sum_assignment
 from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
-__all__ = ["Track", "IouTracker", "iou_matrix", "edges_agreeing"]
+__all__ = ["Track", "IouTracker", "iou_matrix", "box_iou", "edges_agreeing"]
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """(n, m) IoU of (n, 4) and (m, 4) xyxy boxes in pixels."""
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    return box_iou(a[:, None, :], b[None, :, :])
+
+
+def box_iou(a_xyxy: npt.NDArray[np.float64], b_xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """IoU of (..., 4) xyxy boxes broadcast against each other (e.g. (n, 4) and (n, 4): n pairs)."""
+    lt = np.maximum(a_xyxy[..., :2], b_xyxy[..., :2])
+    rb = np.minimum(a_xyxy[..., 2:], b_xyxy[..., 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=-1)
+    area_a = (a_xyxy[..., 2:] - a_xyxy[..., :2]).prod(axis=-1)
+    area_b = (b_xyxy[..., 2:] - b_xyxy[..., :2]).prod(axis=-1)
+    union = area_a + area_b - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
