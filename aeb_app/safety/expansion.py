@@ -152,6 +152,8 @@ def fit_line(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
 
 
 def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
+    if isinstance(values, list):
+        return values  # read only
     return values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
 
 

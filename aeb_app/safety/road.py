@@ -115,7 +115,7 @@ class RoadGeometry:
         """Effective focal length, pixels (1 / k1)."""
         return 1.0 / self.k1_per_px
 
-    @property
+    @functools.cached_property
     def setback_m(self) -> float:
         """Distance from the camera to the range origin, metres (k0 / k1)."""
         return self.k0_m_per_px / self.k1_per_px

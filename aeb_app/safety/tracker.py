@@ -146,8 +146,9 @@ class IouTracker:
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
         assigned = self._associate(boxes, ids)
+        taken = {id(a) for a in assigned if a is not None}
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
-                       or any(t is a for a in assigned)]
+                       or id(t) in taken]
         for i, box in enumerate(boxes):
             existing = assigned[i]
             if existing is None:
@@ -172,7 +173,8 @@ class IouTracker:
         reference = np.array([t.match_box_px for t in self.tracks], np.float64).reshape(-1, 4)
         iou = iou_matrix(reference, boxes)
         self._iou_cascade(iou, assigned)
-        free_t = [r for r, t in enumerate(self.tracks) if not any(t is a for a in assigned)]
+        taken = {id(a) for a in assigned if a is not None}
+        free_t = [r for r, t in enumerate(self.tracks) if id(t) not in taken]
         free_b = [c for c in range(len(boxes)) if assigned[c] is None]
         if not (free_t and free_b):
             return assigned
