@@ -182,6 +182,9 @@ def test_road_maps_equal_the_homographies(calibration: str) -> None:
     np.testing.assert_allclose(got[:, 1], want[:, 1], rtol=1e-12)
     np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=1e-12, atol=1e-11)
     assert np.isnan(road.ground_metric([[w / 2, road.horizon_row_px - 1]])).all()
+    above = np.column_stack([pts[:50, 0], road.horizon_row_px - pts[:50, 1] % 50])
+    both = np.concatenate([pts, above])
+    assert np.array_equal(road.ground_ahead_m(both[:, 0], both[:, 1]), road.ground_metric(both)[:, 1], equal_nan=True)
     rows = pts[:, 1]
     cx = w / 2.0
     step = np.abs(RoadGeometry._ahead(road.matrix, cx, rows) - RoadGeometry._ahead(road.matrix, cx, rows + 1.0))

@@ -213,8 +213,9 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
     hides &= can_occlude
     np.fill_diagonal(hides, False)
     i, j = np.nonzero(hides)
-    duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
-    hides[i[duplicate], j[duplicate]] = False
+    if len(i):
+        duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
+        hides[i[duplicate], j[duplicate]] = False
     return hides.any(axis=1)
 
 
@@ -285,8 +286,7 @@ def _ground_cue(road: RoadGeometry, boxes: npt.NDArray[np.float64], prior: npt.N
     w_img, h_img = road.calibration.image_size_wh
     mrg = config.border_margin_px
     cut = (boxes[:, 3] >= h_img - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
-    bottom = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
-    g_range = road.ground_metric(bottom)[:, 1] - prior[:, 2]
+    g_range = road.ground_ahead_m((boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]) - prior[:, 2]
     g_noise = road.range_per_px(boxes[:, 3]) * edge
     g_sigma = np.hypot(g_noise, prior[:, 3])
     near_horizon = boxes[:, 3] < road.horizon_row_px + config.horizon_band_px

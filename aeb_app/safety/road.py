@@ -142,6 +142,13 @@ class RoadGeometry:
         out[y <= self.horizon_row_px] = np.nan
         return out
 
+    def ground_ahead_m(self, x_px: npt.NDArray[np.float64], y_px: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the horizon)."""
+        c = self._coefficients
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ahead = (c.ahead[0] * x_px + c.ahead[1] * y_px + c.ahead[2]) / (c.w[0] * x_px + c.w[1] * y_px + c.w[2])
+        return np.where(y_px <= self.horizon_row_px, np.nan, ahead)
+
     def range_per_px(self, row_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon."""
         rows = np.asarray(row_px, np.float64)
