@@ -172,7 +172,8 @@ def test_range_filter_predict_equals_a_fresh_transition() -> None:
 
 @pytest.mark.parametrize("calibration", ["shipped", "synthetic"])
 def test_road_maps_equal_the_homographies(calibration: str) -> None:
-    cal = load_calibration(shipped_calibration()) if calibration == "shipped" else synthetic_calibration(PinholeCamera())
+    cal = (load_calibration(shipped_calibration()) if calibration == "shipped"
+           else synthetic_calibration(PinholeCamera()))
     road = RoadGeometry.from_calibration(cal)
     w, h = cal.image_size_wh
     rng = np.random.default_rng(5)
@@ -195,7 +196,8 @@ def test_road_maps_equal_the_homographies(calibration: str) -> None:
     (got_lat,) = road.laterals_at((x,), ahead)
     ok = ahead[:500]
     centre = cal.metric_to_image(np.column_stack([np.zeros(len(ok)), ok]))[:, 0]
-    np.testing.assert_allclose(got_lat[:500], (x[:500] - centre) * road.lateral_scale_m_per_px(ok), rtol=1e-9, atol=1e-9)
+    want_lat = (x[:500] - centre) * road.lateral_scale_m_per_px(ok)
+    np.testing.assert_allclose(got_lat[:500], want_lat, rtol=1e-9, atol=1e-9)
     assert np.isnan(got_lat[500:]).all()
 
 

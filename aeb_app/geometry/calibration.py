@@ -154,7 +154,8 @@ class Calibration:
     def metric_to_image_matrix(self) -> npt.NDArray[np.float64]:
         """3x3 homography ``(lateral_m, ahead_m)`` -> image pixels: :meth:`metric_to_image` as one matrix."""
         (ox, oy), kx, ky = self._origin_bev_px, self.k_x_m_per_px, self.k_y_m_per_px
-        metric_to_bev = np.array([[1.0 / kx, 0.0, ox], [0.0, -1.0 / ky, oy + self.origin_ahead_m / ky], [0.0, 0.0, 1.0]])
+        metric_to_bev = np.array([[1.0 / kx, 0.0, ox], [0.0, -1.0 / ky, oy + self.origin_ahead_m / ky],
+                                  [0.0, 0.0, 1.0]])
         return self.view.inverse @ metric_to_bev
 
     def metric_to_image(self, metric_m: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -209,7 +209,8 @@ def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
     x1, y1, x2, y2 = boxes.T
     width = np.maximum(x2 - x1, 1e-6)
     overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
-    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None]) & (overlap >= config.occlusion_min_overlap * width[:, None])
+    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
+    hides &= overlap >= config.occlusion_min_overlap * width[:, None]
     hides &= can_occlude
     np.fill_diagonal(hides, False)
     i, j = np.nonzero(hides)

@@ -382,7 +382,8 @@ class AebLogic:
         for track, (x1, _, x2, _), lateral in zip(tracks, boxes.tolist(), laterals):
             if not (x1 <= margin or x2 >= right):
                 track.lateral_m = lateral
-            elif math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0 and abs(track.lateral_m) > abs(lateral):
+            elif (math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0
+                  and abs(track.lateral_m) > abs(lateral)):
                 lateral = track.lateral_m
             out.append(lateral)
         return out

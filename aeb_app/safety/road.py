@@ -143,7 +143,8 @@ class RoadGeometry:
         return out
 
     def ground_ahead_m(self, x_px: npt.NDArray[np.float64], y_px: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the horizon)."""
+        """``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
+        horizon)."""
         c = self._coefficients
         with np.errstate(divide="ignore", invalid="ignore"):
             ahead = (c.ahead[0] * x_px + c.ahead[1] * y_px + c.ahead[2]) / (c.w[0] * x_px + c.w[1] * y_px + c.w[2])
