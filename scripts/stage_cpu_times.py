@@ -8,6 +8,12 @@ the network's CPU time is counted too). Optionally it writes a digest per frame 
 the BEV panel and the detections, to check that a speed-up draws and decides the same.
 
     PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO [--mode fp32_ort] [--digests OUT.txt] [--repeat 2]
+
+With ``--logic-only`` the detector runs once over the clip and only the AEB logic (``AebLogic.update``) is
+timed, over ``--repeat`` passes of a fresh logic each; ``--profile N`` adds the N entries of a cProfile of
+one more pass that took the most time of their own:
+
+    PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO --logic-only --repeat 7 [--profile 25]
 """
 
 from __future__ import annotations
@@ -88,6 +94,51 @@ def run_once(video: str, mode: str, render_on: bool, out_dir: Path) -> tuple[dic
     return times, lines
 
 
+def clip_detections(video: str, mode: str):
+    """The pipeline of ``aeb-app run`` (events and tracks only) and each frame's (index, time, detections)."""
+    from aeb_app.model.postprocess import PostprocessConfig, postprocess
+    from aeb_app.model.preprocess import resize_batch
+    from aeb_app.pipeline import PipelineSettings
+    from aeb_app.stream import StreamConfig, open_stream
+
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=0.4), render=False, hud=True)
+    frames = []
+    with open_stream(StreamConfig(video, mode=mode, threads=1, settings=settings)) as stream:
+        pipeline, det = stream.pipeline, stream.pipeline.detector
+        for frame in stream.source.frames():
+            boxes, scores = det.run_decoded(resize_batch([frame.image], det.spec))
+            dets = postprocess(boxes, scores, det.spec, [frame.image.shape[:2]], pipeline.settings.postprocess)[0]
+            frames.append((frame.index, frame.timestamp_s, dets))
+    return pipeline, frames
+
+
+def logic_pass(pipeline, logic, frames) -> float:
+    """CPU ms per frame of ``logic.update`` over the frames (``time.thread_time``)."""
+    t0 = time.thread_time()
+    for index, timestamp_s, dets in frames:
+        logic.update(index, timestamp_s, dets, ego_speed_mps=pipeline.settings.ego_speed_at(timestamp_s))
+    return (time.thread_time() - t0) * 1e3 / max(len(frames), 1)
+
+
+def logic_only(video: str, mode: str, repeat: int, profile: int) -> None:
+    """Print the AEB logic's CPU time per frame over ``repeat`` passes (and its profile when ``profile``)."""
+    import copy
+
+    pipeline, frames = clip_detections(video, mode)
+    fresh = copy.deepcopy(pipeline._logic)  # as built for the clip, before any frame
+    passes = [logic_pass(pipeline, copy.deepcopy(fresh), frames) for _ in range(repeat)]
+    objects = sum(len(d) for _, _, d in frames) / max(len(frames), 1)
+    print(f"AEB logic CPU ms/frame over {len(frames)} frames ({objects:.1f} detections/frame), {repeat} passes: "
+          f"median {statistics.median(passes):.3f}, min {min(passes):.3f}, max {max(passes):.3f}")
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(logic_pass, pipeline, copy.deepcopy(fresh), frames)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("video")
@@ -95,8 +146,14 @@ def main() -> None:
     parser.add_argument("--no-render", action="store_true")
     parser.add_argument("--digests", type=Path, default=None, help="write per-frame digests here")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the per-step median over runs is shown")
+    parser.add_argument("--logic-only", action="store_true", help="time only the AEB logic on the clip's detections")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="with --logic-only: print the top N entries of a cProfile of one more pass")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.logic_only:
+        logic_only(args.video, args.mode, max(args.repeat, 1), args.profile)
+        return
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):

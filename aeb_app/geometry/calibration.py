@@ -151,6 +151,13 @@ class Calibration:
         bev_to_metric = np.array([[kx, 0.0, -ox * kx], [0.0, -ky, oy * ky + self.origin_ahead_m], [0.0, 0.0, 1.0]])
         return bev_to_metric @ self.view.matrix
 
+    def metric_to_image_matrix(self) -> npt.NDArray[np.float64]:
+        """3x3 homography ``(lateral_m, ahead_m)`` -> image pixels: :meth:`metric_to_image` as one matrix."""
+        (ox, oy), kx, ky = self._origin_bev_px, self.k_x_m_per_px, self.k_y_m_per_px
+        metric_to_bev = np.array([[1.0 / kx, 0.0, ox], [0.0, -1.0 / ky, oy + self.origin_ahead_m / ky],
+                                  [0.0, 0.0, 1.0]])
+        return self.view.inverse @ metric_to_bev
+
     def metric_to_image(self, metric_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n, 2) ``(lateral_m, ahead_m)`` -> (n, 2) image pixels (for drawing the zone)."""
         return self.view.to_image(self.metric_to_bev(metric_m))

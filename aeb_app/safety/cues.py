@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
 from aeb_app.safety.road import RoadGeometry
-from aeb_app.safety.tracker import iou_matrix
+from aeb_app.safety.tracker import box_iou
 
 __all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m"]
 
@@ -160,6 +160,8 @@ class RangeCues:
         width_noise_m: (n,) the frame-to-frame part (pixel error only).
         lateral_m: (n,) lateral offset of the object's centre at the fused range (see :func:`object_lateral_m`).
         why_no_ground: (n,) short reason ("" when valid): "border", "occlusion", "horizon", "no prior".
+        fused_range_m: (n,) :meth:`fused` range as :func:`measure_cues` computed it (None: computed when asked).
+        fused_sigma_m: (n,) its sigma (None with ``fused_range_m``).
     """
 
     ground_valid: npt.NDArray[np.bool_]
@@ -172,9 +174,13 @@ class RangeCues:
     width_noise_m: npt.NDArray[np.float64]
     lateral_m: npt.NDArray[np.float64]
     why_no_ground: tuple[str, ...]
+    fused_range_m: npt.NDArray[np.float64] | None = None
+    fused_sigma_m: npt.NDArray[np.float64] | None = None
 
     def fused(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(n,) inverse-variance fused range and its sigma, metres (NaN where no cue is valid)."""
+        if self.fused_range_m is not None and self.fused_sigma_m is not None:
+            return self.fused_range_m, self.fused_sigma_m
         return fuse(np.where(self.ground_valid, self.ground_range_m, np.nan), self.ground_sigma_m,
                     np.where(self.width_valid, self.width_range_m, np.nan), self.width_sigma_m)
 
@@ -183,33 +189,35 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
     """Inverse-variance fusion of (value, sigma) pairs given as alternating arrays; NaN values are skipped."""
     vals = np.asarray(values_sigmas[0::2], np.float64)
     sig = np.asarray(values_sigmas[1::2], np.float64)
-    w = np.where(np.isfinite(vals) & np.isfinite(sig) & (sig > 0), 1.0 / np.where(sig > 0, sig, 1.0) ** 2, 0.0)
+    ok = np.isfinite(vals) & np.isfinite(sig) & (sig > 0)
+    w = np.where(ok, 1.0 / np.where(ok, sig, 1.0) ** 2, 0.0)
     total = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.where(total > 0, (w * np.nan_to_num(vals)).sum(axis=0) / total, np.nan)
+        value = np.where(total > 0, (w * np.where(ok, vals, 0.0)).sum(axis=0) / total, np.nan)
         sigma = np.where(total > 0, 1.0 / np.sqrt(total), np.nan)
     return value, sigma
 
 
 def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
                      can_occlude: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude."""
+    """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude
+    (all pairs at once: row i is the box, column j the box that may hide its bottom)."""
     n = len(boxes)
-    out = np.zeros(n, bool)
+    if n < 2:
+        return np.zeros(n, bool)
     m = config.occlusion_margin_px
-    duplicate = iou_matrix(boxes, boxes) >= config.duplicate_iou
-    for i in range(n):
-        x1, _, x2, y2 = boxes[i]
-        width = max(x2 - x1, 1e-6)
-        for j in range(n):
-            if i == j or not can_occlude[j] or duplicate[i, j]:
-                continue
-            bx1, by1, bx2, by2 = boxes[j]
-            overlap = min(x2, bx2) - max(x1, bx1)
-            if by2 > y2 + m and by1 - m <= y2 and overlap >= config.occlusion_min_overlap * width:
-                out[i] = True
-                break
-    return out
+    x1, y1, x2, y2 = boxes.T
+    width = np.maximum(x2 - x1, 1e-6)
+    overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
+    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
+    hides &= overlap >= config.occlusion_min_overlap * width[:, None]
+    hides &= can_occlude
+    np.fill_diagonal(hides, False)
+    i, j = np.nonzero(hides)
+    if len(i):
+        duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
+        hides[i[duplicate], j[duplicate]] = False
+    return hides.any(axis=1)
 
 
 def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike,
@@ -248,13 +256,12 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     cut_side = (boxes[:, 0] <= config.border_margin_px) | (boxes[:, 2] >= w_img - config.border_margin_px)
     w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
     w_valid = has_prior & ~cut_side & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
-    g_nan, w_nan = (lambda a: np.where(g_valid, a, np.nan)), (lambda a: np.where(w_valid, a, np.nan))
-    cues = RangeCues(g_valid, g_nan(g_range), g_nan(g_sigma), g_nan(g_noise), w_valid, w_nan(w_range),
-                     w_nan(w_sigma), w_nan(w_noise), np.full(n, np.nan), why)
-    fused, _ = cues.fused()
+    g_range, g_sigma, g_noise = (np.where(g_valid, a, np.nan) for a in (g_range, g_sigma, g_noise))
+    w_range, w_sigma, w_noise = (np.where(w_valid, a, np.nan) for a in (w_range, w_sigma, w_noise))
+    fused, fused_sigma = fuse(g_range, g_sigma, w_range, w_sigma)
     lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=config.border_margin_px)
-    return RangeCues(cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m,
-                     cues.width_valid, cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, lateral, why)
+    return RangeCues(g_valid, g_range, g_sigma, g_noise, w_valid, w_range, w_sigma, w_noise, lateral, why,
+                     fused, fused_sigma)
 
 
 def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.ArrayLike | None,
@@ -280,16 +287,15 @@ def _ground_cue(road: RoadGeometry, boxes: npt.NDArray[np.float64], prior: npt.N
     w_img, h_img = road.calibration.image_size_wh
     mrg = config.border_margin_px
     cut = (boxes[:, 3] >= h_img - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
-    bottom = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], axis=1)
-    g_range = road.ground_metric(bottom)[:, 1] - prior[:, 2]
+    g_range = road.ground_ahead_m((boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]) - prior[:, 2]
     g_noise = road.range_per_px(boxes[:, 3]) * edge
     g_sigma = np.hypot(g_noise, prior[:, 3])
     near_horizon = boxes[:, 3] < road.horizon_row_px + config.horizon_band_px
     with np.errstate(invalid="ignore", divide="ignore"):
         too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
-    why = tuple("border" if cut[i] else "occlusion" if occluded[i]
-                else "horizon" if near_horizon[i] or too_uncertain[i] or not np.isfinite(g_range[i])
-                else "" for i in range(len(boxes)))
+    no_range = near_horizon | too_uncertain | ~np.isfinite(g_range)
+    why = tuple("border" if c else "occlusion" if o else "horizon" if h else ""
+                for c, o, h in zip(cut.tolist(), occluded.tolist(), no_range.tolist()))
     return g_range, g_sigma, g_noise, why
 
 
@@ -313,7 +319,9 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     """
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
     rng = np.asarray(range_m, np.float64).reshape(-1)
-    half = np.nan_to_num(np.asarray(width_m, np.float64).reshape(-1) / 2.0)
+    half = np.asarray(width_m, np.float64).reshape(-1) / 2.0
+    if not np.isfinite(half).all():
+        half = np.nan_to_num(half)
     left, right = road.laterals_at((boxes[:, 0], boxes[:, 2]), rng)
     w_img = road.calibration.image_size_wh[0]
     cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
@@ -348,8 +356,10 @@ def _width_cue(road: RoadGeometry, bw: npt.NDArray[np.float64], prior: npt.NDArr
     lateral = np.abs(object_lateral_m(road, boxes, guess, prior[:, 0]))
     depth = guess + road.setback_m
     with np.errstate(invalid="ignore", divide="ignore"):
-        side = np.clip(np.nan_to_num(lateral - prior[:, 0] / 2), 0.0, None) * prior[:, 4] / np.maximum(
-            depth + prior[:, 4], 1e-3)
+        outside = lateral - prior[:, 0] / 2
+        if not np.isfinite(outside).all():
+            outside = np.nan_to_num(outside)
+        side = np.clip(outside, 0.0, None) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
         apparent = prior[:, 0] + side
         rng = road.range_from_width(bw, apparent)
         pixel_rel = np.sqrt(2.0) * edge / bw

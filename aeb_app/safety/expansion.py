@@ -14,6 +14,7 @@ import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -22,7 +23,8 @@ from aeb_app.errors import ConfigError
 
 _Z975 = 1.959963984540054
 
-__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "robust_slope", "RangeTrend"]
+__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "LineFit", "fit_line", "robust_slope",
+           "RangeTrend"]
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,7 @@ class ExpansionTracker:
         c = self.config
         if len(self.samples) < c.min_samples:
             return None
-        data = np.asarray(self.samples, np.float64)
-        t, y = data[:, 0], data[:, 1]
+        t, y = [s[0] for s in self.samples], [s[1] for s in self.samples]
         if t[-1] - t[0] < c.min_span_s - 1e-9:
             return None
         slope, rate_sigma, t_mean = robust_slope(t, y, outlier_sigmas=c.outlier_sigmas, min_sigma=c.min_log_sigma,
@@ -107,34 +108,96 @@ class ExpansionTracker:
         return ExpansionEstimate(float(slope), float(rate_sigma), ttc, now_s - t_mean)
 
 
-def robust_slope(t: np.ndarray, y: np.ndarray, *, outlier_sigmas: float, min_sigma: float,
-                 min_samples: int) -> tuple[float, float, float]:
+@dataclass(frozen=True)
+class LineFit:
+    """A least-squares straight line ``y = slope * x + intercept``.
+
+    Attributes:
+        slope: d y / d x.
+        intercept: y at x = 0.
+        x_mean: the (weighted) mean of x, where the fit is best determined.
+        spread: the (weighted) sum of squared deviations of x from ``x_mean`` (0: all x equal, slope 0).
+    """
+
+    slope: float
+    intercept: float
+    x_mean: float
+    spread: float
+
+
+def fit_line(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+             weights: Sequence[float] | np.ndarray | None = None) -> LineFit:
+    """Weighted least-squares line through (x, y) in closed form (centred sums): ``np.polyfit(x, y, 1,
+    w=sqrt(weights))`` to rounding, at a fraction of its cost. ``weights`` multiply the squared residuals
+    (default 1). All x equal (or one point): the horizontal line through the weighted mean of y.
+
+    Raises:
+        ValueError: no points, x and y (or weights) of different lengths, or weights not positive in sum.
+    """
+    xs, ys = _floats(x), _floats(y)
+    if not xs or len(xs) != len(ys):
+        raise ValueError(f"fit_line: need x and y of the same non-zero length, got {len(xs)} and {len(ys)}")
+    if weights is None:
+        return LineFit(*_fit(xs, ys))
+    ws = _floats(weights)
+    total = sum(ws)
+    if len(ws) != len(xs) or min(ws) < 0 or not total > 0:
+        raise ValueError(f"fit_line: need {len(xs)} non-negative weights with a positive sum, got {ws!r}")
+    xm = sum([w * v for w, v in zip(ws, xs)]) / total
+    ym = sum([w * v for w, v in zip(ws, ys)]) / total
+    dx = [v - xm for v in xs]
+    sxx = sum([w * d * d for w, d in zip(ws, dx)])
+    slope = sum([w * d * (v - ym) for w, d, v in zip(ws, dx, ys)]) / sxx if sxx > 0 else 0.0
+    return LineFit(slope, ym - slope * xm, xm, sxx)
+
+
+def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
+    if isinstance(values, list):
+        return values  # read only
+    return values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float, float]:
+    """Unweighted :func:`fit_line` of non-empty lists: (slope, intercept, x mean, spread)."""
+    n = len(xs)
+    xm, ym = sum(xs) / n, sum(ys) / n
+    dx = [v - xm for v in xs]
+    sxx = sum([d * d for d in dx])
+    slope = sum([d * (v - ym) for d, v in zip(dx, ys)]) / sxx if sxx > 0 else 0.0
+    return slope, ym - slope * xm, xm, sxx
+
+
+def robust_slope(t: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, outlier_sigmas: float,
+                 min_sigma: float, min_samples: int) -> tuple[float, float, float]:
     """Straight line through (t, y) with outliers beyond ``outlier_sigmas`` robust sigmas (1.4826 MAD,
     floored at ``min_sigma``) of a Theil-Sen first fit dropped and least squares refitted: (slope, slope sigma from the residuals, mean time).
 
     The slope sigma is widened by the Student-t factor of the fit's degrees of freedom (t 97.5 % / z 97.5 %),
-    so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps).
+    so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps). The values
+    must be finite. The fits are closed-form sums on Python floats (a few samples: cheaper than numpy).
     """
-    keep = np.ones(len(t), bool)
-    slope, intercept = _theil_sen(t, y)
+    ts, ys = _floats(t), _floats(y)
+    slope, intercept = _theil_sen(ts, ys)
+    keep = [True] * len(ts)
+    kt, ky, fit = ts, ys, None
     for _ in range(2):
-        res = y - (slope * t + intercept)
-        sigma = max(1.4826 * _median(np.abs(res[keep])), min_sigma)
-        new_keep = np.abs(res) <= outlier_sigmas * sigma
-        if new_keep.sum() < min_samples or (new_keep == keep).all():
+        res = [abs(b - (slope * a + intercept)) for a, b in zip(ts, ys)]
+        sigma = max(1.4826 * _median([r for r, k in zip(res, keep) if k]), min_sigma)
+        limit = outlier_sigmas * sigma
+        new_keep = [r <= limit for r in res]
+        if sum(new_keep) < min_samples or new_keep == keep:
             break
         keep = new_keep
-        slope, intercept = np.polyfit(t[keep], y[keep], 1)
-    tk = t[keep]
-    slope, intercept = np.polyfit(tk, y[keep], 1)
-    dof = max(int(keep.sum()) - 2, 1)
-    resid = y[keep] - (slope * tk + intercept)
-    sd = max(math.sqrt(float(resid @ resid) / dof), min_sigma)
-    spread = float(((tk - tk.mean()) ** 2).sum())
+        kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]
+        fit = _fit(kt, ky)
+        slope, intercept = fit[0], fit[1]
+    slope, intercept, t_mean, spread = fit or _fit(kt, ky)
+    dof = max(len(kt) - 2, 1)
+    sd = max(math.sqrt(sum([(b - (slope * a + intercept)) ** 2 for a, b in zip(kt, ky)]) / dof), min_sigma)
     # A slope from a few samples is Student-t distributed: widen its sigma so that normal-theory sigmas
     # keep their confidence whatever the frame rate (6 samples at 10 fps, 15 at 25 fps in 0.6 s).
     widen = _t_over_z(dof)
-    return float(slope), (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+    return slope, (widen * sd / math.sqrt(spread) if spread > 0 else math.inf), t_mean
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,14 +207,16 @@ def _t_over_z(dof: int) -> float:
     return float(student_t.ppf(0.975, dof)) / _Z975
 
 
-def _theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _theil_sen(t: list[float], y: list[float]) -> tuple[float, float]:
     """Median of the pairwise slopes and the matching intercept: a first line that one jumped sample
     (a 20-40 px box edge) cannot tilt, unlike least squares."""
+    ta, ya = np.array(t), np.array(y)
     i, j = _pairs(len(t))
-    dt = t[j] - t[i]
+    dt, dy = ta[j] - ta[i], ya[j] - ya[i]
     ok = dt > 0
-    slope = _median((y[j] - y[i])[ok] / dt[ok]) if ok.any() else 0.0
-    return slope, _median(y - slope * t)
+    slopes = dy / dt if ok.all() else dy[ok] / dt[ok]
+    slope = _median(slopes) if len(slopes) else 0.0
+    return slope, _median([b - slope * a for a, b in zip(t, y)])
 
 
 @functools.lru_cache(maxsize=64)
@@ -160,11 +225,11 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, k=1)
 
 
-def _median(values: np.ndarray) -> float:
-    """``np.median`` of a small 1-D array, bit for bit (NaN when any is NaN), without its overhead."""
-    s = np.sort(values)
+def _median(values: Sequence[float] | np.ndarray) -> float:
+    """``np.median`` of a small 1-D array or list, bit for bit (NaN when any is NaN), without its overhead."""
+    s = np.sort(values) if isinstance(values, np.ndarray) else sorted(values)
     n = len(s)
-    if n == 0 or s[-1] != s[-1]:  # empty, or NaN sorted last
+    if n == 0 or s[-1] != s[-1] or (not isinstance(s, np.ndarray) and math.isnan(sum(s))):  # NaN in the values
         return float("nan")
     mid = n // 2
     return float(s[mid]) if n % 2 else float((s[mid - 1] + s[mid]) / 2)
@@ -200,7 +265,6 @@ class RangeTrend:
         data = [s for s in self.samples if s[0] >= now_s - self.span_s - 1e-9]
         if len(data) < self.min_samples or data[-1][0] - data[0][0] < self.span_s / 2 - 1e-9:
             return None
-        arr = np.asarray(data, np.float64)
-        slope, sigma, _ = robust_slope(arr[:, 0], arr[:, 1], outlier_sigmas=self.outlier_sigmas,
+        slope, sigma, _ = robust_slope([s[0] for s in data], [s[1] for s in data], outlier_sigmas=self.outlier_sigmas,
                                        min_sigma=self.min_sigma_m, min_samples=self.min_samples)
         return slope < -sigmas * sigma

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -63,13 +64,9 @@ class RangeFilter:
         """Propagate by ``dt_s`` seconds (>= 0)."""
         if not self.initialized or dt_s <= 0:
             return
-        f = np.array([[1.0, dt_s, 0.5 * dt_s**2], [0.0, 1.0, dt_s], [0.0, 0.0, 1.0]])
-        q = self.config.jerk_psd * np.array(
-            [[dt_s**5 / 20, dt_s**4 / 8, dt_s**3 / 6], [dt_s**4 / 8, dt_s**3 / 3, dt_s**2 / 2],
-             [dt_s**3 / 6, dt_s**2 / 2, dt_s]]
-        )
+        f, f_t, q = _transition(dt_s, self.config.jerk_psd)
         self.x = f @ self.x
-        self.p = f @ self.p @ f.T + q
+        self.p = f @ self.p @ f_t + q
         self.since_accept_s += dt_s
 
     @property
@@ -112,13 +109,23 @@ class RangeFilter:
         if innovation > self.gate_m(max(sigma_m, gate_sigma_m or 0.0)):
             self.rejected += 1
             return False
-        h = np.array([1.0, 0.0, 0.0])
-        s = float(h @ self.p @ h) + sigma_m**2
-        gain = self.p @ h / s
-        self.x = self.x + gain * (range_m - self.x[0])
-        self.p = (np.eye(3) - np.outer(gain, h)) @ self.p
+        self._correct(range_m, sigma_m)
         self.since_accept_s = 0.0
         return True
+
+    def _correct(self, range_m: float, sigma_m: float) -> None:
+        """The Kalman update with the range measured (``H = [1, 0, 0]``), on plain floats: the gain is P's first
+        column over ``P[0, 0] + sigma^2`` and ``(I - K H) P`` takes ``K`` times P's first row off P."""
+        x0, x1, x2 = self.x.tolist()
+        (p00, p01, p02), (p10, p11, p12), (p20, p21, p22) = self.p.tolist()
+        s = p00 + sigma_m**2
+        g0, g1, g2 = p00 / s, p10 / s, p20 / s
+        innovation = range_m - x0
+        self.x = np.array([x0 + g0 * innovation, x1 + g1 * innovation, x2 + g2 * innovation])
+        k = 1.0 - g0
+        self.p = np.array([[k * p00, k * p01, k * p02],
+                           [p10 - g1 * p00, p11 - g1 * p01, p12 - g1 * p02],
+                           [p20 - g2 * p00, p21 - g2 * p01, p22 - g2 * p02]])
 
     @property
     def range_m(self) -> float:
@@ -139,6 +146,21 @@ class RangeFilter:
     @property
     def range_accel_mps2(self) -> float:
         return float(self.x[2]) if self.initialized else math.nan
+
+
+@functools.lru_cache(maxsize=16)
+def _transition(dt_s: float, jerk_psd: float) -> tuple[npt.NDArray[np.float64], ...]:
+    """State transition F, its transpose and the process noise Q of a constant-acceleration model over
+    ``dt_s`` (read-only, cached: every track of a frame predicts over the same interval)."""
+    f = np.array([[1.0, dt_s, 0.5 * dt_s**2], [0.0, 1.0, dt_s], [0.0, 0.0, 1.0]])
+    q = jerk_psd * np.array(
+        [[dt_s**5 / 20, dt_s**4 / 8, dt_s**3 / 6], [dt_s**4 / 8, dt_s**3 / 3, dt_s**2 / 2],
+         [dt_s**3 / 6, dt_s**2 / 2, dt_s]]
+    )
+    f_t = f.T.copy()
+    for a in (f, f_t, q):
+        a.setflags(write=False)
+    return f, f_t, q
 
 
 def ttc_s(range_m: float, range_rate_mps: float, range_accel_mps2: float = 0.0, *,

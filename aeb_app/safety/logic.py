@@ -32,7 +32,7 @@ from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
-from aeb_app.safety.zone import ZoneConfig, in_zone, zone_length_m, zone_polygon_m
+from aeb_app.safety.zone import ZoneConfig, point_in_zone, zone_length_m, zone_polygon_m
 from aeb_app.types import Detections, WarningLevel
 
 __all__ = ["AebLogic", "AebFrameState", "ObjectState"]
@@ -162,6 +162,7 @@ class AebLogic:
         self.tracker = IouTracker(filter_config=filter_config, expansion_config=expansion_config)
         self.state_machine = WarningStateMachine(self.warning_config)
         self._last_timestamp_s: float | None = None
+        self._zone_cache: tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
 
     def update(self, frame_index: int, timestamp_s: float, detections: Detections | None, *,
                ego_speed_mps: float | None = None) -> AebFrameState:
@@ -226,15 +227,18 @@ class AebLogic:
         solid = [t.hits > 1 for t in tracks]
         cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
                             can_occlude=solid)
-        fused, _ = cues.fused()
-        objects = []
+        fused, sigma = cues.fused()
         for i, track in enumerate(tracks):
-            self._update_track(track, cues, i, boxes[i], timestamp_s)
-            if not track.range_filter.initialized:
-                continue  # never ranged: nothing to say about it
-            obj = self._object(int(keep[i]), track, boxes[i], cues, i, float(fused[i]), timestamp_s,
-                               length_m=length_m, ego_speed_mps=ego_speed_mps,
-                               score=float(detections.scores[keep[i]]))
+            self._update_track(track, cues, i, boxes[i], timestamp_s, float(fused[i]), float(sigma[i]))
+        ranged = [i for i, t in enumerate(tracks) if t.range_filter.initialized]  # never ranged: nothing to say
+        laterals = self._laterals([tracks[i] for i in ranged], boxes[ranged])
+        bevs = self._bev_points(boxes[ranged])
+        scores = detections.scores[keep[ranged]].tolist()
+        objects = []
+        for k, i in enumerate(ranged):
+            obj = self._object(int(keep[i]), tracks[i], boxes[i], cues, i, float(fused[i]), timestamp_s,
+                               length_m=length_m, ego_speed_mps=ego_speed_mps, score=scores[k],
+                               lateral=laterals[k], bev=bevs[k])
             mask[keep[i]] = obj.in_zone
             objects.append(obj)
         return objects, mask
@@ -244,8 +248,9 @@ class AebLogic:
         return track.width_m(prior.width_m, prior.width_sigma_m) if prior else (math.nan, math.nan)
 
     def _update_track(self, track: Track, cues: RangeCues, i: int, box: npt.NDArray[np.float64],
-                      timestamp_s: float) -> None:
-        """Feed this frame's cues to the track's filter, expansion history and learned width.
+                      timestamp_s: float, fused_m: float, fused_sigma_m: float) -> None:
+        """Feed this frame's cues (``fused_m`` +- ``fused_sigma_m``: both fused) to the track's filter,
+        expansion history and learned width.
 
         The filter gets each cue with its frame-to-frame (pixel) sigma; the gate also allows for the
         cue's constant part (tyre offset, width), which does not average out over frames.
@@ -257,11 +262,10 @@ class AebLogic:
             track.expansion.add(timestamp_s, float(box[2] - box[0]))
         if track.trend is None:
             track.trend = RangeTrend(self.warning_config.closing_span_s)
-        track.trend.add(timestamp_s, float(cues.fused()[0][i]))
+        track.trend.add(timestamp_s, fused_m)
         if f.needs_start:
             # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
-            fused, sigma = cues.fused()
-            if f.update(float(fused[i]), float(sigma[i])) and cues.ground_valid[i]:
+            if f.update(fused_m, fused_sigma_m) and cues.ground_valid[i]:
                 track.last_ground_s = timestamp_s
             return
         if cues.ground_valid[i] and self._feed(f, cues.ground_range_m[i], cues.ground_noise_m[i],
@@ -292,28 +296,41 @@ class AebLogic:
 
     def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
                 measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
-                score: float) -> ObjectState:
+                score: float, lateral: float, bev: tuple[float, float]) -> ObjectState:
         f = track.range_filter
-        ground = ((box[0] + box[2]) / 2.0, box[3])
-        lateral = self._lateral(track, box, f.range_m)
+        x1, y1, x2, y2 = box.tolist()
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
-        near = max(f.range_m - f.range_sigma_m, 0.0)
-        inside = bool(in_zone([[lateral, near]], half_width_m=self.zone_config.lane_width_m / 2,
-                              length_m=length_m)[0])
+        inside = self._in_zone(lateral, f, length_m)
         threat = self._threat(track, timestamp_s, ego_speed_mps)
         agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         track.agreed, track.zone_lateral_m = agrees, lateral
-        try:
-            bev = tuple(float(v) for v in self.calibration.view.to_bev([ground])[0])
-        except ValueError:
-            bev = (math.nan, math.nan)
         return ObjectState(
-            index, track.track_id, track.category_id, (float(ground[0]), float(ground[1])), bev, lateral,
+            index, track.track_id, track.category_id, ((x1 + x2) / 2.0, y2), bev, lateral,
             measured_m if math.isfinite(measured_m) else f.range_m, f.range_m, f.range_rate_mps, threat.ttc_s,
-            inside, level, score, tuple(float(v) for v in box), bool(cues.ground_valid[i]),
+            inside, level, score, (x1, y1, x2, y2), bool(cues.ground_valid[i]),
             bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
             threat.confirmed if agrees else (), cues.why_no_ground[i])
+
+    def _in_zone(self, lateral_m: float, f: RangeFilter, length_m: float) -> bool:
+        """The object may be (one sigma nearer) inside the zone."""
+        near = max(f.range_m - f.range_sigma_m, 0.0)
+        return point_in_zone(lateral_m, near, half_width_m=self.zone_config.lane_width_m / 2, length_m=length_m)
+
+    def _bev_points(self, boxes: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
+        """Bird's-eye-view pixels of the boxes' bottom centres (NaN for a point off the road plane)."""
+        ground = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
+        try:
+            return [(x, y) for x, y in self.calibration.view.to_bev(ground).tolist()]
+        except ValueError:  # one of them is not on the road plane: find which, one at a time
+            return [self._bev_point(g) for g in ground]
+
+    def _bev_point(self, ground: npt.NDArray[np.float64]) -> tuple[float, float]:
+        try:
+            x, y = self.calibration.view.to_bev(ground[None])[0].tolist()
+            return x, y
+        except ValueError:
+            return math.nan, math.nan
 
     def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
         f = track.range_filter
@@ -326,9 +343,10 @@ class AebLogic:
         and nothing nearer stands in front of it."""
         occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
-        closing = not self.warning_config.require_closing_trend or (
+        if not (threat.agrees(self.warning_config.require_agreement) and not occluded and settled):
+            return False  # the closing trend (a robust line fit) only where it can still decide
+        return not self.warning_config.require_closing_trend or bool(
             track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas))
-        return threat.agrees(self.warning_config.require_agreement) and not occluded and settled and bool(closing)
 
     def _coasting_level(self, timestamp_s: float, length_m: float, ego_speed_mps: float | None) -> WarningLevel:
         """The highest level asked for by tracks not detected in this frame but still coasting.
@@ -347,28 +365,43 @@ class AebLogic:
             threat = self._threat(track, timestamp_s, ego_speed_mps)
             if not self._agrees(track, threat, timestamp_s):
                 continue
-            near = max(f.range_m - f.range_sigma_m, 0.0)
-            inside = bool(in_zone([[track.zone_lateral_m, near]], half_width_m=self.zone_config.lane_width_m / 2,
-                                  length_m=length_m)[0])
+            inside = self._in_zone(track.zone_lateral_m, f, length_m)
             level = max(level, self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s))
         return level
 
-    def _lateral(self, track: Track, box: npt.NDArray[np.float64], range_m: float) -> float:
-        """The object's lateral offset (see :func:`object_lateral_m`); while its box is cut at a side, no
-        nearer to the centre line than when it was last seen whole (a cut box only bounds it)."""
+    def _laterals(self, tracks: list[Track], boxes: npt.NDArray[np.float64]) -> list[float]:
+        """Each object's lateral offset (see :func:`object_lateral_m`, all boxes at once, at their filtered
+        ranges); while its box is cut at a side, no nearer to the centre line than when it was last seen
+        whole (a cut box only bounds it)."""
         margin = self.cue_config.border_margin_px
-        cut = box[0] <= margin or box[2] >= self.calibration.image_size_wh[0] - margin
-        lateral = float(object_lateral_m(self.road, box, [range_m], [self._track_width(track)[0]],
-                                         border_margin_px=margin)[0])
-        if not cut:
-            track.lateral_m = lateral
-        elif math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0 and abs(track.lateral_m) > abs(lateral):
-            return track.lateral_m
-        return lateral
+        right = self.calibration.image_size_wh[0] - margin
+        ranges = [t.range_filter.range_m for t in tracks]
+        widths = [self._track_width(t)[0] for t in tracks]
+        laterals = object_lateral_m(self.road, boxes, ranges, widths, border_margin_px=margin).tolist()
+        out = []
+        for track, (x1, _, x2, _), lateral in zip(tracks, boxes.tolist(), laterals):
+            if not (x1 <= margin or x2 >= right):
+                track.lateral_m = lateral
+            elif (math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0
+                  and abs(track.lateral_m) > abs(lateral)):
+                lateral = track.lateral_m
+            out.append(lateral)
+        return out
 
     def _state(self, frame_index: int, timestamp_s: float, level: WarningLevel, requested: WarningLevel,
                reason: str, objects: tuple[ObjectState, ...], mask: npt.NDArray[np.bool_],
                length_m: float) -> AebFrameState:
-        poly_m = zone_polygon_m(length_m, self.zone_config)
+        poly_m, poly_px = self._zone_polygons(length_m)
         return AebFrameState(frame_index, timestamp_s, level, requested, reason, objects, mask, length_m,
-                             poly_m, self.calibration.metric_to_image(poly_m))
+                             poly_m, poly_px)
+
+    def _zone_polygons(self, length_m: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The zone's corners in metres and in image pixels (read-only, computed once per zone length: with a
+        fixed length or a steady speed, once per stream)."""
+        if self._zone_cache is None or self._zone_cache[0] != length_m:
+            poly_m = zone_polygon_m(length_m, self.zone_config)
+            poly_px = self.calibration.metric_to_image(poly_m)
+            poly_m.setflags(write=False)
+            poly_px.setflags(write=False)
+            self._zone_cache = (length_m, poly_m, poly_px)
+        return self._zone_cache[1], self._zone_cache[2]

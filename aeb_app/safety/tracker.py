@@ -15,19 +15,24 @@ from scipy.optimize import linear_sum_assignment
 from aeb_app.safety.expansion import ExpansionConfig, ExpansionTracker, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 
-__all__ = ["Track", "IouTracker", "iou_matrix", "edges_agreeing"]
+__all__ = ["Track", "IouTracker", "iou_matrix", "box_iou", "edges_agreeing"]
 
 
 def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """(n, m) IoU of (n, 4) and (m, 4) xyxy boxes in pixels."""
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    return box_iou(a[:, None, :], b[None, :, :])
+
+
+def box_iou(a_xyxy: npt.NDArray[np.float64], b_xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """IoU of (..., 4) xyxy boxes broadcast against each other (e.g. (n, 4) and (n, 4): n pairs)."""
+    lt = np.maximum(a_xyxy[..., :2], b_xyxy[..., :2])
+    rb = np.minimum(a_xyxy[..., 2:], b_xyxy[..., 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=-1)
+    area_a = (a_xyxy[..., 2:] - a_xyxy[..., :2]).prod(axis=-1)
+    area_b = (b_xyxy[..., 2:] - b_xyxy[..., :2]).prod(axis=-1)
+    union = area_a + area_b - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
@@ -141,8 +146,9 @@ class IouTracker:
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
         assigned = self._associate(boxes, ids)
+        taken = {id(a) for a in assigned if a is not None}
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
-                       or any(t is a for a in assigned)]
+                       or id(t) in taken]
         for i, box in enumerate(boxes):
             existing = assigned[i]
             if existing is None:
@@ -167,7 +173,8 @@ class IouTracker:
         reference = np.array([t.match_box_px for t in self.tracks], np.float64).reshape(-1, 4)
         iou = iou_matrix(reference, boxes)
         self._iou_cascade(iou, assigned)
-        free_t = [r for r, t in enumerate(self.tracks) if not any(t is a for a in assigned)]
+        taken = {id(a) for a in assigned if a is not None}
+        free_t = [r for r, t in enumerate(self.tracks) if id(t) not in taken]
         free_b = [c for c in range(len(boxes)) if assigned[c] is None]
         if not (free_t and free_b):
             return assigned

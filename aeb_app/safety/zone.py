@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
 
-__all__ = ["ZoneConfig", "zone_length_m", "zone_polygon_m", "in_zone"]
+__all__ = ["ZoneConfig", "zone_length_m", "zone_polygon_m", "in_zone", "point_in_zone"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,9 @@ def in_zone(metric_m: npt.ArrayLike, *, half_width_m: float, length_m: float) ->
     with np.errstate(invalid="ignore"):
         inside = (np.abs(pts[:, 0]) <= half_width_m) & (pts[:, 1] >= 0.0) & (pts[:, 1] <= length_m)
     return inside & np.isfinite(pts).all(axis=1)
+
+
+def point_in_zone(lateral_m: float, ahead_m: float, *, half_width_m: float, length_m: float) -> bool:
+    """:func:`in_zone` of one point, on plain floats (the per-object test of every frame; NaN is outside)."""
+    return (abs(lateral_m) <= half_width_m and 0.0 <= ahead_m <= length_m
+            and math.isfinite(lateral_m) and math.isfinite(ahead_m))

@@ -1,0 +1,288 @@
+"""The AEB logic's cheaper arithmetic (issue #12, logic under 1 ms per frame) against the routines it replaced:
+closed-form line fits vs ``np.polyfit``, the robust slope vs its polyfit form, the all-pairs occlusion test vs
+the per-pair loop, the range filter's scalar update vs the matrix form, the road maps vs the homographies,
+the scalar zone test vs :func:`in_zone`, and the per-frame (all objects at once) laterals and BEV points vs
+one object at a time, on the sample clip's real detections."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aeb_app.geometry.calibration import load_calibration, shipped_calibration
+from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
+from aeb_app.safety.cues import _occluded_bottom, fuse, measure_cues, object_lateral_m
+from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
+from aeb_app.safety.tracker import iou_matrix
+from aeb_app.safety.zone import point_in_zone
+from aeb_app.scenarios import PinholeCamera, synthetic_calibration
+
+RNG_SEEDS = range(4)
+
+
+def _close(a: float, b: float, rel: float = 1e-9, abs_: float = 1e-12) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b or math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_fit_line_equals_polyfit_with_and_without_weights(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 6, 15, 25, 60):
+        x = rng.uniform(0, 1, n) + rng.choice([0.0, 100.0, 1000.0])  # frame times far from zero too
+        y = rng.normal(0, 1, n) * 10.0 ** rng.uniform(-3, 2) + rng.normal() * x
+        w = rng.uniform(0.1, 10.0, n)
+        for weights, ref_w in ((None, None), (w, np.sqrt(w))):  # polyfit's w multiplies the residuals
+            fit = fit_line(x, y, weights)
+            slope, intercept = np.polyfit(x, y, 1, w=ref_w)
+            scale = np.abs(y).max() + abs(slope) * np.abs(x).max()
+            assert fit.slope == pytest.approx(slope, rel=1e-7, abs=1e-9 * scale / np.ptp(x))
+            assert fit.intercept == pytest.approx(intercept, rel=1e-7, abs=1e-9 * scale)
+            assert fit.x_mean == pytest.approx(np.average(x, weights=weights), rel=1e-12)
+            assert fit.spread == pytest.approx(np.sum((weights if weights is not None else 1.0)
+                                                      * (x - np.average(x, weights=weights)) ** 2), rel=1e-9)
+
+
+def test_fit_line_degenerate_inputs() -> None:
+    flat = fit_line([2.0, 2.0, 2.0], [1.0, 2.0, 6.0])
+    assert (flat.slope, flat.intercept, flat.x_mean, flat.spread) == (0.0, 3.0, 2.0, 0.0)
+    one = fit_line([5.0], [7.0], [2.0])
+    assert (one.slope, one.intercept) == (0.0, 7.0)
+    weighted_flat = fit_line([1.0, 1.0], [0.0, 3.0], [2.0, 1.0])
+    assert weighted_flat.slope == 0.0 and weighted_flat.intercept == pytest.approx(1.0)
+    exact = fit_line([0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+    assert (exact.slope, exact.intercept) == (2.0, 1.0)
+    assert fit_line([0.0, 1.0, 2.0], [1.0, 3.0, 5.0], [1.0, 0.0, 1.0]).slope == 2.0  # a zero weight drops a point
+    for bad in (([], []), ([1.0, 2.0], [1.0]), ([1.0, 2.0], [1.0, 2.0], [1.0]), ([1.0, 2.0], [1.0, 2.0], [0.0, 0.0]),
+                ([1.0, 2.0], [1.0, 2.0], [1.0, -1.0])):
+        with pytest.raises(ValueError, match="fit_line"):
+            fit_line(*bad)
+
+
+def _robust_slope_polyfit(t, y, *, outlier_sigmas, min_sigma, min_samples):
+    """The robust slope as it was written with ``np.polyfit`` (the reference of the closed-form one)."""
+    t, y = np.asarray(t, np.float64), np.asarray(y, np.float64)
+    keep = np.ones(len(t), bool)
+    slope, intercept = _theil_sen(t.tolist(), y.tolist())
+    for _ in range(2):
+        res = y - (slope * t + intercept)
+        sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), min_sigma)
+        new_keep = np.abs(res) <= outlier_sigmas * sigma
+        if new_keep.sum() < min_samples or (new_keep == keep).all():
+            break
+        keep = new_keep
+        slope, intercept = np.polyfit(t[keep], y[keep], 1)
+    tk = t[keep]
+    slope, intercept = np.polyfit(tk, y[keep], 1)
+    dof = max(int(keep.sum()) - 2, 1)
+    resid = y[keep] - (slope * tk + intercept)
+    sd = max(math.sqrt(float(resid @ resid) / dof), min_sigma)
+    spread = float(((tk - tk.mean()) ** 2).sum())
+    return float(slope), (_t_over_z(dof) * sd / math.sqrt(spread) if spread > 0 else math.inf), float(tk.mean())
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_robust_slope_equals_its_polyfit_form_with_outliers(seed: int) -> None:
+    """Widths and ranges as the fits see them (10-25 fps windows, jumped samples): same slope, sigma and mean
+    time to 1e-9, so the same samples were dropped."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        n = int(rng.integers(4, 30))
+        t = 50.0 + np.sort(rng.choice(np.arange(200), n, replace=False)) / rng.choice([10.0, 25.0])
+        y = rng.uniform(-5, 30) + rng.normal(0, 2) * t + rng.normal(0, 10.0 ** rng.uniform(-3, 0), n)
+        jumped = rng.random(n) < 0.15
+        y[jumped] += rng.choice([-1, 1], jumped.sum()) * rng.uniform(0.5, 7.0, jumped.sum())
+        kw = dict(outlier_sigmas=float(rng.choice([2.0, 3.0])), min_sigma=float(rng.choice([1e-6, 0.005, 0.01])),
+                  min_samples=4)
+        got, want = robust_slope(t, y, **kw), _robust_slope_polyfit(t, y, **kw)
+        assert all(_close(g, w, abs_=1e-12 * (1 + abs(w))) for g, w in zip(got, want)), (got, want)
+        assert robust_slope(t.tolist(), y.tolist(), **kw) == got  # lists and arrays alike
+
+
+def test_median_of_lists_and_arrays_equals_numpy() -> None:
+    rng = np.random.default_rng(7)
+    for n in range(1, 40):
+        values = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3)
+        assert _median(values.tolist()) == _median(values) == float(np.median(values))
+    assert math.isnan(_median([1.0, math.nan, 2.0])) and math.isnan(_median([]))
+
+
+def _occluded_bottom_loop(boxes, config, can_occlude):
+    """The occlusion test as it was written, one pair at a time."""
+    out = np.zeros(len(boxes), bool)
+    m = config.occlusion_margin_px
+    duplicate = iou_matrix(boxes, boxes) >= config.duplicate_iou
+    for i, (x1, _, x2, y2) in enumerate(boxes):
+        width = max(x2 - x1, 1e-6)
+        for j, (bx1, by1, bx2, by2) in enumerate(boxes):
+            if i == j or not can_occlude[j] or duplicate[i, j]:
+                continue
+            if by2 > y2 + m and by1 - m <= y2 and min(x2, bx2) - max(x1, bx1) >= config.occlusion_min_overlap * width:
+                out[i] = True
+                break
+    return out
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_all_pairs_occlusion_equals_the_pair_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    occluded = 0
+    for _ in range(500):
+        n = int(rng.integers(0, 15))
+        corner = rng.uniform(0, 300, (n, 2))
+        boxes = np.round(np.hstack([corner, corner + rng.uniform(1, 80, (n, 2))]))  # whole pixels: ties at margins
+        solid = rng.random(n) < 0.8
+        config = CueConfig(duplicate_iou=float(rng.choice([0.3, 0.5, 0.99])))
+        want = _occluded_bottom_loop(boxes, config, solid)
+        assert _occluded_bottom(boxes, config, solid).tolist() == want.tolist()
+        occluded += int(want.sum())
+    assert occluded > 100  # the cases exercise the rule
+
+
+def test_range_filter_update_equals_the_matrix_form_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        f = RangeFilter(RangeFilterConfig())
+        f.update(float(rng.uniform(5, 80)), 0.5)
+        for _ in range(40):
+            f.predict(float(rng.choice([0.04, 0.1])))
+            x, p = f.x.copy(), f.p.copy()
+            z, sigma = float(x[0] + rng.normal(0, 1.0)), float(rng.uniform(0.1, 3.0))
+            h = np.array([1.0, 0.0, 0.0])
+            gain = p @ h / (float(h @ p @ h) + sigma**2)
+            if f.update(z, sigma):
+                assert f.x.tolist() == (x + gain * (z - x[0])).tolist()
+                assert f.p.tolist() == ((np.eye(3) - np.outer(gain, h)) @ p).tolist()
+
+
+def test_range_filter_predict_equals_a_fresh_transition() -> None:
+    f = RangeFilter(RangeFilterConfig())
+    f.update(30.0, 0.5)
+    for dt in (0.04, 0.1, 0.04, 0.0333):
+        x, p = f.x.copy(), f.p.copy()
+        tf = np.array([[1.0, dt, 0.5 * dt**2], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+        q = f.config.jerk_psd * np.array([[dt**5 / 20, dt**4 / 8, dt**3 / 6], [dt**4 / 8, dt**3 / 3, dt**2 / 2],
+                                          [dt**3 / 6, dt**2 / 2, dt]])
+        f.predict(dt)
+        assert f.x.tolist() == (tf @ x).tolist() and f.p.tolist() == (tf @ p @ tf.T + q).tolist()
+
+
+@pytest.mark.parametrize("calibration", ["shipped", "synthetic"])
+def test_road_maps_equal_the_homographies(calibration: str) -> None:
+    cal = (load_calibration(shipped_calibration()) if calibration == "shipped"
+           else synthetic_calibration(PinholeCamera()))
+    road = RoadGeometry.from_calibration(cal)
+    w, h = cal.image_size_wh
+    rng = np.random.default_rng(5)
+    pts = np.column_stack([rng.uniform(0, w, 2000), rng.uniform(road.horizon_row_px + 3, h, 2000)])
+    want = RoadGeometry._project(road.matrix, pts[:, 0], pts[:, 1])
+    got = road.ground_metric(pts)
+    np.testing.assert_allclose(got[:, 1], want[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=1e-12, atol=1e-11)
+    assert np.isnan(road.ground_metric([[w / 2, road.horizon_row_px - 1]])).all()
+    above = np.column_stack([pts[:50, 0], road.horizon_row_px - pts[:50, 1] % 50])
+    both = np.concatenate([pts, above])
+    assert np.array_equal(road.ground_ahead_m(both[:, 0], both[:, 1]), road.ground_metric(both)[:, 1], equal_nan=True)
+    rows = pts[:, 1]
+    cx = w / 2.0
+    step = np.abs(RoadGeometry._ahead(road.matrix, cx, rows) - RoadGeometry._ahead(road.matrix, cx, rows + 1.0))
+    np.testing.assert_allclose(road.range_per_px(rows), step, rtol=1e-11)
+    assert road.range_per_px([road.horizon_row_px]).tolist() == [math.inf]
+    ahead = np.concatenate([rng.uniform(0.5, 120, 500), [np.nan, np.inf, -road.setback_m - 1]])
+    x = rng.uniform(0, w, len(ahead))
+    (got_lat,) = road.laterals_at((x,), ahead)
+    ok = ahead[:500]
+    centre = cal.metric_to_image(np.column_stack([np.zeros(len(ok)), ok]))[:, 0]
+    want_lat = (x[:500] - centre) * road.lateral_scale_m_per_px(ok)
+    np.testing.assert_allclose(got_lat[:500], want_lat, rtol=1e-9, atol=1e-9)
+    assert np.isnan(got_lat[500:]).all()
+
+
+def test_point_in_zone_equals_in_zone() -> None:
+    rng = np.random.default_rng(2)
+    values = np.concatenate([rng.uniform(-5, 60, 400), [0.0, 1.85, -1.85, 40.0, np.nan, np.inf, -np.inf]])
+    for lateral in values[::3]:
+        for ahead in values[1::4]:
+            want = bool(in_zone([[lateral, ahead]], half_width_m=1.85, length_m=40.0)[0])
+            assert point_in_zone(float(lateral), float(ahead), half_width_m=1.85, length_m=40.0) is want
+
+
+def test_fuse_skips_nan_inf_and_bad_sigmas_as_before() -> None:
+    vals = np.array([10.0, np.nan, np.inf, 12.0, 5.0])
+    sig = np.array([1.0, 1.0, 1.0, np.inf, 0.0])
+    value, sigma = fuse(vals, sig, np.array([12.0, 12.0, 12.0, np.nan, np.nan]), np.full(5, 2.0))
+    assert value[0] == pytest.approx((10.0 + 12.0 / 4) / 1.25) and sigma[0] == pytest.approx(1 / math.sqrt(1.25))
+    assert value[1:3].tolist() == [12.0, 12.0] and np.isnan(value[3:]).all() and np.isnan(sigma[3:]).all()
+
+
+@pytest.fixture(scope="module")
+def clip_frames(sample_video: Path) -> tuple[AebLogic, list]:
+    """The sample clip's first 60 frames through the detector (score 0.4), and a logic for its calibration."""
+    from aeb_app.model.postprocess import PostprocessConfig
+    from aeb_app.pipeline import PipelineSettings
+    from aeb_app.stream import StreamConfig, open_stream
+
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=0.4), render=False, hud=True)
+    frames = []
+    with open_stream(StreamConfig(str(sample_video), mode="fp32", threads=1, settings=settings)) as stream:
+        for result in stream.pipeline.run(stream.source.frames()):
+            frames.append((result.frame_index, result.timestamp_s, result.detections))
+            if len(frames) == 60:
+                break
+    logic = AebLogic(load_calibration(shipped_calibration()))
+    return logic, frames
+
+
+def test_laterals_and_bev_points_of_all_objects_equal_one_at_a_time(clip_frames) -> None:
+    """On real boxes: the per-frame laterals (with the cut-box memory) and BEV points, computed for all objects
+    at once, equal the per-object computation they replaced; the cues' laterals likewise."""
+    logic, frames = clip_frames
+    logic = copy.deepcopy(logic)
+    compared = 0
+    for index, timestamp_s, dets in frames:
+        logic.update(index, timestamp_s, dets)
+        tracks = [t for t in logic.tracker.tracks if t.last_seen_s == timestamp_s and t.range_filter.initialized]
+        boxes = np.array([t.xyxy_px for t in tracks], np.float64).reshape(-1, 4)
+        reference = copy.deepcopy(tracks)
+        got = logic._laterals(copy.deepcopy(tracks), boxes)
+        want = [_lateral_one(logic, t, b) for t, b in zip(reference, boxes)]
+        assert all(_close(g, w, abs_=1e-9) for g, w in zip(got, want)), (got, want)
+        bev = logic._bev_points(boxes)
+        for b, (x, y) in zip(boxes, bev):
+            want_x, want_y = logic.calibration.view.to_bev([((b[0] + b[2]) / 2.0, b[3])])[0]
+            assert _close(x, want_x, abs_=1e-9) and _close(y, want_y, abs_=1e-9)
+        compared += len(tracks)
+    assert compared > 300  # the clip has ~14 boxes a frame
+
+
+def _lateral_one(logic: AebLogic, track, box: np.ndarray) -> float:
+    """One object's lateral as :class:`AebLogic` computed it before (its own projection, the cut-box memory)."""
+    margin = logic.cue_config.border_margin_px
+    cut = box[0] <= margin or box[2] >= logic.calibration.image_size_wh[0] - margin
+    lateral = float(object_lateral_m(logic.road, box, [track.range_filter.range_m], [logic._track_width(track)[0]],
+                                     border_margin_px=margin)[0])
+    if cut and math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0 and abs(track.lateral_m) > abs(lateral):
+        return track.lateral_m
+    return lateral
+
+
+def test_cues_of_all_boxes_equal_one_box_at_a_time(clip_frames) -> None:
+    """On real boxes: each box's cues from the whole frame equal those of the box measured with the same context
+    (the frame's boxes as possible occluders), and its lateral equals :func:`object_lateral_m` of that box alone."""
+    logic, frames = clip_frames
+    for _, _, dets in frames[::6]:
+        boxes = dets.xyxy_px.astype(np.float64)
+        ids = dets.category_ids
+        frame = measure_cues(logic.road, boxes, ids, logic.cue_config)
+        fused, _ = frame.fused()
+        for i in range(len(boxes)):
+            one = measure_cues(logic.road, boxes[i:i + 1], ids[i:i + 1], logic.cue_config, context_xyxy_px=boxes)
+            assert one.why_no_ground[0] == frame.why_no_ground[i]
+            for name in ("ground_range_m", "ground_sigma_m", "width_range_m", "width_sigma_m", "lateral_m"):
+                assert _close(float(getattr(one, name)[0]), float(getattr(frame, name)[i]), abs_=1e-9), name
+            prior = logic.cue_config.priors.get(int(ids[i]))
+            alone = object_lateral_m(logic.road, boxes[i], [fused[i]], [prior.width_m if prior else math.nan])[0]
+            assert _close(float(alone), float(frame.lateral_m[i]), abs_=1e-9)
