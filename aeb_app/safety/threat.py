@@ -96,18 +96,10 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
 
 
 def _significant_accel(filt: RangeFilter, config: WarningConfig) -> float:
-    """The filter's relative acceleration when significantly negative (the lead braking), else 0.
-
-    ``z``, the acceleration in standard deviations below zero, counts fully from ``accel_sigmas +
-    accel_ramp_sigmas / 2`` and not at all below ``accel_sigmas - accel_ramp_sigmas / 2``, linearly between: a
-    significance hovering at the threshold then moves the TTC a little, not from "braking" to "steady".
-    """
-    accel = filt.range_accel_mps2
-    z = -accel / max(math.sqrt(float(filt.p[2, 2])), 1e-9)
-    width = config.accel_ramp_sigmas
-    if width <= 0:
-        return accel if z > config.accel_sigmas else 0.0
-    return accel * min(max((z - config.accel_sigmas + width / 2) / width, 0.0), 1.0)
+    """The filter's relative acceleration when significantly negative (the lead braking), else 0."""
+    if filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
+        return filt.range_accel_mps2
+    return 0.0
 
 
 def _fused_ttc(votes: "_Votes", rng: float, accel: float, cap: float, config: WarningConfig) -> float:

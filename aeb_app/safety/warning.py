@@ -33,8 +33,8 @@ class WarningConfig:
         on_s: a level must be asked for this long before it is raised, seconds.
         on_drain: while a higher level is being earned, each second in which it is not asked for takes this many
             seconds of the time already asked for away (a leaky integrator); the streak ends when nothing is left.
-            Large: one frame without the request restarts the debounce; 1: a single frame's dropout costs as much
-            as it took (and the first frame of a streak has nothing to lose, so isolated requests never fire).
+            The first frame of a streak adds nothing, so an isolated request, or requests alternating with
+            frames without, never fire; a large value restarts the debounce at every frame without the request.
         off_s: a lower level must be asked for this long before the level drops, seconds.
         max_frame_gap_s: a larger gap between frame timestamps makes that frame UNAVAILABLE (stale).
         min_closing_mps: closing speed below which TTC is infinite.
@@ -47,8 +47,6 @@ class WarningConfig:
             (a lead vehicle does not reverse faster), m/s; a standing ego therefore never warns.
         accel_sigmas: the filtered relative acceleration shortens the TTC only when it is this many
             standard deviations below zero (noise in the acceleration alone must not warn).
-        accel_ramp_sigmas: instead of all or nothing at ``accel_sigmas``, the acceleration counts in proportion
-            over a ramp this many standard deviations wide centred there (0: a hard threshold).
         closing_sigmas: the fused closing speed must be this many of its standard deviations above zero
             for a finite TTC.
         closing_span_s: a track warns only when its measured range has been shrinking over this long: the
@@ -73,7 +71,6 @@ class WarningConfig:
     agree_sigmas: float = 2.0
     max_lead_reverse_mps: float = 0.5
     accel_sigmas: float = 0.5
-    accel_ramp_sigmas: float = 0.0
     closing_sigmas: float = 2.0
     closing_span_s: float = 1.0
     require_closing_trend: bool = True
@@ -85,8 +82,8 @@ class WarningConfig:
             raise ConfigError(
                 f"warning.brake_ttc_s ({self.brake_ttc_s}) must be > 0 and <= caution_ttc_s ({self.caution_ttc_s})"
             )
-        for name in ("on_s", "on_drain", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps",
-                     "accel_sigmas", "accel_ramp_sigmas", "closing_sigmas", "occlusion_hold_s"):
+        for name in ("on_s", "on_drain", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas",
+                     "max_lead_reverse_mps", "accel_sigmas", "closing_sigmas", "occlusion_hold_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
