@@ -322,7 +322,8 @@ class AebLogic:
     def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
         """The cues allow a warning, the track is settled, its gap has been shrinking over ``closing_span_s``,
         and nothing nearer stands in front of it."""
-        occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6  # float frame times: 74/10 - 71/10 > 0.3
+        # Frame times are floats (74/10 - 71/10 > 0.3): a hold of exactly its length must still hold.
+        occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
         closing = not self.warning_config.require_closing_trend or (
             track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas))
