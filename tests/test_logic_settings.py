@@ -40,7 +40,6 @@ def test_settings_file_reaches_every_config(tmp_path: Path) -> None:
     logic = pipeline._logic
     assert logic.cue_config is s.cues and logic.tracker.filter_config is s.filter
     assert logic.tracker.expansion_config is s.expansion
-    assert logic.state_machine.config.on_drain == 1 and logic.warning_config.occlusion_hold_s == 0.4
 
 
 @pytest.mark.parametrize(
