@@ -136,7 +136,8 @@ def test_occlusion_hold_of_exactly_its_length_in_frame_times() -> None:
     7.1 s, the lead was missed at 7.3 and 7.4 s, and 74/10 - 71/10 = 0.3000000000000007 > 0.3 s ended the hold
     a frame early: the van, ranged by its width alone, warned."""
     index = next(i for i, s in enumerate(SCENARIOS) if s.name == "queue standing, cars behind lead")
-    result = run_scenario(SCENARIOS[index], seed=matrix_stream(35, index, 10.0), fps=10.0, artefacts=Artefacts.realistic(2.0, 0.1))
+    result = run_scenario(SCENARIOS[index], seed=matrix_stream(35, index, 10.0), fps=10.0,
+                          artefacts=Artefacts.realistic(2.0, 0.1))
     assert result.frames == 80 and result.false_warnings == 0 and result.passed
 
 

@@ -1,11 +1,12 @@
 """Warning levels with hysteresis measured in seconds (no clock inside: timestamps are passed in).
 
 Like openpilot's alert manager: levels are an IntEnum and the highest wins. A level is raised only
-after it has been asked for continuously for ``on_s`` seconds of frame time, and lowered only after
-less has been asked for during ``off_s``, so one noisy frame neither fires nor clears a warning and the
-behaviour does not depend on the frame rate. UNAVAILABLE bypasses the debounce in both directions: a
-missing result is reported at once, and the next good frame starts again from NONE (it must earn a
-warning through the debounce).
+after it has been asked for during ``on_s`` seconds of frame time (a frame without the request drains
+``on_drain`` times its duration from that, so one dropout delays a warning instead of restarting it), and
+lowered only after less has been asked for continuously during ``off_s``, so one noisy frame neither fires
+nor clears a warning and the behaviour does not depend on the frame rate. UNAVAILABLE bypasses the debounce
+in both directions: a missing result is reported at once, and the next good frame starts again from NONE (it
+must earn a warning through the debounce).
 """
 
 from __future__ import annotations
@@ -118,11 +119,11 @@ class WarningStateMachine:
 
     def update(self, requested: WarningLevel, timestamp_s: float) -> WarningLevel:
         """Advance to the frame at ``timestamp_s`` (seconds) and return the current level."""
-        if requested == WarningLevel.UNAVAILABLE or self.level == WarningLevel.UNAVAILABLE:
-            self._rise = self._fall = None
-            self.level = WarningLevel.UNAVAILABLE if requested == WarningLevel.UNAVAILABLE else WarningLevel.NONE
-            if self.level == WarningLevel.UNAVAILABLE:
-                return self.level
+        if requested == WarningLevel.UNAVAILABLE:
+            self.level, self._rise, self._fall = WarningLevel.UNAVAILABLE, None, None
+            return self.level
+        if self.level == WarningLevel.UNAVAILABLE:
+            self.level = WarningLevel.NONE  # the next good frame starts from "nothing", not from a warning
         if requested > self.level:
             self._fall = None
             self._rise = self._raise(requested, timestamp_s)
