@@ -15,7 +15,7 @@ from aeb_app.scenarios import PinholeCamera, synthetic_calibration
 
 GOOD = """\
 zone: {reaction_time_s: 1.2}
-warning: {caution_ttc_s: 2.6, require_agreement: false, closing_span_s: 0.8}
+warning: {caution_ttc_s: 2.6, require_agreement: false, closing_span_s: 0.8, on_drain: 1, occlusion_hold_s: 0.4}
 filter: {jerk_psd: 10}
 expansion: {window_s: 0.8}
 cues:
@@ -31,6 +31,7 @@ def test_settings_file_reaches_every_config(tmp_path: Path) -> None:
     s = load_logic_settings(path)
     assert (s.zone.reaction_time_s, s.warning.caution_ttc_s, s.warning.require_agreement) == (1.2, 2.6, False)
     assert (s.warning.closing_span_s, s.filter.jerk_psd, s.expansion.window_s) == (0.8, 10, 0.8)
+    assert (s.warning.on_drain, s.warning.occlusion_hold_s) == (1, 0.4)
     car = s.cues.priors[3]
     assert (s.cues.edge_sigma_px, car.width_m, car.tyre_offset_m, car.width_sigma_m) == (3, 1.75, 1.0, 0.10)
     assert s.warning.brake_ttc_s == LogicSettings().warning.brake_ttc_s  # untouched keys keep their defaults
@@ -53,6 +54,8 @@ def test_settings_file_reaches_every_config(tmp_path: Path) -> None:
         ("filter: {gate_sigmas: 0}\n", "filter.gate_sigmas: must be a positive number"),
         ("warning: {closing_span_s: -1}\n", "warning.closing_span_s"),
         ("warning: {foo: 1}\n", "warning.foo: unknown key"),
+        ("warning: {on_drain: -0.5}\n", "warning.on_drain"),
+        ("warning: {occlusion_hold_s: .nan}\n", "warning.occlusion_hold_s"),
         ("warning: {require_agreement: 1}\n", "warning.require_agreement: expected true or false"),
         ("zone: {decel_mps2: fast}\n", "zone.decel_mps2: expected a number"),
         ("expansion: {window_s: 0}\n", "expansion.window_s"),

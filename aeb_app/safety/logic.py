@@ -133,8 +133,8 @@ class AebFrameState:
 class AebLogic:
     """Stateful per-frame AEB decision. One instance per video/camera stream.
 
-    An object whose box bottom was an occlusion edge within ``OCCLUSION_HOLD_S`` seconds does not warn
-    (the nearer object in front of it does; the hold covers a frame or two in which the nearer one is missed).
+    An object whose box bottom was an occlusion edge within ``WarningConfig.occlusion_hold_s`` seconds does not
+    warn (the nearer object in front of it does; the hold covers frames in which the nearer one is missed).
 
     Args:
         calibration: road calibration of the camera.
@@ -147,8 +147,6 @@ class AebLogic:
     Raises:
         CalibrationError: the calibration's horizon is outside the image.
     """
-
-    OCCLUSION_HOLD_S = 0.3
 
     def __init__(self, calibration: Calibration, zone_config: ZoneConfig | None = None,
                  warning_config: WarningConfig | None = None,
@@ -341,7 +339,8 @@ class AebLogic:
     def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
         """The cues allow a warning, the track is settled, its gap has been shrinking over ``closing_span_s``,
         and nothing nearer stands in front of it."""
-        occluded = timestamp_s - track.last_occluded_s <= self.OCCLUSION_HOLD_S
+        # Frame times are floats (74/10 - 71/10 > 0.3): a hold of exactly its length must still hold.
+        occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
         if not (threat.agrees(self.warning_config.require_agreement) and not occluded and settled):
             return False  # the closing trend (a robust line fit) only where it can still decide

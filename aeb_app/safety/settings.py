@@ -3,7 +3,7 @@
 One section per configuration, every key optional (the defaults of docs/scenarios.md otherwise)::
 
     zone:      {reaction_time_s: 1.5, decel_mps2: 6.0}
-    warning:   {caution_ttc_s: 3.0, closing_span_s: 1.0}
+    warning:   {caution_ttc_s: 3.0, closing_span_s: 1.0, on_drain: 0.5}
     filter:    {jerk_psd: 20.0, max_rel_accel_mps2: 12.0}
     expansion: {window_s: 0.6}
     cues:

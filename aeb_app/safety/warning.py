@@ -1,11 +1,12 @@
 """Warning levels with hysteresis measured in seconds (no clock inside: timestamps are passed in).
 
 Like openpilot's alert manager: levels are an IntEnum and the highest wins. A level is raised only
-after it has been asked for continuously for ``on_s`` seconds of frame time, and lowered only after
-less has been asked for during ``off_s``, so one noisy frame neither fires nor clears a warning and the
-behaviour does not depend on the frame rate. UNAVAILABLE bypasses the debounce in both directions: a
-missing result is reported at once, and the next good frame starts again from NONE (it must earn a
-warning through the debounce).
+after it has been asked for during ``on_s`` seconds of frame time (a frame without the request drains
+``on_drain`` times its duration from that, so one dropout delays a warning instead of restarting it), and
+lowered only after less has been asked for continuously during ``off_s``, so one noisy frame neither fires
+nor clears a warning and the behaviour does not depend on the frame rate. UNAVAILABLE bypasses the debounce
+in both directions: a missing result is reported at once, and the next good frame starts again from NONE (it
+must earn a warning through the debounce).
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ class WarningConfig:
     Attributes:
         caution_ttc_s: an in-zone object with TTC below this gives CAUTION (the forward-collision warning).
         brake_ttc_s: an in-zone object with TTC below this gives BRAKE.
-        on_s: a level must be asked for continuously this long before it is raised, seconds.
+        on_s: a level must be asked for this long before it is raised, seconds.
+        on_drain: while a higher level is being earned, each second in which it is not asked for takes this many
+            seconds of the time already asked for away (a leaky integrator); the streak ends when nothing is left.
+            The first frame of a streak adds nothing, so an isolated request, or requests alternating with
+            frames without, never fire; a large value restarts the debounce at every frame without the request.
         off_s: a lower level must be asked for this long before the level drops, seconds.
         max_frame_gap_s: a larger gap between frame timestamps makes that frame UNAVAILABLE (stale).
         min_closing_mps: closing speed below which TTC is infinite.
@@ -49,12 +54,15 @@ class WarningConfig:
             slope of a robust line through its measurements over the span must be ``closing_sigmas`` below
             zero, seconds (a few noisy frames at a constant gap are not an approach).
         require_closing_trend: apply the ``closing_span_s`` rule (off only for demonstrations).
+        occlusion_hold_s: an object whose box bottom was an occlusion edge (a nearer box's roof line) this recently
+            does not warn, seconds: the nearer object may be missed for a few frames while it still stands there.
         category_ids: COCO ids considered (default road users).
     """
 
     caution_ttc_s: float = 3.0
     brake_ttc_s: float = 1.6
     on_s: float = 0.1
+    on_drain: float = 0.5
     off_s: float = 0.3
     max_frame_gap_s: float = 0.5
     min_closing_mps: float = 0.5
@@ -67,6 +75,7 @@ class WarningConfig:
     closing_sigmas: float = 2.0
     closing_span_s: float = 1.0
     require_closing_trend: bool = True
+    occlusion_hold_s: float = 0.3
     category_ids: tuple[int, ...] = ROAD_USER_IDS
 
     def __post_init__(self) -> None:
@@ -74,8 +83,8 @@ class WarningConfig:
             raise ConfigError(
                 f"warning.brake_ttc_s ({self.brake_ttc_s}) must be > 0 and <= caution_ttc_s ({self.caution_ttc_s})"
             )
-        for name in ("on_s", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas", "max_lead_reverse_mps",
-                     "accel_sigmas", "closing_sigmas"):
+        for name in ("on_s", "on_drain", "off_s", "min_track_age_s", "min_closing_mps", "agree_sigmas",
+                     "max_lead_reverse_mps", "accel_sigmas", "closing_sigmas", "occlusion_hold_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
@@ -95,32 +104,71 @@ class WarningConfig:
 
 
 class WarningStateMachine:
-    """Debounced warning level. Feed it one requested level per frame with the frame's time."""
+    """Debounced warning level. Feed it one requested level per frame with the frame's time.
+
+    Rising: the seconds a higher level has been asked for accumulate (from the streak's first frame) and drain at
+    ``on_drain`` while it is not; the level rises at ``on_s`` to the lowest level the streak asked for. Falling:
+    a lower level must be asked for continuously for ``off_s``; the level drops to the highest one asked for.
+    """
 
     def __init__(self, config: WarningConfig) -> None:
         self.config = config
         self.level = WarningLevel.UNAVAILABLE  # nothing seen yet: never start as "all clear"
-        self._streak_start_s: float | None = None
-        self._streak_bound = WarningLevel.NONE
+        self._rise: _Streak | None = None
+        self._fall: _Streak | None = None
 
     def update(self, requested: WarningLevel, timestamp_s: float) -> WarningLevel:
         """Advance to the frame at ``timestamp_s`` (seconds) and return the current level."""
         if requested == WarningLevel.UNAVAILABLE:
-            self.level, self._streak_start_s = WarningLevel.UNAVAILABLE, None
+            self.level, self._rise, self._fall = WarningLevel.UNAVAILABLE, None, None
             return self.level
         if self.level == WarningLevel.UNAVAILABLE:
-            self.level, self._streak_start_s = WarningLevel.NONE, None
-        if requested == self.level:
-            self._streak_start_s = None
-            return self.level
-        rising = requested > self.level
-        if self._streak_start_s is not None and (self._streak_bound > self.level) != rising:
-            self._streak_start_s = None  # direction changed: start timing again
-        if self._streak_start_s is None:
-            self._streak_start_s, self._streak_bound = timestamp_s, requested
-        # While rising, go to the lowest level the streak asked for; while falling, to the highest.
-        self._streak_bound = min(self._streak_bound, requested) if rising else max(self._streak_bound, requested)
-        needed = self.config.on_s if rising else self.config.off_s
-        if timestamp_s - self._streak_start_s >= needed - _EPS_S:
-            self.level, self._streak_start_s = WarningLevel(self._streak_bound), None
+            self.level = WarningLevel.NONE  # the next good frame starts from "nothing", not from a warning
+        if requested > self.level:
+            self._fall = None
+            self._rise = self._raise(requested, timestamp_s)
+        else:
+            self._rise = self._drain(timestamp_s)
+            self._fall = self._lower(requested, timestamp_s) if requested < self.level else None
         return self.level
+
+    def _raise(self, requested: WarningLevel, timestamp_s: float) -> "_Streak | None":
+        streak = self._rise
+        if streak is None:
+            streak = _Streak(timestamp_s, requested)
+        else:
+            streak.held_s += timestamp_s - streak.last_s
+            streak.last_s, streak.bound = timestamp_s, min(streak.bound, requested)
+        if streak.held_s >= self.config.on_s - _EPS_S:
+            self.level = WarningLevel(streak.bound)  # the lowest level the streak asked for
+            return None
+        return streak
+
+    def _drain(self, timestamp_s: float) -> "_Streak | None":
+        streak = self._rise
+        if streak is None:
+            return None
+        streak.held_s -= self.config.on_drain * (timestamp_s - streak.last_s)
+        streak.last_s = timestamp_s
+        return streak if streak.held_s >= -_EPS_S else None
+
+    def _lower(self, requested: WarningLevel, timestamp_s: float) -> "_Streak | None":
+        streak = self._fall or _Streak(timestamp_s, requested)
+        streak.bound = max(streak.bound, requested)
+        if timestamp_s - streak.start_s >= self.config.off_s - _EPS_S:
+            self.level = WarningLevel(streak.bound)  # the highest level asked for while falling
+            return None
+        return streak
+
+
+@dataclass
+class _Streak:
+    """A debounce in progress: when it started, the frame last counted, seconds held, the level it is bound to."""
+
+    start_s: float
+    bound: WarningLevel
+    last_s: float = math.nan
+    held_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_s = self.start_s

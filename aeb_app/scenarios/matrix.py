@@ -14,7 +14,7 @@ import numpy as np
 from aeb_app.scenarios.artefacts import Artefacts
 from aeb_app.scenarios.runner import SCENARIOS, Scenario, ScenarioResult, run_scenario
 
-__all__ = ["MatrixRow", "RangeErrorStats", "run_matrix", "range_error_stats"]
+__all__ = ["MatrixRow", "RangeErrorStats", "matrix_stream", "run_matrix", "range_error_stats"]
 
 
 @dataclass
@@ -82,6 +82,12 @@ def range_error_stats(results: Sequence[ScenarioResult]) -> RangeErrorStats:
     return RangeErrorStats(int(len(filt)), pct(filt, 50), pct(filt, 95), pct(meas, 50), pct(meas, 95))
 
 
+def matrix_stream(seed: int, scenario_index: int, fps: float) -> int:
+    """The random stream of run (seed, scenario ``SCENARIOS[scenario_index]``, fps) of :func:`run_matrix`, so
+    one run of the sweep can be repeated alone."""
+    return int(np.random.SeedSequence([seed, scenario_index, int(round(fps * 1000))]).generate_state(1)[0])
+
+
 def run_matrix(*, seeds: int, fps_list: Sequence[float], artefacts: Artefacts, seed: int = 0,
                scenarios: Sequence[Scenario] = SCENARIOS) -> list[MatrixRow]:
     """Run every scenario ``seeds`` times at every frame rate.
@@ -98,7 +104,7 @@ def run_matrix(*, seeds: int, fps_list: Sequence[float], artefacts: Artefacts, s
         for fps in fps_list:
             row = MatrixRow(scenario.name, scenario.source, float(fps), scenario.required_ttc_s)
             for s in range(seeds):
-                stream = int(np.random.SeedSequence([seed + s, i, int(round(fps * 1000))]).generate_state(1)[0])
+                stream = matrix_stream(seed + s, i, fps)
                 result = run_scenario(scenario, seed=stream, fps=fps, artefacts=artefacts)
                 row.runs += 1
                 row.passed += result.passed
