@@ -204,3 +204,54 @@ def test_the_scale_closing_is_brought_forward_by_a_significant_braking() -> None
     now = ExpansionEstimate(rate_per_s=10.0 / 31.5, rate_sigma_per_s=0.01, ttc_s=3.15, lag_s=0.0)
     lagged = ExpansionEstimate(rate_per_s=10.0 / 31.5, rate_sigma_per_s=0.01, ttc_s=3.15, lag_s=0.3)
     assert assess_threat(f, lagged, **kw).ttc_s < assess_threat(f, now, **kw).ttc_s
+
+
+def test_a_track_keeps_the_class_most_of_its_detections_gave() -> None:
+    tracker = IouTracker()
+    box = [449.0, 245.0, 512.0, 295.0]
+    (track,) = tracker.update([box], [1], 0.0, [0.5])  # first seen as a person
+    assert track.category_id == 1
+    tracker.update([box], [3], 0.04, [0.5])  # a tie keeps the class it has
+    assert track.category_id == 1
+    for k, (cls, score) in enumerate([(3, 0.6), (8, 0.9), (3, 0.5), (1, 0.4)]):
+        tracker.update([box], [cls], 0.08 + 0.04 * k, [score])
+    assert track.class_votes == pytest.approx({1: 0.9, 3: 1.6, 8: 0.9})
+    assert track.category_id == 3  # car leads: 0.5 + 0.6 + 0.5 (one confident "truck" frame does not flip it)
+
+
+def _flipping_lead(flip_every: int | None) -> tuple[list[int], list[float]]:
+    """A car standing 20 m ahead, reported as a person every ``flip_every``-th frame (25 fps, 3 s)."""
+    logic = AebLogic(CAL)
+    box = vehicle_box_px(CAM, lateral_m=0.0, ahead_cam_m=20.0 + CAM.setback_m)
+    classes, ranges = [], []
+    for k in range(75):
+        person = flip_every is not None and k % flip_every == flip_every - 1
+        dets = Detections(np.array([box], np.float32), np.array([0.8], np.float32), np.array([1 if person else 3]),
+                          ("person" if person else "car",))
+        state = logic.update(k, k / 25.0, dets, ego_speed_mps=10.0)
+        classes += [o.category_id for o in state.objects]
+        ranges += [o.range_m for o in state.objects]
+    return classes, ranges
+
+
+def test_a_detector_that_flips_the_class_does_not_flip_the_range() -> None:
+    """A person's width prior (0.5 m) and tyre offset (0) would put the car 3.6x nearer by its width and 0.9 m
+    nearer by its ground contact: the track's voted class keeps the car's priors, and its range steady."""
+    classes, ranges = _flipping_lead(flip_every=3)
+    steady_classes, steady = _flipping_lead(flip_every=None)
+    assert set(classes) == {3}
+    assert max(abs(a - b) for a, b in zip(ranges, steady)) < 1e-9  # exactly the never-flipped car's ranges
+
+
+def test_a_track_whose_class_vote_changes_restarts_its_ranging() -> None:
+    """First seen as a person (tie kept), then clearly a car: the filter started with the person's priors and
+    the closing trend of those ranges are dropped, and the track's age (for min_track_age_s) restarts."""
+    logic = AebLogic(CAL)
+    box = vehicle_box_px(CAM, lateral_m=0.0, ahead_cam_m=20.0 + CAM.setback_m)
+    ages = []
+    for k, cls in enumerate([1, 3, 3, 3]):
+        dets = Detections(np.array([box], np.float32), np.array([0.8], np.float32), np.array([cls]), ("x",))
+        logic.update(k, k / 10.0, dets, ego_speed_mps=10.0)
+        (track,) = logic.tracker.tracks
+        ages.append((track.category_id, track.ranged_as, round(track.age_s(k / 10.0), 6)))
+    assert ages == [(1, 1, 0.0), (1, 1, 0.1), (3, 3, 0.0), (3, 3, 0.1)]

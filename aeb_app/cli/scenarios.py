@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="heavy-tailed jump probability per box edge and frame (default 0.03 with noise, else 0)")
     parser.add_argument("--fp-rate", type=at.non_negative_float, default=None,
                         help="false-positive boxes per frame (default 0.05 with noise, else 0)")
+    parser.add_argument("--class-flip", type=at.probability, default=None,
+                        help="probability per detected car and frame of being reported as a truck or a person "
+                             "(default 0.1 with --noise-px > 0, else 0)")
     parser.add_argument("--seeds", type=at.positive_int, default=1, help="runs per scenario and frame rate (default 1)")
     parser.add_argument("--fps", default="25", help="comma-separated frame rates, e.g. 10,25 (default 25)")
     parser.add_argument("--seed", type=at.non_negative_int, default=0, help="base random seed (default 0)")
@@ -56,6 +59,7 @@ def _fps_list(text: str) -> list[float]:
 def _artefacts(args: argparse.Namespace):
     from aeb_app.errors import ConfigError
     from aeb_app.scenarios import Artefacts
+    from aeb_app.scenarios.artefacts import REALISTIC_CLASS_FLIP_PROB
 
     if not (args.noise_px >= 0 and 0 <= args.miss_prob < 1):
         raise ConfigError(f"--noise-px must be >= 0 and --miss in [0, 1): got {args.noise_px}, {args.miss_prob}")
@@ -66,6 +70,8 @@ def _artefacts(args: argparse.Namespace):
         noise_px=args.noise_px, miss_prob=args.miss_prob, vehicle_spread=noisy,
         outlier_prob=args.outlier_prob if args.outlier_prob is not None else (0.03 if noisy else 0.0),
         false_positive_rate=args.fp_rate if args.fp_rate is not None else (0.05 if noisy else 0.0),
+        class_flip_prob=args.class_flip if args.class_flip is not None else (
+            REALISTIC_CLASS_FLIP_PROB if noisy else 0.0),
     )
 
 

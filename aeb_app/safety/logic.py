@@ -219,7 +219,8 @@ class AebLogic:
         ids = detections.category_ids[keep]
         for track in self.tracker.tracks:
             track.range_filter.predict(dt_s)
-        tracks = self.tracker.update(boxes, ids, timestamp_s)
+        tracks = self.tracker.update(boxes, ids, timestamp_s, detections.scores[keep])
+        ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
         widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
         solid = [t.hits > 1 for t in tracks]
@@ -253,6 +254,10 @@ class AebLogic:
         The filter gets each cue with its frame-to-frame (pixel) sigma; the gate also allows for the
         cue's constant part (tyre offset, width), which does not average out over frames.
         """
+        if track.ranged_as != track.category_id:
+            if track.ranged_as is not None:  # the class vote changed its leader: ranged with another prior so far
+                track.restart_ranging(timestamp_s)
+            track.ranged_as = track.category_id
         f = track.range_filter
         if cues.why_no_ground[i] == "occlusion":
             track.last_occluded_s = timestamp_s

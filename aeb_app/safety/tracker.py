@@ -6,7 +6,7 @@ Enough for the few road users of a dashcam view; each track carries the range fi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +52,11 @@ class Track:
     Attributes:
         track_id: stable id, counting from 1.
         xyxy_px: (4,) last matched box.
-        category_id: COCO id of the last match.
+        category_id: the track's COCO id: the class with the highest summed detection score over its
+            matches (a detector flips a far car between "car", "truck" and "person" from frame to
+            frame; the class prior, hence the width cue's range, must not flip with it).
+        class_votes: summed detection score per COCO id over the track's matches.
+        ranged_as: the class its range filter was started with (None: not yet ranged).
         range_filter: filtered range / range rate / range acceleration.
         expansion: width history for the scale-change TTC.
         first_seen_s: time of the first match, seconds.
@@ -87,10 +91,20 @@ class Track:
     agreed: bool = False
     zone_lateral_m: float = math.nan
     trend: RangeTrend | None = None
+    class_votes: dict[int, float] = field(default_factory=dict)
+    ranged_as: int | None = None
 
     def __post_init__(self) -> None:
         if self.match_box_px is None:
             self.match_box_px = np.asarray(self.xyxy_px, np.float64).copy()
+        if not self.class_votes:
+            self.class_votes[self.category_id] = 0.0
+
+    def vote_class(self, category_id: int, score: float) -> None:
+        """Add one detection's class (weighted by its score); the track's class is the leader (ties: kept)."""
+        self.class_votes[category_id] = self.class_votes.get(category_id, 0.0) + score
+        if self.class_votes[category_id] > self.class_votes.get(self.category_id, 0.0):
+            self.category_id = category_id
 
     def learn_width(self, width_m: float, sigma_m: float) -> None:
         """Add one measurement of the object's true width (metres, with its sigma)."""
@@ -104,14 +118,21 @@ class Track:
         return (prior_m / prior_sigma_m**2 + self.width_info_m) / info, 1.0 / math.sqrt(info)
 
     def age_s(self, now_s: float) -> float:
-        """Seconds since the track was first seen."""
+        """Seconds since the track was first seen, or since its ranging last restarted."""
         return now_s - self.first_seen_s
+
+    def restart_ranging(self, now_s: float) -> None:
+        """Start the range filter and the closing trend afresh, and count the age from ``now_s``: what they
+        hold came from another class's prior (width, tyre offset). The learned width is measured, it stays."""
+        self.range_filter = RangeFilter(self.range_filter.config)
+        self.trend = None
+        self.first_seen_s = now_s
 
 
 class IouTracker:
     """Greedy-optimal (Hungarian) IoU matching with track ageing in seconds.
 
-    Boxes left unmatched by IoU get a second chance against the tracks left unmatched (same class): a
+    Boxes left unmatched by IoU get a second chance against the tracks left unmatched (of a class the track was seen as): a
     detector's box edge that jumps 10-30 px can shrink a box so much that its IoU with its own track falls
     below the threshold, although its other three edges are where they were. A box with at least three
     edges within ``edge_tolerance`` of the track's box (x edges relative to the track's box width, y edges
@@ -141,10 +162,15 @@ class IouTracker:
         """Forget every track (after a gap in the frames)."""
         self.tracks = []
 
-    def update(self, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike, timestamp_s: float) -> list[Track]:
-        """Match (n, 4) boxes seen at ``timestamp_s`` to tracks; returns the n matched-or-new tracks in order."""
+    def update(self, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike, timestamp_s: float,
+               scores: npt.ArrayLike | None = None) -> list[Track]:
+        """Match (n, 4) boxes seen at ``timestamp_s`` to tracks; returns the n matched-or-new tracks in order.
+
+        ``scores``: the boxes' detection scores, the weights of their class votes (None: 1 each).
+        """
         boxes = np.asarray(xyxy_px, dtype=np.float64).reshape(-1, 4)
         ids = np.asarray(category_ids).reshape(-1)
+        weights = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64).reshape(-1)
         assigned = self._associate(boxes, ids)
         taken = {id(a) for a in assigned if a is not None}
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
@@ -156,13 +182,14 @@ class IouTracker:
                             ExpansionTracker(self.expansion_config), timestamp_s, timestamp_s)
                 self._next_id += 1
                 self.tracks.append(new)
-                assigned[i] = new
+                assigned[i] = existing = new
             else:
                 # Match against a smoothed box: one edge that jumps 20 px must not break the track.
                 existing.match_box_px = 0.5 * (existing.match_box_px + box)
-                existing.xyxy_px, existing.category_id = box, int(ids[i])
+                existing.xyxy_px = box
                 existing.hits += 1
                 existing.last_seen_s = timestamp_s
+            existing.vote_class(int(ids[i]), float(weights[i]))
         return [t for t in assigned if t is not None]
 
     def _associate(self, boxes: npt.NDArray[np.float64], ids: npt.NDArray[np.int_]) -> list[Track | None]:
@@ -178,7 +205,8 @@ class IouTracker:
         free_b = [c for c in range(len(boxes)) if assigned[c] is None]
         if not (free_t and free_b):
             return assigned
-        same_class = np.array([[self.tracks[r].category_id == int(ids[c]) for c in free_b] for r in free_t])
+        # A class the track has been seen as (its detector flips classes) may continue it.
+        same_class = np.array([[int(ids[c]) in self.tracks[r].class_votes for c in free_b] for r in free_t])
         agreeing = edges_agreeing(reference[free_t], boxes[free_b], self.edge_tolerance)
         ok = same_class & (agreeing >= 3)
         score = agreeing + iou[np.ix_(free_t, free_b)]

@@ -5,6 +5,10 @@
   20-40 px jumps of a box bottom seen on real footage;
 * missed detections (``miss_prob`` per object per frame) and false positives (``false_positive_rate``
   per frame: a car-sized box somewhere on the road for one frame);
+* class flips (``class_flip_prob`` per object per frame): a car reported as "truck" or "person", as a
+  COCO detector does with far or partly seen cars (on the shared dashcam clip 39 of 81 tracks change
+  class at least once). They are drawn from a stream of their own, so switching them on or off leaves
+  every other artefact of a run as it was;
 * a taller vehicle behind the lead is seen only above the lead's roof: its box bottom is the lead's
   roof line (an occlusion edge), whether or not the lead itself was detected in that frame;
 * boxes are clipped to the image (truncation at the bottom and the sides).
@@ -28,8 +32,14 @@ if TYPE_CHECKING:
 __all__ = ["Artefacts", "detector_view", "VAN"]
 
 CAR_ID = 3
+#: What a flipped car is reported as (COCO ids and names).
+FLIP_CLASSES = ((8, "truck"), (1, "person"))
 #: The vehicle behind the lead: a van, taller than the camera and the lead.
 VAN = VehicleShape(width_m=2.0, height_m=2.5, length_m=5.5, rear_overhang_m=1.0)
+
+
+#: Class flips per detected car and frame in the realistic set.
+REALISTIC_CLASS_FLIP_PROB = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Artefacts:
         false_positive_rate: probability per frame of one spurious car box.
         vehicle_spread: draw the lead's width and rear overhang from typical ranges (per seed) instead
             of the class prior's nominal values, so the prior is never exactly right.
+        class_flip_prob: probability that a detected car is reported as another class in a frame.
     """
 
     noise_px: float = 0.0
@@ -52,11 +63,12 @@ class Artefacts:
     miss_prob: float = 0.0
     false_positive_rate: float = 0.0
     vehicle_spread: bool = False
+    class_flip_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.noise_px >= 0:
             raise ConfigError(f"--noise-px must be >= 0, got {self.noise_px}")
-        for name in ("outlier_prob", "miss_prob", "false_positive_rate"):
+        for name in ("outlier_prob", "miss_prob", "false_positive_rate", "class_flip_prob"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         low, high = self.outlier_px
@@ -66,9 +78,9 @@ class Artefacts:
     @classmethod
     def realistic(cls, noise_px: float = 2.0, miss_prob: float = 0.1) -> "Artefacts":
         """The issue's acceptance setting: Gaussian + heavy-tailed jitter, misses, false positives,
-        vehicle sizes that differ from the prior."""
+        vehicle sizes that differ from the prior, class flips."""
         return cls(noise_px=noise_px, outlier_prob=0.03, miss_prob=miss_prob, false_positive_rate=0.05,
-                   vehicle_spread=True)
+                   vehicle_spread=True, class_flip_prob=REALISTIC_CLASS_FLIP_PROB)
 
 
 def _jitter(box: npt.NDArray[np.float64], a: Artefacts, rng: np.random.Generator,
@@ -103,8 +115,12 @@ def _false_positive(camera: PinholeCamera, rng: np.random.Generator) -> npt.NDAr
 
 
 def detector_view(camera: PinholeCamera, scenario: "Scenario", gap_m: float, lead: VehicleShape,
-                  artefacts: Artefacts, rng: np.random.Generator) -> tuple[Detections, int | None]:
-    """One frame's detections and the index of the lead's detection in them (None when missed)."""
+                  artefacts: Artefacts, rng: np.random.Generator,
+                  labels_rng: np.random.Generator | None = None) -> tuple[Detections, int | None]:
+    """One frame's detections and the index of the lead's detection in them (None when missed).
+
+    ``labels_rng``: the stream of the class flips (needed when ``artefacts.class_flip_prob`` > 0).
+    """
     lead_box = vehicle_box_px(camera, lateral_m=scenario.lead_lateral_m, ahead_cam_m=gap_m + camera.setback_m,
                               shape=lead)
     boxes, scores, lead_index = [], [], None
@@ -120,5 +136,13 @@ def detector_view(camera: PinholeCamera, scenario: "Scenario", gap_m: float, lea
         scores.append(score)
     if not boxes:
         return Detections.empty(), None
-    return (Detections(np.array(boxes, np.float32), np.array(scores, np.float32), np.full(len(boxes), CAR_ID),
-                       tuple("car" for _ in boxes)), lead_index)
+    labels = [_label(artefacts, labels_rng) for _ in boxes]
+    return (Detections(np.array(boxes, np.float32), np.array(scores, np.float32),
+                       np.array([c for c, _ in labels]), tuple(name for _, name in labels)), lead_index)
+
+
+def _label(artefacts: Artefacts, labels_rng: np.random.Generator | None) -> tuple[int, str]:
+    """A car's reported (COCO id, name): usually "car", another class with ``class_flip_prob``."""
+    if artefacts.class_flip_prob > 0 and labels_rng.random() < artefacts.class_flip_prob:
+        return FLIP_CLASSES[int(labels_rng.integers(len(FLIP_CLASSES)))]
+    return CAR_ID, "car"

@@ -176,6 +176,7 @@ def run_scenario(scenario: Scenario, *, noise_px: float = 0.0, miss_prob: float 
     artefacts = artefacts or Artefacts(noise_px=noise_px, miss_prob=miss_prob)
     logic = AebLogic(synthetic_calibration(camera), zone_config, warning_config)
     rng = np.random.default_rng(seed)
+    labels_rng = rng.spawn(1)[0]  # class flips: their own stream, the others' draws stay as they were
     lead = _lead_shape(rng, artefacts.vehicle_spread)
     threat = scenario.required_ttc_s is not None
     t_collision = scenario.motion.collision_time_s() if threat else math.inf
@@ -186,7 +187,7 @@ def run_scenario(scenario: Scenario, *, noise_px: float = 0.0, miss_prob: float 
         gap = float(scenario.motion.gap_m(t))
         if gap <= 0.5:
             break
-        dets, lead_index = detector_view(camera, scenario, gap, lead, artefacts, rng)
+        dets, lead_index = detector_view(camera, scenario, gap, lead, artefacts, rng, labels_rng)
         speed = scenario.motion.ego_speed_at(t) if scenario.ego_speed_known else None
         state = logic.update(k, t, dets, ego_speed_mps=speed)
         result.frames += 1
