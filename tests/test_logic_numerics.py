@@ -15,7 +15,7 @@ import pytest
 
 from aeb_app.geometry.calibration import load_calibration, shipped_calibration
 from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
-from aeb_app.safety.cues import _occluded_bottom, fuse, measure_cues, object_lateral_m
+from aeb_app.safety.cues import fuse, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
 from aeb_app.safety.tracker import iou_matrix
 from aeb_app.safety.zone import point_in_zone
@@ -137,7 +137,7 @@ def test_all_pairs_occlusion_equals_the_pair_loop(seed: int) -> None:
         solid = rng.random(n) < 0.8
         config = CueConfig(duplicate_iou=float(rng.choice([0.3, 0.5, 0.99])))
         want = _occluded_bottom_loop(boxes, config, solid)
-        assert _occluded_bottom(boxes, config, solid).tolist() == want.tolist()
+        assert occluded_bottoms(boxes, config, solid).tolist() == want.tolist()
         occluded += int(want.sum())
     assert occluded > 100  # the cases exercise the rule
 

@@ -32,7 +32,8 @@ from aeb_app.errors import ConfigError
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.tracker import box_iou
 
-__all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m"]
+__all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m",
+           "occluded_bottoms"]
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
     return value, sigma
 
 
-def _occluded_bottom(boxes: npt.NDArray[np.float64], config: CueConfig,
+def occluded_bottoms(boxes: npt.NDArray[np.float64], config: CueConfig,
                      can_occlude: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude
     (all pairs at once: row i is the box, column j the box that may hide its bottom)."""
@@ -249,7 +250,7 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * bh)
     context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
     solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
-    occluded = _occluded_bottom(context, config, solid)[_rows_in(boxes, context)]
+    occluded = occluded_bottoms(context, config, solid)[_rows_in(boxes, context)]
     g_range, g_sigma, g_noise, why = _ground_cue(road, boxes, prior, edge, occluded, config)
     g_valid = np.array([r == "" for r in why], bool).reshape(n)
     w_img = road.calibration.image_size_wh[0]

@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
-from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m
+from aeb_app.safety.calibration_fit import CalibrationFitMonitor
+from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
@@ -161,6 +162,8 @@ class AebLogic:
         self.state_machine = WarningStateMachine(self.warning_config)
         self._last_timestamp_s: float | None = None
         self._zone_cache: tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        self.fit = CalibrationFitMonitor(self.road.horizon_row_px, window_s=self.warning_config.fit_window_s,
+                                         max_share_above=self.warning_config.fit_max_share_above)
 
     def update(self, frame_index: int, timestamp_s: float, detections: Detections | None, *,
                ego_speed_mps: float | None = None) -> AebFrameState:
@@ -177,7 +180,7 @@ class AebLogic:
             does not increase, or it jumps by more than ``max_frame_gap_s`` (tracks are then reset).
         """
         length_m = zone_length_m(ego_speed_mps, self.zone_config)
-        reason = self._staleness(timestamp_s, detections)
+        reason = self._staleness(timestamp_s, detections) or self._misfit(timestamp_s, detections)
         if reason or detections is None:
             return self._unavailable(frame_index, timestamp_s, length_m, reason or "no detections",
                                      len(detections or ()))
@@ -203,6 +206,20 @@ class AebLogic:
             self._last_timestamp_s = timestamp_s
             return f"stale: {timestamp_s - last:.3f} s since the previous frame"
         return ""
+
+    def _misfit(self, timestamp_s: float, detections: Detections) -> str:
+        """Why the calibration does not fit this video ("" while it fits or the check is off). While it does not,
+        nothing is tracked: the frame counts as seen, and tracking starts afresh once the evidence clears."""
+        if not self.warning_config.check_calibration_fit:
+            return ""
+        users = np.isin(detections.category_ids, self.warning_config.category_ids)
+        boxes = detections.xyxy_px[users].astype(np.float64)
+        ground = ~occluded_bottoms(boxes, self.cue_config, np.ones(len(boxes), bool))  # a roof line seen over is not
+        reason = self.fit.update(timestamp_s, boxes[ground, 3], detections.scores[users][ground])
+        if reason:
+            self._last_timestamp_s = timestamp_s
+            self.tracker.reset()
+        return reason
 
     def _unavailable(self, frame_index: int, timestamp_s: float, length_m: float, reason: str,
                      n: int) -> AebFrameState:

@@ -57,6 +57,10 @@ class WarningConfig:
         occlusion_hold_s: an object whose box bottom was an occlusion edge (a nearer box's roof line) this recently
             does not warn, seconds: the nearer object may be missed for a few frames while it still stands there.
         category_ids: COCO ids considered (default road users).
+        check_calibration_fit: report the system unavailable while most confident road-user boxes stand above
+            the calibrated horizon (:mod:`aeb_app.safety.calibration_fit`).
+        fit_window_s: seconds of detections that check looks at.
+        fit_max_share_above: share of box bottoms above the horizon from which the calibration does not fit.
     """
 
     caution_ttc_s: float = 3.0
@@ -77,6 +81,9 @@ class WarningConfig:
     require_closing_trend: bool = True
     occlusion_hold_s: float = 0.3
     category_ids: tuple[int, ...] = ROAD_USER_IDS
+    check_calibration_fit: bool = True
+    fit_window_s: float = 3.0
+    fit_max_share_above: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.brake_ttc_s <= self.caution_ttc_s:
@@ -88,7 +95,9 @@ class WarningConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"warning.{name}: must be a number >= 0 (seconds or SI units), got {value!r}")
-        for name in ("max_frame_gap_s", "agree_ttc_s", "closing_span_s"):
+        if not 0 < self.fit_max_share_above < 1:
+            raise ConfigError(f"warning.fit_max_share_above: must be between 0 and 1, got {self.fit_max_share_above!r}")
+        for name in ("max_frame_gap_s", "agree_ttc_s", "closing_span_s", "fit_window_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"warning.{name}: must be > 0, got {getattr(self, name)!r}")
 

@@ -1,0 +1,85 @@
+"""A calibration that does not fit the video (vehicles standing above its horizon) makes the system unavailable,
+with the reason, instead of a green "no warning" over wrong geometry."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aeb_app.cli import main
+from aeb_app.errors import ConfigError
+from aeb_app.safety import AebLogic, WarningConfig
+from aeb_app.safety.calibration_fit import MIN_BOXES, CalibrationFitMonitor
+from aeb_app.scenarios import PinholeCamera, synthetic_calibration
+from aeb_app.types import Detections, WarningLevel
+
+
+def _monitor() -> CalibrationFitMonitor:
+    return CalibrationFitMonitor(300.0, window_s=3.0, max_share_above=0.5)
+
+
+def test_most_bottoms_above_the_horizon_over_the_window_do_not_fit() -> None:
+    fit = _monitor()
+    for k in range(MIN_BOXES // 2 - 1):  # 2 boxes a frame, 1 above the horizon, not yet enough to judge
+        assert fit.update(k * 0.1, [250.0, 350.0], [0.9, 0.9]) == ""
+    assert fit.update(1.0, [250.0, 260.0, 290.0], [0.9, 0.9, 0.3]) != ""  # 11 of 20 above (the 0.3 box: no vote)
+    reason = fit.update(1.1, [250.0], [0.9])
+    assert reason.startswith("the calibration does not fit this video: 12 of 21 vehicle box bottoms") \
+        and "row 300" in reason
+    for k in range(12):  # hysteresis: 12 of 33 above is under the limit but over half of it: still unfit
+        fit.update(1.2 + k * 0.01, [350.0], [0.9])
+    assert fit.unfit
+    for k in range(40):  # the window (3 s) moves on: only bottoms below the horizon
+        last = fit.update(1.4 + k * 0.1, [350.0, 360.0], [0.9, 0.9])
+    assert last == "" and not fit.unfit
+
+
+def test_bottoms_just_above_the_horizon_are_within_the_slack() -> None:
+    fit = _monitor()
+    assert all(fit.update(k * 0.1, [298.0] * 3, [0.9] * 3) == "" for k in range(30))  # 2 px above: pitch slack
+
+
+def _frames(logic: AebLogic, bottom: float, n: int = 20) -> list:
+    states = []
+    for k in range(n):
+        boxes = np.array([[400.0, bottom - 40, 460.0, bottom], [600.0, bottom - 30, 640.0, bottom]], np.float32)
+        dets = Detections(boxes, np.full(2, 0.9, np.float32), np.array([3, 3]), ("car", "car"))
+        states.append(logic.update(k, k * 0.1, dets, ego_speed_mps=20.0))
+    return states
+
+
+def test_the_logic_is_unavailable_while_the_calibration_does_not_fit() -> None:
+    calibration = synthetic_calibration(PinholeCamera())
+    horizon = AebLogic(calibration).road.horizon_row_px
+    above = _frames(AebLogic(calibration), horizon - 20)
+    assert above[-1].level == WarningLevel.UNAVAILABLE and "does not fit this video" in above[-1].reason
+    assert not above[-1].objects
+    below = _frames(AebLogic(calibration), horizon + 60)
+    assert all("does not fit" not in s.reason for s in below) and below[-1].level == WarningLevel.NONE
+    off = _frames(AebLogic(calibration, warning_config=WarningConfig(check_calibration_fit=False)), horizon - 20)
+    assert off[-1].level != WarningLevel.UNAVAILABLE
+    with pytest.raises(ConfigError, match="warning.fit_max_share_above"):
+        WarningConfig(fit_max_share_above=1.5)
+
+
+def test_a_calibration_for_another_pitch_makes_the_real_clip_unavailable(sample_video: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    """The shared clip with a calibration pitched 6 deg up (horizon 55 px below the real one): the cars ahead stand
+    above it, and the run says so; with the shipped calibration nothing is unavailable."""
+    bad = tmp_path / "pitched.yaml"
+    assert main(["calibrate", "--out", str(bad), "--size", "960x540", "--focal-px", "1000", "--height-m", "1.3",
+                 "--pitch-deg=-6"]) == 0
+    events = tmp_path / "events.csv"
+    assert main(["run", str(sample_video), "--mode", "fp32", "--calibration", str(bad), "--max-frames", "60",
+                 "--events", str(events), "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    rows = list(csv.DictReader(events.open()))
+    assert rows and rows[0]["level"] == "UNAVAILABLE" and "does not fit this video" in rows[0]["reason"]
+    assert "UNAVAILABLE" in summary
+    good = tmp_path / "good.csv"
+    assert main(["run", str(sample_video), "--mode", "fp32", "--max-frames", "60", "--events", str(good),
+                 "--no-progress"]) == 0
+    assert "UNAVAILABLE" not in capsys.readouterr().out.split("levels:")[1].split(";")[0]
