@@ -83,3 +83,21 @@ def test_a_calibration_for_another_pitch_makes_the_real_clip_unavailable(sample_
     assert main(["run", str(sample_video), "--mode", "fp32", "--max-frames", "60", "--events", str(good),
                  "--no-progress"]) == 0
     assert "UNAVAILABLE" not in capsys.readouterr().out.split("levels:")[1].split(";")[0]
+
+
+def test_zone_corners_beyond_the_horizon_are_not_drawn(tmp_path: Path) -> None:
+    """The pitched calibration puts the zone's corners at the bumper on the other side of its horizon from its own
+    points: projected, they wrapped into the sky (a yellow zone over the sky); they are NaN instead, so nothing is
+    drawn. The shipped calibration keeps every corner of even a 200 m zone."""
+    from aeb_app.geometry.calibration import load_calibration
+
+    bad = tmp_path / "pitched.yaml"
+    assert main(["calibrate", "--out", str(bad), "--size", "960x540", "--focal-px", "1000", "--height-m", "1.3",
+                 "--pitch-deg=-6"]) == 0
+    corners = load_calibration(bad).metric_to_image([[-1.85, 0.0], [1.85, 0.0], [1.85, 40.0], [-1.85, 40.0]])
+    assert np.isnan(corners[:2]).all() and np.isfinite(corners[2:]).all()
+    shipped = load_calibration(Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml")
+    far = shipped.metric_to_image([[-1.85, 0.0], [1.85, 0.0], [1.85, 200.0], [-1.85, 200.0]])
+    assert np.isfinite(far).all() and (far[2:, 1] < far[:2, 1]).all()  # far corners higher in the image
+    np.testing.assert_allclose(far, shipped.view.to_image(shipped.metric_to_bev(
+        [[-1.85, 0.0], [1.85, 0.0], [1.85, 200.0], [-1.85, 200.0]])))

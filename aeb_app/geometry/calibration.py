@@ -159,8 +159,9 @@ class Calibration:
         return self.view.inverse @ metric_to_bev
 
     def metric_to_image(self, metric_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """(n, 2) ``(lateral_m, ahead_m)`` -> (n, 2) image pixels (for drawing the zone)."""
-        return self.view.to_image(self.metric_to_bev(metric_m))
+        """(n, 2) ``(lateral_m, ahead_m)`` -> (n, 2) image pixels (for drawing the zone); NaN rows for points the
+        calibration puts beyond the road's horizon (a calibration that does not fit: nothing to draw there)."""
+        return self.view.to_image(self.metric_to_bev(metric_m), visible_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML-ready dict in the file schema (see ``calibration/*.yaml``)."""

@@ -99,6 +99,11 @@ def project_points(matrix: npt.NDArray[np.float64], points: npt.ArrayLike) -> np
     return homog[:, :2] / w
 
 
+def _scale(matrix: npt.NDArray[np.float64], points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(n,) the homogeneous scale ``w`` of (n, 2) points under ``matrix``."""
+    return points @ matrix[2, :2] + matrix[2, 2]
+
+
 @dataclass(frozen=True)
 class BirdsEyeView:
     """A road-plane homography: image pixels <-> bird's-eye-view pixels.
@@ -146,9 +151,20 @@ class BirdsEyeView:
         """(n, 2) image pixels -> (n, 2) BEV pixels. Empty input gives a (0, 2) array."""
         return project_points(self.matrix, points_px)
 
-    def to_image(self, bev_points_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """(n, 2) BEV pixels -> (n, 2) image pixels. Empty input gives a (0, 2) array."""
-        return project_points(self.inverse, bev_points_px)
+    def to_image(self, bev_points_px: npt.ArrayLike, *, visible_only: bool = False) -> npt.NDArray[np.float64]:
+        """(n, 2) BEV pixels -> (n, 2) image pixels. Empty input gives a (0, 2) array.
+
+        ``visible_only``: NaN rows for road points on the other side of the horizon from the calibration's own
+        points (the homography's scale changes sign there: the projection "wraps" into the sky).
+        """
+        if not visible_only:
+            return project_points(self.inverse, bev_points_px)
+        pts = np.asarray(bev_points_px, dtype=np.float64).reshape(-1, 2)
+        side = np.sign(_scale(self.inverse, self.bev_points_px)[0])
+        out = np.full_like(pts, np.nan)
+        visible = np.sign(_scale(self.inverse, pts)) == side
+        out[visible] = project_points(self.inverse, pts[visible])
+        return out
 
     def warp(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Warp an (h, w[, c]) image to the (bev_h, bev_w[, c]) bird's-eye view (linear interpolation)."""
