@@ -216,3 +216,23 @@ def test_streamed_csv_appears_only_when_the_recording_is_done(tmp_path) -> None:
     assert sink.write(tmp_path) == "levels.csv" and sink.rows == 2
     assert (tmp_path / "levels.csv").read_text().splitlines() == ["frame,level", "1,CAUTION", "3,NONE"]
     assert [p.name for p in tmp_path.iterdir()] == ["levels.csv"]
+
+
+def test_batched_and_sequential_replays_write_the_same_files(reference, clips, sensitive_options, tmp_path) -> None:
+    """The frame loop's variants change how frames travel, not what is decided: events and tracks are byte for
+    byte those of the default (staged, batch 1) reference."""
+    import dataclasses
+
+    from aeb_app.replay.executor import run_in_process
+    from aeb_app.replay.inputs import CalibrationChoice, plan_recordings
+
+    ref_out, _ = reference
+    for name, options in (("batch4", dataclasses.replace(sensitive_options, batch=4)),
+                          ("sequential", dataclasses.replace(sensitive_options, sequential=True))):
+        out = tmp_path / name
+        specs = plan_recordings([str(clips)], CalibrationChoice.single(CALIBRATION), options)
+        run = run_in_process(specs, out, options)
+        assert all(r.ok and r.frames == 30 for r in run.results), name
+        for rid in IDS:
+            for file in ("events.csv", "tracks.csv"):
+                assert (out / rid / file).read_bytes() == (ref_out / rid / file).read_bytes(), (name, rid, file)

@@ -62,7 +62,7 @@ def test_failing_encoder_ends_the_run_with_its_error(sample_video: Path, tmp_pat
 
 
 def test_inference_error_of_one_frame_is_reported_for_that_frame_only(sample_video: Path, monkeypatch) -> None:
-    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.frame_loop import staged_results
     from aeb_app.pipeline import level_of
     from aeb_app.stream import StreamConfig, open_stream
     from aeb_app.types import WarningLevel
@@ -94,7 +94,7 @@ def test_inference_error_of_one_frame_is_reported_for_that_frame_only(sample_vid
 def test_cuda_run_goes_through_the_gpu_frame_path_and_finds_the_cpu_boxes(sample_video: Path) -> None:
     """Tolerance: every confident (>= 0.5) CPU box is found on the GPU path with IoU >= 0.9 (GPU resize
     within 1 level of OpenCV's; NVDEC colour conversion within 3 levels of FFmpeg's)."""
-    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.frame_loop import staged_results
     from aeb_app.stream import StreamConfig, open_stream
 
     def boxes(device: str):
@@ -129,7 +129,7 @@ def test_cpu_onnx_runtime_leaves_a_core_to_the_stages_unless_threads_are_given()
     whose session is re-opened); --threads N is kept; a switch interval set for the staged loop is restored."""
     import sys
 
-    from aeb_app.cli.run_loop import SWITCH_INTERVAL_S, _switch_interval
+    from aeb_app.frame_loop import SWITCH_INTERVAL_S, _switch_interval
     from aeb_app.defaults import pipeline_cpu_threads
     from aeb_app.stream import create_detector
 
@@ -171,7 +171,7 @@ def test_batched_network_calls_keep_the_decisions_and_the_order(sample_video: Pa
 
 
 def test_a_failed_batch_marks_its_frames_only(sample_video: Path, monkeypatch) -> None:
-    from aeb_app.cli.run_loop import staged_results
+    from aeb_app.frame_loop import staged_results
     from aeb_app.stream import StreamConfig, open_stream
 
     with open_stream(StreamConfig(str(sample_video), mode="fp32", device="cpu")) as stream:

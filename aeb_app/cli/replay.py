@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aeb_app.replay.types import RecordingSpec, ReplayOptions
     from aeb_app.safety import WarningConfig, ZoneConfig
 
+from aeb_app.cli import argtypes as at
 from aeb_app.errors import CalibrationError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--compare-tolerance", type=float, default=0.5, metavar="S",
                    help="time tolerance for matching events in --compare, seconds (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--batch", type=at.positive_int, default=1, metavar="N",
+                   help="frames per network call (GPU throughput; the events do not change; default 1)")
+    p.add_argument("--sequential", action="store_true",
+                   help="decode, infer and decide one after the other in each task (default: overlapped threads)")
     p.set_defaults(func=run)
     return p
 
@@ -108,7 +113,7 @@ def _options(args: argparse.Namespace) -> ReplayOptions:
     return ReplayOptions(args.model, args.mode, args.device, engines, args.threads, args.score_threshold,
                          args.speed_kmh / 3.6 if args.speed_kmh is not None else None, warning, zone,
                          progress=not args.no_progress and args.cluster is None and args.gpus is None
-                         and args.workers is None)
+                         and args.workers is None, batch=args.batch, sequential=args.sequential)
 
 
 def _plan(args: argparse.Namespace, options: ReplayOptions) -> list[RecordingSpec]:

@@ -169,7 +169,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
           events=None, tracks=None) -> None:
     from tqdm import tqdm
 
-    from aeb_app.cli.run_loop import latency_percentiles, staged_results
+    from aeb_app.frame_loop import latency_percentiles, staged_results
     from aeb_app.pipeline import level_of
 
     total = source.info.frame_count

@@ -2,7 +2,7 @@
 
 :func:`replay_recording` opens the video, loads its calibration, takes the detector from this process's
 cache (the model is loaded once per process, not once per recording), runs
-:class:`~aeb_app.pipeline.Pipeline` with rendering off, and writes ``DIR/<recording-id>/events.csv`` and
+:class:`~aeb_app.pipeline.Pipeline` with rendering off through the staged frame loop of ``aeb-app run``, and writes ``DIR/<recording-id>/events.csv`` and
 ``summary.json`` atomically, the summary last: a folder with a summary that matches the input and the
 settings is finished, and a re-run skips it. Running it twice (a Dask retry after a killed worker) gives
 the same files.
@@ -124,15 +124,21 @@ def _event_counts(recorder: EventRecorder) -> tuple[dict[str, int], dict[str, in
     return by_level, by_class
 
 
-def _run_frames(stream: OpenedStream, sinks: list[Sink], result: RecordingResult, progress: bool) -> None:
-    """The frame loop: every result to every sink; frame and level counts into ``result``."""
+def _run_frames(stream: OpenedStream, sinks: list[Sink], result: RecordingResult, options: ReplayOptions) -> None:
+    """The frame loop (:func:`aeb_app.frame_loop.staged_results`, as ``aeb-app run``): every result to every
+    sink; frame and level counts into ``result``."""
     from tqdm import tqdm
 
+    from aeb_app.frame_loop import staged_results
+
     info = stream.source.info
+    stream.pipeline.detector.check_batch(options.batch)
     bar = tqdm(total=info.frame_count, unit="frame", desc=result.recording_id, leave=False, position=1,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+               disable=not options.progress, file=sys.stderr, dynamic_ncols=True)
     t0 = time.perf_counter()
-    for frame_result in stream.pipeline.run(stream.source.frames()):
+    works = staged_results(stream.pipeline, stream.source.frames(), hud_lines=lambda number, fps: [],
+                           sequential=options.sequential, batch=options.batch)
+    for frame_result in (work.result for work in works):
         for sink in sinks:
             sink.update(frame_result)
         level = level_of(frame_result).name
@@ -158,7 +164,7 @@ def _replay(spec: RecordingSpec, folder: Path, options: ReplayOptions) -> Record
         info = stream.pipeline.detector.info
         result.detector = f"{info.mode} on {info.device}"
         result.detector_reused = stream.detector_reused
-        _run_frames(stream, sinks, result, options.progress)
+        _run_frames(stream, sinks, result, options)
     result.files = {sink.name: sink.write(folder) for sink in sinks}
     result.events, result.warnings_by_class = _event_counts(events.recorder)
     return result

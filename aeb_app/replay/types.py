@@ -63,6 +63,9 @@ class ReplayOptions:
         warning: warning thresholds.
         zone: braking-zone settings.
         progress: show a frame progress bar (in-process runs only).
+        batch: frames per network call (1 as live; more for GPU throughput; the events do not change).
+        sequential: run decoding, inference and the logic one after the other on the task's thread instead
+            of overlapped on their own threads (:mod:`aeb_app.frame_loop`; the events do not change).
     """
 
     model: str = "ssd_mobilenet_v1"
@@ -75,6 +78,8 @@ class ReplayOptions:
     warning: WarningConfig = field(default_factory=WarningConfig)
     zone: ZoneConfig = field(default_factory=ZoneConfig)
     progress: bool = False
+    batch: int = 1
+    sequential: bool = False
 
     def result_settings(self) -> dict[str, Any]:
         """The options that change the events (not where caches live nor how progress shows)."""
