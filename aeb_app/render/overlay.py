@@ -83,8 +83,8 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
         sizes.append((tw + 2, th + base + 2))
     corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2], occupied=occupied)
     colors = [color or class_color(detections.category_ids[i]) for i in order]
-    for i, box_color in zip(order, colors):  # every box first, so no box line crosses a label
-        x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy_px[i])
+    # every box first, so no box line crosses a label (np.round: half to even, as round() of each value)
+    for (x1, y1, x2, y2), box_color in zip(np.round(detections.xyxy_px[order]).astype(np.int64).tolist(), colors):
         cv2.rectangle(img, (x1, y1), (x2, y2), box_color, 2)
     for text, box_color, (w, h), (x, y) in zip(texts, colors, sizes, corners):
         cv2.rectangle(img, (x, y), (x + w, y + h), box_color, cv2.FILLED)
