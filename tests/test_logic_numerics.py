@@ -17,7 +17,7 @@ from aeb_app.geometry.calibration import load_calibration, shipped_calibration
 from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
 from aeb_app.safety.cues import fuse, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
-from aeb_app.safety.tracker import iou_matrix
+from aeb_app.safety.tracker import box_iou, iou_matrix
 from aeb_app.safety.zone import point_in_zone
 from aeb_app.scenarios import PinholeCamera, synthetic_calibration
 
@@ -108,6 +108,55 @@ def test_median_of_lists_and_arrays_equals_numpy() -> None:
         values = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3)
         assert _median(values.tolist()) == _median(values) == float(np.median(values))
     assert math.isnan(_median([1.0, math.nan, 2.0])) and math.isnan(_median([]))
+
+
+def _theil_sen_reference(t: list[float], y: list[float]) -> tuple[float, float]:
+    """Theil-Sen as written first: ``np.median`` of the slopes of every pair with a later time, then of the intercepts."""
+    slopes = [(y[j] - y[i]) / (t[j] - t[i]) for i in range(len(t)) for j in range(i + 1, len(t)) if t[j] - t[i] > 0]
+    slope = float(np.median(slopes)) if slopes else 0.0
+    return slope, float(np.median([b - slope * a for a, b in zip(t, y)]))
+
+
+def test_theil_sen_equals_the_median_of_pairwise_slopes_bit_for_bit() -> None:
+    """Increasing times (the pairs need no dt > 0 filter), repeated and unordered times, a NaN: the same bits."""
+    rng = np.random.default_rng(11)
+    for k in range(1500):
+        n = int(rng.integers(2, 30))
+        t = np.sort(rng.choice(np.arange(300), n, replace=k % 4 == 1)) / rng.choice([10.0, 25.0])  # 1: repeated times
+        if k % 4 == 2:
+            t = rng.permutation(t)  # unordered
+        y = rng.normal(0, 2) * t + rng.normal(0, 10.0 ** rng.uniform(-3, 0), n)
+        if k % 50 == 3:
+            (t if k % 100 == 3 else y)[int(rng.integers(n))] = math.nan
+        got, want = _theil_sen(t.tolist(), y.tolist()), _theil_sen_reference(t.tolist(), y.tolist())
+        assert np.array_equal(got, want, equal_nan=True), (k, got, want)
+
+
+def _box_iou_reference(a, b):
+    """Pairwise IoU as first written (``np.clip`` and ``prod``)."""
+    inter = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None).prod(axis=-1)
+    union = (a[..., 2:] - a[..., :2]).prod(axis=-1) + (b[..., 2:] - b[..., :2]).prod(axis=-1) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def test_box_iou_equals_its_clip_and_prod_form_bit_for_bit() -> None:
+    """Pairs and all-against-all, with equal, touching, inverted, -0.0, NaN and inf boxes."""
+    rng = np.random.default_rng(5)
+    for k in range(2000):
+        n = int(rng.integers(0, 20))
+        a, b = rng.uniform(-50, 1000, (2, n, 4))
+        a[:, 2:], b[:, 2:] = a[:, :2] + rng.uniform(-5, 200, (n, 2)), b[:, :2] + rng.uniform(-5, 200, (n, 2))
+        if n and k % 3 == 0:
+            a[rng.integers(n)] = b[rng.integers(n)]
+        if n and k % 5 == 0:
+            a[:, 2] = b[:, 0] = np.round(b[:, 0])  # touching: zero overlap
+        if n and k % 7 == 0:
+            a[rng.integers(n), rng.integers(4)] = rng.choice([np.nan, -0.0, np.inf])
+        with np.errstate(all="ignore"):
+            for x, y in ((a, b), (a[:, None], b[None])):
+                assert box_iou(x, y).tobytes() == _box_iou_reference(x, y).tobytes(), k
+    signed = np.array([[0.0, 0.0, -0.0, 5.0]]), np.array([[0.0, 0.0, 10.0, 10.0]])  # overlap width -0.0
+    assert box_iou(*signed).tobytes() == _box_iou_reference(*signed).tobytes()
 
 
 def _occluded_bottom_loop(boxes, config, can_occlude):
