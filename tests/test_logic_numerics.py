@@ -335,3 +335,20 @@ def test_cues_of_all_boxes_equal_one_box_at_a_time(clip_frames) -> None:
             prior = logic.cue_config.priors.get(int(ids[i]))
             alone = object_lateral_m(logic.road, boxes[i], [fused[i]], [prior.width_m if prior else math.nan])[0]
             assert _close(float(alone), float(frame.lateral_m[i]), abs_=1e-9)
+
+
+def test_id_table_equals_isin() -> None:
+    """Members by lookup table (the frame's road users) vs np.isin: ids inside, below and above the table, negative
+    and huge member ids (the np.isin fallback), none."""
+    from aeb_app.safety.logic import _IdTable
+
+    rng = np.random.default_rng(9)
+    for members in ((1, 2, 3, 4, 6, 7, 8), (3,), (), (-5, 0, 7), (2, 1 << 20), (90, 1)):
+        table = _IdTable.of(members)
+        assert (table.table is None) == (len(members) > 0 and max(members) - min(members, default=0) > 1 << 16)
+        for n in (0, 1, 16, 200):
+            ids = rng.integers(-10, 100, n).astype(np.int64)
+            if n:
+                ids[0] = members[0] if members else 5
+            got, want = table.contains(ids), np.isin(ids, np.asarray(members, np.int64))
+            assert got.dtype == bool and got.tolist() == want.tolist(), (members, ids)

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
-from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occluded_bottoms
+from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occlusion_pairs
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
 from aeb_app.safety.road import RoadGeometry
@@ -131,6 +131,54 @@ class AebFrameState:
         return min((o.ttc_s for o in self.objects if o.in_zone), default=math.inf)
 
 
+@dataclass(frozen=True)
+class _RoadUsers:
+    """The detections of one frame that the logic considers (warning classes), computed once per frame.
+
+    Attributes:
+        keep: their indices into the frame's detections.
+        boxes: (n, 4) their boxes, float64 pixels.
+        pairs: (n, n) :func:`~aeb_app.safety.cues.occlusion_pairs` of those boxes.
+    """
+
+    keep: npt.NDArray[np.intp]
+    boxes: npt.NDArray[np.float64]
+    pairs: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class _IdTable:
+    """Membership of integer ids by a lookup table: ``np.isin(ids, members)``, at a third of its cost per frame.
+
+    Attributes:
+        members: the ids, as given.
+        low: the id at ``table[0]``.
+        table: ``table[id - low]`` is True for a member; None when the ids span too far for a table (np.isin).
+    """
+
+    members: npt.NDArray[np.int64]
+    low: int
+    table: npt.NDArray[np.bool_] | None
+
+    @classmethod
+    def of(cls, members: tuple[int, ...]) -> "_IdTable":
+        ids = np.asarray(members, np.int64).reshape(-1)
+        low, high = int(ids.min(initial=0)), int(ids.max(initial=0))
+        if high - low > 1 << 16:
+            return cls(ids, low, None)
+        table = np.zeros(high - low + 1, bool)
+        table[ids - low] = True
+        return cls(ids, low, table)
+
+    def contains(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """(n,) which of ``ids`` are members."""
+        if self.table is None:
+            return np.isin(ids, self.members)
+        at = ids - self.low
+        known = (at >= 0) & (at < len(self.table))
+        return known & self.table[np.where(known, at, 0)]
+
+
 class AebLogic:
     """Stateful per-frame AEB decision. One instance per video/camera stream.
 
@@ -162,6 +210,8 @@ class AebLogic:
         self.state_machine = WarningStateMachine(self.warning_config)
         self._last_timestamp_s: float | None = None
         self._zone_cache: tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        self._users: tuple[Detections, _RoadUsers] | None = None
+        self._user_ids = _IdTable.of(self.warning_config.category_ids)
         self.fit = CalibrationFitMonitor(self.road.horizon_row_px, window_s=self.warning_config.fit_window_s,
                                          max_share_above=self.warning_config.fit_max_share_above)
 
@@ -212,10 +262,9 @@ class AebLogic:
         nothing is tracked: the frame counts as seen, and tracking starts afresh once the evidence clears."""
         if not self.warning_config.check_calibration_fit:
             return ""
-        users = np.isin(detections.category_ids, self.warning_config.category_ids)
-        boxes = detections.xyxy_px[users].astype(np.float64)
-        ground = ~occluded_bottoms(boxes, self.cue_config, np.ones(len(boxes), bool))  # a roof line seen over is not
-        reason = self.fit.update(timestamp_s, boxes[ground, 3], detections.scores[users][ground])
+        users = self._road_users(detections)
+        ground = ~users.pairs.any(axis=1)  # a roof line seen over (by any box) is not a ground contact
+        reason = self.fit.update(timestamp_s, users.boxes[ground, 3], detections.scores[users.keep][ground])
         if reason:
             self._last_timestamp_s = timestamp_s
             self.tracker.reset()
@@ -231,8 +280,8 @@ class AebLogic:
     def _objects(self, detections: Detections, timestamp_s: float, *, dt_s: float, length_m: float,
                  ego_speed_mps: float | None) -> tuple[list[ObjectState], npt.NDArray[np.bool_]]:
         mask = np.zeros(len(detections), bool)
-        keep = np.flatnonzero(np.isin(detections.category_ids, self.warning_config.category_ids))
-        boxes = detections.xyxy_px[keep].astype(np.float64)
+        users = self._road_users(detections)
+        keep, boxes = users.keep, users.boxes
         ids = detections.category_ids[keep]
         for track in self.tracker.tracks:
             track.range_filter.predict(dt_s)
@@ -242,7 +291,7 @@ class AebLogic:
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
         solid = [t.hits > 1 for t in tracks]
         cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
-                            can_occlude=solid)
+                            can_occlude=solid, pairs=users.pairs)
         fused, sigma = cues.fused()
         for i, track in enumerate(tracks):
             self._update_track(track, cues, i, boxes[i], timestamp_s, float(fused[i]), float(sigma[i]))
@@ -258,6 +307,15 @@ class AebLogic:
             mask[keep[i]] = obj.in_zone
             objects.append(obj)
         return objects, mask
+
+    def _road_users(self, detections: Detections) -> _RoadUsers:
+        """The frame's detections of the warning classes (computed once per frame: the fit check and the
+        tracking both ask)."""
+        if self._users is None or self._users[0] is not detections:
+            keep = np.flatnonzero(self._user_ids.contains(detections.category_ids))
+            boxes = detections.xyxy_px[keep].astype(np.float64)
+            self._users = (detections, _RoadUsers(keep, boxes, occlusion_pairs(boxes, self.cue_config)))
+        return self._users[1]
 
     def _track_width(self, track: Track) -> tuple[float, float]:
         prior = self.cue_config.priors.get(track.category_id)
