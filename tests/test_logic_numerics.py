@@ -219,6 +219,39 @@ def test_range_filter_predict_equals_a_fresh_transition() -> None:
         assert f.x.tolist() == (tf @ x).tolist() and f.p.tolist() == (tf @ p @ tf.T + q).tolist()
 
 
+def _random_filters(rng: np.random.Generator, n: int, config: RangeFilterConfig) -> list[RangeFilter]:
+    """Filters as tracks leave them: started or not, updated a few times with noisy ranges."""
+    filters = []
+    for _ in range(n):
+        f = RangeFilter(config)
+        for _ in range(int(rng.integers(0, 5))):
+            f.predict(float(rng.choice([0.04, 0.1])))
+            f.update(float(rng.uniform(5, 80)), float(rng.uniform(0.1, 3.0)))
+        filters.append(f)
+    return filters
+
+
+def test_predict_all_equals_predict_one_at_a_time_bit_for_bit() -> None:
+    """Stacked predictions (every track of a frame) vs one filter at a time: started and unstarted filters, one
+    filter, several intervals, a zero interval, and mixed configurations (the one-at-a-time fallback)."""
+    from aeb_app.safety.kinematics import predict_all
+
+    rng = np.random.default_rng(13)
+    configs = [RangeFilterConfig(), RangeFilterConfig(jerk_psd=5.0)]
+    for k in range(300):
+        n = int(rng.integers(1, 25))
+        mixed = k % 10 == 0
+        filters = _random_filters(rng, n, configs[0]) + (_random_filters(rng, 2, configs[1]) if mixed else [])
+        one = copy.deepcopy(filters)
+        for dt in (float(rng.choice([0.04, 0.1, 1 / 30])), 0.0, 0.04):
+            predict_all(filters, dt)
+            for f in one:
+                f.predict(dt)
+            for a, b in zip(filters, one):
+                assert (a.x.tobytes(), a.p.tobytes(), a.since_accept_s) == (b.x.tobytes(), b.p.tobytes(),
+                                                                            b.since_accept_s), (k, dt)
+
+
 @pytest.mark.parametrize("calibration", ["shipped", "synthetic"])
 def test_road_maps_equal_the_homographies(calibration: str) -> None:
     cal = (load_calibration(shipped_calibration()) if calibration == "shipped"

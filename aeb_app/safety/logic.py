@@ -28,7 +28,7 @@ from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
 from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occlusion_pairs
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
-from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
+from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
@@ -283,8 +283,7 @@ class AebLogic:
         users = self._road_users(detections)
         keep, boxes = users.keep, users.boxes
         ids = detections.category_ids[keep]
-        for track in self.tracker.tracks:
-            track.range_filter.predict(dt_s)
+        predict_all([track.range_filter for track in self.tracker.tracks], dt_s)
         tracks = self.tracker.update(boxes, ids, timestamp_s, detections.scores[keep])
         ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
         widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
