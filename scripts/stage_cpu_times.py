@@ -14,6 +14,12 @@ timed, over ``--repeat`` passes of a fresh logic each; ``--profile N`` adds the 
 one more pass that took the most time of their own:
 
     PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO --logic-only --repeat 7 [--profile 25]
+
+With ``--render-only`` the detector and the logic run once over the clip (its first ``--frames`` frames) and only
+the drawing (``Pipeline._render``: annotated frame and BEV panel) is timed, over ``--repeat`` passes; ``--profile``
+as above:
+
+    PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO --render-only --repeat 5 [--frames 100] [--profile 25]
 """
 
 from __future__ import annotations
@@ -112,6 +118,50 @@ def clip_detections(video: str, mode: str):
     return pipeline, frames
 
 
+def clip_results(video: str, mode: str, limit: int):
+    """The pipeline of ``aeb-app run`` (drawing) and its first ``limit`` frames with their results, undrawn."""
+    from aeb_app.model.postprocess import PostprocessConfig
+    from aeb_app.pipeline import PipelineSettings
+    from aeb_app.stream import StreamConfig, open_stream
+
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=0.4), render=False, hud=True)
+    pairs = []
+    with open_stream(StreamConfig(video, mode=mode, threads=1, settings=settings)) as stream:
+        for frame in stream.source.frames():
+            if len(pairs) >= limit:
+                break
+            pairs.append((frame, stream.pipeline.process(frame)))
+    return stream.pipeline, pairs
+
+
+def render_pass(pipeline, pairs) -> float:
+    """CPU ms per frame of ``pipeline._render`` over the (frame, result) pairs (``time.thread_time``)."""
+    t0 = time.thread_time()
+    for frame, result in pairs:
+        pipeline._render(result, frame, [f"frame {frame.index}", "x FPS"])
+    return (time.thread_time() - t0) * 1e3 / max(len(pairs), 1)
+
+
+def render_only(video: str, mode: str, repeat: int, profile: int, limit: int) -> None:
+    """Print the drawing's CPU time per frame over ``repeat`` passes (and its profile when ``profile``)."""
+    pipeline, pairs = clip_results(video, mode, limit)
+    passes = [render_pass(pipeline, pairs) for _ in range(repeat)]
+    print(f"render CPU ms/frame over {len(pairs)} frames, {repeat} passes: "
+          f"median {statistics.median(passes):.3f}, min {min(passes):.3f}, max {max(passes):.3f}")
+    _profile(profile, render_pass, pipeline, pairs)
+
+
+def _profile(top: int, fn, *args) -> None:
+    """Print the ``top`` entries (own time) of a cProfile of ``fn(*args)`` (nothing when ``top`` is 0)."""
+    if top:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(fn, *args)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 def logic_pass(pipeline, logic, frames) -> float:
     """CPU ms per frame of ``logic.update`` over the frames (``time.thread_time``)."""
     t0 = time.thread_time()
@@ -130,13 +180,7 @@ def logic_only(video: str, mode: str, repeat: int, profile: int) -> None:
     objects = sum(len(d) for _, _, d in frames) / max(len(frames), 1)
     print(f"AEB logic CPU ms/frame over {len(frames)} frames ({objects:.1f} detections/frame), {repeat} passes: "
           f"median {statistics.median(passes):.3f}, min {min(passes):.3f}, max {max(passes):.3f}")
-    if profile:
-        import cProfile
-        import pstats
-
-        profiler = cProfile.Profile()
-        profiler.runcall(logic_pass, pipeline, copy.deepcopy(fresh), frames)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
+    _profile(profile, logic_pass, pipeline, copy.deepcopy(fresh), frames)
 
 
 def main() -> None:
@@ -148,11 +192,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs; the per-step median over runs is shown")
     parser.add_argument("--logic-only", action="store_true", help="time only the AEB logic on the clip's detections")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="with --logic-only: print the top N entries of a cProfile of one more pass")
+                        help="with --logic-only or --render-only: print the top N entries of a cProfile of one more pass")
+    parser.add_argument("--render-only", action="store_true", help="time only the drawing on the clip's results")
+    parser.add_argument("--frames", type=int, default=100, help="with --render-only: the clip's first N frames")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     if args.logic_only:
         logic_only(args.video, args.mode, max(args.repeat, 1), args.profile)
+        return
+    if args.render_only:
+        render_only(args.video, args.mode, max(args.repeat, 1), args.profile, max(args.frames, 1))
         return
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ from aeb_app.geometry.calibration import load_calibration, shipped_calibration
 from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
 from aeb_app.safety.cues import fuse, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
-from aeb_app.safety.tracker import iou_matrix
+from aeb_app.safety.tracker import box_iou, iou_matrix
 from aeb_app.safety.zone import point_in_zone
 from aeb_app.scenarios import PinholeCamera, synthetic_calibration
 
@@ -110,6 +110,55 @@ def test_median_of_lists_and_arrays_equals_numpy() -> None:
     assert math.isnan(_median([1.0, math.nan, 2.0])) and math.isnan(_median([]))
 
 
+def _theil_sen_reference(t: list[float], y: list[float]) -> tuple[float, float]:
+    """Theil-Sen as written first: ``np.median`` of the slopes of every pair with a later time, then of the intercepts."""
+    slopes = [(y[j] - y[i]) / (t[j] - t[i]) for i in range(len(t)) for j in range(i + 1, len(t)) if t[j] - t[i] > 0]
+    slope = float(np.median(slopes)) if slopes else 0.0
+    return slope, float(np.median([b - slope * a for a, b in zip(t, y)]))
+
+
+def test_theil_sen_equals_the_median_of_pairwise_slopes_bit_for_bit() -> None:
+    """Increasing times (the pairs need no dt > 0 filter), repeated and unordered times, a NaN: the same bits."""
+    rng = np.random.default_rng(11)
+    for k in range(1500):
+        n = int(rng.integers(2, 30))
+        t = np.sort(rng.choice(np.arange(300), n, replace=k % 4 == 1)) / rng.choice([10.0, 25.0])  # 1: repeated times
+        if k % 4 == 2:
+            t = rng.permutation(t)  # unordered
+        y = rng.normal(0, 2) * t + rng.normal(0, 10.0 ** rng.uniform(-3, 0), n)
+        if k % 50 == 3:
+            (t if k % 100 == 3 else y)[int(rng.integers(n))] = math.nan
+        got, want = _theil_sen(t.tolist(), y.tolist()), _theil_sen_reference(t.tolist(), y.tolist())
+        assert np.array_equal(got, want, equal_nan=True), (k, got, want)
+
+
+def _box_iou_reference(a, b):
+    """Pairwise IoU as first written (``np.clip`` and ``prod``)."""
+    inter = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None).prod(axis=-1)
+    union = (a[..., 2:] - a[..., :2]).prod(axis=-1) + (b[..., 2:] - b[..., :2]).prod(axis=-1) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def test_box_iou_equals_its_clip_and_prod_form_bit_for_bit() -> None:
+    """Pairs and all-against-all, with equal, touching, inverted, -0.0, NaN and inf boxes."""
+    rng = np.random.default_rng(5)
+    for k in range(2000):
+        n = int(rng.integers(0, 20))
+        a, b = rng.uniform(-50, 1000, (2, n, 4))
+        a[:, 2:], b[:, 2:] = a[:, :2] + rng.uniform(-5, 200, (n, 2)), b[:, :2] + rng.uniform(-5, 200, (n, 2))
+        if n and k % 3 == 0:
+            a[rng.integers(n)] = b[rng.integers(n)]
+        if n and k % 5 == 0:
+            a[:, 2] = b[:, 0] = np.round(b[:, 0])  # touching: zero overlap
+        if n and k % 7 == 0:
+            a[rng.integers(n), rng.integers(4)] = rng.choice([np.nan, -0.0, np.inf])
+        with np.errstate(all="ignore"):
+            for x, y in ((a, b), (a[:, None], b[None])):
+                assert box_iou(x, y).tobytes() == _box_iou_reference(x, y).tobytes(), k
+    signed = np.array([[0.0, 0.0, -0.0, 5.0]]), np.array([[0.0, 0.0, 10.0, 10.0]])  # overlap width -0.0
+    assert box_iou(*signed).tobytes() == _box_iou_reference(*signed).tobytes()
+
+
 def _occluded_bottom_loop(boxes, config, can_occlude):
     """The occlusion test as it was written, one pair at a time."""
     out = np.zeros(len(boxes), bool)
@@ -168,6 +217,39 @@ def test_range_filter_predict_equals_a_fresh_transition() -> None:
                                           [dt**3 / 6, dt**2 / 2, dt]])
         f.predict(dt)
         assert f.x.tolist() == (tf @ x).tolist() and f.p.tolist() == (tf @ p @ tf.T + q).tolist()
+
+
+def _random_filters(rng: np.random.Generator, n: int, config: RangeFilterConfig) -> list[RangeFilter]:
+    """Filters as tracks leave them: started or not, updated a few times with noisy ranges."""
+    filters = []
+    for _ in range(n):
+        f = RangeFilter(config)
+        for _ in range(int(rng.integers(0, 5))):
+            f.predict(float(rng.choice([0.04, 0.1])))
+            f.update(float(rng.uniform(5, 80)), float(rng.uniform(0.1, 3.0)))
+        filters.append(f)
+    return filters
+
+
+def test_predict_all_equals_predict_one_at_a_time_bit_for_bit() -> None:
+    """Stacked predictions (every track of a frame) vs one filter at a time: started and unstarted filters, one
+    filter, several intervals, a zero interval, and mixed configurations (the one-at-a-time fallback)."""
+    from aeb_app.safety.kinematics import predict_all
+
+    rng = np.random.default_rng(13)
+    configs = [RangeFilterConfig(), RangeFilterConfig(jerk_psd=5.0)]
+    for k in range(300):
+        n = int(rng.integers(1, 25))
+        mixed = k % 10 == 0
+        filters = _random_filters(rng, n, configs[0]) + (_random_filters(rng, 2, configs[1]) if mixed else [])
+        one = copy.deepcopy(filters)
+        for dt in (float(rng.choice([0.04, 0.1, 1 / 30])), 0.0, 0.04):
+            predict_all(filters, dt)
+            for f in one:
+                f.predict(dt)
+            for a, b in zip(filters, one):
+                assert (a.x.tobytes(), a.p.tobytes(), a.since_accept_s) == (b.x.tobytes(), b.p.tobytes(),
+                                                                            b.since_accept_s), (k, dt)
 
 
 @pytest.mark.parametrize("calibration", ["shipped", "synthetic"])
@@ -286,3 +368,20 @@ def test_cues_of_all_boxes_equal_one_box_at_a_time(clip_frames) -> None:
             prior = logic.cue_config.priors.get(int(ids[i]))
             alone = object_lateral_m(logic.road, boxes[i], [fused[i]], [prior.width_m if prior else math.nan])[0]
             assert _close(float(alone), float(frame.lateral_m[i]), abs_=1e-9)
+
+
+def test_id_table_equals_isin() -> None:
+    """Members by lookup table (the frame's road users) vs np.isin: ids inside, below and above the table, negative
+    and huge member ids (the np.isin fallback), none."""
+    from aeb_app.safety.logic import _IdTable
+
+    rng = np.random.default_rng(9)
+    for members in ((1, 2, 3, 4, 6, 7, 8), (3,), (), (-5, 0, 7), (2, 1 << 20), (90, 1)):
+        table = _IdTable.of(members)
+        assert (table.table is None) == (len(members) > 0 and max(members) - min(members, default=0) > 1 << 16)
+        for n in (0, 1, 16, 200):
+            ids = rng.integers(-10, 100, n).astype(np.int64)
+            if n:
+                ids[0] = members[0] if members else 5
+            got, want = table.contains(ids), np.isin(ids, np.asarray(members, np.int64))
+            assert got.dtype == bool and got.tolist() == want.tolist(), (members, ids)

@@ -185,3 +185,45 @@ def test_an_object_boxed_twice_gets_one_range_label() -> None:
     dark_rows = [y for y in range(250, 340) if (out[y, 160:230] == 0).all(axis=1).mean() > 0.3]
     label_height = len(dark_rows)
     assert 10 <= label_height <= 22  # one label's band of black background beside the dot, not two stacked
+
+
+def _whole_image_zone(img: np.ndarray, poly: np.ndarray, alpha: float, line_type: int) -> np.ndarray:
+    """The zone as drawn before the blend was cut to the polygon's bounding rectangle: a whole-image layer."""
+    import cv2
+
+    out, layer = img.copy(), img.copy()
+    cv2.fillPoly(layer, [poly], render.YELLOW)
+    cv2.addWeighted(layer, alpha, out, 1 - alpha, 0, dst=out)
+    cv2.polylines(out, [poly], True, render.YELLOW, 2, line_type)
+    return out
+
+
+def test_zone_blended_in_its_rectangle_matches_a_whole_image_blend() -> None:
+    import cv2
+
+    rng = np.random.default_rng(7)
+    for k in range(40):
+        img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)  # every value: p*a + p*(1-a) must round to p
+        poly = rng.uniform(-40, 200, (4, 2)).round().astype(np.int32)  # partly off the image too
+        alpha, line_type = (0.3, cv2.LINE_AA) if k % 2 else (0.35, cv2.LINE_8)
+        drawn = render.draw_zone(img.copy(), poly.astype(np.float64), alpha=alpha, line_type=line_type)
+        assert np.array_equal(drawn, _whole_image_zone(img, poly, alpha, line_type)), k
+
+
+def test_bev_zone_and_scale_match_the_direct_drawing() -> None:
+    import cv2
+
+    from aeb_app.render import bev
+
+    layout = render.BevLayout()
+    rng = np.random.default_rng(3)
+    zone_m = np.array([[-1.85, 0.0], [1.85, 0.0], [1.85, 30.0], [-1.85, 30.0]])
+    background = rng.integers(0, 256, (layout.height_px, layout.width_px, 3), dtype=np.uint8)
+    img = background.copy()
+    bev._draw_zone(img, layout, zone_m)
+    poly = np.round(layout.to_panel(zone_m)).astype(np.int32)
+    assert np.array_equal(img, _whole_image_zone(background, poly, 0.35, cv2.LINE_8))
+    ticks = bev._scale_ticks(layout, 10.0)
+    assert len(ticks) == int(layout.max_ahead_m // 10) + 1 and ticks[0] == (layout.height_px - layout.bottom_margin_px,
+                                                                            "0 m")
+    assert [y for y, _ in ticks] == [int(layout.to_panel([[0.0, 10.0 * i]])[0, 1]) for i in range(len(ticks))]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from aeb_app.render.overlay import FONT, GREEN, POINT_RADIUS_PX, RED, WHITE, YELLOW
+from aeb_app.render.overlay import FONT, GREEN, POINT_RADIUS_PX, RED, WHITE, YELLOW, draw_zone
 
 __all__ = ["BevLayout", "render_bev"]
 
@@ -67,13 +67,21 @@ def _background(layout: BevLayout, frame: Image | None, image_to_metric: npt.NDA
 
 def _draw_scale(img: Image, layout: BevLayout, step_m: float = 10.0) -> None:
     """Horizontal ticks every ``step_m`` metres with labels, along the left edge."""
-    ahead = 0.0
-    while ahead <= layout.max_ahead_m:
-        (_, y), = layout.to_panel([[0.0, ahead]]).astype(int)
+    for y, text in _scale_ticks(layout, step_m):
         cv2.line(img, (0, y), (12, y), WHITE, 1)
         cv2.line(img, (12, y), (layout.width_px, y), (90, 90, 90), 1)
-        cv2.putText(img, f"{ahead:.0f} m", (14, y - 2), FONT, 0.38, WHITE, 1, cv2.LINE_AA)
+        cv2.putText(img, text, (14, y - 2), FONT, 0.38, WHITE, 1, cv2.LINE_AA)
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_ticks(layout: BevLayout, step_m: float) -> tuple[tuple[int, str], ...]:
+    """The scale's (panel row, label) per tick, computed once per layout."""
+    ticks, ahead = [], 0.0
+    while ahead <= layout.max_ahead_m:
+        (_, y), = layout.to_panel([[0.0, ahead]]).astype(int)
+        ticks.append((int(y), f"{ahead:.0f} m"))
         ahead += step_m
+    return tuple(ticks)
 
 
 def _draw_lanes(img: Image, layout: BevLayout, lane_width_m: float) -> None:
@@ -100,11 +108,8 @@ def _lane_layer(layout: BevLayout, lane_width_m: float) -> tuple[Image, npt.NDAr
 
 
 def _draw_zone(img: Image, layout: BevLayout, zone_polygon_m: npt.ArrayLike) -> None:
-    poly = np.round(layout.to_panel(zone_polygon_m)).astype(np.int32)
-    layer = img.copy()
-    cv2.fillPoly(layer, [poly], YELLOW)
-    cv2.addWeighted(layer, 0.35, img, 0.65, 0, dst=img)
-    cv2.polylines(img, [poly], True, YELLOW, 2)
+    """The zone blended in its bounding rectangle only (the same pixels as a blend of the whole panel)."""
+    draw_zone(img, layout.to_panel(zone_polygon_m), color=YELLOW, alpha=0.35, line_type=cv2.LINE_8)
 
 
 def render_bev(

@@ -83,8 +83,8 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
         sizes.append((tw + 2, th + base + 2))
     corners = place_labels(detections.xyxy_px[order], sizes, img.shape[:2], occupied=occupied)
     colors = [color or class_color(detections.category_ids[i]) for i in order]
-    for i, box_color in zip(order, colors):  # every box first, so no box line crosses a label
-        x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy_px[i])
+    # every box first, so no box line crosses a label (np.round: half to even, as round() of each value)
+    for (x1, y1, x2, y2), box_color in zip(np.round(detections.xyxy_px[order]).astype(np.int64).tolist(), colors):
         cv2.rectangle(img, (x1, y1), (x2, y2), box_color, 2)
     for text, box_color, (w, h), (x, y) in zip(texts, colors, sizes, corners):
         cv2.rectangle(img, (x, y), (x + w, y + h), box_color, cv2.FILLED)
@@ -93,10 +93,11 @@ def draw_detections(img: Image, detections: Detections, *, color: tuple[int, int
 
 
 def draw_zone(img: Image, polygon_px: npt.ArrayLike, *, color: tuple[int, int, int] = YELLOW,
-              alpha: float = 0.3) -> Image:
-    """Fill the (n, 2) image-pixel zone polygon translucently and outline it.
+              alpha: float = 0.3, line_type: int = cv2.LINE_AA) -> Image:
+    """Fill the (n, 2) image-pixel zone polygon translucently and outline it (``line_type``: OpenCV's).
 
-    Only the polygon's bounding rectangle is blended, to keep the cost low on large frames.
+    Only the polygon's bounding rectangle is blended, to keep the cost low on large frames (outside the
+    polygon, ``alpha * p + (1 - alpha) * p`` rounds back to ``p``: the same pixels as a whole-image blend).
     """
     pts = np.asarray(polygon_px, dtype=np.float64).reshape(-1, 2)
     if len(pts) < 3 or not np.isfinite(pts).all():
@@ -110,7 +111,7 @@ def draw_zone(img: Image, polygon_px: npt.ArrayLike, *, color: tuple[int, int, i
         layer = roi.copy()
         cv2.fillPoly(layer, [poly - [x0, y0]], color)
         cv2.addWeighted(layer, alpha, roi, 1 - alpha, 0, dst=roi)
-    cv2.polylines(img, [poly], True, color, 2, cv2.LINE_AA)
+    cv2.polylines(img, [poly], True, color, 2, line_type)
     return img
 
 

@@ -33,7 +33,7 @@ from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.tracker import box_iou
 
 __all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m",
-           "occluded_bottoms"]
+           "occluded_bottoms", "occlusion_pairs"]
 
 
 @dataclass(frozen=True)
@@ -203,28 +203,33 @@ def occluded_bottoms(boxes: npt.NDArray[np.float64], config: CueConfig,
                      can_occlude: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """(n,) True where a box's bottom edge lies on or inside a nearer (lower-reaching) box that can occlude
     (all pairs at once: row i is the box, column j the box that may hide its bottom)."""
+    return (occlusion_pairs(boxes, config) & can_occlude).any(axis=1)
+
+
+def occlusion_pairs(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.NDArray[np.bool_]:
+    """(n, n) True where box j would hide box i's bottom edge if j can occlude (not a second box of the same
+    object): computed once per frame, masked by each caller's ``can_occlude`` columns."""
     n = len(boxes)
     if n < 2:
-        return np.zeros(n, bool)
+        return np.zeros((n, n), bool)
     m = config.occlusion_margin_px
     x1, y1, x2, y2 = boxes.T
     width = np.maximum(x2 - x1, 1e-6)
     overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
     hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
     hides &= overlap >= config.occlusion_min_overlap * width[:, None]
-    hides &= can_occlude
     np.fill_diagonal(hides, False)
     i, j = np.nonzero(hides)
     if len(i):
         duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
         hides[i[duplicate], j[duplicate]] = False
-    return hides.any(axis=1)
+    return hides
 
 
 def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.ArrayLike,
                  config: CueConfig, *, context_xyxy_px: npt.ArrayLike | None = None,
                  width_m: npt.ArrayLike | None = None, width_sigma_m: npt.ArrayLike | None = None,
-                 can_occlude: npt.ArrayLike | None = None) -> RangeCues:
+                 can_occlude: npt.ArrayLike | None = None, pairs: npt.NDArray[np.bool_] | None = None) -> RangeCues:
     """Both range cues of n boxes.
 
     Args:
@@ -239,6 +244,7 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
         width_sigma_m: (n,) its uncertainty, metres.
         can_occlude: (m,) which context boxes are solid enough to occlude (e.g. established tracks, so a
             one-frame false positive does not hide the lead's ground contact); default all.
+        pairs: :func:`occlusion_pairs` of the context boxes when already computed this frame (None: computed here).
 
     Returns:
         The cues (see :class:`RangeCues`).
@@ -250,7 +256,8 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * bh)
     context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
     solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
-    occluded = occluded_bottoms(context, config, solid)[_rows_in(boxes, context)]
+    pairs = occlusion_pairs(context, config) if pairs is None else pairs
+    occluded = (pairs & solid).any(axis=1)[_rows_in(boxes, context)]
     g_range, g_sigma, g_noise, why = _ground_cue(road, boxes, prior, edge, occluded, config)
     g_valid = np.array([r == "" for r in why], bool).reshape(n)
     w_img = road.calibration.image_size_wh[0]

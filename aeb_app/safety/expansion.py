@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -213,10 +214,17 @@ def _theil_sen(t: list[float], y: list[float]) -> tuple[float, float]:
     ta, ya = np.array(t), np.array(y)
     i, j = _pairs(len(t))
     dt, dy = ta[j] - ta[i], ya[j] - ya[i]
-    ok = dt > 0
-    slopes = dy / dt if ok.all() else dy[ok] / dt[ok]
-    slope = _median(slopes) if len(slopes) else 0.0
+    if not _increasing(t):  # else every pair's dt > 0
+        dy, dt = dy[dt > 0], dt[dt > 0]
+    slopes = dy / dt
+    slopes.sort()  # a temporary: sorted in place
+    slope = _sorted_median(slopes) if len(slopes) else 0.0
     return slope, _median([b - slope * a for a, b in zip(t, y)])
+
+
+def _increasing(values: list[float]) -> bool:
+    """Strictly increasing (NaN anywhere: False)."""
+    return all(map(operator.lt, values, values[1:]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -227,9 +235,16 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _median(values: Sequence[float] | np.ndarray) -> float:
     """``np.median`` of a small 1-D array or list, bit for bit (NaN when any is NaN), without its overhead."""
-    s = np.sort(values) if isinstance(values, np.ndarray) else sorted(values)
+    if isinstance(values, np.ndarray):
+        return _sorted_median(np.sort(values))
+    s = sorted(values)
+    return float("nan") if s and math.isnan(sum(s)) else _sorted_median(s)  # NaN anywhere in a sorted list
+
+
+def _sorted_median(s: list[float] | np.ndarray) -> float:
+    """The median of sorted values (NaN when empty or a NaN sorts last, as ``np.sort`` puts them)."""
     n = len(s)
-    if n == 0 or s[-1] != s[-1] or (not isinstance(s, np.ndarray) and math.isnan(sum(s))):  # NaN in the values
+    if n == 0 or s[-1] != s[-1]:
         return float("nan")
     mid = n // 2
     return float(s[mid]) if n % 2 else float((s[mid - 1] + s[mid]) / 2)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
 
-__all__ = ["RangeFilterConfig", "RangeFilter", "ttc_s"]
+__all__ = ["RangeFilterConfig", "RangeFilter", "predict_all", "ttc_s"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,26 @@ class RangeFilter:
     @property
     def range_accel_mps2(self) -> float:
         return float(self.x[2]) if self.initialized else math.nan
+
+
+def predict_all(filters: Sequence[RangeFilter], dt_s: float) -> None:
+    """:meth:`RangeFilter.predict` of every filter by ``dt_s`` seconds, as stacked products (one per frame instead of
+    three per track; numpy multiplies each 3x3 slice of a stack as it multiplies one matrix: the same values bit for
+    bit). Filters of different configurations are predicted one at a time."""
+    live = [f for f in filters if f.initialized] if dt_s > 0 else []
+    if not live:
+        return
+    config = live[0].config
+    if any(f.config is not config and f.config != config for f in live):
+        for f in live:
+            f.predict(dt_s)
+        return
+    f_m, f_t, q = _transition(dt_s, config.jerk_psd)
+    xs = np.matmul(f_m, np.stack([f.x for f in live])[..., None])[..., 0]
+    ps = f_m @ np.stack([f.p for f in live]) @ f_t + q
+    for f, x, p in zip(live, xs, ps):
+        f.x, f.p = x, p
+        f.since_accept_s += dt_s
 
 
 @functools.lru_cache(maxsize=16)

@@ -20,15 +20,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
-from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occluded_bottoms
+from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occlusion_pairs
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
-from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig
+from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
@@ -131,6 +132,76 @@ class AebFrameState:
         return min((o.ttc_s for o in self.objects if o.in_zone), default=math.inf)
 
 
+class _Cue(NamedTuple):
+    """One object's :class:`~aeb_app.safety.cues.RangeCues` of this frame as Python values (see there)."""
+
+    ground_valid: bool
+    ground_range_m: float
+    ground_sigma_m: float
+    ground_noise_m: float
+    width_valid: bool
+    width_range_m: float
+    width_sigma_m: float
+    width_noise_m: float
+    lateral_m: float
+    why_no_ground: str
+
+    @classmethod
+    def rows(cls, cues: RangeCues) -> list["_Cue"]:
+        """Each object's cues (the arrays converted once per frame, not indexed per object and cue)."""
+        columns = (cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m, cues.width_valid,
+                   cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, cues.lateral_m)
+        return list(map(cls._make, zip(*(c.tolist() for c in columns), cues.why_no_ground)))
+
+
+@dataclass(frozen=True)
+class _RoadUsers:
+    """The detections of one frame that the logic considers (warning classes), computed once per frame.
+
+    Attributes:
+        keep: their indices into the frame's detections.
+        boxes: (n, 4) their boxes, float64 pixels.
+        pairs: (n, n) :func:`~aeb_app.safety.cues.occlusion_pairs` of those boxes.
+    """
+
+    keep: npt.NDArray[np.intp]
+    boxes: npt.NDArray[np.float64]
+    pairs: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class _IdTable:
+    """Membership of integer ids by a lookup table: ``np.isin(ids, members)``, at a third of its cost per frame.
+
+    Attributes:
+        members: the ids, as given.
+        low: the id at ``table[0]``.
+        table: ``table[id - low]`` is True for a member; None when the ids span too far for a table (np.isin).
+    """
+
+    members: npt.NDArray[np.int64]
+    low: int
+    table: npt.NDArray[np.bool_] | None
+
+    @classmethod
+    def of(cls, members: tuple[int, ...]) -> "_IdTable":
+        ids = np.asarray(members, np.int64).reshape(-1)
+        low, high = int(ids.min(initial=0)), int(ids.max(initial=0))
+        if high - low > 1 << 16:
+            return cls(ids, low, None)
+        table = np.zeros(high - low + 1, bool)
+        table[ids - low] = True
+        return cls(ids, low, table)
+
+    def contains(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """(n,) which of ``ids`` are members."""
+        if self.table is None:
+            return np.isin(ids, self.members)
+        at = ids - self.low
+        known = (at >= 0) & (at < len(self.table))
+        return known & self.table[np.where(known, at, 0)]
+
+
 class AebLogic:
     """Stateful per-frame AEB decision. One instance per video/camera stream.
 
@@ -162,6 +233,8 @@ class AebLogic:
         self.state_machine = WarningStateMachine(self.warning_config)
         self._last_timestamp_s: float | None = None
         self._zone_cache: tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        self._users: tuple[Detections, _RoadUsers] | None = None
+        self._user_ids = _IdTable.of(self.warning_config.category_ids)
         self.fit = CalibrationFitMonitor(self.road.horizon_row_px, window_s=self.warning_config.fit_window_s,
                                          max_share_above=self.warning_config.fit_max_share_above)
 
@@ -212,10 +285,9 @@ class AebLogic:
         nothing is tracked: the frame counts as seen, and tracking starts afresh once the evidence clears."""
         if not self.warning_config.check_calibration_fit:
             return ""
-        users = np.isin(detections.category_ids, self.warning_config.category_ids)
-        boxes = detections.xyxy_px[users].astype(np.float64)
-        ground = ~occluded_bottoms(boxes, self.cue_config, np.ones(len(boxes), bool))  # a roof line seen over is not
-        reason = self.fit.update(timestamp_s, boxes[ground, 3], detections.scores[users][ground])
+        users = self._road_users(detections)
+        ground = ~users.pairs.any(axis=1)  # a roof line seen over (by any box) is not a ground contact
+        reason = self.fit.update(timestamp_s, users.boxes[ground, 3], detections.scores[users.keep][ground])
         if reason:
             self._last_timestamp_s = timestamp_s
             self.tracker.reset()
@@ -231,40 +303,55 @@ class AebLogic:
     def _objects(self, detections: Detections, timestamp_s: float, *, dt_s: float, length_m: float,
                  ego_speed_mps: float | None) -> tuple[list[ObjectState], npt.NDArray[np.bool_]]:
         mask = np.zeros(len(detections), bool)
-        keep = np.flatnonzero(np.isin(detections.category_ids, self.warning_config.category_ids))
-        boxes = detections.xyxy_px[keep].astype(np.float64)
-        ids = detections.category_ids[keep]
-        for track in self.tracker.tracks:
-            track.range_filter.predict(dt_s)
-        tracks = self.tracker.update(boxes, ids, timestamp_s, detections.scores[keep])
+        users = self._road_users(detections)
+        tracks, cues, fused = self._track(detections, users, timestamp_s, dt_s)
+        boxes, keep = users.boxes.tolist(), users.keep.tolist()
+        ranged = [i for i, t in enumerate(tracks) if t.range_filter.initialized]  # never ranged: nothing to say
+        laterals = self._laterals([tracks[i] for i in ranged], users.boxes[ranged])
+        bevs = self._bev_points(users.boxes[ranged])
+        scores = detections.scores[users.keep[ranged]].tolist()
+        objects = []
+        for k, i in enumerate(ranged):
+            obj = self._object(keep[i], tracks[i], boxes[i], cues[i], fused[i], timestamp_s, length_m=length_m,
+                               ego_speed_mps=ego_speed_mps, score=scores[k], lateral=laterals[k], bev=bevs[k])
+            mask[keep[i]] = obj.in_zone
+            objects.append(obj)
+        return objects, mask
+
+    def _track(self, detections: Detections, users: _RoadUsers, timestamp_s: float,
+               dt_s: float) -> tuple[list[Track], list[_Cue], list[float]]:
+        """Match the road users to tracks and feed each its cues: the tracks, each one's cues and fused range."""
+        boxes = users.boxes
+        predict_all([track.range_filter for track in self.tracker.tracks], dt_s)
+        tracks = self.tracker.update(boxes, detections.category_ids[users.keep], timestamp_s,
+                                     detections.scores[users.keep])
         ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
         widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
         solid = [t.hits > 1 for t in tracks]
         cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
-                            can_occlude=solid)
-        fused, sigma = cues.fused()
-        for i, track in enumerate(tracks):
-            self._update_track(track, cues, i, boxes[i], timestamp_s, float(fused[i]), float(sigma[i]))
-        ranged = [i for i, t in enumerate(tracks) if t.range_filter.initialized]  # never ranged: nothing to say
-        laterals = self._laterals([tracks[i] for i in ranged], boxes[ranged])
-        bevs = self._bev_points(boxes[ranged])
-        scores = detections.scores[keep[ranged]].tolist()
-        objects = []
-        for k, i in enumerate(ranged):
-            obj = self._object(int(keep[i]), tracks[i], boxes[i], cues, i, float(fused[i]), timestamp_s,
-                               length_m=length_m, ego_speed_mps=ego_speed_mps, score=scores[k],
-                               lateral=laterals[k], bev=bevs[k])
-            mask[keep[i]] = obj.in_zone
-            objects.append(obj)
-        return objects, mask
+                            can_occlude=solid, pairs=users.pairs)
+        fused, sigma = (a.tolist() for a in cues.fused())
+        rows = _Cue.rows(cues)
+        for track, cue, box, fused_m, sigma_m in zip(tracks, rows, boxes.tolist(), fused, sigma):
+            self._update_track(track, cue, box, timestamp_s, fused_m, sigma_m)
+        return tracks, rows, fused
+
+    def _road_users(self, detections: Detections) -> _RoadUsers:
+        """The frame's detections of the warning classes (computed once per frame: the fit check and the
+        tracking both ask)."""
+        if self._users is None or self._users[0] is not detections:
+            keep = np.flatnonzero(self._user_ids.contains(detections.category_ids))
+            boxes = detections.xyxy_px[keep].astype(np.float64)
+            self._users = (detections, _RoadUsers(keep, boxes, occlusion_pairs(boxes, self.cue_config)))
+        return self._users[1]
 
     def _track_width(self, track: Track) -> tuple[float, float]:
         prior = self.cue_config.priors.get(track.category_id)
         return track.width_m(prior.width_m, prior.width_sigma_m) if prior else (math.nan, math.nan)
 
-    def _update_track(self, track: Track, cues: RangeCues, i: int, box: npt.NDArray[np.float64],
-                      timestamp_s: float, fused_m: float, fused_sigma_m: float) -> None:
+    def _update_track(self, track: Track, cue: _Cue, box: list[float], timestamp_s: float, fused_m: float,
+                      fused_sigma_m: float) -> None:
         """Feed this frame's cues (``fused_m`` +- ``fused_sigma_m``: both fused) to the track's filter,
         expansion history and learned width.
 
@@ -276,29 +363,28 @@ class AebLogic:
                 track.restart_ranging(timestamp_s)
             track.ranged_as = track.category_id
         f = track.range_filter
-        if cues.why_no_ground[i] == "occlusion":
+        if cue.why_no_ground == "occlusion":
             track.last_occluded_s = timestamp_s
-        if cues.width_valid[i]:
-            track.expansion.add(timestamp_s, float(box[2] - box[0]))
+        if cue.width_valid:
+            track.expansion.add(timestamp_s, box[2] - box[0])
         if track.trend is None:
             track.trend = RangeTrend(self.warning_config.closing_span_s)
         track.trend.add(timestamp_s, fused_m)
         if f.needs_start:
             # (Re)start from both cues fused, not from whichever comes first (one may be an outlier).
-            if f.update(fused_m, fused_sigma_m) and cues.ground_valid[i]:
+            if f.update(fused_m, fused_sigma_m) and cue.ground_valid:
                 track.last_ground_s = timestamp_s
             return
-        if cues.ground_valid[i] and self._feed(f, cues.ground_range_m[i], cues.ground_noise_m[i],
-                                               cues.ground_sigma_m[i]):
+        if cue.ground_valid and self._feed(f, cue.ground_range_m, cue.ground_noise_m, cue.ground_sigma_m):
             track.last_ground_s = timestamp_s
-        if cues.width_valid[i]:
-            self._feed(f, cues.width_range_m[i], cues.width_noise_m[i], cues.width_sigma_m[i])
+        if cue.width_valid:
+            self._feed(f, cue.width_range_m, cue.width_noise_m, cue.width_sigma_m)
         prior = self.cue_config.priors.get(track.category_id)
-        if prior and cues.ground_valid[i] and cues.width_valid[i] and abs(cues.lateral_m[i]) < prior.width_m / 2:
+        if prior and cue.ground_valid and cue.width_valid and abs(cue.lateral_m) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
-            depth = float(cues.ground_range_m[i]) + self.road.setback_m
-            width = float(box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cues.ground_range_m[i]))
-            rel = math.hypot(float(cues.ground_noise_m[i]) / depth, float(cues.width_noise_m[i]) / depth)
+            depth = cue.ground_range_m + self.road.setback_m
+            width = (box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cue.ground_range_m))
+            rel = math.hypot(cue.ground_noise_m / depth, cue.width_noise_m / depth)
             track.learn_width(width, max(rel * width, 1e-3))
 
     def _feed(self, f: RangeFilter, range_m: float, noise_m: float, sigma_m: float) -> bool:
@@ -314,11 +400,11 @@ class AebLogic:
         return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale,
                         inverse_depth_setback_m=self.road.setback_m)
 
-    def _object(self, index: int, track: Track, box: npt.NDArray[np.float64], cues: RangeCues, i: int,
-                measured_m: float, timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
+    def _object(self, index: int, track: Track, box: list[float], cue: _Cue, measured_m: float,
+                timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
                 score: float, lateral: float, bev: tuple[float, float]) -> ObjectState:
         f = track.range_filter
-        x1, y1, x2, y2 = box.tolist()
+        x1, y1, x2, y2 = box
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
         inside = self._in_zone(lateral, f, length_m)
         threat = self._threat(track, timestamp_s, ego_speed_mps)
@@ -328,9 +414,8 @@ class AebLogic:
         return ObjectState(
             index, track.track_id, track.category_id, ((x1 + x2) / 2.0, y2), bev, lateral,
             measured_m if math.isfinite(measured_m) else f.range_m, f.range_m, f.range_rate_mps, threat.ttc_s,
-            inside, level, score, (x1, y1, x2, y2), bool(cues.ground_valid[i]),
-            bool(cues.width_valid[i]), f.range_sigma_m, threat.ttc_range_s, threat.ttc_scale_s,
-            threat.confirmed if agrees else (), cues.why_no_ground[i])
+            inside, level, score, (x1, y1, x2, y2), cue.ground_valid, cue.width_valid, f.range_sigma_m,
+            threat.ttc_range_s, threat.ttc_scale_s, threat.confirmed if agrees else (), cue.why_no_ground)
 
     def _in_zone(self, lateral_m: float, f: RangeFilter, length_m: float) -> bool:
         """The object may be (one sigma nearer) inside the zone."""
