@@ -232,7 +232,7 @@ class Pipeline:
             image = np.zeros((540, 960, 3), np.uint8)
         level, state = result.level, result.state
         detail = "no calibration" if state is None and result.error is None else (
-            "frame failed" if result.error else _short_reason(result.reason) if level == WarningLevel.UNAVAILABLE
+            "frame failed" if result.error else short_reason(result.reason) if level == WarningLevel.UNAVAILABLE
             else "")
         result.annotated = render.render_frame(
             image, result.detections, state, level=level if self.settings.banner else WarningLevel.NONE,
@@ -251,8 +251,8 @@ class Pipeline:
         result.times.render_ms = (time.perf_counter() - t0) * 1e3
 
 
-def _short_reason(reason: str) -> str:
-    """The banner's few words of a reason: its first clause ("the calibration does not fit this video")."""
+def short_reason(reason: str) -> str:
+    """The banner's (and the run summary's) few words of a reason: its first clause ("the calibration does not fit this video")."""
     return reason.split(":")[0].strip()
 
 

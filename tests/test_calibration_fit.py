@@ -78,7 +78,7 @@ def test_a_calibration_for_another_pitch_makes_the_real_clip_unavailable(sample_
     summary = capsys.readouterr().out
     rows = list(csv.DictReader(events.open()))
     assert rows and rows[0]["level"] == "UNAVAILABLE" and "does not fit this video" in rows[0]["reason"]
-    assert "UNAVAILABLE" in summary
+    assert "(the calibration does not fit this video: " in summary  # the summary says why, with its frame count
     good = tmp_path / "good.csv"
     assert main(["run", str(sample_video), "--mode", "fp32", "--max-frames", "60", "--events", str(good),
                  "--no-progress"]) == 0

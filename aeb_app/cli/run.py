@@ -70,6 +70,7 @@ class RunSummary:
     seconds: float = 0.0
     warnings: int = 0
     levels: dict[str, int] = field(default_factory=dict)
+    unavailable_reasons: dict[str, int] = field(default_factory=dict)  # short reason -> frames
     mean_stage_ms: dict[str, float] = field(default_factory=dict)
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
@@ -82,6 +83,9 @@ class RunSummary:
     def text(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.mean_stage_ms.items())
         levels = ", ".join(f"{k} {v}" for k, v in sorted(self.levels.items()))
+        if self.unavailable_reasons:  # why, most frames first: what a user fixes (calibration, file)
+            levels += " (" + ", ".join(f"{why}: {n}" for why, n in sorted(
+                self.unavailable_reasons.items(), key=lambda kv: -kv[1])[:3]) + ")"
         return (f"frames {self.frames} (failed {self.failed_frames}), {self.seconds:.2f} s, {self.fps:.1f} FPS "
                 f"end to end; warnings {self.warnings}; levels: {levels}; mean ms: {stages}; "
                 f"decode-to-warning latency p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms; "
@@ -170,7 +174,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
     from tqdm import tqdm
 
     from aeb_app.frame_loop import latency_percentiles, staged_results
-    from aeb_app.pipeline import level_of
+    from aeb_app.pipeline import level_of, short_reason
 
     total = source.info.frame_count
     if args.max_frames is not None:
@@ -195,6 +199,9 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
             tracks.write(result.state)
         level = level_of(result).name
         summary.levels[level] = summary.levels.get(level, 0) + 1
+        if level == "UNAVAILABLE":
+            why = short_reason(result.reason) or "unknown"
+            summary.unavailable_reasons[why] = summary.unavailable_reasons.get(why, 0) + 1
         summary.frames += 1
         summary.failed_frames += not result.ok
         latencies.append(work.latency_ms)
