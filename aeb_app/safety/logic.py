@@ -250,7 +250,8 @@ class AebLogic:
 
         Returns:
             The frame's state. ``level`` is UNAVAILABLE when ``detections`` is None, the timestamp
-            does not increase, or it jumps by more than ``max_frame_gap_s`` (tracks are then reset).
+            does not increase, it jumps by more than ``max_frame_gap_s`` (tracks are then reset), or the
+            calibration does not fit the video (:mod:`aeb_app.safety.calibration_fit`; tracks reset too).
         """
         length_m = zone_length_m(ego_speed_mps, self.zone_config)
         reason = self._staleness(timestamp_s, detections) or self._misfit(timestamp_s, detections)
