@@ -101,3 +101,55 @@ def test_zone_corners_beyond_the_horizon_are_not_drawn(tmp_path: Path) -> None:
     assert np.isfinite(far).all() and (far[2:, 1] < far[:2, 1]).all()  # far corners higher in the image
     np.testing.assert_allclose(far, shipped.view.to_image(shipped.metric_to_bev(
         [[-1.85, 0.0], [1.85, 0.0], [1.85, 200.0], [-1.85, 200.0]])))
+
+
+def _wide_10fps_copy(video: Path, folder: Path) -> tuple[Path, Path]:
+    """The shared clip as a KITTI-like recording: rows 200-500 cropped, rescaled to 1242x375, every second frame
+    (10 fps); and the shipped calibration carried over to it (its road quad and origin moved by the same crop
+    and scale)."""
+    import cv2
+    import yaml
+
+    from aeb_app.geometry.calibration import load_calibration
+
+    clip = folder / "wide10.mp4"
+    cap, writer = cv2.VideoCapture(str(video)), cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 12.5,
+                                                                  (1242, 375))
+    k = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k % 2 == 0:
+            writer.write(cv2.resize(frame[200:500], (1242, 375), interpolation=cv2.INTER_AREA))
+        k += 1
+    writer.release()
+    shipped_path = Path(__file__).resolve().parents[1] / "calibration" / "solidWhiteRight.yaml"
+    shipped, data = load_calibration(shipped_path), yaml.safe_load(shipped_path.read_text())
+    bev = [[113.0, 900.0], [187.0, 900.0], [187.0, 1150.0], [113.0, 1150.0]]  # a quad inside the crop
+    sx, sy = 1242 / 960, 375 / 300
+    origin = shipped.view.to_bev([[480.0, 540.0], [480.0, 499.9]])
+    data.update(image_size=[1242, 375], bev_points_px=bev, origin_px=[621.0, 374.9],
+                source_points_px=[[float(x) * sx, (float(y) - 200) * sy] for x, y in shipped.view.to_image(bev)],
+                origin_ahead_m=float(data["origin_ahead_m"] + (origin[0][1] - origin[1][1]) * shipped.k_y_m_per_px))
+    calibration = folder / "wide10.yaml"
+    calibration.write_text(yaml.safe_dump(data, sort_keys=False))
+    return clip, calibration
+
+
+def test_a_wide_10fps_recording_of_steady_traffic_fits_its_calibration_and_never_warns(sample_video: Path,
+                                                                                      tmp_path: Path, capsys) -> None:
+    """Another frame rate and aspect ratio of the same steady traffic (no warning is right): with the calibration
+    carried over, every frame is judged and nothing warns, at any ego speed; with KITTI's intrinsics (another
+    camera) the system says the calibration does not fit, instead of judging with it."""
+    clip, calibration = _wide_10fps_copy(sample_video, tmp_path)
+    for speed in ([], ["--speed-kmh", "100"]):
+        assert main(["run", str(clip), "--mode", "fp32", "--calibration", str(calibration), "--no-progress",
+                     *speed]) == 0
+        summary = capsys.readouterr().out
+        assert "frames 111 (failed 0)" in summary and "warnings 0; levels: NONE 111;" in summary, summary
+    kitti = tmp_path / "kitti.yaml"
+    assert main(["calibrate", "--out", str(kitti), "--size", "1242x375", "--focal-px", "721.5", "--cx", "609.6",
+                 "--cy", "172.9", "--height-m", "1.65"]) == 0
+    assert main(["run", str(clip), "--mode", "fp32", "--calibration", str(kitti), "--no-progress"]) == 0
+    assert "the calibration does not fit this video: " in capsys.readouterr().out
