@@ -115,6 +115,16 @@ def level_of(result: FrameResult) -> WarningLevel:
     return WarningLevel(result.level)
 
 
+def tally_level(levels: dict[str, int], unavailable: dict[str, int], result: FrameResult) -> None:
+    """Count ``result`` under its level name and, when UNAVAILABLE, under its short reason (what a user fixes:
+    the calibration, the file), e.g. ``{"the calibration does not fit this video": 216}``."""
+    level = level_of(result)
+    levels[level.name] = levels.get(level.name, 0) + 1
+    if level == WarningLevel.UNAVAILABLE:
+        why = short_reason(result.reason) or "unknown"
+        unavailable[why] = unavailable.get(why, 0) + 1
+
+
 class Pipeline:
     """One stream's processing. Owns the AEB logic state (tracks, hysteresis); not the detector.
 

@@ -236,3 +236,27 @@ def test_batched_and_sequential_replays_write_the_same_files(reference, clips, s
         for rid in IDS:
             for file in ("events.csv", "tracks.csv"):
                 assert (out / rid / file).read_bytes() == (ref_out / rid / file).read_bytes(), (name, rid, file)
+
+
+def test_the_report_says_which_recordings_went_unjudged_and_why(clips, sensitive_options, tmp_path) -> None:
+    """A fleet's calibration map that gives a recording another camera's calibration: that recording has no
+    warnings because it was never judged, and the report (and its summary) says so, with the reason."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("right", "wrong"):
+        (inputs / f"{name}.mp4").write_bytes((clips / "clip_b.mp4").read_bytes())
+    pitched = tmp_path / "pitched.yaml"
+    assert main(["calibrate", "--out", str(pitched), "--size", "960x540", "--focal-px", "1000", "--height-m", "1.3",
+                 "--pitch-deg=-6"]) == 0
+    cal_map = tmp_path / "cals.yaml"
+    cal_map.write_text(f"'right*': {CALIBRATION}\n'wrong*': {pitched}\n")
+    out = tmp_path / "out"
+    assert main(["replay", str(inputs), "--out", str(out), "--calibrations", str(cal_map), "--mode", "fp32_ort",
+                 "--engines-dir", sensitive_options.engines_dir, "--no-progress"]) == 0
+    wrong = RecordingResult.load(out / "wrong" / "summary.json")
+    right = RecordingResult.load(out / "right" / "summary.json")
+    assert right.unavailable_reasons == {} and right.levels.get("UNAVAILABLE", 0) == 0
+    assert wrong.unavailable_reasons["the calibration does not fit this video"] == wrong.levels["UNAVAILABLE"] > 20
+    section = (out / "report.md").read_text().split("## Frames without a judgement (UNAVAILABLE)")[1].split("##")[0]
+    assert f"| wrong | {wrong.levels['UNAVAILABLE']} of 30 | the calibration does not fit this video: " in section
+    assert "| right |" not in section

@@ -174,7 +174,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
     from tqdm import tqdm
 
     from aeb_app.frame_loop import latency_percentiles, staged_results
-    from aeb_app.pipeline import level_of, short_reason
+    from aeb_app.pipeline import level_of, tally_level
 
     total = source.info.frame_count
     if args.max_frames is not None:
@@ -197,11 +197,8 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
             events.append(event)
         if tracks is not None:
             tracks.write(result.state)
+        tally_level(summary.levels, summary.unavailable_reasons, result)
         level = level_of(result).name
-        summary.levels[level] = summary.levels.get(level, 0) + 1
-        if level == "UNAVAILABLE":
-            why = short_reason(result.reason) or "unknown"
-            summary.unavailable_reasons[why] = summary.unavailable_reasons.get(why, 0) + 1
         summary.frames += 1
         summary.failed_frames += not result.ok
         latencies.append(work.latency_ms)

@@ -161,6 +161,16 @@ def _recording_rows(results: list[RecordingResult]) -> list[list[object]]:
     return rows
 
 
+def _unavailable_lines(results: list[RecordingResult]) -> list[str]:
+    """Recordings with UNAVAILABLE frames and why, most first: a wrong calibration or a damaged file shows here
+    (a recording that is never judged has no warnings either, and must not read as a quiet one)."""
+    rows = [[r.recording_id, f"{r.levels.get('UNAVAILABLE', 0)} of {r.frames}",
+             "; ".join(f"{why}: {n}" for why, n in sorted(r.unavailable_reasons.items(), key=lambda kv: -kv[1]))]
+            for r in results if r.ok and r.levels.get("UNAVAILABLE", 0)]
+    rows.sort(key=lambda row: -int(row[1].split()[0]))
+    return _table(["recording", "frames", "why"], rows) if rows else ["None."]
+
+
 def _compare_lines(comparison: Comparison) -> list[str]:
     lines = ["", f"## Compared with {comparison.old_dir}", "",
              f"Events matched by recording, level and time within {comparison.tolerance_s} s. "
@@ -201,6 +211,7 @@ def _markdown(run: ReplayRun, totals: ReplayTotals, options: ReplayOptions, comp
     lines += ["", "## Failures", ""]
     lines += _table(["recording", "path", "reason"], [[r.recording_id, r.path, r.reason] for r in failures]) \
         if failures else ["None."]
+    lines += ["", "## Frames without a judgement (UNAVAILABLE)", ""] + _unavailable_lines(run.results)
     lines += ["", "## Recordings", ""]
     lines += _table(["recording", "state", "frames", "seconds", "CAUTION", "BRAKE", "UNAVAILABLE", "files",
                      "detector", "worker"], _recording_rows(run.results))

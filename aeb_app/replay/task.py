@@ -27,7 +27,7 @@ import numpy as np
 from aeb_app.atomic import write_json
 from aeb_app.errors import AebError, CalibrationError
 from aeb_app.inference.base import Detector
-from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, level_of
+from aeb_app.pipeline import EventRecorder, Pipeline, PipelineSettings, tally_level
 from aeb_app.replay.sinks import CsvRowsSink, EventsSink, Sink
 from aeb_app.replay.types import EVENTS_NAME, SUMMARY_NAME, TRACKS_NAME, RecordingResult, RecordingSpec, ReplayOptions
 from aeb_app.tracks import TRACK_COLUMNS, track_rows
@@ -141,8 +141,7 @@ def _run_frames(stream: OpenedStream, sinks: list[Sink], result: RecordingResult
     for frame_result in (work.result for work in works):
         for sink in sinks:
             sink.update(frame_result)
-        level = level_of(frame_result).name
-        result.levels[level] = result.levels.get(level, 0) + 1
+        tally_level(result.levels, result.unavailable_reasons, frame_result)
         result.frames += 1
         result.failed_frames += not frame_result.ok
         bar.update(1)

@@ -114,6 +114,7 @@ class RecordingResult:
         duration_s: recording length, ``frames / video_fps`` seconds.
         processing_s: wall time of the frame loop, seconds.
         levels: frames per warning level name.
+        unavailable_reasons: UNAVAILABLE frames per short reason (e.g. "the calibration does not fit this video").
         events: warning onsets per level name (CAUTION, BRAKE, UNAVAILABLE).
         warnings_by_class: CAUTION/BRAKE onsets per ``"<level>/<class>"`` (class of the critical object).
         files: output files relative to the recording's folder (``events``, and ``tracks`` when written).
@@ -136,6 +137,7 @@ class RecordingResult:
     duration_s: float = 0.0
     processing_s: float = 0.0
     levels: dict[str, int] = field(default_factory=dict)
+    unavailable_reasons: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
     warnings_by_class: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
