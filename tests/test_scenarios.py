@@ -198,6 +198,8 @@ def test_class_flips_come_from_their_own_stream_and_do_not_change_a_result() -> 
         assert set(dets_off.names) <= {"car"} and set(dets_on.names) <= {"car", "truck", "person"}
         flipped += sum(name != "car" for name in dets_on.names)
     assert 8 <= flipped <= 40  # about 10 % of ~180 detections
+    with pytest.raises(ValueError, match="needs labels_rng"):
+        detector_view(camera, scenario, 30.0, lead, on, np.random.default_rng(7))
     index = SCENARIOS.index(scenario)
     with_flips = run_scenario(scenario, seed=matrix_stream(3, index, 10.0), fps=10.0, artefacts=on)
     without = run_scenario(scenario, seed=matrix_stream(3, index, 10.0), fps=10.0, artefacts=off)

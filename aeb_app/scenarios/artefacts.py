@@ -143,6 +143,8 @@ def detector_view(camera: PinholeCamera, scenario: "Scenario", gap_m: float, lea
 
 def _label(artefacts: Artefacts, labels_rng: np.random.Generator | None) -> tuple[int, str]:
     """A car's reported (COCO id, name): usually "car", another class with ``class_flip_prob``."""
+    if artefacts.class_flip_prob > 0 and labels_rng is None:
+        raise ValueError("class_flip_prob > 0 needs labels_rng (the class flips' own random stream)")
     if artefacts.class_flip_prob > 0 and labels_rng.random() < artefacts.class_flip_prob:
         return FLIP_CLASSES[int(labels_rng.integers(len(FLIP_CLASSES)))]
     return CAR_ID, "car"

@@ -186,25 +186,9 @@ def _resize_matmul(images: Sequence["torch.Tensor"], out_hw: tuple[int, int], an
         x[i, :, :image.shape[1], :image.shape[2]] = image  # the copy casts to float
     wy = torch.stack([resize_weights(int(im.shape[1]), out_hw[0], pad_h, antialias, device) for im in images])
     wx = torch.stack([resize_weights(int(im.shape[2]), out_hw[1], pad_w, antialias, device) for im in images])
-    # fp32 products (no TF32): the resize must stay within a uint8 level of F.interpolate's.
-    with _no_tf32():
-        return torch.matmul(torch.matmul(wy[:, None], x), wx.transpose(1, 2)[:, None])
-
-
-def _no_tf32():
-    import contextlib
-
-    import torch
-
-    @contextlib.contextmanager
-    def scope():
-        before = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = before
-    return scope()
+    # fp32 products at the process's matmul precision: full fp32 unless someone enabled TF32 (not toggled here:
+    # a global flag flipped on the preparing thread would race with the network's thread).
+    return torch.matmul(torch.matmul(wy[:, None], x), wx.transpose(1, 2)[:, None])
 
 
 def kept_to_host(boxes: "torch.Tensor", scores: "torch.Tensor", spec: ModelSpec,
