@@ -51,7 +51,8 @@ class StreamConfig:
     """What to open and how to process it.
 
     Attributes:
-        source: video path or camera index.
+        source: video path, folder of frames (:mod:`aeb_app.video.sequence`) or camera index.
+        fps: frame rate of a folder of frames without timestamps, or to replace a video header's (None: theirs).
         model: model name.
         weights: ``auto`` (asset mirror/cache), ``random`` (speed work only) or a file.
         mode: inference mode, or ``auto`` to walk ``fallback``.
@@ -68,6 +69,7 @@ class StreamConfig:
     """
 
     source: str | int
+    fps: float | None = None
     model: str = DEFAULT_MODEL
     weights: str = "auto"
     mode: str = "auto"
@@ -212,7 +214,7 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
         ModelLoadError, BackendUnavailableError: the model or mode cannot be loaded.
     """
     yield Progress(f"opening {config.source}", 0.05)
-    source = stack.enter_context(VideoSource(config.source))
+    source = stack.enter_context(VideoSource(config.source, fps=config.fps))
     calibration, note = resolve_calibration(config.calibration, source.info.size_wh,
                                             lenient=config.lenient_calibration)
     if calibration is None:

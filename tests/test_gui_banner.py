@@ -121,3 +121,25 @@ def test_opened_paused_is_not_monitoring_until_play(qtbot, make_window, sample_v
     assert win.banner.state is MonitorState.PAUSED and not _green(win)  # a stepped frame is not monitoring
     win.set_playing(True)
     qtbot.waitUntil(lambda: _green(win), timeout=TIMEOUT_MS)
+
+
+def test_a_folder_of_frames_plays_with_its_times_and_without_them_is_refused(qtbot, make_window, sample_video: Path,
+                                                                            tmp_path: Path) -> None:
+    """KITTI's layout (image_02/data/*.png + timestamps.txt) plays to its end; the same frames without the
+    timestamps file fail to open with the reason in the banner, never green."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(sample_video))
+    (tmp_path / "image_02" / "data").mkdir(parents=True)
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / "image_02" / "data" / f"{i:010d}.png"), cap.read()[1])
+    cap.release()
+    (tmp_path / "image_02" / "timestamps.txt").write_text("".join(f"{i * 0.1:.3f}\n" for i in range(12)))
+    win = make_window()
+    win.open_source(str(tmp_path / "image_02"))
+    _wait_state(qtbot, win, MonitorState.STOPPED)
+    assert win.last_result.frame_index == 11 and win.last_result.timestamp_s == pytest.approx(1.1)
+    (tmp_path / "image_02" / "timestamps.txt").unlink()
+    win.open_source(str(tmp_path / "image_02"))
+    _wait_state(qtbot, win, MonitorState.FAILED)
+    assert "needs its frame times" in win.banner.full_text and not _green(win)

@@ -65,7 +65,7 @@ def _bad_file(kind: str, folder: Path) -> Path:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [("missing", "no such file"), ("empty", "empty file"), ("junk", "not a readable video"),
-     ("folder", "not a file")],
+     ("folder", "folder holds no video frames")],
 )
 def test_bad_files_raise_one_line_input_error(tmp_path: Path, kind: str, message: str) -> None:
     path = _bad_file(kind, tmp_path)

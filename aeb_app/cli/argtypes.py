@@ -177,9 +177,12 @@ def device(text: str) -> str:
 
 
 def video_source(text: str) -> str:
-    """A camera index (digits) or an existing video file; returned as text for ``parse_source``."""
+    """A camera index (digits), an existing video file or a folder of frames; returned as text for
+    ``parse_source`` (a folder's frames and times are checked when it is opened)."""
     if text.isdigit():
         return text
+    if Path(text).expanduser().is_dir():
+        return str(existing_dir(text))
     return str(existing_file(text))
 
 

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("replay", help="replay the warning logic over many recordings (Dask optional)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (searched recursively) or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (searched recursively for videos; a folder of frames, "
+                        "e.g. KITTI's image_02, is one recording) or globs")
+    p.add_argument("--fps", type=at.positive_float, default=None,
+                   help="frame rate of folders of frames without a timestamps.txt (replaces video headers' rates)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (a re-run resumes in it)")
     cal = p.add_mutually_exclusive_group()
     cal.add_argument("--calibration", type=Path, metavar="F", help="one calibration YAML for every recording "
@@ -113,7 +116,7 @@ def _options(args: argparse.Namespace) -> ReplayOptions:
     return ReplayOptions(args.model, args.mode, args.device, engines, args.threads, args.score_threshold,
                          args.speed_kmh / 3.6 if args.speed_kmh is not None else None, warning, zone,
                          progress=not args.no_progress and args.cluster is None and args.gpus is None
-                         and args.workers is None, batch=args.batch, sequential=args.sequential)
+                         and args.workers is None, batch=args.batch, sequential=args.sequential, fps=args.fps)
 
 
 def _plan(args: argparse.Namespace, options: ReplayOptions) -> list[RecordingSpec]:

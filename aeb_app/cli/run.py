@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("run", help="process a video without a display (annotated mp4 + events)")
-    parser.add_argument("video", type=at.video_source, help="input video file (or a camera index)")
+    parser.add_argument("video", type=at.video_source,
+                        help="input video file, a folder of frames (KITTI raw's image_02: times from its "
+                             "timestamps.txt, else give --fps), or a camera index")
+    parser.add_argument("--fps", type=at.positive_float, default=None,
+                        help="frame rate of a folder of frames without a timestamps.txt; for a video file it "
+                             "replaces the rate in its header (when that is wrong)")
     parser.add_argument("--calibration", type=at.existing_file, default=None,
                         help="road calibration YAML; one for another frame size of the same aspect ratio is "
                              "rescaled (default: the sample footage's calibration for 960x540 videos, else "
@@ -120,7 +125,7 @@ def stream_config(args: argparse.Namespace, ego_speed=None):
     from aeb_app.safety.settings import LogicSettings, load_logic_settings
 
     logic = load_logic_settings(args.settings) if getattr(args, "settings", None) else LogicSettings()
-    return StreamConfig(args.video, model=args.model, mode=args.mode, threads=args.threads,
+    return StreamConfig(args.video, fps=args.fps, model=args.model, mode=args.mode, threads=args.threads,
                         calibration=args.calibration, settings=settings, zone=logic.zone, warning=logic.warning,
                         logic=logic)
 

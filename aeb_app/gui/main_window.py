@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
     def _menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         for text, slot, shortcut in (("&Open video...", self._open_video_dialog, "Ctrl+O"),
+                                     ("Open &frames folder...", self._open_frames_dialog, None),
                                      ("Open &camera...", self._open_camera_dialog, None),
                                      ("Load ca&libration...", self._load_calibration_dialog, None),
                                      ("&Export events...", self._export_events_dialog, None),
@@ -176,7 +177,8 @@ class MainWindow(QMainWindow):
 
     # -- session lifecycle -----------------------------------------------------------------
     def open_source(self, source: str | int, *, playing: bool = True) -> None:
-        """Open a video file or camera index; loading happens in the worker (progress shown)."""
+        """Open a video file, a folder of frames or a camera index; loading happens in the worker (progress
+        shown)."""
         self.stop_session()
         self.message_bar.clear_message()
         self.event_log.clear()
@@ -354,6 +356,12 @@ class MainWindow(QMainWindow):
 
     def _open_video_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open video", "", VIDEO_FILTER)
+        if path:
+            self.open_source(path)
+
+    def _open_frames_dialog(self) -> None:
+        """A folder of frames with a timestamps.txt (KITTI raw's image_02): see :mod:`aeb_app.video.sequence`."""
+        path = QFileDialog.getExistingDirectory(self, "Open frames folder (with its timestamps.txt)")
         if path:
             self.open_source(path)
 

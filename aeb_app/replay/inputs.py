@@ -20,6 +20,7 @@ import yaml
 
 from aeb_app.errors import CalibrationError, InputError
 from aeb_app.replay.types import RecordingSpec, ReplayOptions, settings_hash
+from aeb_app.video.sequence import is_image_sequence, sequence_fingerprint
 
 __all__ = ["VIDEO_EXTENSIONS", "CalibrationChoice", "find_videos", "load_calibration_map", "plan_recordings"]
 
@@ -82,27 +83,36 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+def _is_recording(path: Path) -> bool:
+    return (path.is_file() and _is_video(path)) or is_image_sequence(path)
+
+
 def find_videos(inputs: list[str]) -> list[Path]:
-    """Expand files, folders (recursively) and globs into absolute video paths, in order, without repeats.
+    """Expand files, folders and globs into absolute recording paths, in order, without repeats.
+
+    A recording is a video file or a folder of frames (:mod:`aeb_app.video.sequence`). A folder named (or matched
+    by a glob) that holds frames is one recording; any other folder is searched recursively for video files.
 
     Raises:
-        InputError: an input that does not exist, a folder or glob holding no video, or a named file that is
-            not a video (by extension).
+        InputError: an input that does not exist, a folder or glob holding no recording, or a named file that
+            is not a video (by extension).
     """
     found: dict[Path, None] = {}
     for item in inputs:
         if glob.has_magic(item):
             matches = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
-            videos = [p for p in matches if p.is_file() and _is_video(p)]
+            videos = [p for p in matches if _is_recording(p)]
             if not videos:
-                raise InputError(f"{item}: the pattern matches no video ({len(matches)} paths, none a video file)")
+                raise InputError(f"{item}: the pattern matches no video or folder of frames ({len(matches)} paths)")
         elif not os.path.exists(item):
             raise InputError(f"{item}: no such file or folder")
         elif os.path.isdir(item):
             videos = sorted(p for p in Path(item).rglob("*") if p.is_file() and _is_video(p))
+            if not videos and is_image_sequence(Path(item)):
+                videos = [Path(item)]
             if not videos:
                 exts = ", ".join(sorted(VIDEO_EXTENSIONS))
-                raise InputError(f"{item}: folder holds no video (looked for {exts})")
+                raise InputError(f"{item}: folder holds no video (looked for {exts}) and no frames")
         elif not _is_video(Path(item)):
             raise InputError(f"{item}: not a video file (extension {Path(item).suffix or 'none'!r})")
         else:
@@ -111,9 +121,20 @@ def find_videos(inputs: list[str]) -> list[Path]:
     return list(found)
 
 
+def _recording_name(path: Path) -> str:
+    """A video's stem; a folder of frames' last two names (``drive_0001_sync_image_02`` for KITTI's
+    ``drive_0001_sync/image_02`` or its ``data``)."""
+    if not path.is_dir():
+        return path.stem
+    if path.name == "data":
+        path = path.parent
+    return f"{path.parent.name}_{path.name}" if path.parent.name else path.name
+
+
 def _recording_ids(videos: list[Path]) -> list[str]:
-    """Readable ids (the file stem); a stem shared by several files gets a hash of the path appended."""
-    stems = [re.sub(r"[^A-Za-z0-9._-]", "_", v.stem) or "recording" for v in videos]
+    """Readable ids (see :func:`_recording_name`); a name shared by several recordings gets a hash of the path
+    appended."""
+    stems = [re.sub(r"[^A-Za-z0-9._-]", "_", _recording_name(v)) or "recording" for v in videos]
     return [s if stems.count(s) == 1 else f"{s}-{hashlib.sha1(str(v).encode()).hexdigest()[:8]}"
             for s, v in zip(stems, videos)]
 
@@ -124,7 +145,7 @@ def _file_sha256(path: Path) -> str:
 
 def plan_recordings(inputs: list[str], calibrations: CalibrationChoice,
                     options: ReplayOptions) -> list[RecordingSpec]:
-    """One :class:`RecordingSpec` per video found; every calibration used is loaded once to validate it.
+    """One :class:`RecordingSpec` per recording (video or folder of frames) found; every calibration used is loaded once to validate it.
 
     A video that no calibration rule matches gets ``calibration=None`` and fails on its own (reported),
     without stopping the others.
@@ -143,9 +164,10 @@ def plan_recordings(inputs: list[str], calibrations: CalibrationChoice,
         if calibration is not None and calibration not in hashes:
             load_calibration(calibration)  # raises CalibrationError naming the file
             hashes[calibration] = _file_sha256(calibration)
-        stat = video.stat()
+        size, mtime_ns = sequence_fingerprint(video) if video.is_dir() else (video.stat().st_size,
+                                                                             video.stat().st_mtime_ns)
         specs.append(RecordingSpec(
-            recording_id, str(video), stat.st_size, stat.st_mtime_ns,
+            recording_id, str(video), size, mtime_ns,
             str(calibration) if calibration is not None else None,
             settings_hash(options, hashes.get(calibration) if calibration is not None else None),
         ))

@@ -106,7 +106,7 @@ def open_replay_pipeline(spec: RecordingSpec, options: ReplayOptions) -> Iterato
     detector, reused = DETECTORS.get(options)
     settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=options.score_threshold),
                                 ego_speed_mps=options.ego_speed_mps, render=False)
-    config = StreamConfig(str(spec.path), calibration=Path(spec.calibration), zone=options.zone,
+    config = StreamConfig(str(spec.path), fps=options.fps, calibration=Path(spec.calibration), zone=options.zone,
                           warning=options.warning, settings=settings)
     with open_stream(config, detector=detector) as stream:
         yield OpenedStream(stream.source, stream.pipeline, reused)

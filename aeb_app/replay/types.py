@@ -33,9 +33,9 @@ class RecordingSpec:
 
     Attributes:
         recording_id: folder name under the output directory (unique within a replay).
-        path: absolute path of the video file (workers must see the same path).
-        size_bytes: file size when the replay was planned, bytes.
-        mtime_ns: modification time when the replay was planned, nanoseconds.
+        path: absolute path of the video file or folder of frames (workers must see the same path).
+        size_bytes: file size (a folder of frames: their total) when the replay was planned, bytes.
+        mtime_ns: modification time (a folder of frames: the newest) when the replay was planned, nanoseconds.
         calibration: absolute path of its calibration YAML, or None (the recording fails: no calibration).
         settings_hash: hash of everything that changes the output (options, calibration content, app version).
     """
@@ -66,6 +66,8 @@ class ReplayOptions:
         batch: frames per network call (1 as live; more for GPU throughput; the events do not change).
         sequential: run decoding, inference and the logic one after the other on the task's thread instead
             of overlapped on their own threads (:mod:`aeb_app.frame_loop`; the events do not change).
+        fps: frame rate of folders of frames without a ``timestamps.txt`` (and in place of video headers' rates);
+            None: theirs.
     """
 
     model: str = "ssd_mobilenet_v1"
@@ -80,13 +82,14 @@ class ReplayOptions:
     progress: bool = False
     batch: int = 1
     sequential: bool = False
+    fps: float | None = None
 
     def result_settings(self) -> dict[str, Any]:
         """The options that change the events (not where caches live nor how progress shows)."""
         return {
             "model": self.model, "mode": self.mode, "score_threshold": self.score_threshold,
             "ego_speed_mps": self.ego_speed_mps, "warning": dataclasses.asdict(self.warning),
-            "zone": dataclasses.asdict(self.zone),
+            "zone": dataclasses.asdict(self.zone), **({"fps": self.fps} if self.fps is not None else {}),
         }
 
 

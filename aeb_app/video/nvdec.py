@@ -150,11 +150,11 @@ class NvdecVideoSource(VideoSource):
             cannot decode the file.
     """
 
-    def __init__(self, source: str | os.PathLike[str], *, device: str = "cuda", loop: bool = False,
-                 check_frames: bool = True) -> None:
-        super().__init__(source, loop=loop, check_frames=check_frames)
-        if isinstance(self.source, int):
-            raise InputError(f"camera {self.source}: NVDEC decodes files only")
+    def __init__(self, source: str | os.PathLike[str], *, device: str = "cuda", fps: float | None = None,
+                 loop: bool = False, check_frames: bool = True) -> None:
+        super().__init__(source, fps=fps, loop=loop, check_frames=check_frames)
+        if isinstance(self.source, int) or Path(self.source).is_dir():
+            raise InputError(f"{self.name}: NVDEC decodes video files only")
         self.device = device
 
     def _open_file(self, path: Path) -> Any:
@@ -179,11 +179,13 @@ def prefer_nvdec(source: VideoSource, device: str, stack: contextlib.ExitStack) 
     or when NVDEC is unavailable or cannot open the file (one INFO line says why); otherwise closes it
     and returns the NVDEC source, registered on ``stack``.
     """
-    if not str(device).startswith("cuda") or isinstance(source.source, int) or isinstance(source, NvdecVideoSource):
-        return source
+    if (not str(device).startswith("cuda") or isinstance(source.source, int) or isinstance(source, NvdecVideoSource)
+            or Path(source.source).is_dir()):
+        return source  # a camera, a CPU detector, a folder of frames (decoded one image at a time)
     if os.environ.get("AEB_APP_VIDEO_DECODER", "").lower() == "opencv" or nvdec_module() is None:
         return source
-    gpu = NvdecVideoSource(source.source, device=device, loop=source.loop, check_frames=source._check is not None)
+    gpu = NvdecVideoSource(source.source, device=device, fps=source.fps, loop=source.loop,
+                           check_frames=source._check is not None)
     try:
         stack.enter_context(gpu)
     except InputError as exc:

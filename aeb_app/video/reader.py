@@ -7,6 +7,8 @@ that fails to decode mid-stream is not a crash: it comes back with ``image=None`
 ``error`` text, so the pipeline reports "system unavailable" for it. After
 :data:`MAX_CONSECUTIVE_FAILURES` failures in a row the stream ends (a truncated file).
 
+A folder of frames (KITTI raw and other datasets) is a source too: see :mod:`aeb_app.video.sequence`.
+
 A frame that decodes but is implausible (frozen, blank or torn, see :mod:`aeb_app.video.validity`)
 keeps its ``image`` (for display) and gets an ``error`` naming the reason; ``VideoFrame.valid`` is
 False and the pipeline makes it UNAVAILABLE, not "no warning".
@@ -18,6 +20,7 @@ rewind), so a one-frame video works.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import InputError
+from aeb_app.video.sequence import SequenceCapture
 from aeb_app.video.validity import FrameCheck
 
 __all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "parse_source"]
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 3
 #: Frame rate assumed when a container or camera reports none.
 DEFAULT_FPS = 25.0
+#: Highest frame rate taken from a container (or accepted from --fps); above it a header is implausible.
+MAX_FPS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,9 @@ class VideoSource:
     """A video file or camera, as a context manager and a frame iterator.
 
     Args:
-        source: file path, or a camera index (``int``).
+        source: file path, a folder of frames (:mod:`aeb_app.video.sequence`), or a camera index (``int``).
+        fps: frame rate: a folder of frames without a ``timestamps.txt`` needs it; for a video file it replaces
+            the container's rate (a file whose header is wrong); None: the container's (or the timestamps').
         loop: when the end of a file is reached, start again at frame 0.
         check_frames: mark frozen/blank/torn frames invalid (:class:`~aeb_app.video.validity.FrameCheck`).
 
@@ -116,8 +124,12 @@ class VideoSource:
             or a camera that does not open.
     """
 
-    def __init__(self, source: str | os.PathLike[str] | int, *, loop: bool = False, check_frames: bool = True) -> None:
+    def __init__(self, source: str | os.PathLike[str] | int, *, fps: float | None = None, loop: bool = False,
+                 check_frames: bool = True) -> None:
         self.source = parse_source(source)
+        if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+            raise InputError(f"--fps must be in (0, {MAX_FPS:g}], got {fps!r}")
+        self.fps = float(fps) if fps is not None else None
         self.loop = loop
         self._check = FrameCheck() if check_frames else None
         self._invalid_run = 0
@@ -178,9 +190,11 @@ class VideoSource:
             raise InputError(f"camera {index}: cannot open (no such device, or it is busy)")
         return cap
 
-    def _open_file(self, path: Path) -> cv2.VideoCapture:
+    def _open_file(self, path: Path) -> cv2.VideoCapture | SequenceCapture:
         if not path.exists():
             raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            return SequenceCapture(path, self.fps)
         if not path.is_file():
             raise InputError(f"{path}: not a file")
         if path.stat().st_size == 0:
@@ -203,14 +217,14 @@ class VideoSource:
             cap.release()
             self._cap = None
             raise InputError(f"{self.name}: no decodable frame (corrupt or truncated video)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = self.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         is_camera = isinstance(self.source, int)
         # Keep the probed frame for the first read instead of rewinding: cameras cannot rewind, and
         # some one-frame files fail to decode again after a seek to 0.
         self._pending = frame
         h, w = frame.shape[:2]
-        return VideoInfo(self.name, w, h, fps if 0 < fps < 1000 else DEFAULT_FPS,
+        return VideoInfo(self.name, w, h, fps if 0 < fps <= MAX_FPS else DEFAULT_FPS,
                          count if count > 0 and not is_camera else None, is_camera)
 
     # -- reading ---------------------------------------------------------------------------
@@ -277,6 +291,8 @@ class VideoSource:
         delivers a frame must look 2 s late to the stale-frame check, not one frame period late.
         """
         if not self.info.is_camera:
+            if isinstance(self._cap, SequenceCapture):  # a folder of frames knows each frame's time
+                return self._cap.time_s(index)
             return index / self.info.fps
         if self._camera_t0 is None:
             self._camera_t0 = read_start
