@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "aeb_app"
-PURE = ("aeb_app.geometry", "aeb_app.safety", "aeb_app.scenarios", "aeb_app.monitor", "aeb_app.types")
+PURE = ("aeb_app.geometry", "aeb_app.safety", "aeb_app.scenarios", "aeb_app.monitor", "aeb_app.types",
+        "aeb_app.model.tiling", "aeb_app.model.boxes")
 FORBIDDEN_IN_PURE = ("PyQt5", "torch", "torchvision", "tensorrt", "torch2trt", "onnxruntime", "pycuda", "cupy")
 
 

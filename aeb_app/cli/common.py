@@ -30,3 +30,17 @@ def make_detector(args: argparse.Namespace):
     fallback = None if args.fallback is None else tuple(m.strip() for m in args.fallback.split(",") if m.strip())
     return create_detector(model=args.model, weights=args.weights, mode=args.mode, fallback=fallback,
                            device=args.device)
+
+
+def add_tiles_arg(parser: argparse.ArgumentParser) -> None:
+    """``--no-tiles``: every frame whole, squeezed into the network's square input (see aeb_app.model.tiling)."""
+    parser.add_argument("--no-tiles", action="store_true",
+                        help="do not slice frames wider than 2:1 (e.g. KITTI's 1242x375) into overlapping tiles "
+                             "for the network: squeeze each whole frame (faster, misses more small objects)")
+
+
+def tiling_of(args: argparse.Namespace):
+    """The :class:`~aeb_app.model.tiling.TileConfig` that ``--no-tiles`` asks for."""
+    from aeb_app.model.tiling import NO_TILING, TileConfig
+
+    return NO_TILING if getattr(args, "no_tiles", False) else TileConfig()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
-from aeb_app.cli.common import add_model_args, make_detector
+from aeb_app.cli.common import add_model_args, add_tiles_arg, make_detector, tiling_of
 from aeb_app.cli.detect_io import count_summary, expand_sources, is_image, next_run_dir, output_names
 from aeb_app.errors import InputError
 
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="image/video files, folders (their images and videos) or quoted globs ('dir/*.jpg')")
     add_model_args(p)
+    add_tiles_arg(p)
     p.add_argument("--score-threshold", type=at.probability, default=defaults.DISPLAY_SCORE_THRESHOLD,
                    help="drop detections scoring below this")
     p.add_argument("--project", type=Path, default=defaults.DETECT_PROJECT,
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     at.check_outputs([("PATH", s) for s in sources], [("--out", args.out), ("--json", args.json)])
     outputs = plan_outputs(args, sources)
     _check_images(sources)
-    config = PostprocessConfig(score_threshold=args.score_threshold)
+    config = PostprocessConfig(score_threshold=args.score_threshold, tiling=tiling_of(args))
     detector = make_detector(args)
     results: list[SourceResult] = []
     with detector:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
-from aeb_app.cli.common import add_model_args, make_detector
+from aeb_app.cli.common import add_model_args, add_tiles_arg, make_detector, tiling_of
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="COCO mAP@[.5:.95] of a model over a COCO folder")
     add_model_args(p, default_mode="fp32")
+    add_tiles_arg(p)
     p.add_argument("--coco-dir", type=at.existing_dir, required=True, help="folder with images and annotations/")
     p.add_argument("--annotations", type=at.existing_file,
                    help="instances json (default: the one in COCO_DIR/annotations)")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
     config = PostprocessConfig(
         score_threshold=args.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
-        max_detections=args.max_detections,
+        max_detections=args.max_detections, tiling=tiling_of(args),
     )
     detector = make_detector(args)
     bar = tqdm(unit="img", desc=f"eval {args.model} {detector.info.mode}")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aeb_app.safety import WarningConfig, ZoneConfig
 
 from aeb_app.cli import argtypes as at
+from aeb_app.cli.common import add_tiles_arg
 from aeb_app.errors import CalibrationError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--engines-dir", default=None, metavar="DIR", help="model/engine cache (default ./engines)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference per process")
     p.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
+    add_tiles_arg(p)
     p.add_argument("--speed-kmh", type=float, default=None, metavar="X", help="ego speed for the zone length")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="warning/zone setting, e.g. warning.caution_ttc_s=4 or zone.lane_width_m=3.5 (repeatable)")
@@ -116,7 +118,8 @@ def _options(args: argparse.Namespace) -> ReplayOptions:
     return ReplayOptions(args.model, args.mode, args.device, engines, args.threads, args.score_threshold,
                          args.speed_kmh / 3.6 if args.speed_kmh is not None else None, warning, zone,
                          progress=not args.no_progress and args.cluster is None and args.gpus is None
-                         and args.workers is None, batch=args.batch, sequential=args.sequential, fps=args.fps)
+                         and args.workers is None, batch=args.batch, sequential=args.sequential, fps=args.fps,
+                         tiles=not args.no_tiles)
 
 
 def _plan(args: argparse.Namespace, options: ReplayOptions) -> list[RecordingSpec]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from aeb_app.cli import argtypes as at
+from aeb_app.cli.common import add_tiles_arg, tiling_of
 from aeb_app.errors import AebError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "see docs/scenarios.md); refused at start if a value is bad")
     parser.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
     parser.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference (torch/ORT)")
+    add_tiles_arg(parser)
     parser.add_argument("--no-render", action="store_true",
                         help="skip drawing (only with no --out; without --out nothing is drawn anyway)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -117,7 +119,7 @@ def stream_config(args: argparse.Namespace, ego_speed=None):
     from aeb_app.stream import StreamConfig
 
     settings = PipelineSettings(
-        postprocess=PostprocessConfig(score_threshold=args.score_threshold),
+        postprocess=PostprocessConfig(score_threshold=args.score_threshold, tiling=tiling_of(args)),
         ego_speed_mps=args.speed_kmh / 3.6 if args.speed_kmh is not None else None,
         render=bool(args.out) and not args.no_render,  # nothing to draw for an events/tracks-only run
         hud=True, ego_speed_profile=ego_speed,

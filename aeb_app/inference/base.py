@@ -21,6 +21,7 @@ from aeb_app.errors import EngineError
 from aeb_app.model.postprocess import PostprocessConfig, postprocess
 from aeb_app.model.preprocess import resize_batch
 from aeb_app.model.spec import ModelSpec
+from aeb_app.model.tiling import merge_tiles, plan_tiles
 from aeb_app.types import Detections
 
 
@@ -94,7 +95,14 @@ class Detector(abc.ABC):
         frames_bgr: Sequence[npt.NDArray[np.uint8]],
         config: PostprocessConfig = PostprocessConfig(),
     ) -> list[Detections]:
-        """BGR uint8 frames of any size -> one :class:`Detections` per frame, in frame pixels."""
+        """BGR uint8 frames of any size -> one :class:`Detections` per frame, in frame pixels.
+
+        A frame wider than ``config.tiling.max_aspect`` goes through the network as overlapping tiles plus the
+        whole frame, in the same batch, merged back (:mod:`aeb_app.model.tiling`)."""
+        return self._tiled(frames_bgr, config, self._infer_whole, lambda f: f.shape[:2],
+                           lambda f, x0, x1: f[:, x0:x1])
+
+    def _infer_whole(self, frames_bgr: Sequence[npt.NDArray[np.uint8]], config: PostprocessConfig) -> list[Detections]:
         self.check_batch(len(frames_bgr))
         if len(frames_bgr) == 0:
             return []
@@ -129,5 +137,28 @@ class Detector(abc.ABC):
         """
         from aeb_app.inference.run.gpu_frames import infer_device_frames
 
-        self.check_batch(len(images_chw_u8))
-        return infer_device_frames(self, images_chw_u8, config)
+        def whole(images, cfg: PostprocessConfig) -> list[Detections]:
+            self.check_batch(len(images))
+            return infer_device_frames(self, images, cfg)
+
+        return self._tiled(images_chw_u8, config, whole, lambda im: tuple(im.shape[1:]),
+                           lambda im, x0, x1: im[:, :, x0:x1])
+
+    def _tiled(self, images: Sequence, config: PostprocessConfig, run: Callable[[Sequence, PostprocessConfig], list],
+               size_hw: Callable, crop: Callable) -> list[Detections]:
+        """``run`` over the images, each wide one as its tiles + itself (in chunks of the engine's maximum batch),
+        and the tiles' detections merged into their frame's."""
+        plans = [plan_tiles(size_hw(im), config.tiling) for im in images]
+        if all(not p.windows for p in plans):
+            return run(images, config)
+        views = [v for im, p in zip(images, plans) for v in (*(crop(im, x0, x1) for x0, x1 in p.windows), im)]
+        step = self.info.max_batch or len(views)
+        dets = [d for i in range(0, len(views), step) for d in run(views[i:i + step], config)]
+        out, i = [], 0
+        for plan in plans:
+            tiles, whole = dets[i:i + len(plan.windows)], dets[i + len(plan.windows)]
+            out.append(merge_tiles(plan, tiles, whole, config=config.tiling, iou_threshold=config.iou_threshold,
+                                   class_agnostic=config.class_agnostic, max_detections=config.max_detections)
+                       if plan.windows else whole)
+            i += plan.views
+        return out

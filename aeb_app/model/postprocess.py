@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aeb_app.model.boxes import batched_nms_numpy as _batched_nms_numpy
 from aeb_app.model.coco import name_of
 from aeb_app.model.spec import ModelSpec
+from aeb_app.model.tiling import TileConfig
 from aeb_app.types import Detections
 
 
@@ -36,6 +38,8 @@ class PostprocessConfig:
         pre_nms_top_k: consider at most this many (box, class) candidates per image.
         class_agnostic: suppress overlapping boxes across classes too (one class per box, as
             TFLite's detection post-process op does); default per-class NMS.
+        tiling: how frames wider than 2:1 are sliced into tiles for the network and merged back
+            (:mod:`aeb_app.model.tiling`); ``NO_TILING`` squeezes every frame whole.
     """
 
     score_threshold: float = 0.3
@@ -43,6 +47,7 @@ class PostprocessConfig:
     max_detections: int = 100
     pre_nms_top_k: int = 2000
     class_agnostic: bool = False
+    tiling: TileConfig = TileConfig()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold < 1.0:
@@ -230,35 +235,6 @@ def select_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]
         mine = kept[img[kept] == i][:config.max_detections]
         out.append((cand_boxes[mine], cand_scores[mine], class_ids[chan[mine]]))
     return out
-
-
-def _batched_nms_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
-                       groups: npt.NDArray[np.int64], iou_threshold: float) -> npt.NDArray[np.int64]:
-    """``torchvision.ops.batched_nms`` for up to 1000 boxes: each group's boxes moved apart by an offset, one NMS."""
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    max_coordinate = boxes.max()
-    offsets = groups.astype(np.float32) * (max_coordinate + np.float32(1))
-    return _nms_numpy(boxes + offsets[:, None], scores, iou_threshold)
-
-
-def _nms_numpy(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
-               iou_threshold: float) -> npt.NDArray[np.int64]:
-    """Greedy NMS as torchvision's CPU kernel computes it (float32 IoU, ``IoU > threshold`` in double),
-    kept indices best first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    w = np.maximum(np.float32(0), np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]))
-    h = np.maximum(np.float32(0), np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]))
-    inter = w * h
-    over = (inter / (areas[:, None] + areas[None, :] - inter)).astype(np.float64) > iou_threshold
-    suppressed = np.zeros(len(boxes), bool)
-    keep = []
-    for i in np.argsort(-scores, kind="stable"):
-        if not suppressed[i]:
-            keep.append(i)
-            suppressed |= over[i]
-    return np.asarray(keep, np.int64)
 
 
 @lru_cache(maxsize=16)

@@ -99,12 +99,14 @@ def open_replay_pipeline(spec: RecordingSpec, options: ReplayOptions) -> Iterato
         EngineError: the detector cannot be created here.
     """
     from aeb_app.model.postprocess import PostprocessConfig
+    from aeb_app.model.tiling import NO_TILING, TileConfig
     from aeb_app.stream import StreamConfig, open_stream
 
     if spec.calibration is None:
         raise CalibrationError(f"{spec.path}: no calibration (no rule of the calibration map matches it)")
     detector, reused = DETECTORS.get(options)
-    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=options.score_threshold),
+    tiling = TileConfig() if options.tiles else NO_TILING
+    settings = PipelineSettings(postprocess=PostprocessConfig(score_threshold=options.score_threshold, tiling=tiling),
                                 ego_speed_mps=options.ego_speed_mps, render=False)
     config = StreamConfig(str(spec.path), fps=options.fps, calibration=Path(spec.calibration), zone=options.zone,
                           warning=options.warning, settings=settings)

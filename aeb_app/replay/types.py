@@ -68,6 +68,7 @@ class ReplayOptions:
             of overlapped on their own threads (:mod:`aeb_app.frame_loop`; the events do not change).
         fps: frame rate of folders of frames without a ``timestamps.txt`` (and in place of video headers' rates);
             None: theirs.
+        tiles: slice frames wider than 2:1 into tiles for the network (:mod:`aeb_app.model.tiling`).
     """
 
     model: str = "ssd_mobilenet_v1"
@@ -83,6 +84,7 @@ class ReplayOptions:
     batch: int = 1
     sequential: bool = False
     fps: float | None = None
+    tiles: bool = True
 
     def result_settings(self) -> dict[str, Any]:
         """The options that change the events (not where caches live nor how progress shows)."""
@@ -90,6 +92,7 @@ class ReplayOptions:
             "model": self.model, "mode": self.mode, "score_threshold": self.score_threshold,
             "ego_speed_mps": self.ego_speed_mps, "warning": dataclasses.asdict(self.warning),
             "zone": dataclasses.asdict(self.zone), **({"fps": self.fps} if self.fps is not None else {}),
+            **({} if self.tiles else {"tiles": False}),
         }
 
 
