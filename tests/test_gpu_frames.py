@@ -271,3 +271,37 @@ def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, jp
         det.info.max_batch = 2
         with pytest.raises(EngineError, match="exceeds"):
             list(stream_jpeg_batches(det, _batches_of(jpegs[:3], 3), EVAL_POSTPROCESS))
+
+
+def _wide_bands(jpegs: list[Path]) -> list[np.ndarray]:
+    """Bands of KITTI's aspect (1242:375) from COCO images: frames that go through the network as tiles."""
+    frames = [read_image(p) for p in jpegs[:4]]
+    return [np.ascontiguousarray(f[: round(f.shape[1] / 3.312)]) for f in frames]
+
+
+def _tensors(frames: list[np.ndarray], device: str) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1))).to(device) for f in frames]
+
+
+def test_wide_tensors_are_tiled_as_wide_host_frames(mobilenet, jpegs):
+    """infer_tensors tiles a wide frame as infer does (on a CPU detector the views go through the host once)."""
+    frames = _wide_bands(jpegs)
+    with registry.create(mobilenet, "fp32", device="cpu") as det:
+        ref, got = det.infer(frames), det.infer_tensors(_tensors(frames, "cpu"))
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g.xyxy_px, r.xyxy_px, atol=1e-3)
+        np.testing.assert_array_equal(g.category_ids, r.category_ids)
+    assert sum(len(r) for r in ref) > 0
+
+
+@cuda
+def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, jpegs):
+    frames = _wide_bands(jpegs)
+    with registry.create(mobilenet, "fp32", device="cpu") as cpu:
+        ref = cpu.infer(frames)
+    with registry.create(mobilenet, "fp32", device="cuda") as det:
+        got = det.infer_tensors(_tensors(frames, "cuda"))
+    for r, g in zip(ref, got):
+        confident = r.xyxy_px[r.scores >= 0.5]
+        if len(confident):
+            assert len(g) and (_iou(confident, g.xyxy_px).max(axis=1) >= 0.9).all()

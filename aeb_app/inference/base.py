@@ -10,6 +10,7 @@ implements just :meth:`Detector.run_decoded` (uint8 batch in, decoded tensors ou
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -21,7 +22,7 @@ from aeb_app.errors import EngineError
 from aeb_app.model.postprocess import PostprocessConfig, postprocess
 from aeb_app.model.preprocess import resize_batch
 from aeb_app.model.spec import ModelSpec
-from aeb_app.model.tiling import merge_tiles, plan_tiles
+from aeb_app.model.tiling import NO_TILING, merge_tiles, plan_tiles
 from aeb_app.types import Detections
 
 
@@ -153,7 +154,8 @@ class Detector(abc.ABC):
             return run(images, config)
         views = [v for im, p in zip(images, plans) for v in (*(crop(im, x0, x1) for x0, x1 in p.windows), im)]
         step = self.info.max_batch or len(views)
-        dets = [d for i in range(0, len(views), step) for d in run(views[i:i + step], config)]
+        whole = dataclasses.replace(config, tiling=NO_TILING)  # each view goes through as it is
+        dets = [d for i in range(0, len(views), step) for d in run(views[i:i + step], whole)]
         out, i = [], 0
         for plan in plans:
             tiles, whole = dets[i:i + len(plan.windows)], dets[i + len(plan.windows)]
