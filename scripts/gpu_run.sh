@@ -7,7 +7,7 @@
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
 #                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
-#                                      # (batched resize, streamed batches, run loop), then gpu_e2e.py's ssd300
+#                                      # (batched resize, streamed batches, tiled wide frames, run loop), then gpu_e2e.py's ssd300
 #                                      # (interpolate vs matmul resize) and run (--batch 8/32) sections
 # Needs: .whl/ (pycocotools, tflite wheels for the device's Python) and .gpudata/ (a copy of the
 # asset mirror's model, COCO subset and video: the mirror itself does not travel). Results are
