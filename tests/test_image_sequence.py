@@ -13,6 +13,7 @@ from aeb_app.cli import main
 from aeb_app.errors import InputError
 from aeb_app.replay.executor import run_in_process
 from aeb_app.replay.inputs import CalibrationChoice, find_videos, plan_recordings
+from aeb_app.replay.task import DETECTORS
 from aeb_app.video import VideoSource
 from tests._replay_helpers import CALIBRATION, clips, reference, sensitive_options  # noqa: F401 - fixtures
 
@@ -137,7 +138,7 @@ def test_run_without_frame_times_fails_before_loading_the_model(sample_video: Pa
 
 
 def test_replay_takes_a_folder_of_frames_as_one_recording(clips: Path, sensitive_options, reference,  # noqa: F811
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, request) -> None:
     """clip_c (a car in the next lane warns with the sensitive settings) as KITTI frames: one recording named after
     its folders, the same events as the video's, and a re-run skips it."""
     seq = _kitti(tmp_path / "drive_0001_sync" / "image_02", _frames(clips / "clip_c.mp4", 30),
@@ -146,6 +147,7 @@ def test_replay_takes_a_folder_of_frames_as_one_recording(clips: Path, sensitive
     specs = plan_recordings([str(seq)], CalibrationChoice.single(CALIBRATION), sensitive_options)
     assert [s.recording_id for s in specs] == ["drive_0001_sync_image_02"]
     out = tmp_path / "out"
+    request.addfinalizer(DETECTORS.clear)  # this process's cached replay detector: not left to later tests
     run = run_in_process(specs, out, sensitive_options)
     assert [(r.ok, r.skipped, r.frames, r.failed_frames) for r in run.results] == [(True, False, 30, 0)]
     events = (out / "drive_0001_sync_image_02" / "events.csv").read_text()
