@@ -161,3 +161,38 @@ def test_replay_takes_a_folder_of_frames_as_one_recording(clips: Path, sensitive
     third = run_in_process(plan_recordings([str(seq)], CalibrationChoice.single(CALIBRATION), sensitive_options),
                            out, sensitive_options)
     assert [(r.skipped, r.frames) for r in third.results] == [(False, 29)]
+
+
+KITTI_SPEED = Path(__file__).resolve().parents[1] / "scripts" / "kitti_speed.py"
+
+
+def _oxts(drive: Path, seconds: list[float], speeds: list[float]) -> None:
+    (drive / "oxts" / "data").mkdir(parents=True)
+    for i, v in enumerate(speeds):  # 30 fields: lat lon alt roll pitch yaw vn ve vf vl vu ...
+        fields = [49.0, 8.4, 110.0, 0.0, 0.0, 1.0, v, 0.0, v, 0.01, 0.0] + [0.0] * 19
+        (drive / "oxts" / "data" / f"{i:010d}.txt").write_text(" ".join(map(str, fields)) + "\n")
+    (drive / "oxts" / "timestamps.txt").write_text("\n".join(_kitti_times(seconds)) + "\n")
+
+
+def test_kitti_oxts_speed_becomes_an_ego_speed_csv_on_the_cameras_clock(sample_video: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    drive = tmp_path / "2011_09_26_drive_0001_sync"
+    cam_s = [0.05 + i * 0.1 for i in range(12)]  # the camera starts 50 ms after the first OXTS packet
+    _kitti(drive / "image_02", _frames(sample_video, 12), _kitti_times(cam_s))
+    _oxts(drive, [i * 0.1 for i in range(13)], [-0.02] + [10.0 + i for i in range(12)])  # standing noise first
+    out = tmp_path / "speed.csv"
+    done = subprocess.run([sys.executable, str(KITTI_SPEED), str(drive), "--out", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "time_s,speed_mps" and len(lines) == 14
+    assert lines[1:3] == ["-0.050000,0.0000", "0.050000,10.0000"]  # the noise clipped to 0
+    assert main(["run", str(drive / "image_02"), "--mode", "fp32_ort", "--ego-speed", str(out), "--no-progress",
+                 "--tracks", str(tmp_path / "t.csv")]) == 0
+    (drive / "oxts" / "data" / "0000000005.txt").write_text("0 0 0 0 0 0 0 0 -3.0 0 0\n")  # reversing
+    bad = subprocess.run([sys.executable, str(KITTI_SPEED), str(drive), "--out", str(tmp_path / "b.csv")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "0000000005.txt: forward velocity -3.0 m/s" in bad.stderr
+    assert not (tmp_path / "b.csv").exists()

@@ -32,7 +32,7 @@ import numpy.typing as npt
 from aeb_app.errors import InputError
 
 __all__ = ["IMAGE_EXTENSIONS", "TIMESTAMPS_NAME", "SequenceCapture", "frames_folder", "is_image_sequence", "list_frames",
-           "read_timestamps", "sequence_fingerprint"]
+           "first_time", "read_timestamps", "sequence_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,13 @@ def _parse_time(text: str) -> Decimal:
     return value
 
 
-def read_timestamps(path: Path, expected: int) -> list[float]:
-    """Frame times from ``path`` relative to the first, seconds.
+def read_timestamps(path: Path, expected: int | None = None, *, origin: Decimal | None = None) -> list[float]:
+    """Times from ``path`` relative to its first line (or to ``origin``, e.g. another sensor's first time: see
+    :func:`first_time`), seconds.
 
     Raises:
         InputError: unreadable file, a line that is not a time, a time not after the previous one, or a count
-            other than ``expected`` (the number of images); the file and line are named.
+            other than ``expected`` (the number of images; None: any); the file and line are named.
     """
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -127,10 +128,22 @@ def read_timestamps(path: Path, expected: int) -> list[float]:
         if times and not value > times[-1]:
             raise InputError(f"{path}:{number}: time {line!r} is not after the previous line's")
         times.append(value)
-    if len(times) != expected:
-        raise InputError(f"{path}: {len(times)} times for {expected} images in {path.parent if path.parent != path else path}"
-                         " (one line per image)")
-    return [float(t - times[0]) for t in times]
+    if expected is not None and len(times) != expected:
+        raise InputError(f"{path}: {len(times)} times for {expected} images in {path.parent} (one line per image)")
+    if not times:
+        raise InputError(f"{path}: no times in the file")
+    base = times[0] if origin is None else origin
+    return [float(t - base) for t in times]
+
+
+def first_time(path: Path) -> Decimal:
+    """The first time in a timestamps file, exact (the origin of a recording's clock)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            line = next((ln.strip() for ln in fh if ln.strip()), "")
+        return _parse_time(line)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: no first time ({exc})") from None
 
 
 class SequenceCapture:
