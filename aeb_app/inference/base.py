@@ -154,8 +154,8 @@ class Detector(abc.ABC):
             return run(images, config)
         views = [v for im, p in zip(images, plans) for v in (*(crop(im, x0, x1) for x0, x1 in p.windows), im)]
         step = self.info.max_batch or len(views)
-        whole = dataclasses.replace(config, tiling=NO_TILING)  # each view goes through as it is
-        dets = [d for i in range(0, len(views), step) for d in run(views[i:i + step], whole)]
+        as_is = dataclasses.replace(config, tiling=NO_TILING)  # each view goes through as it is
+        dets = [d for i in range(0, len(views), step) for d in run(views[i:i + step], as_is)]
         out, i = [], 0
         for plan in plans:
             tiles, whole = dets[i:i + len(plan.windows)], dets[i + len(plan.windows)]
