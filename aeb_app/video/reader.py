@@ -4,8 +4,19 @@
 empty, unreadable or undecodable file raises :class:`~aeb_app.errors.InputError` with one line
 naming the file and the problem), and reads frames as :class:`VideoFrame` values. A frame
 that fails to decode mid-stream is not a crash: it comes back with ``image=None`` and an
-``error`` text, so the pipeline reports "system unavailable" for it. After
-:data:`MAX_CONSECUTIVE_FAILURES` failures in a row the stream ends (a truncated file).
+``error`` text, so the pipeline reports "system unavailable" for it.
+
+A file's frames are numbered by their presentation time (``CAP_PROP_POS_MSEC``), not by the count of
+reads: FFmpeg skips the packets of a corrupt stretch and resumes after it, so without this the frames
+after the damage would get the indices (and timestamps) of the lost ones. The lost frames come back as
+failed frames at their own indices. A read that fails is retried (up to :data:`MAX_RESYNC_READS`,
+fast at the real end of the data) before the stream ends: the rest of a file after one damaged
+stretch is still read. A file that ends before its announced frame count gives one failed frame that
+says so, then the stream ends. A camera ends after :data:`MAX_CONSECUTIVE_FAILURES` failures in a row.
+
+A file whose frame rate is not a camera's (:data:`PLAUSIBLE_FPS`: missing, 0, 1000 fps) has unknown
+frame times: every frame gets an ``error`` saying so (UNAVAILABLE, never "no warning"); the frames
+still decode and show, at :data:`DEFAULT_FPS`.
 
 A frame that decodes but is implausible (frozen, blank or torn, see :mod:`aeb_app.video.validity`)
 keeps its ``image`` (for display) and gets an ``error`` naming the reason; ``VideoFrame.valid`` is
@@ -17,7 +28,9 @@ rewind), so a one-frame video works.
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -31,14 +44,21 @@ import numpy.typing as npt
 from aeb_app.errors import InputError
 from aeb_app.video.validity import FrameCheck
 
-__all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "parse_source"]
+__all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "MAX_RESYNC_READS", "PLAUSIBLE_FPS",
+           "parse_source"]
 
 log = logging.getLogger(__name__)
 
-#: Failed reads in a row after which a file is considered truncated and the stream ends.
+#: Failed reads in a row after which a camera is considered lost and the stream ends.
 MAX_CONSECUTIVE_FAILURES = 3
+#: Failed reads of a file retried before it is taken to end there. FFmpeg needs about one failed read per
+#: two lost frames to get past a corrupt stretch (measured: 15 reads for 29 frames of 200 kB of random
+#: bytes in the sample clip); a read past the real end of the data fails in about 0.03 ms.
+MAX_RESYNC_READS = 10_000
 #: Frame rate assumed when a container or camera reports none.
 DEFAULT_FPS = 25.0
+#: Frame rates (Hz) a camera records at; outside, a file's frame times are unknown (the scenarios' range).
+PLAUSIBLE_FPS = (1.0, 240.0)
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,8 @@ class VideoInfo:
         name: the file path or ``camera N``.
         width: frame width, pixels.
         height: frame height, pixels.
-        fps: frames per second (container value, or :data:`DEFAULT_FPS`).
+        fps: frames per second (the container's value; :data:`DEFAULT_FPS` when it is missing or, for a
+            file, outside :data:`PLAUSIBLE_FPS`).
         frame_count: frames announced by the container; ``None`` for cameras/unknown.
         is_camera: True for a live camera.
     """
@@ -126,6 +147,10 @@ class VideoSource:
         self._next_index = 0
         self._failures = 0
         self._pending: npt.NDArray[np.uint8] | None = None
+        self._queue: collections.deque[VideoFrame] = collections.deque()  # lost frames, then the frame after
+        self._ended = False  # a file ended early: its one failed frame was given
+        self._timing_error: str | None = None  # a file's frame rate is implausible: every frame says so
+        self._origin_ms = 0.0  # presentation time of the first frame, ms
         self._camera_t0: float | None = None  # perf_counter() of the first camera read
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -209,8 +234,15 @@ class VideoSource:
         # Keep the probed frame for the first read instead of rewinding: cameras cannot rewind, and
         # some one-frame files fail to decode again after a seek to 0.
         self._pending = frame
+        origin_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)  # a first frame's time need not be 0
+        self._origin_ms = origin_ms if math.isfinite(origin_ms) else 0.0
         h, w = frame.shape[:2]
-        return VideoInfo(self.name, w, h, fps if 0 < fps < 1000 else DEFAULT_FPS,
+        plausible = PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]  # False for NaN
+        if not plausible and not is_camera:
+            self._timing_error = (f"{self.name}: frame rate {fps:g} fps in the file is not a camera's (expected "
+                                  f"{PLAUSIBLE_FPS[0]:g} to {PLAUSIBLE_FPS[1]:g}): frame times unknown")
+            log.warning("%s; every frame is reported as unavailable", self._timing_error)
+        return VideoInfo(self.name, w, h, fps if plausible or (is_camera and 0 < fps < 1000) else DEFAULT_FPS,
                          count if count > 0 and not is_camera else None, is_camera)
 
     # -- reading ---------------------------------------------------------------------------
@@ -233,6 +265,8 @@ class VideoSource:
             raise InputError(f"{self.name}: seek to frame {frame_index} outside 0..{(count or 1) - 1}")
         cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
         self._pending = None
+        self._queue.clear()
+        self._ended = False
         self._next_index = frame_index
         self._failures = 0
         if self._check is not None:
@@ -244,23 +278,64 @@ class VideoSource:
         A frame that fails to decode before the announced end comes back with ``image=None``.
         """
         cap = self._require()
+        if self._queue:
+            return self._queue.popleft()
         index = self._next_index
         t0 = time.perf_counter()
         if self._pending is not None:
             ok, frame, self._pending = True, self._pending, None
         else:
             ok, frame = cap.read()
-        timestamp_s = self._timestamp_s(index, t0)
+            if not ok and not self.info.is_camera and not self._ended:
+                ok, frame = self._resync(cap, index)
         if ok and frame is not None:
-            self._failures = 0
-            self._next_index += 1
-            error = self._implausible(index, frame)
-            return VideoFrame(index, timestamp_s, frame, (time.perf_counter() - t0) * 1e3, error)
-        return self._failed_read(index, timestamp_s, (time.perf_counter() - t0) * 1e3)
+            return self._decoded(cap, frame, t0)
+        return self._failed_read(index, self._timestamp_s(index, t0), (time.perf_counter() - t0) * 1e3)
+
+    def _resync(self, cap: cv2.VideoCapture, index: int) -> tuple[bool, npt.NDArray[np.uint8] | None]:
+        """Retry a file's failed read: FFmpeg gets past a corrupt stretch after a few failed reads."""
+        count = self.info.frame_count
+        if count is not None and index >= count:
+            return False, None
+        for _ in range(MAX_RESYNC_READS if count is None else min(MAX_RESYNC_READS, count - index)):
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                return True, frame
+        return False, None
+
+    def _decoded(self, cap: cv2.VideoCapture, frame: npt.NDArray[np.uint8], t0: float) -> VideoFrame:
+        """The decoded ``frame``, after a failed frame for each frame lost before it (queued)."""
+        index = self._file_index(cap)
+        lost = range(self._next_index, index)
+        if lost:
+            log.warning("%s: frames %d-%d lost (corrupt data skipped by the decoder; reported as unavailable)",
+                        self.name, lost[0], lost[-1])
+        missing = [VideoFrame(i, self._timestamp_s(i, t0), None, 0.0,
+                              f"{self.name}: frame {i} cannot be decoded (corrupt data skipped)") for i in lost]
+        self._failures = 0
+        self._next_index = index + 1
+        error = self._implausible(index, frame)
+        good = VideoFrame(index, self._timestamp_s(index, t0), frame, (time.perf_counter() - t0) * 1e3, error)
+        if not missing:
+            return good
+        self._queue.extend([*missing[1:], good])
+        return missing[0]
+
+    def _file_index(self, cap: cv2.VideoCapture) -> int:
+        """The index of the frame just decoded: from its presentation time when the file has one (never
+        behind the next expected index), else the next expected index."""
+        if self.info.is_camera or self._timing_error is not None:
+            return self._next_index
+        position_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        if not math.isfinite(position_ms) or position_ms <= 0:
+            return self._next_index
+        return max(self._next_index, round((position_ms - self._origin_ms) * self.info.fps / 1000.0))
 
     def _implausible(self, index: int, frame: npt.NDArray[np.uint8]) -> str | None:
         """The error text of a frozen/blank/torn frame (logged once per run of such frames), or None."""
         reason = self._check.check(frame) if self._check is not None else None
+        if reason is None and self._timing_error is not None:
+            return self._timing_error
         if reason is None:
             self._invalid_run = 0
             return None
@@ -286,13 +361,31 @@ class VideoSource:
         count = self.info.frame_count
         if count is not None and index >= count:
             return self._end_or_loop()
+        if not self.info.is_camera:
+            return self._file_ended_early(index, timestamp_s, decode_ms)
         self._failures += 1
-        if self._failures > MAX_CONSECUTIVE_FAILURES or (count is None and not self.info.is_camera):
-            log.warning("%s: stream ended at frame %d of %s (truncated or corrupt)", self.name, index,
-                        count if count is not None else "?")
-            return self._end_or_loop() if self.loop and index > 0 else None
+        if self._failures > MAX_CONSECUTIVE_FAILURES:
+            log.warning("%s: stream ended at frame %d (%d failed reads in a row)", self.name, index,
+                        MAX_CONSECUTIVE_FAILURES)
+            return None
         self._next_index += 1
-        message = f"{self.name}: frame {index} cannot be decoded (corrupt or truncated video)"
+        message = f"{self.name}: frame {index} cannot be read (camera stalled or lost)"
+        log.warning(message)
+        return VideoFrame(index, timestamp_s, None, decode_ms, message)
+
+    def _file_ended_early(self, index: int, timestamp_s: float, decode_ms: float) -> VideoFrame | None:
+        """No frame decodes from ``index`` on: one failed frame that says so (when the file announced more
+        frames), then the end of the stream (or the loop's start)."""
+        count = self.info.frame_count
+        if self._ended or count is None:
+            self._ended = False
+            if count is None:
+                log.debug("%s: end of stream at frame %d", self.name, index)
+            return self._end_or_loop() if self.loop and index > 0 else None
+        self._ended = True
+        self._next_index += 1
+        message = (f"{self.name}: frame {index} cannot be decoded: the data ends {count - index} frames before "
+                   f"the announced {count} (corrupt or truncated video)")
         log.warning(message)
         return VideoFrame(index, timestamp_s, None, decode_ms, message)
 
