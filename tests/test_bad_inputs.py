@@ -250,6 +250,100 @@ def _both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
     return setup
 
 
+def _clip(video: Path, name: str, n: int, size_wh: tuple[int, int] | None = None,
+          fps: float = 25) -> Callable[[Path], None]:
+    """Setup: the first ``n`` frames of the real clip (resized to ``size_wh``) as an MJPG .avi at ``fps``."""
+    def setup(folder: Path) -> None:
+        frames = sample_frames(video, n)
+        if size_wh is not None:
+            frames = [cv2.resize(f, size_wh, interpolation=cv2.INTER_AREA) for f in frames]
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+    return setup
+
+
+def _coco_copy(coco: Path, images: int = 2, edit: Callable[[dict], None] | None = None,
+               rotate_exif: bool = False) -> Callable[[Path], None]:
+    """Setup: ``c/`` with the first ``images`` real COCO images and their annotations, changed by ``edit``;
+    ``rotate_exif``: the images saved with an EXIF tag that rotates them by 90 degrees."""
+    import json
+    import shutil
+
+    def setup(folder: Path) -> None:
+        data = json.loads(next((coco / "annotations").glob("instances_*.json")).read_text())
+        data["images"] = data["images"][:images]
+        ids = {im["id"] for im in data["images"]}
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+        (folder / "c" / "annotations").mkdir(parents=True)
+        (folder / "c" / "val2017").mkdir()
+        for im in data["images"]:
+            src, dst = coco / "val2017" / im["file_name"], folder / "c" / "val2017" / im["file_name"]
+            if rotate_exif:
+                from PIL import Image
+
+                exif = Image.Exif()
+                exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+                with Image.open(src) as image:
+                    image.save(dst, exif=exif.tobytes())
+            else:
+                shutil.copy(src, dst)
+        if edit is not None:
+            edit(data)
+        (folder / "c" / "annotations" / "instances_x.json").write_text(json.dumps(data))
+    return setup
+
+
+def _first_ann(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    return lambda data: change(data["annotations"][0])
+
+
+def unseen_material_cases(video: Path, coco: Path) -> list[Case]:
+    """Real-world material nobody here has seen: odd sizes, other clocks, COCO sets that disagree with their
+    images. All refused before the model loads."""
+    cal = str(CALIBRATION)
+    coco_cases = [
+        ("exif_rotated", _coco_copy(coco, rotate_exif=True), r"image is 426x640 but instances_x.json says 640x426"),
+        ("bbox_text", _coco_copy(coco, edit=_first_ann(lambda a: a.update(bbox="1,2,3,4"))),
+         r"annotation \d+: bbox 1,2,3,4 is not \[x, y, width, height\]"),
+        ("bbox_nan", _coco_copy(coco, edit=_first_ann(lambda a: a.update(bbox=[1, 2, float("nan"), 4]))),
+         r"annotation \d+: bbox .* finite numbers"),
+        ("no_area", _coco_copy(coco, edit=_first_ann(lambda a: a.pop("area"))), r"area None is not a finite"),
+        ("unknown_image_id", _coco_copy(coco, edit=_first_ann(lambda a: a.update(image_id=999999))),
+         r"image_id 999999 is not in 'images'"),
+        ("unknown_category", _coco_copy(coco, edit=_first_ann(lambda a: a.update(category_id=999))),
+         r"category_id 999 is not in 'categories'"),
+        ("no_ground_truth", _coco_copy(coco, edit=lambda d: d.update(annotations=[])), "no ground-truth boxes"),
+        ("image_missing", _coco_copy(coco, edit=lambda d: d["images"].append(
+            dict(d["images"][0], id=1, file_name="gone.jpg"))), "image gone.jpg listed in the annotations is missing"),
+    ]
+    cases = [Case(f"coco_{name}", ["eval", "--coco-dir", "c", "--json", "r.json", "--mode", "fp32"], message=rx,
+                  setup=setup) for name, setup, rx in coco_cases]
+    late = _put("late.csv", b"time_s,speed_mps\n1700000000.0,10\n1700000000.5,11\n")  # Unix time: another clock
+    cases += [
+        Case("size_tiny_rescaled", ["run", "tiny.avi", "--calibration", cal],
+             message=r"solidWhiteRight.yaml: rescaled from 960x540 to 32x18: .*collinear",
+             setup=_clip(video, "tiny.avi", 3, (32, 18))),
+        Case("size_portrait", ["run", "p.avi", "--calibration", cal],
+             message=r"solidWhiteRight.yaml: calibration is for 960x540 images, the video is 540x960",
+             setup=_clip(video, "p.avi", 3, (540, 960))),
+        Case("speed_other_clock", ["run", str(video), "--ego-speed", "late.csv"],
+             message=r"--ego-speed late.csv: its times run 1.7e\+09-1.7e\+09 s, the video's 0-8.8 s: no overlap",
+             setup=late),
+        Case("opt_replay_threads_neg", ["replay", str(video), "--out", "o", "--threads", "-1"],
+             message="--threads: must be >= 1"),
+        Case("opt_replay_speed_nan", ["replay", str(video), "--out", "o", "--speed-kmh", "nan"],
+             message="--speed-kmh: must be a finite"),
+        Case("opt_replay_tolerance_nan", ["replay", str(video), "--out", "o", "--compare-tolerance", "nan"],
+             message="--compare-tolerance: must be a finite"),
+        Case("opt_replay_timeout_neg", ["replay", str(video), "--out", "o", "--connect-timeout", "-1"],
+             message="--connect-timeout: must be > 0"),
+    ]
+    return cases
+
+
 def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
     v, c = str(video), str(coco)
     cases = [Case(f"cal_{name}", ["run", v, "--calibration", "bad.yaml", "--no-progress"], message=rx,
@@ -322,7 +416,7 @@ def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
         Case("cache_empty_sha256_pin", ["assets", "list"], expect="ok", setup=_pin_setup,
              env={"AEB_APP_DATA_MIRROR": "", "AEB_APP_CACHE_DIR": "{d}/pin_cache"}, check=_pin_check),
     ]
-    return cases
+    return cases + unseen_material_cases(video, coco)
 
 
 def _pin_setup(folder: Path) -> None:
@@ -351,9 +445,44 @@ def _implausible_check(folder: Path, outcome: Outcome) -> None:
     assert f"frames {IMPLAUSIBLE_FRAMES}" in outcome.stdout
 
 
+def corrupt_middle_mp4(video: Path, path: Path, n: int = 60) -> None:
+    """The first ``n`` real frames as an mp4 with 40 kB of random bytes a third into its data (index intact)."""
+    from aeb_app.video import VideoWriter
+
+    with VideoWriter(path, fps=25) as writer:
+        for frame in sample_frames(video, n):
+            writer.write(frame)
+    data = bytearray(path.read_bytes())
+    at = len(data) // 3
+    data[at:at + 40_000] = np.random.default_rng(0).bytes(40_000)
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_middle_check(folder: Path, outcome: Outcome) -> None:
+    """Every frame is counted (the run used to stop at the damage) and the lost ones are UNAVAILABLE."""
+    import re
+
+    failed = int(re.search(r"frames 60 \(failed (\d+)\)", outcome.stdout).group(1))
+    reasons = [e["reason"] for e in _events(folder) if e["level"] == "UNAVAILABLE"]
+    assert 1 <= failed < 50 and any("corrupt data skipped" in r for r in reasons), (outcome.stdout, reasons)
+
+
+def _rate_check(folder: Path, outcome: Outcome) -> None:
+    assert "levels: UNAVAILABLE 12" in outcome.stdout, outcome.stdout
+    assert "frame rate 1000 fps" in _events(folder)[0]["reason"]
+
+
 def model_cases(video: Path, still: Path, frames: list[np.ndarray]) -> list[Case]:
     fast = ["--mode", "fp32", "--threads", "1", "--no-progress"]
+    cal = ["--calibration", str(CALIBRATION)]
     return [
+        Case("video_corrupt_middle", ["run", "cm.mp4", "--events", "e.csv", *fast], expect="ok",
+             setup=lambda d: corrupt_middle_mp4(video, d / "cm.mp4"), outputs=("e.csv",), check=_corrupt_middle_check),
+        Case("video_fps_1000", ["run", "r.avi", "--events", "e.csv", *cal, *fast], expect="ok",
+             setup=_clip(video, "r.avi", 12, fps=1000), outputs=("e.csv",), check=_rate_check),
+        Case("video_odd_size_non_ascii_path", ["run", "a b \u00fc.avi", "--out", "o \u00fc/x y.mp4", *cal, *fast],
+             expect="ok", setup=_clip(video, "a b \u00fc.avi", 6, (961, 541)), outputs=("o \u00fc/x y.mp4",),
+             check=lambda d, o: ("frames 6 (failed 0)" in o.stdout) or pytest.fail(o.stdout)),
         Case("video_implausible_frames", ["run", "bad.avi", "--events", "e.csv", *fast], expect="ok",
              setup=lambda d: implausible_video(frames, d / "bad.avi"), outputs=("e.csv",), check=_implausible_check),
         Case("video_one_frame", ["run", "one.avi", "--events", "e.json", *fast], expect="ok",
@@ -417,7 +546,8 @@ def test_model_case(name: str, corpus: dict, model_results: dict[str, Outcome]) 
 
 def test_corpus_covers_every_class() -> None:
     names = _case_ids("fast") + _case_ids("model")
-    for prefix, at_least in (("cal_", 15), ("opt_", 25), ("out_", 6), ("video_", 6), ("image_", 2), ("cache_", 3)):
+    for prefix, at_least in (("cal_", 15), ("opt_", 29), ("out_", 6), ("video_", 9), ("image_", 2), ("cache_", 3),
+                             ("coco_", 8), ("size_", 2), ("speed_", 1)):
         assert sum(n.startswith(prefix) for n in names) >= at_least, prefix
     commands = {"run", "detect", "eval", "bench", "build", "quantize", "scenarios", "gui"}
     assert commands <= {n.split("_")[1] for n in names if n.startswith("opt_")}
