@@ -41,14 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--engines-dir", default=None, metavar="DIR", help="model/engine cache (default ./engines)")
     p.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference per process")
     p.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
-    p.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X", help="ego speed for the zone length")
+    p.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
+                   help="ego speed for the zone length")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="warning/zone setting, e.g. warning.caution_ttc_s=4 or zone.lane_width_m=3.5 (repeatable)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--cluster", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
     where.add_argument("--gpus", type=int, metavar="N", help="local Dask cluster, one worker per GPU (dask-cuda)")
     where.add_argument("--workers", type=int, metavar="N", help="local Dask cluster of N worker processes")
-    p.add_argument("--connect-timeout", type=at.positive_float, default=5.0, metavar="S", help="scheduler connect timeout, s")
+    p.add_argument("--connect-timeout", type=at.positive_float, default=5.0, metavar="S",
+                   help="scheduler connect timeout, s")
     p.add_argument("--retries", type=int, default=2, help="re-runs of a recording whose worker died (default 2)")
     p.add_argument("--compare", type=Path, metavar="OLD_DIR", help="an earlier replay: report added/removed warnings")
     p.add_argument("--compare-tolerance", type=at.non_negative_float, default=0.5, metavar="S",
