@@ -338,3 +338,44 @@ def test_frame_rate_outside_a_cameras_makes_every_frame_unavailable(sample_video
         assert info.fps == 25.0  # for drawing and writing only
         assert not any(f.valid for f in frames)
         assert all(f"frame rate {fps:g} fps" in f.error and "frame times unknown" in f.error for f in frames)
+
+
+def _retimed_mp4(path: Path, runs: list[tuple[int, int]]) -> None:
+    """Give the (single) track of an OpenCV-written mp4 (index at the end) new sample durations: ``runs`` of
+    (samples, duration in ticks), as a camera that dropped frames or a variable-frame-rate phone writes."""
+    import struct
+
+    def rewrite(data: bytes) -> bytes:
+        out, i = b"", 0
+        while i < len(data):
+            size, kind = struct.unpack(">I4s", data[i:i + 8])
+            body = data[i + 8:i + size]
+            if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                body = rewrite(body)
+            elif kind == b"stts":
+                body = struct.pack(">II", 0, len(runs)) + b"".join(struct.pack(">II", n, d) for n, d in runs)
+            out += struct.pack(">I4s", len(body) + 8, kind) + body
+            i += size
+        return out
+
+    path.write_bytes(rewrite(path.read_bytes()))
+
+
+def test_a_recording_gap_is_unavailable_at_its_own_time_without_a_damage_window(sample_video: Path,
+                                                                                tmp_path: Path) -> None:
+    """Two frame slots without a frame (and four at double rate after them, so the length stays): the empty
+    slots are failed frames that say why, the next frame keeps its own time, and no decoding failed, so the
+    frames after the gap stay valid."""
+    path = tmp_path / "gap.mp4"
+    with VideoWriter(path, fps=25) as writer:
+        for image in _real_frames(sample_video, 60):
+            writer.write(image)
+    ticks = 512  # OpenCV's mp4 time base: 12800 per second, 512 per frame at 25 fps
+    _retimed_mp4(path, [(30, ticks), (1, 3 * ticks), (4, ticks // 2), (25, ticks)])
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [f.index for f in frames if not f.valid] == [31, 32]
+    assert all("no frame for its time" in f.error for f in frames if not f.valid)
+    assert frames[33].ok and frames[33].timestamp_s == pytest.approx(33 / 25)
+    assert sum(f.ok for f in frames) == 60

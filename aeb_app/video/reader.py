@@ -9,7 +9,8 @@ that fails to decode mid-stream is not a crash: it comes back with ``image=None`
 A file's frames are numbered by their presentation time (``CAP_PROP_POS_MSEC``), not by the count of
 reads: FFmpeg skips the packets of a corrupt stretch and resumes after it, so without this the frames
 after the damage would get the indices (and timestamps) of the lost ones. The lost frames come back as
-failed frames at their own indices, and the frames of the next :data:`AFTER_LOSS_S` are invalid too
+failed frames at their own indices (so do the slots of a file that has no frame for a time: a recording
+gap, or a variable frame rate running slower than the average), and the frames of the next :data:`AFTER_LOSS_S` are invalid too
 (predicted from the lost ones until a key frame). A read that fails is retried (up to :data:`MAX_RESYNC_READS`,
 fast at the real end of the data) before the stream ends: the rest of a file after one damaged
 stretch is still read. A file that ends before its announced frame count gives one failed frame that
@@ -292,14 +293,16 @@ class VideoSource:
             return self._queue.popleft()
         index = self._next_index
         t0 = time.perf_counter()
+        failed = False
         if self._pending is not None:
             ok, frame, self._pending = True, self._pending, None
         else:
             ok, frame = cap.read()
-            if not ok and not self.info.is_camera and not self._ended:
+            failed = not ok
+            if failed and not self.info.is_camera and not self._ended:
                 ok, frame = self._resync(cap, index)
         if ok and frame is not None:
-            return self._decoded(cap, frame, t0)
+            return self._decoded(cap, frame, t0, after_failure=failed)
         return self._failed_read(index, self._timestamp_s(index, t0), (time.perf_counter() - t0) * 1e3)
 
     def _resync(self, cap: cv2.VideoCapture, index: int) -> tuple[bool, npt.NDArray[np.uint8] | None]:
@@ -313,17 +316,23 @@ class VideoSource:
                 return True, frame
         return False, None
 
-    def _decoded(self, cap: cv2.VideoCapture, frame: npt.NDArray[np.uint8], t0: float) -> VideoFrame:
-        """The decoded ``frame``, after a failed frame for each frame lost before it (queued)."""
+    def _decoded(self, cap: cv2.VideoCapture, frame: npt.NDArray[np.uint8], t0: float, *,
+                 after_failure: bool = False) -> VideoFrame:
+        """The decoded ``frame``, after a failed frame for each frame slot skipped before it (queued).
+
+        ``after_failure``: reads failed before this one, so the skipped frames were lost to damage (and the
+        next :data:`AFTER_LOSS_S` are predicted from them); without, the file has no frame for those times
+        (a recording gap, or a variable frame rate).
+        """
         index = self._file_index(cap)
-        lost = range(self._next_index, index)
-        if lost:
-            log.warning("%s: frames %d-%d lost (corrupt data skipped by the decoder; reported as unavailable)",
-                        self.name, lost[0], lost[-1])
-        missing = [VideoFrame(i, self._timestamp_s(i, t0), None, 0.0,
-                              f"{self.name}: frame {i} cannot be decoded (corrupt data skipped)") for i in lost]
-        if lost:
-            self._suspect_until = index + max(1, round(AFTER_LOSS_S * self.info.fps)) - 1
+        gap = range(self._next_index, index)
+        cause = "cannot be decoded (corrupt data skipped)" if after_failure else (
+            "missing: the file has no frame for its time (a recording gap or a variable frame rate)")
+        if gap:
+            log.warning("%s: frames %d-%d %s (reported as unavailable)", self.name, gap[0], gap[-1], cause)
+            if after_failure:
+                self._suspect_until = index + max(1, round(AFTER_LOSS_S * self.info.fps)) - 1
+        missing = [VideoFrame(i, self._timestamp_s(i, t0), None, 0.0, f"{self.name}: frame {i} {cause}") for i in gap]
         self._failures = 0
         self._next_index = index + 1
         error = self._implausible(index, frame)
