@@ -670,3 +670,28 @@ def test_argtypes_accept_good_values_and_compare_paths_by_file(tmp_path: Path, m
     with pytest.raises(ConfigError, match="--events e.csv is the same file as --out"):
         at.check_outputs([], [("--out", "e.csv"), ("--events", "e.csv")])
     assert at.video_source("0") == "0"
+
+
+def test_gui_session_plays_a_damaged_clip_to_its_end_with_the_lost_frames_unavailable(sample_video: Path,
+                                                                                       tmp_path: Path) -> None:
+    """The GUI's open path (``live_session`` over the front door) on a clip with a damaged middle: every frame
+    index comes once, in order, the lost ones UNAVAILABLE with the reason, and playback reaches the last frame
+    (the session used to stop at the damage and pause there as if the clip had ended)."""
+    from aeb_app.gui.session import EndOfStream, LiveFrame, PlaybackControl, SessionConfig, live_session
+    from aeb_app.types import WarningLevel
+
+    clip = tmp_path / "damaged \u00fc.mp4"
+    corrupt_middle_mp4(sample_video, clip)
+    control = PlaybackControl()
+    results, end = [], None
+    for item in live_session(SessionConfig(str(clip), mode="fp32", calibration_path=CALIBRATION, realtime=False),
+                             control):
+        if isinstance(item, LiveFrame):
+            results.append(item.result)
+        elif isinstance(item, EndOfStream):
+            end = item.frame_index
+            control.stop()
+    assert [r.frame_index for r in results] == list(range(60)) and end == 59
+    lost = [r for r in results if r.frame is None]
+    assert lost and all(r.level == WarningLevel.UNAVAILABLE and "corrupt data skipped" in r.reason for r in lost)
+    assert sum(r.level != WarningLevel.UNAVAILABLE for r in results) >= 10  # the intact frames are judged
