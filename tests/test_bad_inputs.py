@@ -321,6 +321,10 @@ def unseen_material_cases(video: Path, coco: Path) -> list[Case]:
     ]
     cases = [Case(f"coco_{name}", ["eval", "--coco-dir", "c", "--json", "r.json", "--mode", "fp32"], message=rx,
                   setup=setup) for name, setup, rx in coco_cases]
+    cases.append(Case("coco_bench_exif_rotated", ["bench", "--out", "b", "--coco-dir", "c", "--modes", "fp32",
+                                                  "--batches", "1"],
+                      message=r"image is 426x640 but instances_x.json says 640x426",  # before any timing
+                      setup=_coco_copy(coco, rotate_exif=True)))
     late = _put("late.csv", b"time_s,speed_mps\n1700000000.0,10\n1700000000.5,11\n")  # Unix time: another clock
     cases += [
         Case("size_tiny_rescaled", ["run", "tiny.avi", "--calibration", cal],
