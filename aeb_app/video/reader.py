@@ -9,12 +9,13 @@ that fails to decode mid-stream is not a crash: it comes back with ``image=None`
 A file's frames are numbered by their presentation time (``CAP_PROP_POS_MSEC``), not by the count of
 reads: FFmpeg skips the packets of a corrupt stretch and resumes after it, so without this the frames
 after the damage would get the indices (and timestamps) of the lost ones. The lost frames come back as
-failed frames at their own indices (so do the slots of a file that has no frame for a time: a recording
-gap, or a variable frame rate running slower than the average), and the frames of the next :data:`AFTER_LOSS_S` are invalid too
-(predicted from the lost ones until a key frame). A read that fails is retried (up to :data:`MAX_RESYNC_READS`,
-fast at the real end of the data) before the stream ends: the rest of a file after one damaged
-stretch is still read. A file that ends before its announced frame count gives one failed frame that
-says so, then the stream ends. A camera ends after :data:`MAX_CONSECUTIVE_FAILURES` failures in a row.
+failed frames at their own indices, and the frames of the next :data:`AFTER_LOSS_S` are invalid too
+(predicted from the lost ones until a key frame). So do the slots of a file that has no frame for a time
+(a recording gap, or a variable frame rate running below its average), without that window. A read that
+fails is retried (up to :data:`MAX_RESYNC_READS`, fast at the real end of the data) before the stream
+ends, so the rest of a file after a damaged stretch is still read. A file that ends before its announced
+frame count gives one failed frame that says so, then the stream ends. A camera ends after
+:data:`MAX_CONSECUTIVE_FAILURES` failed reads in a row.
 
 A file whose frame rate is not a camera's (:data:`PLAUSIBLE_FPS`: missing, 0, 1000 fps) has unknown
 frame times: every frame gets an ``error`` saying so (UNAVAILABLE, never "no warning"); the frames
@@ -47,8 +48,7 @@ from aeb_app.errors import InputError
 from aeb_app.video.validity import FrameCheck
 
 __all__ = ["VideoFrame", "VideoInfo", "VideoSource", "MAX_CONSECUTIVE_FAILURES", "MAX_RESYNC_READS", "PLAUSIBLE_FPS",
-           "AFTER_LOSS_S",
-           "parse_source"]
+           "AFTER_LOSS_S", "parse_source"]
 
 log = logging.getLogger(__name__)
 
