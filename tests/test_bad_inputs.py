@@ -469,11 +469,12 @@ def _corrupt_middle_check(folder: Path, outcome: Outcome) -> None:
     failed = int(re.search(r"frames 60 \(failed (\d+)\)", outcome.stdout).group(1))
     reasons = [e["reason"] for e in _events(folder) if e["level"] == "UNAVAILABLE"]
     assert 1 <= failed < 50 and any("corrupt data skipped" in r for r in reasons), (outcome.stdout, reasons)
+    assert "cannot be decoded: " in outcome.stdout and "follows lost frames: " in outcome.stdout  # why, counted
 
 
 def _rate_check(folder: Path, outcome: Outcome) -> None:
-    assert "levels: UNAVAILABLE 12" in outcome.stdout, outcome.stdout
-    assert "frame rate 1000 fps" in _events(folder)[0]["reason"]
+    assert "levels: UNAVAILABLE 12 (frame times unknown: 12)" in outcome.stdout, outcome.stdout
+    assert "frame rate, 1000 fps, is not a camera's" in _events(folder)[0]["reason"]
 
 
 def model_cases(video: Path, still: Path, frames: list[np.ndarray]) -> list[Case]:

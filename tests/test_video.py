@@ -337,7 +337,7 @@ def test_frame_rate_outside_a_cameras_makes_every_frame_unavailable(sample_video
     else:
         assert info.fps == 25.0  # for drawing and writing only
         assert not any(f.valid for f in frames)
-        assert all(f"frame rate {fps:g} fps" in f.error and "frame times unknown" in f.error for f in frames)
+        assert all(f"frame rate, {fps:g} fps," in f.error and "frame times unknown" in f.error for f in frames)
 
 
 def _retimed_mp4(path: Path, runs: list[tuple[int, int]]) -> None:

@@ -249,9 +249,9 @@ class VideoSource:
         h, w = frame.shape[:2]
         plausible = PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]  # False for NaN
         if not plausible and not is_camera:
-            self._timing_error = (f"{self.name}: frame rate {fps:g} fps in the file is not a camera's (expected "
-                                  f"{PLAUSIBLE_FPS[0]:g} to {PLAUSIBLE_FPS[1]:g}): frame times unknown")
-            log.warning("%s; every frame is reported as unavailable", self._timing_error)
+            self._timing_error = (f"frame times unknown (the file's frame rate, {fps:g} fps, is not a camera's: "
+                                  f"expected {PLAUSIBLE_FPS[0]:g} to {PLAUSIBLE_FPS[1]:g})")
+            log.warning("%s: %s; every frame is reported as unavailable", self.name, self._timing_error)
         return VideoInfo(self.name, w, h, fps if plausible or (is_camera and 0 < fps < 1000) else DEFAULT_FPS,
                          count if count > 0 and not is_camera else None, is_camera)
 
@@ -326,18 +326,18 @@ class VideoSource:
         """
         index = self._file_index(cap)
         gap = range(self._next_index, index)
-        cause = "cannot be decoded (corrupt data skipped)" if after_failure else (
-            "missing: the file has no frame for its time (a recording gap or a variable frame rate)")
+        cause = "cannot be decoded (corrupt data skipped by the decoder)" if after_failure else (
+            "no frame for its time in the file (a recording gap or a variable frame rate)")
         if gap:
-            log.warning("%s: frames %d-%d %s (reported as unavailable)", self.name, gap[0], gap[-1], cause)
+            log.warning("%s: frames %d-%d: %s (reported as unavailable)", self.name, gap[0], gap[-1], cause)
             if after_failure:
                 self._suspect_until = index + max(1, round(AFTER_LOSS_S * self.info.fps)) - 1
-        missing = [VideoFrame(i, self._timestamp_s(i, t0), None, 0.0, f"{self.name}: frame {i} {cause}") for i in gap]
+        missing = [VideoFrame(i, self._timestamp_s(i, t0), None, 0.0, f"{self.name}: frame {i}: {cause}") for i in gap]
         self._failures = 0
         self._next_index = index + 1
         error = self._implausible(index, frame)
         if error is None and index <= self._suspect_until:
-            error = f"{self.name}: frame {index} follows lost frames (may be decoded from the damaged data)"
+            error = f"{self.name}: frame {index}: follows lost frames (may be decoded from the damaged data)"
         good = VideoFrame(index, self._timestamp_s(index, t0), frame, (time.perf_counter() - t0) * 1e3, error)
         if not missing:
             return good
@@ -358,7 +358,7 @@ class VideoSource:
         """The error text of a frozen/blank/torn frame (logged once per run of such frames), or None."""
         reason = self._check.check(frame) if self._check is not None else None
         if reason is None and self._timing_error is not None:
-            return self._timing_error
+            return f"{self.name}: frame {index}: {self._timing_error}"
         if reason is None:
             self._invalid_run = 0
             return None
@@ -392,7 +392,7 @@ class VideoSource:
                         MAX_CONSECUTIVE_FAILURES)
             return None
         self._next_index += 1
-        message = f"{self.name}: frame {index} cannot be read (camera stalled or lost)"
+        message = f"{self.name}: frame {index}: cannot be read (camera stalled or lost)"
         log.warning(message)
         return VideoFrame(index, timestamp_s, None, decode_ms, message)
 
@@ -407,8 +407,8 @@ class VideoSource:
             return self._end_or_loop() if self.loop and index > 0 else None
         self._ended = True
         self._next_index += 1
-        message = (f"{self.name}: frame {index} cannot be decoded: the data ends {count - index} frames before "
-                   f"the announced {count} (corrupt or truncated video)")
+        message = (f"{self.name}: frame {index}: cannot be decoded (the data ends here, {count - index} frames "
+                   f"before the announced {count}: corrupt or truncated video)")
         log.warning(message)
         return VideoFrame(index, timestamp_s, None, decode_ms, message)
 
