@@ -700,3 +700,27 @@ def test_gui_session_plays_a_damaged_clip_to_its_end_with_the_lost_frames_unavai
     lost = [r for r in results if r.frame is None]
     assert lost and all(r.level == WarningLevel.UNAVAILABLE and "corrupt data skipped" in r.reason for r in lost)
     assert sum(r.level != WarningLevel.UNAVAILABLE for r in results) >= 10  # the intact frames are judged
+
+
+def test_eval_check_warns_of_exif_tags_it_cannot_see_in_the_size(coco_dir: Path, tmp_path: Path, caplog) -> None:
+    """An image turned 180 degrees by its EXIF tag keeps its size, so the size check passes it: one warning
+    names it (the boxes are scored against the turned image); untagged images give none."""
+    import logging
+
+    from PIL import Image
+
+    from aeb_app.bench.coco_eval import check_images
+
+    _coco_copy(coco_dir)(tmp_path)
+    name = sorted((tmp_path / "c" / "val2017").iterdir())[0]
+    with caplog.at_level(logging.WARNING, logger="aeb_app.bench.coco_eval"):
+        annotations, ids = check_images(tmp_path / "c")
+    assert len(ids) == 2 and "EXIF" not in caplog.text
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180 degrees when shown
+    with Image.open(name) as image:
+        image.load()
+        image.save(name, exif=exif.tobytes())
+    with caplog.at_level(logging.WARNING, logger="aeb_app.bench.coco_eval"):
+        check_images(tmp_path / "c")
+    assert "1 image(s) carry an EXIF orientation tag" in caplog.text and name.name in caplog.text

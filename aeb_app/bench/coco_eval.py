@@ -72,11 +72,16 @@ def check_images(coco_dir: Path, annotations: Path | None = None, limit: int | N
     if not image_ids:
         raise InputError(f"{annotations}: no images to evaluate")
     _check_annotations(coco, annotations, image_ids)
+    oriented = []
     for image_id in image_ids:
         entry = coco.imgs[image_id]
         if not isinstance(entry.get("file_name"), str):
             raise InputError(f"{annotations}: image id {image_id} has no file_name")
-        _check_size(find_image(coco_dir, entry["file_name"]), entry, annotations)
+        if _check_size(find_image(coco_dir, entry["file_name"]), entry, annotations) not in (None, 1):
+            oriented.append(entry["file_name"])
+    if oriented:  # the sizes agree, but a 180-degree or mirroring tag cannot be told apart by size
+        log.warning("%s: %d image(s) carry an EXIF orientation tag (e.g. %s): they are decoded turned as shown, "
+                    "so their boxes must be for the turned image", annotations, len(oriented), oriented[0])
     return annotations, image_ids
 
 
@@ -104,14 +109,16 @@ def _check_annotations(coco, annotations: Path, image_ids: list[int]) -> None:
         raise InputError(f"{annotations}: no ground-truth boxes on the {len(image_ids)} image(s) evaluated")
 
 
-def _check_size(path: Path, entry: dict, annotations: Path) -> None:
-    """``path``'s displayed size (header only) equals the annotations' width x height."""
+def _check_size(path: Path, entry: dict, annotations: Path) -> int | None:
+    """``path``'s displayed size (header only) equals the annotations' width x height; returns its EXIF
+    orientation tag (None without one)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             w, h = image.size
-            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that swap width and height
+            orientation = image.getexif().get(0x0112)
+            if orientation in (5, 6, 7, 8):  # EXIF orientations that swap width and height
                 w, h = h, w
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from exc
@@ -119,6 +126,7 @@ def _check_size(path: Path, entry: dict, annotations: Path) -> None:
     if None not in want and (w, h) != want:
         raise InputError(f"{path}: image is {w}x{h} but {annotations.name} says {want[0]}x{want[1]} "
                          "(an EXIF orientation tag, or another image under this name)")
+    return orientation
 
 
 def held_out_annotations(annotations: Path, exclude_names: set[str], out: Path) -> Path:
