@@ -342,6 +342,8 @@ def unseen_material_cases(video: Path, coco: Path) -> list[Case]:
              message="--speed-kmh: must be a finite"),
         Case("opt_replay_tolerance_nan", ["replay", str(video), "--out", "o", "--compare-tolerance", "nan"],
              message="--compare-tolerance: must be a finite"),
+        Case("opt_replay_set_nan", ["replay", str(video), "--out", "o", "--set", "warning.caution_ttc_s=nan"],
+             message="--set warning.caution_ttc_s=nan: expected finite float"),
         Case("opt_replay_timeout_neg", ["replay", str(video), "--out", "o", "--connect-timeout", "-1"],
              message="--connect-timeout: must be > 0"),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,9 +74,13 @@ def _coerce(text: str, default: object, key: str) -> object:
             return words[text.strip().lower()]
         if isinstance(default, tuple):
             return tuple(int(v) for v in text.split(",") if v.strip())
-        return type(default)(text)
+        value = type(default)(text)
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every later range check
+            raise ValueError(text)
+        return value
     except ValueError:
-        raise ConfigError(f"--set {key}={text}: expected {type(default).__name__}") from None
+        kind = "finite float" if isinstance(default, float) else type(default).__name__
+        raise ConfigError(f"--set {key}={text}: expected {kind}") from None
 
 
 def apply_overrides(overrides: list[str]) -> tuple[WarningConfig, ZoneConfig]:
