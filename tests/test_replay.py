@@ -154,7 +154,10 @@ def test_match_events(old, new, expected) -> None:
         (["{tmp}/*.mkv"], "the pattern matches no video"),
         (["{tmp}/notes.txt"], "notes.txt: not a video file"),
         (["{clips}", "--calibrations", "{tmp}/map.yaml"], "names {tmp}/gone.yaml, which does not exist"),
+        (["{clips}", "--calibrations", "{tmp}/map_list.yaml"], "'*': expected a calibration file path, got [1, 2]"),
+        (["{clips}", "--calibrations", "{tmp}/map_seq.yaml"], "expected a mapping 'pattern: calibration file'"),
         (["{clips}", "--calibration", "{tmp}/gone.yaml"], "gone.yaml: no such file"),
+        (["{clips}", "--set", "zone.lane_width_m=inf"], "--set zone.lane_width_m=inf: expected finite float"),
         (["{clips}", "--cluster", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
          "--cluster tcp://127.0.0.1:9: no Dask scheduler answers"),
         (["{clips}", "--set", "warning.nope=1"], "unknown field 'nope'"),
@@ -170,6 +173,8 @@ def test_bad_input_is_one_line_and_writes_nothing(clips, tmp_path, capsys, args,
     (tmp_path / "empty_dir").mkdir()
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "map.yaml").write_text(f"'clip_a*': {CALIBRATION}\n'*': gone.yaml\n")
+    (tmp_path / "map_list.yaml").write_text("'*': [1, 2]\n")
+    (tmp_path / "map_seq.yaml").write_text("- a\n- b\n")
     argv = ["replay", *[a.format(tmp=tmp_path, clips=clips) for a in args], "--out", str(tmp_path / "out"),
             "--no-progress"]
     assert main(argv) == 2
