@@ -194,7 +194,8 @@ def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,
     except AebError as exc:
         if not lenient:
             raise CalibrationError(str(exc)) from exc
-        return None, f"{exc}: detections only, AEB unavailable (calibrate this camera)"
+        advice = "" if "calibrate this camera" in str(exc) else " (calibrate this camera)"
+        return None, f"{exc}: detections only, AEB unavailable{advice}"
     if adapted is calibration:
         return calibration, ""
     cw, ch = calibration.image_size_wh
