@@ -336,6 +336,10 @@ def unseen_material_cases(video: Path, coco: Path) -> list[Case]:
         Case("speed_other_clock", ["run", str(video), "--ego-speed", "late.csv"],
              message=r"--ego-speed late.csv: its times run 1.7e\+09-1.7e\+09 s, the video's 0-8.8 s: no overlap",
              setup=late),
+        Case("name_newline", ["run", "nl\nname.mp4"], message=r"error: nl\\nname\.mp4: empty file$",
+             setup=_put("nl\nname.mp4", b"")),
+        Case("name_terminal_escape", ["run", "x\x1b[31mred.mp4"], message=r"video: x\\x1b\[31mred\.mp4: no such file$"),
+        Case("name_line_separator", ["detect", "a\u2028b.jpg"], message=r"a\\u2028b\.jpg: file not found$"),
         Case("opt_replay_threads_neg", ["replay", str(video), "--out", "o", "--threads", "-1"],
              message="--threads: must be >= 1"),
         Case("opt_replay_speed_nan", ["replay", str(video), "--out", "o", "--speed-kmh", "nan"],
@@ -554,7 +558,7 @@ def test_model_case(name: str, corpus: dict, model_results: dict[str, Outcome]) 
 def test_corpus_covers_every_class() -> None:
     names = _case_ids("fast") + _case_ids("model")
     for prefix, at_least in (("cal_", 15), ("opt_", 29), ("out_", 6), ("video_", 9), ("image_", 2), ("cache_", 3),
-                             ("coco_", 8), ("size_", 2), ("speed_", 1)):
+                             ("coco_", 8), ("size_", 2), ("speed_", 1), ("name_", 3)):
         assert sum(n.startswith(prefix) for n in names) >= at_least, prefix
     commands = {"run", "detect", "eval", "bench", "build", "quantize", "scenarios", "gui"}
     assert commands <= {n.split("_")[1] for n in names if n.startswith("opt_")}
