@@ -7,7 +7,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -66,6 +66,12 @@ def check_images(coco_dir: Path, annotations: Path | None = None, limit: int | N
     Raises:
         InputError: malformed annotations, no images, a missing, unreadable or wrongly sized image (named).
     """
+    annotations, _, image_ids = _load_checked(Path(coco_dir), annotations, limit)
+    return annotations, image_ids
+
+
+def _load_checked(coco_dir: Path, annotations: Path | None, limit: int | None) -> tuple[Path, Any, list[int]]:
+    """:func:`check_images`, also returning the loaded ``COCO`` object."""
     annotations = Path(annotations) if annotations else find_annotations(coco_dir)
     coco = load_coco(annotations)
     image_ids = sorted(coco.getImgIds())[: limit or None]
@@ -82,7 +88,7 @@ def check_images(coco_dir: Path, annotations: Path | None = None, limit: int | N
     if oriented:  # the sizes agree, but a 180-degree or mirroring tag cannot be told apart by size
         log.warning("%s: %d image(s) carry an EXIF orientation tag (e.g. %s): they are decoded turned as shown, "
                     "so their boxes must be for the turned image", annotations, len(oriented), oriented[0])
-    return annotations, image_ids
+    return annotations, coco, image_ids
 
 
 def _check_annotations(coco, annotations: Path, image_ids: list[int]) -> None:
@@ -223,8 +229,7 @@ def evaluate_detector(
     from pycocotools.cocoeval import COCOeval
 
     coco_dir = Path(coco_dir)
-    annotations, image_ids = check_images(coco_dir, annotations, limit)
-    coco = load_coco(annotations)
+    annotations, coco, image_ids = _load_checked(coco_dir, annotations, limit)
     results: list[dict] = []
     done = 0
     frame_path = resolve_frame_path(detector, frame_path)
