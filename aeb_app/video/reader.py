@@ -248,7 +248,7 @@ class VideoSource:
         self._origin_ms = origin_ms if math.isfinite(origin_ms) else 0.0
         h, w = frame.shape[:2]
         plausible = PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]  # False for NaN
-        if not plausible and not is_camera:
+        if not plausible and not is_camera and not getattr(cap, "independent_frames", False):
             self._timing_error = (f"frame times unknown (the file's frame rate, {fps:g} fps, is not a camera's: "
                                   f"expected {PLAUSIBLE_FPS[0]:g} to {PLAUSIBLE_FPS[1]:g})")
             log.warning("%s: %s; every frame is reported as unavailable", self.name, self._timing_error)
@@ -299,11 +299,19 @@ class VideoSource:
         else:
             ok, frame = cap.read()
             failed = not ok
-            if failed and not self.info.is_camera and not self._ended:
+            if failed and self._stream_file and not self._ended:
                 ok, frame = self._resync(cap, index)
         if ok and frame is not None:
             return self._decoded(cap, frame, t0, after_failure=failed)
         return self._failed_read(index, self._timestamp_s(index, t0), (time.perf_counter() - t0) * 1e3)
+
+    @property
+    def _stream_file(self) -> bool:
+        """A video file decoded as one stream: its frames are numbered by their time, a failed read is retried,
+        and lost frames taint the next :data:`AFTER_LOSS_S`. Not a camera, nor a capture of independent images
+        (one that sets ``independent_frames = True``, e.g. a folder of frames): there a failed read is one failed
+        frame, as for a camera."""
+        return not self.info.is_camera and not getattr(self._cap, "independent_frames", False)
 
     def _resync(self, cap: cv2.VideoCapture, index: int) -> tuple[bool, npt.NDArray[np.uint8] | None]:
         """Retry a file's failed read: FFmpeg gets past a corrupt stretch after a few failed reads."""
@@ -347,7 +355,7 @@ class VideoSource:
     def _file_index(self, cap: cv2.VideoCapture) -> int:
         """The index of the frame just decoded: from its presentation time when the file has one (never
         behind the next expected index), else the next expected index."""
-        if self.info.is_camera or self._timing_error is not None:
+        if not self._stream_file or self._timing_error is not None:
             return self._next_index
         position_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
         if not math.isfinite(position_ms) or position_ms <= 0:
@@ -384,7 +392,7 @@ class VideoSource:
         count = self.info.frame_count
         if count is not None and index >= count:
             return self._end_or_loop()
-        if not self.info.is_camera:
+        if self._stream_file:
             return self._file_ended_early(index, timestamp_s, decode_ms)
         self._failures += 1
         if self._failures > MAX_CONSECUTIVE_FAILURES:
@@ -392,7 +400,8 @@ class VideoSource:
                         MAX_CONSECUTIVE_FAILURES)
             return None
         self._next_index += 1
-        message = f"{self.name}: frame {index}: cannot be read (camera stalled or lost)"
+        what = "camera stalled or lost" if self.info.is_camera else "unreadable frame"
+        message = f"{self.name}: frame {index}: cannot be read ({what})"
         log.warning(message)
         return VideoFrame(index, timestamp_s, None, decode_ms, message)
 
