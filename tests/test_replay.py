@@ -106,6 +106,7 @@ def test_failures_are_reported_and_the_rest_goes_on(clips, sensitive_options, tm
     assert report["totals"]["events"] == by_level
     md = (out / "report.md").read_text()
     assert "## Failures" in md and reasons["corrupt"] in md and "[events](good/events.csv)" in md
+    assert "Model ssd_mobilenet_v1, mode fp32_ort," in md and "{options" not in md  # the header was not an f-string
     assert "failed 2 of 3 recordings" in capsys.readouterr().out
     assert (out / "warnings_per_hour.png").stat().st_size > 5000 and (out / "top_recordings.png").is_file()
 
