@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,8 +243,7 @@ class Pipeline:
             image = np.zeros((540, 960, 3), np.uint8)
         level, state = result.level, result.state
         detail = "no calibration" if state is None and result.error is None else (
-            "frame failed" if result.error else short_reason(result.reason) if level == WarningLevel.UNAVAILABLE
-            else "")
+            short_reason(result.error or result.reason) if result.error or level == WarningLevel.UNAVAILABLE else "")
         result.annotated = render.render_frame(
             image, result.detections, state, level=level if self.settings.banner else WarningLevel.NONE,
             banner_detail=detail,
@@ -261,9 +261,15 @@ class Pipeline:
         result.times.render_ms = (time.perf_counter() - t0) * 1e3
 
 
+#: A video frame's reason starts with its source and frame ("clip.mp4: frame 12: torn frame (...)").
+_FRAME_PREFIX = re.compile(r"^.*?: frame \d+: ")
+
+
 def short_reason(reason: str) -> str:
-    """The banner's (and the run summary's) few words of a reason: its first clause ("the calibration does not fit this video")."""
-    return reason.split(":")[0].strip()
+    """The banner's (and the run summary's) few words of a reason: its first clause ("the calibration does not
+    fit this video"); for a video frame's, what happened after the file and frame ("torn frame", "cannot be
+    decoded", "frame times unknown"), so the counts add up over frames and files."""
+    return re.split(r":| \(", _FRAME_PREFIX.sub("", reason, count=1), maxsplit=1)[0].strip()
 
 
 @dataclass(frozen=True)

@@ -186,12 +186,18 @@ def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,
         return None, (f"no calibration for {w}x{h} frames: detections only, AEB unavailable "
                       "(calibrate with 'aeb-app calibrate' or Tools > Calibrate camera)")
     try:
-        calibration = load_calibration(path)
-        adapted = rescale_calibration(calibration, size_wh)
+        calibration = load_calibration(path)  # its errors name the file
+        try:
+            adapted = rescale_calibration(calibration, size_wh)
+        except AebError as exc:  # name the file, and the sizes when rescaling made the geometry degenerate
+            cw, ch = calibration.image_size_wh
+            sizes = "" if "aspect ratio" in str(exc) else f"rescaled from {cw}x{ch} to {size_wh[0]}x{size_wh[1]}: "
+            raise CalibrationError(f"{path}: {sizes}{exc}") from exc
     except AebError as exc:
         if not lenient:
             raise CalibrationError(str(exc)) from exc
-        return None, f"{exc}: detections only, AEB unavailable (calibrate this camera)"
+        advice = "" if "calibrate this camera" in str(exc) else " (calibrate this camera)"
+        return None, f"{exc}: detections only, AEB unavailable{advice}"
     if adapted is calibration:
         return calibration, ""
     cw, ch = calibration.image_size_wh

@@ -250,6 +250,110 @@ def _both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
     return setup
 
 
+def _clip(video: Path, name: str, n: int, size_wh: tuple[int, int] | None = None,
+          fps: float = 25) -> Callable[[Path], None]:
+    """Setup: the first ``n`` frames of the real clip (resized to ``size_wh``) as an MJPG .avi at ``fps``."""
+    def setup(folder: Path) -> None:
+        frames = sample_frames(video, n)
+        if size_wh is not None:
+            frames = [cv2.resize(f, size_wh, interpolation=cv2.INTER_AREA) for f in frames]
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+    return setup
+
+
+def _coco_copy(coco: Path, images: int = 2, edit: Callable[[dict], None] | None = None,
+               rotate_exif: bool = False) -> Callable[[Path], None]:
+    """Setup: ``c/`` with the first ``images`` real COCO images and their annotations, changed by ``edit``;
+    ``rotate_exif``: the images saved with an EXIF tag that rotates them by 90 degrees."""
+    import json
+    import shutil
+
+    def setup(folder: Path) -> None:
+        data = json.loads(next((coco / "annotations").glob("instances_*.json")).read_text())
+        data["images"] = data["images"][:images]
+        ids = {im["id"] for im in data["images"]}
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+        (folder / "c" / "annotations").mkdir(parents=True)
+        (folder / "c" / "val2017").mkdir()
+        for im in data["images"]:
+            src, dst = coco / "val2017" / im["file_name"], folder / "c" / "val2017" / im["file_name"]
+            if rotate_exif:
+                from PIL import Image
+
+                exif = Image.Exif()
+                exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+                with Image.open(src) as image:
+                    image.save(dst, exif=exif.tobytes())
+            else:
+                shutil.copy(src, dst)
+        if edit is not None:
+            edit(data)
+        (folder / "c" / "annotations" / "instances_x.json").write_text(json.dumps(data))
+    return setup
+
+
+def _first_ann(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    return lambda data: change(data["annotations"][0])
+
+
+def unseen_material_cases(video: Path, coco: Path) -> list[Case]:
+    """Real-world material nobody here has seen: odd sizes, other clocks, COCO sets that disagree with their
+    images. All refused before the model loads."""
+    cal = str(CALIBRATION)
+    coco_cases = [
+        ("exif_rotated", _coco_copy(coco, rotate_exif=True), r"image is 426x640 but instances_x.json says 640x426"),
+        ("bbox_text", _coco_copy(coco, edit=_first_ann(lambda a: a.update(bbox="1,2,3,4"))),
+         r"annotation \d+: bbox 1,2,3,4 is not \[x, y, width, height\]"),
+        ("bbox_nan", _coco_copy(coco, edit=_first_ann(lambda a: a.update(bbox=[1, 2, float("nan"), 4]))),
+         r"annotation \d+: bbox .* finite numbers"),
+        ("no_area", _coco_copy(coco, edit=_first_ann(lambda a: a.pop("area"))), r"area None is not a finite"),
+        ("unknown_image_id", _coco_copy(coco, edit=_first_ann(lambda a: a.update(image_id=999999))),
+         r"image_id 999999 is not in 'images'"),
+        ("unknown_category", _coco_copy(coco, edit=_first_ann(lambda a: a.update(category_id=999))),
+         r"category_id 999 is not in 'categories'"),
+        ("no_ground_truth", _coco_copy(coco, edit=lambda d: d.update(annotations=[])), "no ground-truth boxes"),
+        ("image_missing", _coco_copy(coco, edit=lambda d: d["images"].append(
+            dict(d["images"][0], id=1, file_name="gone.jpg"))), "image gone.jpg listed in the annotations is missing"),
+    ]
+    cases = [Case(f"coco_{name}", ["eval", "--coco-dir", "c", "--json", "r.json", "--mode", "fp32"], message=rx,
+                  setup=setup) for name, setup, rx in coco_cases]
+    cases.append(Case("coco_bench_exif_rotated", ["bench", "--out", "b", "--coco-dir", "c", "--modes", "fp32",
+                                                  "--batches", "1"],
+                      message=r"image is 426x640 but instances_x.json says 640x426",  # before any timing
+                      setup=_coco_copy(coco, rotate_exif=True)))
+    late = _put("late.csv", b"time_s,speed_mps\n1700000000.0,10\n1700000000.5,11\n")  # Unix time: another clock
+    cases += [
+        Case("size_tiny_rescaled", ["run", "tiny.avi", "--calibration", cal],
+             message=r"solidWhiteRight.yaml: rescaled from 960x540 to 32x18: .*collinear",
+             setup=_clip(video, "tiny.avi", 3, (32, 18))),
+        Case("size_portrait", ["run", "p.avi", "--calibration", cal],
+             message=r"solidWhiteRight.yaml: calibration is for 960x540 images, the video is 540x960",
+             setup=_clip(video, "p.avi", 3, (540, 960))),
+        Case("speed_other_clock", ["run", str(video), "--ego-speed", "late.csv"],
+             message=r"--ego-speed late.csv: its times run 1.7e\+09-1.7e\+09 s, the video's 0-8.8 s: no overlap",
+             setup=late),
+        Case("name_newline", ["run", "nl\nname.mp4"], message=r"error: nl\\nname\.mp4: empty file$",
+             setup=_put("nl\nname.mp4", b"")),
+        Case("name_terminal_escape", ["run", "x\x1b[31mred.mp4"], message=r"video: x\\x1b\[31mred\.mp4: no such file$"),
+        Case("name_line_separator", ["detect", "a\u2028b.jpg"], message=r"a\\u2028b\.jpg: file not found$"),
+        Case("opt_replay_threads_neg", ["replay", str(video), "--out", "o", "--threads", "-1"],
+             message="--threads: must be >= 1"),
+        Case("opt_replay_speed_nan", ["replay", str(video), "--out", "o", "--speed-kmh", "nan"],
+             message="--speed-kmh: must be a finite"),
+        Case("opt_replay_tolerance_nan", ["replay", str(video), "--out", "o", "--compare-tolerance", "nan"],
+             message="--compare-tolerance: must be a finite"),
+        Case("opt_replay_set_nan", ["replay", str(video), "--out", "o", "--set", "warning.caution_ttc_s=nan"],
+             message="--set warning.caution_ttc_s=nan: expected finite float"),
+        Case("opt_replay_timeout_neg", ["replay", str(video), "--out", "o", "--connect-timeout", "-1"],
+             message="--connect-timeout: must be > 0"),
+    ]
+    return cases
+
+
 def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
     v, c = str(video), str(coco)
     cases = [Case(f"cal_{name}", ["run", v, "--calibration", "bad.yaml", "--no-progress"], message=rx,
@@ -322,7 +426,7 @@ def fast_cases(video: Path, coco: Path, still: Path) -> list[Case]:
         Case("cache_empty_sha256_pin", ["assets", "list"], expect="ok", setup=_pin_setup,
              env={"AEB_APP_DATA_MIRROR": "", "AEB_APP_CACHE_DIR": "{d}/pin_cache"}, check=_pin_check),
     ]
-    return cases
+    return cases + unseen_material_cases(video, coco)
 
 
 def _pin_setup(folder: Path) -> None:
@@ -351,9 +455,45 @@ def _implausible_check(folder: Path, outcome: Outcome) -> None:
     assert f"frames {IMPLAUSIBLE_FRAMES}" in outcome.stdout
 
 
+def corrupt_middle_mp4(video: Path, path: Path, n: int = 60) -> None:
+    """The first ``n`` real frames as an mp4 with 40 kB of random bytes a third into its data (index intact)."""
+    from aeb_app.video import VideoWriter
+
+    with VideoWriter(path, fps=25) as writer:
+        for frame in sample_frames(video, n):
+            writer.write(frame)
+    data = bytearray(path.read_bytes())
+    at = len(data) // 3
+    data[at:at + 40_000] = np.random.default_rng(0).bytes(40_000)
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_middle_check(folder: Path, outcome: Outcome) -> None:
+    """Every frame is counted (the run used to stop at the damage) and the lost ones are UNAVAILABLE."""
+    import re
+
+    failed = int(re.search(r"frames 60 \(failed (\d+)\)", outcome.stdout).group(1))
+    reasons = [e["reason"] for e in _events(folder) if e["level"] == "UNAVAILABLE"]
+    assert 1 <= failed < 50 and any("corrupt data skipped" in r for r in reasons), (outcome.stdout, reasons)
+    assert "cannot be decoded: " in outcome.stdout and "follows lost frames: " in outcome.stdout  # why, counted
+
+
+def _rate_check(folder: Path, outcome: Outcome) -> None:
+    assert "levels: UNAVAILABLE 12 (frame times unknown: 12)" in outcome.stdout, outcome.stdout
+    assert "frame rate, 1000 fps, is not a camera's" in _events(folder)[0]["reason"]
+
+
 def model_cases(video: Path, still: Path, frames: list[np.ndarray]) -> list[Case]:
     fast = ["--mode", "fp32", "--threads", "1", "--no-progress"]
+    cal = ["--calibration", str(CALIBRATION)]
     return [
+        Case("video_corrupt_middle", ["run", "cm.mp4", "--events", "e.csv", *fast], expect="ok",
+             setup=lambda d: corrupt_middle_mp4(video, d / "cm.mp4"), outputs=("e.csv",), check=_corrupt_middle_check),
+        Case("video_fps_1000", ["run", "r.avi", "--events", "e.csv", *cal, *fast], expect="ok",
+             setup=_clip(video, "r.avi", 12, fps=1000), outputs=("e.csv",), check=_rate_check),
+        Case("video_odd_size_non_ascii_path", ["run", "a b \u00fc.avi", "--out", "o \u00fc/x y.mp4", *cal, *fast],
+             expect="ok", setup=_clip(video, "a b \u00fc.avi", 6, (961, 541)), outputs=("o \u00fc/x y.mp4",),
+             check=lambda d, o: ("frames 6 (failed 0)" in o.stdout) or pytest.fail(o.stdout)),
         Case("video_implausible_frames", ["run", "bad.avi", "--events", "e.csv", *fast], expect="ok",
              setup=lambda d: implausible_video(frames, d / "bad.avi"), outputs=("e.csv",), check=_implausible_check),
         Case("video_one_frame", ["run", "one.avi", "--events", "e.json", *fast], expect="ok",
@@ -417,7 +557,8 @@ def test_model_case(name: str, corpus: dict, model_results: dict[str, Outcome]) 
 
 def test_corpus_covers_every_class() -> None:
     names = _case_ids("fast") + _case_ids("model")
-    for prefix, at_least in (("cal_", 15), ("opt_", 25), ("out_", 6), ("video_", 6), ("image_", 2), ("cache_", 3)):
+    for prefix, at_least in (("cal_", 15), ("opt_", 29), ("out_", 6), ("video_", 9), ("image_", 2), ("cache_", 3),
+                             ("coco_", 8), ("size_", 2), ("speed_", 1), ("name_", 3)):
         assert sum(n.startswith(prefix) for n in names) >= at_least, prefix
     commands = {"run", "detect", "eval", "bench", "build", "quantize", "scenarios", "gui"}
     assert commands <= {n.split("_")[1] for n in names if n.startswith("opt_")}
@@ -540,3 +681,52 @@ def test_argtypes_accept_good_values_and_compare_paths_by_file(tmp_path: Path, m
     with pytest.raises(ConfigError, match="--events e.csv is the same file as --out"):
         at.check_outputs([], [("--out", "e.csv"), ("--events", "e.csv")])
     assert at.video_source("0") == "0"
+
+
+def test_gui_session_plays_a_damaged_clip_to_its_end_with_the_lost_frames_unavailable(sample_video: Path,
+                                                                                       tmp_path: Path) -> None:
+    """The GUI's open path (``live_session`` over the front door) on a clip with a damaged middle: every frame
+    index comes once, in order, the lost ones UNAVAILABLE with the reason, and playback reaches the last frame
+    (the session used to stop at the damage and pause there as if the clip had ended)."""
+    from aeb_app.gui.session import EndOfStream, LiveFrame, PlaybackControl, SessionConfig, live_session
+    from aeb_app.types import WarningLevel
+
+    clip = tmp_path / "damaged \u00fc.mp4"
+    corrupt_middle_mp4(sample_video, clip)
+    control = PlaybackControl()
+    results, end = [], None
+    for item in live_session(SessionConfig(str(clip), mode="fp32", calibration_path=CALIBRATION, realtime=False),
+                             control):
+        if isinstance(item, LiveFrame):
+            results.append(item.result)
+        elif isinstance(item, EndOfStream):
+            end = item.frame_index
+            control.stop()
+    assert [r.frame_index for r in results] == list(range(60)) and end == 59
+    lost = [r for r in results if r.frame is None]
+    assert lost and all(r.level == WarningLevel.UNAVAILABLE and "corrupt data skipped" in r.reason for r in lost)
+    assert sum(r.level != WarningLevel.UNAVAILABLE for r in results) >= 10  # the intact frames are judged
+
+
+def test_eval_check_warns_of_exif_tags_it_cannot_see_in_the_size(coco_dir: Path, tmp_path: Path, caplog) -> None:
+    """An image turned 180 degrees by its EXIF tag keeps its size, so the size check passes it: one warning
+    names it (the boxes are scored against the turned image); untagged images give none."""
+    import logging
+
+    from PIL import Image
+
+    from aeb_app.bench.coco_eval import check_images
+
+    _coco_copy(coco_dir)(tmp_path)
+    name = sorted((tmp_path / "c" / "val2017").iterdir())[0]
+    with caplog.at_level(logging.WARNING, logger="aeb_app.bench.coco_eval"):
+        annotations, ids = check_images(tmp_path / "c")
+    assert len(ids) == 2 and "EXIF" not in caplog.text
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180 degrees when shown
+    with Image.open(name) as image:
+        image.load()
+        image.save(name, exif=exif.tobytes())
+    with caplog.at_level(logging.WARNING, logger="aeb_app.bench.coco_eval"):
+        check_images(tmp_path / "c")
+    assert "1 image(s) carry an EXIF orientation tag" in caplog.text and name.name in caplog.text

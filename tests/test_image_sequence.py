@@ -88,7 +88,9 @@ def test_a_corrupt_or_resized_frame_is_a_failed_frame_and_the_rest_is_read(sampl
         got = list(src.frames())
     assert [f.ok for f in got] == [True, False, True, False, True]
     assert [f.timestamp_s for f in got] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])  # failed frames keep their time
-    assert all("cannot be decoded" in f.error for f in got if not f.ok)
+    assert [f.error.split(": frame ")[1] for f in got if not f.ok] == [
+        "1: cannot be read (0000000001.png cannot be decoded)",
+        "3: cannot be read (0000000003.png is 480x270, not the sequence's 960x540)"]
 
 
 @pytest.mark.parametrize(("times", "message"), [
@@ -109,8 +111,9 @@ def test_bad_frame_times_are_refused_with_the_file_and_line(sample_video: Path, 
 def test_fps_replaces_a_video_headers_rate_and_is_checked(sample_video: Path) -> None:
     with VideoSource(sample_video, fps=10.0) as src:
         assert src.info.fps == 10.0 and [f.timestamp_s for f in src.frames(max_frames=3)] == [0.0, 0.1, 0.2]
-    with pytest.raises(InputError, match=r"--fps must be in \(0, 1000\], got 0"):
-        VideoSource(sample_video, fps=0.0)
+    for bad in (0.0, 1000.0, float("nan")):
+        with pytest.raises(InputError, match=r"--fps must be in \[1, 240\] \(a camera's frame rate\), got "):
+            VideoSource(sample_video, fps=bad)
 
 
 def test_run_on_frames_decides_as_on_the_video_they_came_from(sample_video: Path, tmp_path: Path, capsys) -> None:

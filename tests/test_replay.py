@@ -106,6 +106,7 @@ def test_failures_are_reported_and_the_rest_goes_on(clips, sensitive_options, tm
     assert report["totals"]["events"] == by_level
     md = (out / "report.md").read_text()
     assert "## Failures" in md and reasons["corrupt"] in md and "[events](good/events.csv)" in md
+    assert "Model ssd_mobilenet_v1, mode fp32_ort," in md and "{options" not in md  # the header was not an f-string
     assert "failed 2 of 3 recordings" in capsys.readouterr().out
     assert (out / "warnings_per_hour.png").stat().st_size > 5000 and (out / "top_recordings.png").is_file()
 
@@ -154,7 +155,10 @@ def test_match_events(old, new, expected) -> None:
         (["{tmp}/*.mkv"], "the pattern matches no video"),
         (["{tmp}/notes.txt"], "notes.txt: not a video file"),
         (["{clips}", "--calibrations", "{tmp}/map.yaml"], "names {tmp}/gone.yaml, which does not exist"),
+        (["{clips}", "--calibrations", "{tmp}/map_list.yaml"], "'*': expected a calibration file path, got [1, 2]"),
+        (["{clips}", "--calibrations", "{tmp}/map_seq.yaml"], "expected a mapping 'pattern: calibration file'"),
         (["{clips}", "--calibration", "{tmp}/gone.yaml"], "gone.yaml: no such file"),
+        (["{clips}", "--set", "zone.lane_width_m=inf"], "--set zone.lane_width_m=inf: expected finite float"),
         (["{clips}", "--cluster", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
          "--cluster tcp://127.0.0.1:9: no Dask scheduler answers"),
         (["{clips}", "--set", "warning.nope=1"], "unknown field 'nope'"),
@@ -170,6 +174,8 @@ def test_bad_input_is_one_line_and_writes_nothing(clips, tmp_path, capsys, args,
     (tmp_path / "empty_dir").mkdir()
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "map.yaml").write_text(f"'clip_a*': {CALIBRATION}\n'*': gone.yaml\n")
+    (tmp_path / "map_list.yaml").write_text("'*': [1, 2]\n")
+    (tmp_path / "map_seq.yaml").write_text("- a\n- b\n")
     argv = ["replay", *[a.format(tmp=tmp_path, clips=clips) for a in args], "--out", str(tmp_path / "out"),
             "--no-progress"]
     assert main(argv) == 2

@@ -10,6 +10,7 @@ import pytest
 
 from aeb_app.errors import InputError
 from aeb_app.video import MAX_CONSECUTIVE_FAILURES, VideoSource, VideoWriter, parse_source
+from aeb_app.video.reader import AFTER_LOSS_S
 
 
 def truncated_copy(sample: Path, tmp_path: Path, fraction: float = 0.5) -> Path:
@@ -224,7 +225,9 @@ def test_zeroed_data_chunks_give_invalid_frames(sample_video: Path, tmp_path: Pa
         frames = list(src.frames())
     invalid = [f for f in frames if f.ok and not f.valid]
     assert any("torn frame" in f.error for f in invalid) and any("blank frame" in f.error for f in invalid)
-    assert sum(f.valid for f in frames) > 150  # the intact frames still pass
+    assert [f.index for f in frames] == list(range(221))  # frames the decoder skipped keep their place
+    assert any(not f.ok and "corrupt data skipped" in f.error for f in frames)
+    assert sum(f.valid for f in frames) > 60  # the intact frames away from the damage still pass
 
 
 def test_seek_resets_the_frozen_count(tmp_path: Path, sample_video: Path) -> None:
@@ -257,3 +260,126 @@ def test_fast_frame_measures_equal_the_float_reference(sample_video: Path, tmp_p
         assert _constant_fraction(gray) == float(((low == high) & (low != 0) & (low != 255)).mean())
         checked_flat += _constant_fraction(gray) > 0
     assert len(images) > 30 and checked_flat >= 1
+
+
+# -- unseen material: damage inside a file, early ends, frame rates ----------------------------------------
+
+def corrupt_middle_copy(sample_video: Path, tmp_path: Path, frames: int = 90) -> tuple[Path, Path]:
+    """(clean, damaged): the first ``frames`` real frames as an mp4 (MPEG-4 part 2), and a copy with 40 kB of
+    random bytes a third into its data (the header and index intact): FFmpeg skips the damaged packets."""
+    real = _real_frames(sample_video, frames)
+    clean = tmp_path / "clean.mp4"
+    with VideoWriter(clean, fps=25) as writer:
+        for image in real:
+            writer.write(image)
+    data = bytearray(clean.read_bytes())
+    at = len(data) // 3
+    data[at:at + 40_000] = np.random.default_rng(0).bytes(40_000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    return clean, damaged
+
+
+def test_corrupt_middle_loses_only_its_frames_at_their_own_indices(sample_video: Path, tmp_path: Path) -> None:
+    """The frames after a damaged stretch are read (the stream used to end there) with their own indices and
+    timestamps (not those of the lost frames), and each lost frame is a failed frame that says why."""
+    clean, damaged = corrupt_middle_copy(sample_video, tmp_path)
+    with VideoSource(clean) as src:
+        reference = [f.image for f in src.frames()]
+    with VideoSource(damaged) as src:
+        frames = list(src.frames())
+    assert [f.index for f in frames] == list(range(90))
+    assert [f.timestamp_s for f in frames] == pytest.approx([i / 25 for i in range(90)])
+    lost = [f.index for f in frames if not f.ok]
+    assert lost and lost == list(range(lost[0], lost[-1] + 1)) and lost[-1] < 89 - AFTER_LOSS_S * 25, lost
+    assert all("corrupt data skipped" in f.error and str(damaged) in f.error for f in frames if not f.ok)
+    after = [f for f in frames if f.index > lost[-1]]
+    assert after and all(f.ok for f in after)
+    window = round(AFTER_LOSS_S * 25)
+    suspect = [f for f in after if not f.valid]  # predicted from the lost frames: invalid for AFTER_LOSS_S
+    assert [f.index for f in suspect] == list(range(lost[-1] + 1, lost[-1] + 1 + window))
+    assert all("follows lost frames" in f.error for f in suspect)
+    for f in after[window:]:  # the same picture as the clean file's frame of that index: nothing shifted
+        assert f.valid and np.abs(f.image.astype(int) - reference[f.index].astype(int)).mean() < 1.0, f.index
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_file_ending_early_gives_one_failed_frame_naming_the_announced_count(sample_video: Path, tmp_path: Path,
+                                                                           fraction: float) -> None:
+    path = truncated_copy(sample_video, tmp_path, fraction)
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+        assert src.read() is None  # ended, and stays ended
+    *good, last = frames
+    assert all(f.ok for f in good) and 0.7 * fraction * 221 < len(good) < 221
+    assert not last.ok and last.index == len(good)
+    assert "announced 221" in last.error and str(path) in last.error
+
+
+@pytest.mark.parametrize(("fps", "plausible"), [(5.0, True), (59.94, True), (0.5, False), (1000.0, False)])
+def test_frame_rate_outside_a_cameras_makes_every_frame_unavailable(sample_video: Path, tmp_path: Path,
+                                                                    fps: float, plausible: bool) -> None:
+    """5 and 59.94 fps files keep their own frame times; 0.5 and 1000 fps are not a camera's: every frame is
+    invalid with a reason (it used to be read as 25 fps, with wrong frame times and no word about it)."""
+    real = _real_frames(sample_video, 6)
+    path = tmp_path / "rate.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (960, 540))
+    for image in real:
+        writer.write(image)
+    writer.release()
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+        info = src.info
+    assert len(frames) == 6 and all(f.ok for f in frames)
+    if plausible:
+        assert info.fps == pytest.approx(fps) and all(f.valid for f in frames)
+        assert [f.timestamp_s for f in frames] == pytest.approx([i / fps for i in range(6)])
+    else:
+        assert info.fps == 25.0  # for drawing and writing only
+        assert not any(f.valid for f in frames)
+        assert all(f"frame rate, {fps:g} fps," in f.error and "frame times unknown" in f.error for f in frames)
+        assert all("give the rate with --fps" in f.error for f in frames)
+    with VideoSource(path, fps=12.5) as src:  # the user's rate: every frame valid at k / 12.5 s
+        frames = list(src.frames())
+    assert all(f.valid for f in frames) and [f.timestamp_s for f in frames] == pytest.approx([i / 12.5 for i in range(6)])
+
+
+def _retimed_mp4(path: Path, runs: list[tuple[int, int]]) -> None:
+    """Give the (single) track of an OpenCV-written mp4 (index at the end) new sample durations: ``runs`` of
+    (samples, duration in ticks), as a camera that dropped frames or a variable-frame-rate phone writes."""
+    import struct
+
+    def rewrite(data: bytes) -> bytes:
+        out, i = b"", 0
+        while i < len(data):
+            size, kind = struct.unpack(">I4s", data[i:i + 8])
+            body = data[i + 8:i + size]
+            if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                body = rewrite(body)
+            elif kind == b"stts":
+                body = struct.pack(">II", 0, len(runs)) + b"".join(struct.pack(">II", n, d) for n, d in runs)
+            out += struct.pack(">I4s", len(body) + 8, kind) + body
+            i += size
+        return out
+
+    path.write_bytes(rewrite(path.read_bytes()))
+
+
+def test_a_recording_gap_is_unavailable_at_its_own_time_without_a_damage_window(sample_video: Path,
+                                                                                tmp_path: Path) -> None:
+    """Two frame slots without a frame (and four at double rate after them, so the length stays): the empty
+    slots are failed frames that say why, the next frame keeps its own time, and no decoding failed, so the
+    frames after the gap stay valid."""
+    path = tmp_path / "gap.mp4"
+    with VideoWriter(path, fps=25) as writer:
+        for image in _real_frames(sample_video, 60):
+            writer.write(image)
+    ticks = 512  # OpenCV's mp4 time base: 12800 per second, 512 per frame at 25 fps
+    _retimed_mp4(path, [(30, ticks), (1, 3 * ticks), (4, ticks // 2), (25, ticks)])
+    with VideoSource(path) as src:
+        frames = list(src.frames())
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [f.index for f in frames if not f.valid] == [31, 32]
+    assert all("no frame for its time" in f.error for f in frames if not f.valid)
+    assert frames[33].ok and frames[33].timestamp_s == pytest.approx(33 / 25)
+    assert sum(f.ok for f in frames) == 60

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -53,6 +53,86 @@ def load_coco(annotations: Path):
             return COCO(str(annotations))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{annotations}: not a COCO instances json ({type(exc).__name__}: {exc})") from exc
+
+
+def check_images(coco_dir: Path, annotations: Path | None = None, limit: int | None = None) -> tuple[Path, list[int]]:
+    """Load the annotations and check every image they list (the first ``limit`` by id) before any work:
+    each exists and, read from its header (EXIF orientation applied, as OpenCV decodes it), has the size
+    the annotations give it; otherwise the boxes would be scored against other pixels (a silent mAP of 0).
+
+    Returns:
+        (annotations path, image ids to evaluate).
+
+    Raises:
+        InputError: malformed annotations, no images, a missing, unreadable or wrongly sized image (named).
+    """
+    annotations, _, image_ids = _load_checked(Path(coco_dir), annotations, limit)
+    return annotations, image_ids
+
+
+def _load_checked(coco_dir: Path, annotations: Path | None, limit: int | None) -> tuple[Path, Any, list[int]]:
+    """:func:`check_images`, also returning the loaded ``COCO`` object."""
+    annotations = Path(annotations) if annotations else find_annotations(coco_dir)
+    coco = load_coco(annotations)
+    image_ids = sorted(coco.getImgIds())[: limit or None]
+    if not image_ids:
+        raise InputError(f"{annotations}: no images to evaluate")
+    _check_annotations(coco, annotations, image_ids)
+    oriented = []
+    for image_id in image_ids:
+        entry = coco.imgs[image_id]
+        if not isinstance(entry.get("file_name"), str):
+            raise InputError(f"{annotations}: image id {image_id} has no file_name")
+        if _check_size(find_image(coco_dir, entry["file_name"]), entry, annotations) not in (None, 1):
+            oriented.append(entry["file_name"])
+    if oriented:  # the sizes agree, but a 180-degree or mirroring tag cannot be told apart by size
+        log.warning("%s: %d image(s) carry an EXIF orientation tag (e.g. %s): they are decoded turned as shown, "
+                    "so their boxes must be for the turned image", annotations, len(oriented), oriented[0])
+    return annotations, coco, image_ids
+
+
+def _check_annotations(coco, annotations: Path, image_ids: list[int]) -> None:
+    """Every box pycocotools will score is well formed and refers to a listed image and category, and the
+    images evaluated have ground truth (an mAP without any is undefined, not 0)."""
+    import math
+
+    if not coco.cats:
+        raise InputError(f"{annotations}: no categories")
+    for ann in coco.anns.values():
+        where = f"{annotations}: annotation {ann.get('id', '?')}"
+        bbox, area = ann.get("bbox"), ann.get("area")
+        if ann.get("image_id") not in coco.imgs:
+            raise InputError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
+        if ann.get("category_id") not in coco.cats:
+            raise InputError(f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'")
+        numbers = bbox if isinstance(bbox, list) and len(bbox) == 4 else []
+        if not numbers or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers) \
+                or min(numbers[2:]) < 0:
+            raise InputError(f"{where}: bbox {str(bbox)[:60]} is not [x, y, width, height] of finite numbers")
+        if not isinstance(area, (int, float)) or not math.isfinite(area):
+            raise InputError(f"{where}: area {area!r} is not a finite number")
+    if not any(coco.imgToAnns.get(i) for i in image_ids):
+        raise InputError(f"{annotations}: no ground-truth boxes on the {len(image_ids)} image(s) evaluated")
+
+
+def _check_size(path: Path, entry: dict, annotations: Path) -> int | None:
+    """``path``'s displayed size (header only) equals the annotations' width x height; returns its EXIF
+    orientation tag (None without one)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            orientation = image.getexif().get(0x0112)
+            if orientation in (5, 6, 7, 8):  # EXIF orientations that swap width and height
+                w, h = h, w
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc})") from exc
+    want = (entry.get("width"), entry.get("height"))
+    if None not in want and (w, h) != want:
+        raise InputError(f"{path}: image is {w}x{h} but {annotations.name} says {want[0]}x{want[1]} "
+                         "(an EXIF orientation tag, or another image under this name)")
+    return orientation
 
 
 def held_out_annotations(annotations: Path, exclude_names: set[str], out: Path) -> Path:
@@ -149,11 +229,7 @@ def evaluate_detector(
     from pycocotools.cocoeval import COCOeval
 
     coco_dir = Path(coco_dir)
-    annotations = Path(annotations) if annotations else find_annotations(coco_dir)
-    coco = load_coco(annotations)
-    image_ids = sorted(coco.getImgIds())[: limit or None]
-    if not image_ids:
-        raise InputError(f"{annotations}: no images to evaluate")
+    annotations, coco, image_ids = _load_checked(coco_dir, annotations, limit)
     results: list[dict] = []
     done = 0
     frame_path = resolve_frame_path(detector, frame_path)

@@ -33,6 +33,15 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser (and, through ``add_subparsers``, its sub-commands') with usage errors on one line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from aeb_app.cli.logsetup import one_line
+
+        super().error(one_line(message))
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows every option's default (tuples as ``a,b,c``), except where the help already says it
     or there is none to show (``None``, ``False``)."""
@@ -61,7 +70,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aeb-app", formatter_class=HelpFormatter,
         description="COCO SSD detectors on NVIDIA GPUs and an AEB warning demo. Without a command: the GUI.",
     )
@@ -91,7 +100,7 @@ def _describe_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from aeb_app.cli.logsetup import setup_logging
+    from aeb_app.cli.logsetup import one_line, setup_logging
 
     parser = build_parser()
     try:
@@ -108,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AebError as exc:
-        print(f"aeb-app: error: {exc}", file=sys.stderr)
+        print(f"aeb-app: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aeb-app: interrupted", file=sys.stderr)

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from aeb_app.errors import AebError
 
     at.check_bench_out(args.out)
+    if args.coco_dir is not None and args.map_at != "none":  # bad annotations/images: before any timing
+        from aeb_app.bench.coco_eval import check_images
+
+        check_images(args.coco_dir, args.annotations, args.limit)
     cfg = _config(args, args.modes or DEFAULT_CANDIDATES)
     skipped: dict[str, str] = {}
     if args.modes is None:

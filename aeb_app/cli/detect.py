@@ -173,7 +173,7 @@ def _detect_video(detector, src: Path, out: Path | None, args: argparse.Namespac
         batch: list = []
         for frame in source.frames(max_frames=args.max_frames):
             if not frame.ok:
-                raise InputError(f"{src}: frame {frame.index}: {frame.error}")
+                raise InputError(frame.error or f"{src}: frame {frame.index} cannot be decoded")  # names file, frame
             batch.append(frame)
             if len(batch) == args.batch_size:
                 seconds += _flush(detector, batch, config, result.frames, writer)

@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from aeb_app.atomic import write_json
-    from aeb_app.bench.coco_eval import evaluate_detector
+    from aeb_app.bench.coco_eval import check_images, evaluate_detector
     from aeb_app.bench.per_class import ClassAP, PrCurve, format_table, plot_pr_curve
     from aeb_app.model.postprocess import EVAL_POSTPROCESS, PostprocessConfig
 
     at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
+    check_images(args.coco_dir, args.annotations, args.limit)  # bad annotations or images: before the model loads
     config = PostprocessConfig(
         score_threshold=args.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
         max_detections=args.max_detections, tiling=tiling_of(args),
@@ -56,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    with detector:
-        result = evaluate_detector(detector, args.coco_dir, annotations=args.annotations,
-                                   batch_size=args.batch_size, limit=args.limit, config=config,
-                                   progress=progress)
-    bar.close()
+    try:
+        with detector:
+            result = evaluate_detector(detector, args.coco_dir, annotations=args.annotations,
+                                       batch_size=args.batch_size, limit=args.limit, config=config,
+                                       progress=progress)
+    finally:
+        bar.close()  # ends the bar's line: an error then starts on a line of its own
     print(result["summary"])
     if result["per_class"]:
         print("\nPer-class AP (area all, 100 detections; '-': no ground truth in these images)")

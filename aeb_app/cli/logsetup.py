@@ -7,6 +7,7 @@ called once by :func:`aeb_app.cli.main`.
 from __future__ import annotations
 
 import logging
+import re
 
 #: Third-party loggers that are chatty at INFO (onnxscript prints ~100 lines per ONNX export);
 #: raised to WARNING unless ``-v``.
@@ -20,6 +21,21 @@ DROPPED_SUBSTRINGS = ("consider to run pre-processing before quantization",
 ONCE_PER_PROCESS = ("TensorRT is not installed",)
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: Characters that would break a message's line or drive the terminal (a file name may hold any of them).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped as Python writes them (``\\n``,
+    ``\\x1b``), so a message naming a hostile file name stays one line and cannot recolour the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines with :func:`one_line` messages (a traceback under ``-v`` still follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return one_line(super().formatMessage(record))
 
 
 class QuietFilter(logging.Filter):
@@ -44,6 +60,9 @@ class QuietFilter(logging.Filter):
 def setup_logging(verbose: bool) -> None:
     """INFO (DEBUG with ``verbose``) to stderr; third-party noise silenced unless ``verbose``."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's own (not pytest's capture handlers)
+            handler.setFormatter(OneLineFormatter(FORMAT))
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:

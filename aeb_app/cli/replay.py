@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,20 +44,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--mode", default=None, help="inference mode, e.g. fp32_ort, fp16_trt (default: fallback order)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the mode's choice)")
     p.add_argument("--engines-dir", default=None, metavar="DIR", help="model/engine cache (default ./engines)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference per process")
-    p.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
+    p.add_argument("--threads", type=at.positive_int, default=None, help="CPU threads for inference per process")
+    p.add_argument("--score-threshold", type=at.probability, default=0.4, help="detection score threshold")
     add_tiles_arg(p)
-    p.add_argument("--speed-kmh", type=float, default=None, metavar="X", help="ego speed for the zone length")
+    p.add_argument("--speed-kmh", type=at.non_negative_float, default=None, metavar="X",
+                   help="ego speed for the zone length")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="warning/zone setting, e.g. warning.caution_ttc_s=4 or zone.lane_width_m=3.5 (repeatable)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--cluster", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
     where.add_argument("--gpus", type=int, metavar="N", help="local Dask cluster, one worker per GPU (dask-cuda)")
     where.add_argument("--workers", type=int, metavar="N", help="local Dask cluster of N worker processes")
-    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S", help="scheduler connect timeout, s")
+    p.add_argument("--connect-timeout", type=at.positive_float, default=5.0, metavar="S",
+                   help="scheduler connect timeout, s")
     p.add_argument("--retries", type=int, default=2, help="re-runs of a recording whose worker died (default 2)")
     p.add_argument("--compare", type=Path, metavar="OLD_DIR", help="an earlier replay: report added/removed warnings")
-    p.add_argument("--compare-tolerance", type=float, default=0.5, metavar="S",
+    p.add_argument("--compare-tolerance", type=at.non_negative_float, default=0.5, metavar="S",
                    help="time tolerance for matching events in --compare, seconds (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--batch", type=at.positive_int, default=1, metavar="N",
@@ -76,9 +79,13 @@ def _coerce(text: str, default: object, key: str) -> object:
             return words[text.strip().lower()]
         if isinstance(default, tuple):
             return tuple(int(v) for v in text.split(",") if v.strip())
-        return type(default)(text)
+        value = type(default)(text)
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every later range check
+            raise ValueError(text)
+        return value
     except ValueError:
-        raise ConfigError(f"--set {key}={text}: expected {type(default).__name__}") from None
+        kind = "finite float" if isinstance(default, float) else type(default).__name__
+        raise ConfigError(f"--set {key}={text}: expected {kind}") from None
 
 
 def apply_overrides(overrides: list[str]) -> tuple[WarningConfig, ZoneConfig]:

@@ -167,7 +167,31 @@ def _ego_speed(args: argparse.Namespace):
 
     if args.ego_speed is not None and args.speed_kmh is not None:
         raise AebError("--ego-speed and --speed-kmh cannot be combined")
-    return load_ego_speed_csv(args.ego_speed) if args.ego_speed is not None else None
+    if args.ego_speed is None:
+        return None
+    profile = load_ego_speed_csv(args.ego_speed)
+    if not str(args.video).isdigit():
+        _check_speed_span(args, profile.time_s[0], profile.time_s[-1])
+    return profile
+
+
+def _check_speed_span(args: argparse.Namespace, first_s: float, last_s: float) -> None:
+    """The speed file's times must overlap the video's (seconds from its first frame): a log on another
+    clock (e.g. Unix time) would otherwise leave every frame without a speed, silently."""
+    from aeb_app.video import VideoSource
+
+    with VideoSource(args.video, check_frames=False) as source:
+        info = source.info
+    if info.frame_count is None:
+        return
+    frames = min(info.frame_count, args.max_frames or info.frame_count)
+    end_s = (frames - 1) / info.fps
+    overlap = min(end_s, last_s) - max(0.0, first_s)
+    span = f"--ego-speed {args.ego_speed}: its times run {first_s:g}-{last_s:g} s, the video's 0-{end_s:g} s"
+    if overlap < 0:
+        raise AebError(f"{span}: no overlap (times must be seconds from the video's first frame)")
+    if end_s > 0 and overlap < end_s:
+        log.warning("%s: frames outside its times have no speed (the zone falls back to its fixed length)", span)
 
 
 def _hud_lines(pipeline, frame_number: int, fps: float) -> list[str]:

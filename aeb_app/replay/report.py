@@ -190,8 +190,9 @@ def _compare_lines(comparison: Comparison) -> list[str]:
 def _markdown(run: ReplayRun, totals: ReplayTotals, options: ReplayOptions, comparison: Comparison | None) -> str:
     lines = ["# Replay report", "",
              f"Ran on: {run.where}; {run.wall_s:.1f} s wall"
-             + (f" after {run.warmup_s:.1f} s of worker warm-up" if run.warmup_s else "") + ". Model {options.model}, mode {options.mode or 'auto'}, "
-             f"score threshold {options.score_threshold}.", "",
+             + (f" after {run.warmup_s:.1f} s of worker warm-up" if run.warmup_s else "")
+             + f". Model {options.model}, mode {options.mode or 'auto'}, score threshold {options.score_threshold}.",
+             "",
              "![rates](warnings_per_hour.png)", "", "![top](top_recordings.png)", "", "## Totals", ""]
     lines += _table(["recordings", "finished", "skipped", "failed", "hours", "frames", "failed frames",
                      "warnings", "warnings per hour"],

@@ -94,6 +94,8 @@ class _NvdecCapture:
             return self._fps
         if prop == cv2.CAP_PROP_FRAME_COUNT:
             return float(self._count)
+        if prop == cv2.CAP_PROP_POS_MSEC and self._fps > 0:  # the last frame read (the reader numbers frames by it)
+            return (self._next - 1) * 1000.0 / self._fps
         return 0.0
 
     def set(self, prop: int, value: float) -> bool:

@@ -157,6 +157,11 @@ class SequenceCapture:
         InputError: no image in the folder, no frame times, or a bad timestamps file.
     """
 
+    #: Each frame is its own file: a failed one is one failed frame (see ``VideoSource._stream_file``).
+    independent_frames = True
+    #: Why the last read failed (the file and the problem), "" after a good one.
+    last_error = ""
+
     def __init__(self, folder: Path, fps: float | None = None) -> None:
         folder = frames_folder(folder)
         self.folder = folder
@@ -217,13 +222,14 @@ class SequenceCapture:
         path = self.frames[self._next]
         self._next += 1
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("%s: cannot decode this frame", path)
-            return False, None
-        size = (image.shape[1], image.shape[0])
-        if self._size is None:
+        size = None if image is None else (image.shape[1], image.shape[0])
+        if self._size is None and size is not None:
             self._size = size
+        if image is None:
+            self.last_error = f"{path.name} cannot be decoded"
         elif size != self._size:
-            log.warning("%s: %dx%d, not the sequence's %dx%d", path, *size, *self._size)
-            return False, None
-        return True, image
+            self.last_error = f"{path.name} is {size[0]}x{size[1]}, not the sequence's {self._size[0]}x{self._size[1]}"
+        else:
+            self.last_error = ""
+            return True, image
+        return False, None
