@@ -180,7 +180,7 @@ def _check_speed_span(args: argparse.Namespace, first_s: float, last_s: float) -
     clock (e.g. Unix time) would otherwise leave every frame without a speed, silently."""
     from aeb_app.video import VideoSource
 
-    with VideoSource(args.video, check_frames=False) as source:
+    with VideoSource(args.video, fps=args.fps, check_frames=False) as source:
         info = source.info
     if info.frame_count is None:
         return
