@@ -206,6 +206,16 @@ def resolve_calibration(path: Path | None, size_wh: tuple[int, int], *,
     return adapted, note
 
 
+def _log_tiles(size_wh: tuple[int, int], tiling) -> None:
+    """Say when frames go through the network as tiles (it costs a network call per tile)."""
+    from aeb_app.model.tiling import plan_tiles
+
+    windows = plan_tiles((size_wh[1], size_wh[0]), tiling).windows
+    if windows:
+        log.info("%dx%d frames are wider than %g:1: each goes through the network as %d tiles + the whole frame "
+                 "(--no-tiles squeezes it whole)", *size_wh, tiling.max_aspect, len(windows))
+
+
 def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
                detector: Detector | None = None) -> Generator[Progress, None, Stream]:
     """Open ``config`` step by step, yielding :class:`Progress`; returns the :class:`Stream`.
@@ -225,6 +235,7 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
                                             lenient=config.lenient_calibration)
     if calibration is None:
         log.warning(note)
+    _log_tiles(source.info.size_wh, config.settings.postprocess.tiling)
     warmup_ms = 0.0
     if detector is None:
         yield Progress(f"loading {config.model}", 0.2)

@@ -131,3 +131,17 @@ def test_tiles_respect_the_engines_maximum_batch(detector, coco_dir: Path, tmp_p
     finally:
         detector.info.max_batch = None
     assert all(_same(a, b) for a, b in zip(free, chunked)) and sum(len(d) for d in free) > 0
+
+
+def test_opening_a_wide_source_says_it_is_tiled(caplog) -> None:
+    import logging
+
+    from aeb_app.stream import _log_tiles
+
+    with caplog.at_level(logging.INFO, logger="aeb_app.stream"):
+        _log_tiles((1242, 375), TileConfig())
+        _log_tiles((960, 540), TileConfig())
+        _log_tiles((1242, 375), NO_TILING)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1242x375 frames are wider than 2:1: each goes through the network as 3 tiles + the whole frame "
+        "(--no-tiles squeezes it whole)"]
