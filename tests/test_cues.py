@@ -57,6 +57,20 @@ def test_border_cut_box_has_no_ground_cue_and_side_cut_no_width_cue() -> None:
     assert cues.width_range_m[0] == pytest.approx(2.0, rel=0.03)  # the width still ranges the near car
 
 
+def test_a_box_without_its_classs_shape_has_no_width_cue() -> None:
+    """A far car labelled "person" (wider than tall) is not 0.5 m wide: no width cue; a person-shaped box, and a
+    car box of the same size as the first, keep theirs."""
+    car = _box(40.0)
+    person_shaped = np.array([car[0], car[3] - 3.0 * (car[2] - car[0]) / 1.8 * 0.5, car[0] + (car[2] - car[0]) / 3.6,
+                              car[3]])
+    cues = measure_cues(ROAD, [car, person_shaped, car], [1, 1, 3], CFG)
+    assert (car[2] - car[0]) > 0.8 * (car[3] - car[1])
+    assert cues.width_valid.tolist() == [False, True, True] and cues.ground_valid.all()
+    assert cues.fused()[0][0] == pytest.approx(cues.ground_range_m[0])  # ranged by its ground contact alone
+    with pytest.raises(ConfigError, match=r"cues\.priors\.person\.max_width_over_height"):
+        CueConfig.from_dict({"priors": {"person": {"max_width_over_height": 0}}})
+
+
 def test_occlusion_edge_is_not_a_ground_contact() -> None:
     lead = _box(8.0)
     van = _box(8.0 + 7.5, shape=VehicleShape(width_m=2.0, height_m=2.5))

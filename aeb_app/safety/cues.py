@@ -13,6 +13,8 @@ A cue that cannot be valid gets no vote (``valid`` False, range NaN):
 
 * a box touching the image bottom or a side: no ground cue (the contact is outside the image);
   touching a side also no width cue (the box is cut);
+* a box wider than its class's shape allows (``max_width_over_height``: a far car labelled "person", a
+  bicycle seen from the side): no width cue (the class's width is not what the box spans);
 * a box whose bottom edge lies on or inside a nearer box: that edge is an occlusion edge, not a ground
   contact (a car seen over the roof of the lead car) -> no ground cue;
 * a bottom edge within ``horizon_band_px`` of the horizon, or whose range sigma exceeds
@@ -47,6 +49,9 @@ class ClassPrior:
             (rear overhang for vehicles; 0 for a person).
         tyre_offset_sigma_m: spread of that offset, metres.
         length_m: typical length, metres (how much side a laterally offset object shows in its box).
+        max_width_over_height: a box wider than this times its height does not have the class's shape (a far
+            car labelled "person", a bicycle seen from the side): its width is not this class's width, so the
+            box gets no width cue.
     """
 
     width_m: float
@@ -54,14 +59,15 @@ class ClassPrior:
     tyre_offset_m: float
     tyre_offset_sigma_m: float
     length_m: float
+    max_width_over_height: float = 10.0
 
 
 #: COCO id -> prior. Sources and reasoning in docs/scenarios.md ("Class priors").
 DEFAULT_PRIORS: dict[int, ClassPrior] = {
-    1: ClassPrior(0.50, 0.12, 0.0, 0.1, 0.4),    # person (shoulders + arm swing)
-    2: ClassPrior(0.60, 0.12, 0.3, 0.15, 1.8),   # bicycle (handlebar / rider)
+    1: ClassPrior(0.50, 0.12, 0.0, 0.1, 0.4, 0.8),    # person (shoulders + arm swing; a box 2-3x taller than wide)
+    2: ClassPrior(0.60, 0.12, 0.3, 0.15, 1.8, 1.2),   # bicycle (handlebar / rider; from the side: 1.8 m long)
     3: ClassPrior(1.80, 0.10, 0.9, 0.2, 4.5),    # car
-    4: ClassPrior(0.80, 0.15, 0.4, 0.15, 2.1),   # motorcycle
+    4: ClassPrior(0.80, 0.15, 0.4, 0.15, 2.1, 1.2),   # motorcycle (from the side: 2.1 m long)
     6: ClassPrior(2.55, 0.05, 2.5, 0.5, 12.0),   # bus
     7: ClassPrior(3.00, 0.15, 2.0, 0.5, 20.0),   # train / tram
     8: ClassPrior(2.30, 0.25, 1.2, 0.4, 8.0),    # truck (COCO 'truck' spans pickups to lorries)
@@ -101,7 +107,7 @@ class CueConfig:
     def __post_init__(self) -> None:
         for cid, prior in self.priors.items():
             name = _CLASS_NAMES.get(int(cid), str(cid))
-            for key in ("width_m", "width_sigma_m", "tyre_offset_sigma_m", "length_m"):
+            for key in ("width_m", "width_sigma_m", "tyre_offset_sigma_m", "length_m", "max_width_over_height"):
                 _positive(getattr(prior, key), f"cues.priors.{name}.{key}")
             _positive(prior.tyre_offset_m, f"cues.priors.{name}.tyre_offset_m", allow_zero=int(cid) == 1)
         for key in ("edge_sigma_px", "horizon_band_px", "max_ground_rel_sigma", "occlusion_min_overlap",
@@ -263,13 +269,20 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     w_img = road.calibration.image_size_wh[0]
     cut_side = (boxes[:, 0] <= config.border_margin_px) | (boxes[:, 2] >= w_img - config.border_margin_px)
     w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
-    w_valid = has_prior & ~cut_side & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
+    shaped = bw <= _shape_limits(np.asarray(category_ids).reshape(-1), config) * bh
+    w_valid = has_prior & ~cut_side & shaped & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
     g_range, g_sigma, g_noise = (np.where(g_valid, a, np.nan) for a in (g_range, g_sigma, g_noise))
     w_range, w_sigma, w_noise = (np.where(w_valid, a, np.nan) for a in (w_range, w_sigma, w_noise))
     fused, fused_sigma = fuse(g_range, g_sigma, w_range, w_sigma)
     lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=config.border_margin_px)
     return RangeCues(g_valid, g_range, g_sigma, g_noise, w_valid, w_range, w_sigma, w_noise, lateral, why,
                      fused, fused_sigma)
+
+
+def _shape_limits(ids: npt.NDArray[np.int_], config: CueConfig) -> npt.NDArray[np.float64]:
+    """(n,) each box's largest width / height for its class's width prior (inf without a prior)."""
+    limits = [config.priors.get(int(c)) for c in ids]
+    return np.array([p.max_width_over_height if p else np.inf for p in limits], np.float64).reshape(len(ids))
 
 
 def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.ArrayLike | None,
