@@ -17,13 +17,14 @@ from aeb_app.safety import WarningConfig, ZoneConfig
 from tests._inference_helpers import shared_engines
 
 #: (name, first frame, frames) of the cuts; clip_a_copy is a byte copy of clip_a. With SENSITIVE
-#: below, a car in the next lane warns in clip_c.
+#: below every cut warns (slowly closing cars up to 100 m ahead in a 12 m wide zone).
 CUTS = (("clip_a", 0, 30), ("clip_b", 75, 30), ("clip_c", 90, 30), ("clip_d", 120, 30), ("clip_e", 150, 30))
-#: Deliberately sensitive settings (the defaults warn on none of the cuts): a 12 m wide zone, a 100 s CAUTION
-#: threshold, and the warning logic's confirmations off (cue agreement, closing trend, track age, debounce).
+#: Deliberately sensitive settings (the defaults warn on none of the cuts): a 12 m wide, 100 m long zone, a 100 s
+#: CAUTION threshold, and the warning logic's confirmations off (cue agreement, closing trend, track age, debounce).
 SENSITIVE = {"warning.caution_ttc_s": "100", "warning.min_closing_mps": "0.01", "warning.min_track_age_s": "0.04",
              "warning.on_s": "0", "warning.require_agreement": "false", "warning.agree_ttc_s": "1000",
-             "warning.closing_sigmas": "0", "warning.require_closing_trend": "false", "zone.lane_width_m": "12"}
+             "warning.closing_sigmas": "0", "warning.require_closing_trend": "false", "zone.lane_width_m": "12",
+             "zone.fixed_length_m": "100"}
 CALIBRATION = shipped_calibration()
 
 
@@ -67,7 +68,7 @@ def sensitive_options(tmp_path_factory: pytest.TempPathFactory) -> ReplayOptions
                          warning=WarningConfig(caution_ttc_s=100.0, min_closing_mps=0.01, min_track_age_s=0.04,
                                                on_s=0.0, require_agreement=False, agree_ttc_s=1000.0,
                                                closing_sigmas=0.0, require_closing_trend=False),
-                         zone=ZoneConfig(lane_width_m=12.0))
+                         zone=ZoneConfig(lane_width_m=12.0, fixed_length_m=100.0))
 
 
 @pytest.fixture(scope="session")
