@@ -98,6 +98,8 @@ def test_a_corrupt_or_resized_frame_is_a_failed_frame_and_the_rest_is_read(sampl
     (["0.0", "zero point one", "0.2"], r"timestamps.txt:2: 'zero point one' is not a time"),
     (["0.0", "nan", "0.2"], r"timestamps.txt:2: 'nan' is not a time"),
     (["0.0", "0.1"], r"timestamps.txt: 2 times for 3 images"),
+    (["0.0", "1e400", "2e400"], r"timestamps.txt: times span more than a float can hold"),
+    (["2011-09-26 13:02:25.0", "2011-13-40 13:02:25.1", "2011-09-26 13:02:25.2"], r"timestamps.txt:2: .* is not a time"),
     (None, r"needs its frame times: a timestamps.txt .* or the frame rate \(--fps\)"),
 ])
 def test_bad_frame_times_are_refused_with_the_file_and_line(sample_video: Path, tmp_path: Path,

@@ -20,6 +20,7 @@ failed frame (:class:`~aeb_app.video.reader.VideoSource` reports it as unavailab
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -133,7 +134,10 @@ def read_timestamps(path: Path, expected: int | None = None, *, origin: Decimal 
     if not times:
         raise InputError(f"{path}: no times in the file")
     base = times[0] if origin is None else origin
-    return [float(t - base) for t in times]
+    relative = [float(t - base) for t in times]
+    if not all(map(math.isfinite, relative)):
+        raise InputError(f"{path}: times span more than a float can hold (is a line in other units?)")
+    return relative
 
 
 def first_time(path: Path) -> Decimal:
