@@ -31,10 +31,29 @@ def test_bad_stored_settings_are_refused_and_named(qtbot, tmp_path: Path, sample
 
 def test_good_settings_round_trip(tmp_path: Path) -> None:
     store = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
-    chosen = AppSettings("ssd_mobilenet_v1", "fp32_ort", 90.0, 1.0, 8.0, True, caution_ttc_s=4.0, brake_ttc_s=2.0)
+    chosen = AppSettings("ssd_mobilenet_v1", "fp32_ort", 90.0, 1.0, 8.0, True, caution_ttc_s=4.0, brake_ttc_s=2.0,
+                         tiles=False)
     chosen.save(store)
     loaded, problems = AppSettings.load_checked(store, models=("ssd_mobilenet_v1",), modes=("auto", "fp32_ort"))
     assert loaded == chosen and problems == []
+
+
+def test_the_tiles_box_reaches_the_detection_settings(qtbot, tmp_path: Path) -> None:
+    from aeb_app.gui.main_window import processing
+    from aeb_app.model.tiling import NO_TILING, TileConfig
+    from aeb_app.safety import WarningConfig
+
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    win = MainWindow(settings_store=store, realtime=False)
+    qtbot.addWidget(win)
+    assert win.settings_panel.tiles_box.isChecked()  # on by default
+    win.settings_panel.tiles_box.setChecked(False)
+    win.settings_panel.apply_button.click()
+    assert win.settings.tiles is False and AppSettings.load(store).tiles is False
+    _, off, _ = processing(win.settings, WarningConfig())
+    _, on, _ = processing(AppSettings(), WarningConfig())
+    assert off.postprocess.tiling == NO_TILING and on.postprocess.tiling == TileConfig()
+    assert off.postprocess.score_threshold == on.postprocess.score_threshold == 0.4
 
 
 def test_brake_above_caution_is_refused(tmp_path: Path) -> None:

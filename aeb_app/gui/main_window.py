@@ -19,6 +19,7 @@ from PyQt5.QtWidgets import (
 
 from aeb_app.geometry.calibration import shipped_calibration
 from aeb_app.heavy import preload
+from aeb_app.model.tiling import NO_TILING, TileConfig
 from aeb_app.monitor import SystemMonitor
 from aeb_app.gui.panels import AppSettings, EventLog, SettingsPanel
 from aeb_app.gui.session import EndOfStream, Notice, PlaybackControl, SessionConfig, Started, live_session
@@ -44,7 +45,8 @@ def processing(settings: AppSettings, base: WarningConfig) -> tuple[ZoneConfig, 
     zone = ZoneConfig(reaction_time_s=settings.reaction_time_s, decel_mps2=settings.decel_mps2)
     speed = settings.ego_speed_kmh / 3.6 if settings.ego_speed_kmh > 0 else None
     warning = dataclasses.replace(base, caution_ttc_s=settings.caution_ttc_s, brake_ttc_s=settings.brake_ttc_s)
-    return zone, PipelineSettings(ego_speed_mps=speed, banner=False), warning  # the window has its own banner
+    detect = dataclasses.replace(PipelineSettings.postprocess, tiling=TileConfig() if settings.tiles else NO_TILING)
+    return zone, PipelineSettings(postprocess=detect, ego_speed_mps=speed, banner=False), warning  # own banner
 
 
 class MainWindow(QMainWindow):

@@ -40,6 +40,7 @@ class AppSettings:
         sound: beep on CAUTION/BRAKE.
         caution_ttc_s: TTC at or below which an in-zone object gives CAUTION, seconds.
         brake_ttc_s: TTC at or below which it gives BRAKE, seconds (<= caution_ttc_s).
+        tiles: frames wider than 2:1 go through the network as tiles (:mod:`aeb_app.model.tiling`).
     """
 
     model: str = "ssd_mobilenet_v1"
@@ -50,6 +51,7 @@ class AppSettings:
     sound: bool = False
     caution_ttc_s: float = WarningConfig.caution_ttc_s
     brake_ttc_s: float = WarningConfig.brake_ttc_s
+    tiles: bool = True
 
     @classmethod
     def load(cls, store: QSettings, *, models: tuple[str, ...] = (), modes: tuple[str, ...] = ()) -> "AppSettings":
@@ -168,12 +170,15 @@ class SettingsPanel(QGroupBox):
         self.caution = self._spin(*RANGES["caution_ttc_s"], 0.1, " s")
         self.brake = self._spin(*RANGES["brake_ttc_s"], 0.1, " s")
         self.sound_box = QCheckBox("Beep on warnings")
+        self.tiles_box = QCheckBox("Tile frames wider than 2:1")
+        self.tiles_box.setToolTip("Wide frames (e.g. KITTI's 1242x375) go through the network as overlapping tiles "
+                                  "plus the whole frame: more small objects found, one network call per tile")
         self.apply_button = QPushButton("Apply")
         form = QFormLayout(self)
         for label, widget in (("Model", self.model_box), ("Mode", self.mode_box), ("Ego speed", self.speed),
                               ("Reaction time", self.reaction), ("Deceleration", self.decel),
                               ("Caution at TTC", self.caution), ("Brake at TTC", self.brake),
-                              ("", self.sound_box), ("", self.apply_button)):
+                              ("", self.sound_box), ("", self.tiles_box), ("", self.apply_button)):
             form.addRow(label, widget)
         self.set_values(settings)
         self.apply_button.clicked.connect(lambda: self.changed.emit(self.values()))
@@ -195,6 +200,7 @@ class SettingsPanel(QGroupBox):
         self.reaction.setValue(settings.reaction_time_s)
         self.decel.setValue(settings.decel_mps2)
         self.sound_box.setChecked(settings.sound)
+        self.tiles_box.setChecked(settings.tiles)
         self.caution.setValue(settings.caution_ttc_s)
         self.brake.setValue(settings.brake_ttc_s)
 
@@ -202,4 +208,5 @@ class SettingsPanel(QGroupBox):
         caution = self.caution.value()
         return AppSettings(self.model_box.currentText(), self.mode_box.currentText(), self.speed.value(),
                            self.reaction.value(), self.decel.value(), self.sound_box.isChecked(),
-                           caution, min(self.brake.value(), caution))  # BRAKE never before CAUTION
+                           caution, min(self.brake.value(), caution),  # BRAKE never before CAUTION
+                           tiles=self.tiles_box.isChecked())
