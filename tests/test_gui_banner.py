@@ -143,3 +143,28 @@ def test_a_folder_of_frames_plays_with_its_times_and_without_them_is_refused(qtb
     win.open_source(str(tmp_path / "image_02"))
     _wait_state(qtbot, win, MonitorState.FAILED)
     assert "needs its frame times" in win.banner.full_text and not _green(win)
+
+
+def test_a_folder_without_timestamps_asks_the_frame_rate(qtbot, make_window, sample_video: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """Opening (or dropping) such a folder asks for the rate; the frames then play at k / rate. Cancelling opens
+    nothing."""
+    import cv2
+    from PyQt5.QtWidgets import QInputDialog
+
+    cap = cv2.VideoCapture(str(sample_video))
+    for i in range(8):
+        cv2.imwrite(str(tmp_path / f"frame_{i}.png"), cap.read()[1])
+    cap.release()
+    asked: list[str] = []
+    answer = {"value": (12.5, True)}
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *a, **k: (asked.append(a[2]), answer["value"])[1])
+    win = make_window()
+    answer["value"] = (0.0, False)
+    win.open_path(str(tmp_path))
+    assert win.session is None and asked and "no timestamps.txt" in asked[0]
+    answer["value"] = (12.5, True)
+    win.open_path(str(tmp_path))
+    _wait_state(qtbot, win, MonitorState.STOPPED)
+    assert win.session.fps == 12.5 and win.last_result.frame_index == 7
+    assert win.last_result.timestamp_s == pytest.approx(7 / 12.5)

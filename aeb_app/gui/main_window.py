@@ -29,6 +29,7 @@ from aeb_app.pipeline import PipelineSettings, WarningEvent
 from aeb_app.safety import WarningConfig, ZoneConfig
 from aeb_app.safety.settings import LogicSettings
 from aeb_app.types import FrameResult
+from aeb_app.video.sequence import has_timestamps, is_image_sequence
 
 __all__ = ["MainWindow", "DEFAULT_CALIBRATION", "VIDEO_FILTER"]
 
@@ -178,15 +179,16 @@ class MainWindow(QMainWindow):
         return self.tabs.addTab(widget, title)
 
     # -- session lifecycle -----------------------------------------------------------------
-    def open_source(self, source: str | int, *, playing: bool = True) -> None:
+    def open_source(self, source: str | int, *, playing: bool = True, fps: float | None = None) -> None:
         """Open a video file, a folder of frames or a camera index; loading happens in the worker (progress
-        shown)."""
+        shown). ``fps``: the rate of a folder of frames without a timestamps.txt."""
         self.stop_session()
         self.message_bar.clear_message()
         self.event_log.clear()
         zone, pipeline_settings, warning = processing(self.settings, self.warning_config)
         self.session = SessionConfig(source, self.settings.model, self.settings.mode, self.calibration_path,
-                                     zone, pipeline_settings, self.realtime, warning, self.tracks_path, self.logic)
+                                     zone, pipeline_settings, self.realtime, warning, self.tracks_path, self.logic,
+                                     fps)
         self.control = PlaybackControl(paused=not playing, loop=self.transport.loop_box.isChecked())
         preload(self.settings.mode)  # heavy first imports here, never in the worker thread (see aeb_app.heavy)
         self.worker = FrameWorker(live_session, self.session, self.control, on_stop=self.control.stop)
@@ -270,7 +272,7 @@ class MainWindow(QMainWindow):
         if self.session is None:
             return
         if (settings.model, settings.mode) != (previous.model, previous.mode):
-            self.open_source(self.session.source)
+            self.open_source(self.session.source, fps=self.session.fps)
         elif self.control is not None and (processing(settings, self.warning_config)
                                            != processing(previous, self.warning_config)):
             # Only a real change: configuring restarts the AEB logic (tracks, TTC history, hysteresis).
@@ -281,7 +283,7 @@ class MainWindow(QMainWindow):
         """Use another calibration file; reopens the current source."""
         self.calibration_path = path
         if self.session is not None:
-            self.open_source(self.session.source)
+            self.open_source(self.session.source, fps=self.session.fps)
 
     # -- worker signals (GUI thread) -------------------------------------------------------
     def _on_progress(self, text: str, fraction: float) -> None:
@@ -353,7 +355,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt naming
         urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open_source(urls[0].toLocalFile())
+            self.open_path(urls[0].toLocalFile())
             event.acceptProposedAction()
 
     def _open_video_dialog(self) -> None:
@@ -365,7 +367,18 @@ class MainWindow(QMainWindow):
         """A folder of frames with a timestamps.txt (KITTI raw's image_02): see :mod:`aeb_app.video.sequence`."""
         path = QFileDialog.getExistingDirectory(self, "Open frames folder (with its timestamps.txt)")
         if path:
-            self.open_source(path)
+            self.open_path(path)
+
+    def open_path(self, path: str) -> None:
+        """Open a video file or a folder of frames; for a folder without a timestamps.txt, ask the frame rate
+        first (cancelled: nothing opens)."""
+        fps = None
+        if is_image_sequence(Path(path)) and not has_timestamps(Path(path)):
+            fps, ok = QInputDialog.getDouble(self, "Frame rate", "This folder has no timestamps.txt.\n"
+                                             "Frames per second of the camera:", 10.0, 1.0, 240.0, 2)
+            if not ok:
+                return
+        self.open_source(path, fps=fps)
 
     def _open_camera_dialog(self) -> None:
         index, ok = QInputDialog.getInt(self, "Open camera", "Camera index:", 0, 0, 99)
@@ -404,7 +417,8 @@ class MainWindow(QMainWindow):
         self.tracks_path = Path(path) if path is not None else None
         self.statusBar().showMessage(f"recording tracks to {path}" if path else "not recording tracks")
         if self.session is not None:
-            self.open_source(self.session.source, playing=self.control is not None and not self.control.paused)
+            self.open_source(self.session.source, playing=self.control is not None and not self.control.paused,
+                             fps=self.session.fps)
 
     def open_calibration_dialog(self) -> None:
         """Open the click-to-calibrate dialog on the current frame."""

@@ -50,6 +50,7 @@ class SessionConfig:
         tracks_path: write the tracks CSV of ``aeb-app run --tracks`` here (same writer, same columns;
             rows appended and flushed per processed frame), or None.
         logic: range-filter, cue and scale-change settings of the warning logic (``--settings``).
+        fps: frame rate of a folder of frames without a ``timestamps.txt`` (None: its timestamps, or the video's).
     """
 
     source: str | int
@@ -62,6 +63,7 @@ class SessionConfig:
     warning: WarningConfig = WarningConfig()
     tracks_path: Path | None = None
     logic: LogicSettings = LogicSettings()
+    fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class PlaybackControl:
 
 def stream_config(config: SessionConfig) -> StreamConfig:
     """The front door's configuration for a GUI session (calibration problems are not fatal here)."""
-    return StreamConfig(config.source, model=config.model, mode=config.mode, calibration=config.calibration_path,
+    return StreamConfig(config.source, fps=config.fps, model=config.model, mode=config.mode, calibration=config.calibration_path,
                         lenient_calibration=True, zone=config.zone, warning=config.warning,
                         settings=config.settings, logic=config.logic)
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from aeb_app.errors import InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "TIMESTAMPS_NAME", "SequenceCapture", "frames_folder", "is_image_sequence", "list_frames",
+__all__ = ["IMAGE_EXTENSIONS", "TIMESTAMPS_NAME", "SequenceCapture", "frames_folder", "has_timestamps", "is_image_sequence", "list_frames",
            "first_time", "read_timestamps", "sequence_fingerprint"]
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,11 @@ def frames_folder(folder: Path) -> Path:
 def is_image_sequence(path: Path) -> bool:
     """A folder whose frames (see :func:`frames_folder`) include at least one image file."""
     return path.is_dir() and bool(list_frames(frames_folder(path)))
+
+
+def has_timestamps(folder: Path) -> bool:
+    """Whether a folder of frames has its ``timestamps.txt`` (in it or beside it)."""
+    return _timestamps_file(frames_folder(folder)) is not None
 
 
 def sequence_fingerprint(folder: Path) -> tuple[int, int]:
