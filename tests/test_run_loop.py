@@ -29,7 +29,7 @@ def test_staged_loop_gives_the_sequential_results_in_order(sample_video: Path, t
     staged_summary = capsys.readouterr().out
     assert _run(sample_video, tmp_path / "seq", "--sequential") == 0
     tracks_staged = (tmp_path / "staged" / "tracks.csv").read_text()
-    assert tracks_staged == (tmp_path / "seq" / "tracks.csv").read_text()
+    _assert_same_tracks(tmp_path / "staged" / "tracks.csv", tmp_path / "seq" / "tracks.csv")
     frames = [int(line.split(",")[0]) for line in tracks_staged.splitlines()[1:]]
     assert frames and frames == sorted(frames)  # rows in frame order
     assert (tmp_path / "staged" / "events.csv").read_text() == (tmp_path / "seq" / "events.csv").read_text()
@@ -149,6 +149,36 @@ def _track_rows(path: Path) -> list[list[str]]:
     return [line.split(",") for line in path.read_text().splitlines()]
 
 
+def _assert_same_tracks(a: Path, b: Path, *, batched: bool = False) -> None:
+    """The two runs' tracks CSVs hold the same decisions.
+
+    On the CPU (what CI runs) the network is deterministic: the files are byte-identical, and a batched run's
+    differ only in the last digits of the numbers. A CUDA convolution is not bit-reproducible from run to run
+    or across batch sizes (cuDNN picks its algorithms per shape), so there two near-equal detections of one
+    object (a car also scored as a person, 0.6134 against 0.6135) can swap order and track ids: per frame, the
+    rows are compared sorted by class and box, with the decisions (class, cues used, zone, level) exact and the
+    boxes within 0.05 px; track ids are not compared.
+    """
+    one, two = _track_rows(a), _track_rows(b)
+    header = one[0]
+    assert two[0] == header and len(two) == len(one) > 24
+    on_cuda = torch.cuda.is_available()
+    if not (batched or on_cuda):
+        assert a.read_text() == b.read_text()
+        return
+    col = {name: i for i, name in enumerate(header)}
+    key = (lambda r: (int(r[0]), r[col["class"]], round(float(r[col["x1"]])))) if on_cuda else (lambda r: 0)
+    exact = {"frame", "class", "ground_valid", "in_zone", "level", "frame_level"} | (set() if on_cuda else {"track_id"})
+    rows_a = sorted(one[1:], key=key) if on_cuda else one[1:]
+    rows_b = sorted(two[1:], key=key) if on_cuda else two[1:]
+    for row_a, row_b in zip(rows_a, rows_b):
+        for name, x, y in zip(header, row_a, row_b):
+            if name in exact:
+                assert x == y, (name, row_a, row_b)
+            elif name in ("x1", "y1", "x2", "y2"):
+                assert abs(float(x) - float(y)) <= 0.05, (name, x, y)
+
+
 def test_batched_network_calls_keep_the_decisions_and_the_order(sample_video: Path, tmp_path: Path, capsys) -> None:
     """--batch 5 over 24 frames: chunks of 5, 5, 5, 5, 4 through the network; the logic still sees every frame
     in order, so levels, track ids and events equal the batch-1 run (numbers to float rounding of the batched
@@ -157,16 +187,7 @@ def test_batched_network_calls_keep_the_decisions_and_the_order(sample_video: Pa
     assert _run(sample_video, tmp_path / "five", "--batch", "5") == 0
     summary = capsys.readouterr().out
     assert "frames 24 (failed 0)" in summary
-    one, five = _track_rows(tmp_path / "one" / "tracks.csv"), _track_rows(tmp_path / "five" / "tracks.csv")
-    header = one[0]
-    assert five[0] == header and len(five) == len(one) > 24
-    exact = {"frame", "track_id", "class", "ground_valid", "in_zone", "level"}
-    for row_one, row_five in zip(one[1:], five[1:]):
-        for name, a, b in zip(header, row_one, row_five):
-            if name in exact:
-                assert a == b, (name, row_one, row_five)
-            elif name in ("x1", "y1", "x2", "y2"):
-                assert abs(float(a) - float(b)) <= 0.05, (name, a, b)
+    _assert_same_tracks(tmp_path / "one" / "tracks.csv", tmp_path / "five" / "tracks.csv", batched=True)
     assert (tmp_path / "one" / "events.csv").read_text() == (tmp_path / "five" / "events.csv").read_text()
 
 
