@@ -269,7 +269,7 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     w_img = road.calibration.image_size_wh[0]
     cut_side = (boxes[:, 0] <= config.border_margin_px) | (boxes[:, 2] >= w_img - config.border_margin_px)
     w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
-    shaped = bw <= _shape_limits(np.asarray(category_ids).reshape(-1), config) * bh
+    shaped = bw <= prior[:, 5] * bh
     w_valid = has_prior & ~cut_side & shaped & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
     g_range, g_sigma, g_noise = (np.where(g_valid, a, np.nan) for a in (g_range, g_sigma, g_noise))
     w_range, w_sigma, w_noise = (np.where(w_valid, a, np.nan) for a in (w_range, w_sigma, w_noise))
@@ -279,21 +279,17 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
                      fused, fused_sigma)
 
 
-def _shape_limits(ids: npt.NDArray[np.int_], config: CueConfig) -> npt.NDArray[np.float64]:
-    """(n,) each box's largest width / height for its class's width prior (inf without a prior)."""
-    limits = [config.priors.get(int(c)) for c in ids]
-    return np.array([p.max_width_over_height if p else np.inf for p in limits], np.float64).reshape(len(ids))
-
-
 def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.ArrayLike | None,
                  width_sigma_m: npt.ArrayLike | None) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
-    """(n,) has a prior, and (n, 5) width, width sigma, tyre offset, its sigma, length; a known (learned)
+    """(n,) has a prior, and (n, 6) width, width sigma, tyre offset, its sigma, length, largest width / height
+    (inf without a prior); a known (learned)
     width replaces the class's where finite."""
     n = len(ids)
     priors = [config.priors.get(int(c)) for c in ids]
     has_prior = np.array([p is not None for p in priors], bool).reshape(n)
-    prior = np.array([[p.width_m, p.width_sigma_m, p.tyre_offset_m, p.tyre_offset_sigma_m, p.length_m]
-                      if p else [np.nan, np.nan, 0.0, 0.0, 0.0] for p in priors], np.float64).reshape(n, 5)
+    prior = np.array([[p.width_m, p.width_sigma_m, p.tyre_offset_m, p.tyre_offset_sigma_m, p.length_m,
+                       p.max_width_over_height] if p else [np.nan, np.nan, 0.0, 0.0, 0.0, np.inf] for p in priors],
+                     np.float64).reshape(n, 6)
     if width_m is not None and width_sigma_m is not None:
         known = np.isfinite(np.asarray(width_m, np.float64).reshape(-1)) & has_prior
         prior[known, 0] = np.asarray(width_m, np.float64).reshape(-1)[known]
