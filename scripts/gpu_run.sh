@@ -4,6 +4,9 @@
 #   bash scripts/gpu_run.sh compiled   # AOTInductor packages (built then timed)
 #   bash scripts/gpu_run.sh fused      # speed_lab variants + fp16_fused/fp16_compiled sweeps + headless
 #   bash scripts/gpu_run.sh final3     # the fused/compiled modes over the whole batch range, both models
+#   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh split
+#                                      # host-thread / shared JPEG decoding on the GPU path (e2e vs network), the
+#                                      # decoder probe, the split-decode and run-loop tests, mAP per decode place
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
 #                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
@@ -84,6 +87,17 @@ pending)
   timeout 200 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_path_tests.log"
   timeout 330 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e" --sections ssd300,run 2>&1 | tee "$R/gpu_e2e.log"
+  ;;
+split)
+  # Fourth session: host threads decoding beside / instead of nvJPEG (aeb_app/inference/run/split_decode.py),
+  # the decoder probe (CPU pool sizes, nvImageCodec's hardware JPEG engines if .nvimg is carried), GPU tests.
+  timeout 200 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e" --sections ssd300 2>&1 | tee "$R/gpu_e2e.log"
+  LD_LIBRARY_PATH=$PWD/.nvimg/cu13/lib timeout 120 python3 scripts/decode_probe.py --coco-dir $DATA/coco/val2017_subset \
+    --nvimgcodec .nvimg/nvimgcodec --out "$R/probe" 2>&1 | tee "$R/probe.log"
+  timeout 120 python3 -m pytest -q -rA tests/test_split_decode.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
+  timeout 100 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_map" --sections map 2>&1 | tee "$R/gpu_e2e_map.log"
   ;;
 contract)
   timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \

@@ -165,7 +165,7 @@ def _batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int) -> Ite
 
 
 def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, detector: Detector,
-                 config: PostprocessConfig) -> Iterator[tuple[list[int], list]]:
+                 config: PostprocessConfig, decode: str = "gpu") -> Iterator[tuple[list[int], list]]:
     """Like :func:`_batches` followed by inference, through the pipelined GPU path: the files' bytes
     are decoded (nvJPEG) and resized on the GPU while the previous batch runs its network
     (:func:`aeb_app.inference.run.gpu_frames.stream_jpeg_batches`). Yields (ids, detections)."""
@@ -175,7 +175,7 @@ def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, de
     paths = [[find_image(coco_dir, coco.imgs[i]["file_name"]) for i in ids] for ids in chunks]
     datas = ([p.read_bytes() for p in batch] for batch in paths)
     names = ([str(p) for p in batch] for batch in paths)
-    yield from zip(chunks, stream_jpeg_batches(detector, datas, config, names=names))
+    yield from zip(chunks, stream_jpeg_batches(detector, datas, config, names=names, decode=decode))
 
 
 def resolve_frame_path(detector: Detector, frame_path: str) -> str:
@@ -205,6 +205,7 @@ def evaluate_detector(
     config: PostprocessConfig = EVAL_POSTPROCESS,
     progress: Callable[[int, int], None] | None = None,
     frame_path: str = "auto",
+    decode: str = "gpu",
 ) -> dict:
     """Run ``detector`` (already activated) over a COCO folder and score it.
 
@@ -219,6 +220,8 @@ def evaluate_detector(
         frame_path: ``gpu``: JPEG decoding, resizing, NMS on the GPU
             (:mod:`aeb_app.inference.run.gpu_frames`); ``cpu``: OpenCV decoding and resizing on the host;
             ``auto``: see :func:`resolve_frame_path`.
+        decode: on the ``gpu`` frame path, where JPEGs are decoded
+            (:data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`).
 
     Returns:
         ``map`` (@[.5:.95]), ``map50`` and the other 10 COCO stats, ``num_images``, ``model``,
@@ -234,7 +237,7 @@ def evaluate_detector(
     done = 0
     frame_path = resolve_frame_path(detector, frame_path)
     on_gpu = frame_path == "gpu"
-    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector, config) if on_gpu
+    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector, config, decode) if on_gpu
                else ((ids, detector.infer(frames, config)) for ids, frames in
                      _batches(coco, image_ids, coco_dir, batch_size)))
     for ids, batch_dets in batches:

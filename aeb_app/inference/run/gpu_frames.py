@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from aeb_app.inference.base import Detector
 
 __all__ = ["decode_images", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
-           "RESIZE_TOLERANCE_LSB", "RESIZE_METHODS", "resize_weights", "DeviceBatch", "prepare_device_batch", "finish_device_batch",
+           "RESIZE_TOLERANCE_LSB", "RESIZE_METHODS", "resize_weights", "DeviceBatch", "prepare_device_batch", "device_batch_from_u8", "finish_device_batch",
            "stream_jpeg_batches"]
 
 log = logging.getLogger(__name__)
@@ -229,13 +229,20 @@ def prepare_device_batch(detector: "Detector", images: Sequence["torch.Tensor"],
                          resize: str = "interpolate") -> DeviceBatch:
     """Resize (``resize``: one of :data:`RESIZE_METHODS`) + normalise RGB uint8 (3, H, W) device tensors
     into the detector's input layout."""
+    return device_batch_from_u8(detector, resize_to_input(images, detector.spec, method=resize),
+                                [(int(im.shape[1]), int(im.shape[2])) for im in images])
+
+
+def device_batch_from_u8(detector: "Detector", batch_u8: "torch.Tensor",
+                         frame_hws: Sequence[tuple[int, int]]) -> DeviceBatch:
+    """(N, h, w, 3) RGB uint8 at the input size on the device -> normalised, in the detector's layout."""
     import torch
 
     dtype, channels_last = detector.device_input()
-    x = normalize(resize_to_input(images, detector.spec, method=resize), detector.spec, dtype=dtype)
+    x = normalize(batch_u8, detector.spec, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return DeviceBatch(x, [(int(im.shape[1]), int(im.shape[2])) for im in images])
+    return DeviceBatch(x, list(frame_hws))
 
 
 def finish_device_batch(detector: "Detector", batch: DeviceBatch, config: PostprocessConfig) -> list[Detections]:
@@ -277,7 +284,8 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
 
 def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]],
                         config: PostprocessConfig, *, names: Iterable[Sequence[str]] | None = None,
-                        capacity: int = 2, resize: str = "interpolate") -> Iterator[list[Detections]]:
+                        capacity: int = 2, resize: str = "interpolate", decode: str = "gpu",
+                        host_threads: int | None = None) -> Iterator[list[Detections]]:
     """The GPU path over many batches, pipelined: one :class:`Detections` list per batch, in order.
 
     A thread decodes (nvJPEG), resizes and normalises batch i+1 on its own CUDA stream while
@@ -290,8 +298,14 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
     a separate decoding thread was measured slower on the H200 (GIL hand-offs between three Python
     threads; docs/benchmarks/gpu_frame_path.md). A detector without a device path gets the batches
     decoded on the CPU and run through :meth:`Detector.infer`, in series. ``resize``: one of
-    :data:`RESIZE_METHODS`.
+    :data:`RESIZE_METHODS`. ``decode``: one of :data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`
+    (``host``/``split``: ``host_threads`` host threads decode beside or instead of nvJPEG,
+    :mod:`aeb_app.inference.run.split_decode`).
     """
+    from aeb_app.inference.run.split_decode import DECODE_PLACES
+
+    if decode not in DECODE_PLACES:
+        raise ValueError(f"unknown decode place {decode!r} (expected one of {', '.join(DECODE_PLACES)})")
     from aeb_app.stages import Stage, run_stages
 
     device = detector.info.device
@@ -304,7 +318,17 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
         return
     import torch
 
+    from aeb_app.inference.run.split_decode import HostDecoders, decode_split
+
     side: list = []  # the preparing thread's stream, made in that thread on first use
+    host = HostDecoders(host_threads) if decode != "gpu" else None
+
+    def to_device(datas: Sequence[bytes], batch_names: Sequence[str] | None) -> DeviceBatch:
+        if host is None:
+            return prepare_device_batch(detector, decode_images(datas, device, names=batch_names), resize=resize)
+        batch_names = batch_names or [f"image {i}" for i in range(len(datas))]
+        u8, hws, _ = decode_split(datas, batch_names, detector.spec, device, host, use_gpu=decode == "split")
+        return device_batch_from_u8(detector, u8, hws)
 
     def prepare(item: tuple[Sequence[bytes], Sequence[str] | None]) -> DeviceBatch:
         datas, batch_names = item
@@ -313,8 +337,7 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
             if not side:
                 side.append(torch.cuda.Stream(device))
             with torch.cuda.stream(side[0]):
-                batch = prepare_device_batch(detector, decode_images(datas, device, names=batch_names),
-                                             resize=resize)
+                batch = to_device(datas, batch_names)
                 batch.ready = torch.cuda.Event()
                 batch.ready.record(side[0])
         return batch
@@ -324,5 +347,9 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
             return finish_device_batch(detector, batch, config)
 
     source = ((datas, next(names_iter) if names_iter else None) for datas in batches)
-    yield from run_stages(source, [Stage("decode+resize", prepare), Stage("network+nms", finish)],
-                          capacity=capacity)
+    try:
+        yield from run_stages(source, [Stage("decode+resize", prepare), Stage("network+nms", finish)],
+                              capacity=capacity)
+    finally:
+        if host is not None:
+            host.close()
