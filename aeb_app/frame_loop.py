@@ -96,10 +96,14 @@ class _Handoff:
         return [work.detections]
 
 
-def _infer_stage(detector, config) -> Callable[[list[FrameWork]], list[FrameWork]]:
+def _infer_stage(detector, config, batch: int = 1) -> Callable[[list[FrameWork]], list[FrameWork]]:
     """Detections for the valid frames of each chunk, in one detector call per chunk; on a CUDA detector
     through the GPU frame path (an NVDEC frame is already on the device; another is uploaded once, then
-    resized, normalised and NMS'd there). A failed call marks every frame of the chunk failed."""
+    resized, normalised and NMS'd there). A failed call marks every frame of the chunk failed.
+
+    On the device a short chunk (the last one, or one with failed frames) is padded to ``batch`` with
+    repeats of its last frame, whose detections are dropped: a CUDA Graph or compiled network then never
+    meets a new input shape mid-run (capturing or compiling one costs seconds)."""
     from aeb_app.inference.run.gpu_frames import bgr_to_device
 
     on_device = detector.device_input() is not None
@@ -109,7 +113,8 @@ def _infer_stage(detector, config) -> Callable[[list[FrameWork]], list[FrameWork
             return detector.infer([frame.image for frame in frames], config)
         images = [getattr(frame, "device_image", None) for frame in frames]  # NVDEC frames (aeb_app.video.nvdec)
         images = [bgr_to_device(f.image, detector.info.device) if im is None else im for f, im in zip(frames, images)]
-        return detector.infer_tensors(images, config)
+        padded = images + images[-1:] * (batch - len(images))
+        return detector.infer_tensors(padded, config)[:len(images)]
 
     def infer(works: list[FrameWork]) -> list[FrameWork]:
         valid = [w for w in works if w.frame.image is not None and w.frame.error is None]  # the pipeline's condition
@@ -197,7 +202,7 @@ def staged_results(pipeline, frames: Iterator[VideoFrame], *, writer=None,
     """
     detector = pipeline.detector
     handoff = _Handoff(detector)
-    stages = [Stage("inference", _infer_stage(detector, pipeline.settings.postprocess)),
+    stages = [Stage("inference", _infer_stage(detector, pipeline.settings.postprocess, batch)),
               Stage("logic", _logic_stage(pipeline, handoff, hud_lines))]
     if writer is not None:
         stages.append(Stage("encode", _encode_stage(writer)))

@@ -66,6 +66,8 @@ class StreamConfig:
         warning: warning settings.
         settings: per-frame pipeline options.
         logic: filter, cue and scale-change settings of the warning logic (``--settings``).
+        batch: frames per network call (``aeb-app run --batch``): the warm-up runs at this size, so a
+            CUDA Graph or compiled network meets its run's shape before the first timed frame.
     """
 
     source: str | int
@@ -82,6 +84,7 @@ class StreamConfig:
     warning: WarningConfig = WarningConfig()
     settings: PipelineSettings = PipelineSettings()
     logic: LogicSettings = LogicSettings()
+    batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,8 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
         compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
         yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
         t0 = time.perf_counter()
-        detector.infer([np.zeros((source.info.height, source.info.width, 3), np.uint8)])  # lazy set-up, untimed
+        blank = np.zeros((source.info.height, source.info.width, 3), np.uint8)
+        detector.infer([blank] * config.batch)  # lazy set-up at the run's batch size, untimed
         warmup_ms = (time.perf_counter() - t0) * 1e3
         log.info("warm-up inference: %.0f ms (not timed)", warmup_ms)
     from aeb_app.video.nvdec import prefer_nvdec

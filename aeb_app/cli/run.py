@@ -129,7 +129,7 @@ def stream_config(args: argparse.Namespace, ego_speed=None):
     logic = load_logic_settings(args.settings) if getattr(args, "settings", None) else LogicSettings()
     return StreamConfig(args.video, fps=args.fps, model=args.model, mode=args.mode, threads=args.threads,
                         calibration=args.calibration, settings=settings, zone=logic.zone, warning=logic.warning,
-                        logic=logic)
+                        logic=logic, batch=getattr(args, "batch", 1))
 
 
 def process_video(args: argparse.Namespace) -> RunSummary:
