@@ -7,6 +7,7 @@
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh split
 #                                      # host-thread / shared JPEG decoding on the GPU path (e2e vs network), the
 #                                      # decoder probe, the split-decode and run-loop tests, mAP per decode place
+#   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh runs   # gpu_e2e.py's aeb-app run section alone
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
 #                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
@@ -98,6 +99,11 @@ split)
   timeout 120 python3 -m pytest -q -rA tests/test_split_decode.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
   timeout 100 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_map" --sections map 2>&1 | tee "$R/gpu_e2e_map.log"
+  ;;
+runs)
+  # aeb-app run on the sample clip (mp4 / events only, batch 1 / 8 / 32, NVDEC when .whlnv's PyNvVideoCodec is in WHL)
+  timeout 280 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_run" --sections run 2>&1 | tee "$R/gpu_e2e_run.log"
   ;;
 contract)
   timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \
