@@ -142,6 +142,17 @@ def test_occlusion_hold_of_exactly_its_length_in_frame_times() -> None:
     assert result.frames == 80 and result.false_warnings == 0 and result.passed
 
 
+
+def test_a_missed_frame_keeps_the_braking_and_closing_decisions() -> None:
+    """Held-out seed 30 of the sweep (CCRb 12 m -6, 10 fps): the braking lead asked for CAUTION at 3.5 s and was
+    missed at 3.6 s, where its predicted acceleration (-1.7 m/s^2) fell below 0.5 of its grown sigma (3.7 m/s^2):
+    the TTC jumped to 7.6 s, the rising debounce drained, and the warning came at true TTC 1.0 s (1.2 s needed).
+    A missed frame is no evidence: the track keeps the braking and closing-trend decisions it was last seen with."""
+    index = next(i for i, s in enumerate(SCENARIOS) if s.name == "CCRb 50 12m -6")
+    result = run_scenario(SCENARIOS[index], seed=matrix_stream(30, index, 10.0), fps=10.0,
+                          artefacts=Artefacts.realistic(2.0, 0.1))
+    assert result.false_warnings == 0 and result.warning_ttc_s is not None and result.warning_ttc_s >= 1.2
+
 def test_missed_detections_do_not_make_it_unavailable() -> None:
     result = run_scenario(NHTSA[0], noise_px=0.5, miss_prob=0.1, seed=2)
     assert result.unavailable_frames == 0 and result.passed

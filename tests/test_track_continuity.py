@@ -206,6 +206,23 @@ def test_the_scale_closing_is_brought_forward_by_a_significant_braking() -> None
     assert assess_threat(f, lagged, **kw).ttc_s < assess_threat(f, now, **kw).ttc_s
 
 
+
+def test_a_coasting_track_keeps_the_braking_decision_it_was_last_seen_with() -> None:
+    """In a missed frame the range filter is only predicted: its acceleration stays, its sigma grows by the jerk
+    noise (3.3 -> 3.6 m/s^2 over 0.1 s), so the significance test alone would drop a braking that the last
+    measurement showed. The decision is passed in (``braking``); None decides by ``accel_sigmas``."""
+    kw = dict(track_age_s=2.0, ego_speed_mps=20.0, setback_m=1.5, config=WarningConfig())
+    f = _closing_filter()
+    f.x[2], f.p[2, 2] = -1.4, 9.0  # braking at 0.47 sigma: below the 0.5-sigma test
+    undecided, held = assess_threat(f, None, **kw), assess_threat(f, None, braking=True, **kw)
+    assert not undecided.braking and held.braking
+    assert held.ttc_s < undecided.ttc_s == pytest.approx(3.0)  # 30 m at 10 m/s, without the acceleration
+    f.x[2], f.p[2, 2] = -6.0, 1.0  # significant, but the last measured frame did not see it
+    assert assess_threat(f, None, **kw).braking and not assess_threat(f, None, braking=False, **kw).braking
+    assert assess_threat(f, None, braking=False, **kw).ttc_s == pytest.approx(3.0)
+    f.x[2] = 2.0  # a held decision never uses an acceleration that opens the gap
+    assert assess_threat(f, None, braking=True, **kw).ttc_s == pytest.approx(3.0)
+
 def test_a_track_keeps_the_class_most_of_its_detections_gave() -> None:
     tracker = IouTracker()
     box = [449.0, 245.0, 512.0, 295.0]

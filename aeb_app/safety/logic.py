@@ -411,7 +411,7 @@ class AebLogic:
         threat = self._threat(track, timestamp_s, ego_speed_mps)
         agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
-        track.agreed, track.zone_lateral_m = agrees, lateral
+        track.agreed, track.zone_lateral_m, track.braking = agrees, lateral, threat.braking
         return ObjectState(
             index, track.track_id, track.category_id, ((x1 + x2) / 2.0, y2), bev, lateral,
             measured_m if math.isfinite(measured_m) else f.range_m, f.range_m, f.range_rate_mps, threat.ttc_s,
@@ -439,19 +439,30 @@ class AebLogic:
             return math.nan, math.nan
 
     def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
+        """The track's TTC cues now; a track missed in this frame keeps the braking decision of the frame it was
+        last seen in (no new measurement, no new evidence: only the prediction's uncertainty grew)."""
         f = track.range_filter
+        coasting = track.last_seen_s < timestamp_s
         return assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
                              ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m, config=self.warning_config,
-                             range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s)
+                             range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s,
+                             braking=track.braking if coasting else None)
 
     def _agrees(self, track: Track, threat: ThreatAssessment, timestamp_s: float) -> bool:
         """The cues allow a warning, the track is settled, its gap has been shrinking over ``closing_span_s``,
-        and nothing nearer stands in front of it."""
+        and nothing nearer stands in front of it.
+
+        A track missed in this frame (coasting) keeps the closing trend's decision of the frame it was last seen in:
+        without a new measurement the window would only lose its oldest sample, which is no evidence either way
+        (:meth:`_coasting_level` asks only tracks that agreed, closing trend included, when last seen).
+        """
         # Frame times are floats (74/10 - 71/10 > 0.3): a hold of exactly its length must still hold.
         occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
         if not (threat.agrees(self.warning_config.require_agreement) and not occluded and settled):
             return False  # the closing trend (a robust line fit) only where it can still decide
+        if track.last_seen_s < timestamp_s:
+            return track.agreed  # coasting: the trend's decision when last seen (it agreed then, or it is not asked)
         return not self.warning_config.require_closing_trend or bool(
             track.trend is not None and track.trend.closing(timestamp_s, self.warning_config.closing_sigmas))
 
@@ -462,7 +473,9 @@ class AebLogic:
         last seen keeps asking for the level of its motion model's prediction (range filter predicted to
         now, expansion brought forward) while it coasts, i.e. until its filter would restart
         (``reacquire_after_s``) or the tracker drops it. Without this one missed frame restarts the
-        warning's rising debounce.
+        warning's rising debounce. The decisions that only a measurement can change (the relative acceleration
+        significant, the closing trend) are those of the frame it was last seen in: the predicted acceleration's
+        sigma grows by the jerk noise in a missed frame, and the trend's window only loses its oldest sample.
         """
         level = WarningLevel.NONE
         for track in self.tracker.tracks:

@@ -36,6 +36,7 @@ class ThreatAssessment:
         ttc_scale_s: scale-cue TTC, seconds (NaN when unavailable).
         available: cues that could vote.
         confirmed: cues that confirmed a threat.
+        braking: the range filter's relative acceleration was used (significantly negative, or held as such).
     """
 
     ttc_s: float
@@ -43,6 +44,7 @@ class ThreatAssessment:
     ttc_scale_s: float
     available: tuple[str, ...]
     confirmed: tuple[str, ...]
+    braking: bool = False
 
     def agrees(self, require_all: bool) -> bool:
         """Whether the cues allow a warning."""
@@ -59,7 +61,7 @@ def _closing_cap(ego_speed_mps: float | None, config: WarningConfig) -> float:
 
 def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, track_age_s: float,
                   ego_speed_mps: float | None, setback_m: float, config: WarningConfig,
-                  range_independent: bool = True) -> ThreatAssessment:
+                  range_independent: bool = True, braking: bool | None = None) -> ThreatAssessment:
     """Both TTC cues of a track, fused, and which of them confirm a threat.
 
     What both cues measure is the closing speed (the scale cue as ``closing / camera depth``); those are
@@ -77,13 +79,17 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
         range_independent: the range has had a ground-contact measurement recently. When it has not,
             the range comes from the box width alone, its rate is the scale cue's twin, and it gets no
             separate vote: the scale cue must then show a significant expansion on its own.
+        braking: whether the relative acceleration counts (the lead braking), decided elsewhere; None: decide here
+            (significantly negative at ``accel_sigmas``). A track coasting through a missed frame passes the
+            decision of the last frame it was seen in: the prediction's grown uncertainty is no evidence that the
+            braking stopped.
     """
     cap = _closing_cap(ego_speed_mps, config)
     rng = filt.range_m
     # A track that has only been predicted for longer than the filter would coast has no range to vote with.
     ranged = filt.initialized and math.isfinite(rng) and rng > 0 and filt.since_accept_s <= filt.config.reacquire_after_s
     votes = _Votes()
-    accel = _significant_accel(filt, config) if ranged else 0.0
+    accel = _significant_accel(filt, config, braking) if ranged else 0.0
     ttc_range = math.inf
     if ranged and track_age_s >= config.min_track_age_s - 1e-6:
         ttc_range = _range_vote(votes, filt, accel, cap, config, range_independent)
@@ -92,14 +98,15 @@ def assess_threat(filt: RangeFilter, expansion: ExpansionEstimate | None, *, tra
         ttc_scale = _scale_vote(votes, expansion, rng if ranged else math.nan, setback_m, cap, accel, config,
                                 range_independent)
     fused = _fused_ttc(votes, rng, accel, cap, config) if ranged and votes.weights else math.inf
-    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed))
+    return ThreatAssessment(fused, ttc_range, ttc_scale, tuple(votes.available), tuple(votes.confirmed), accel < 0)
 
 
-def _significant_accel(filt: RangeFilter, config: WarningConfig) -> float:
-    """The filter's relative acceleration when significantly negative (the lead braking), else 0."""
-    if filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2])):
-        return filt.range_accel_mps2
-    return 0.0
+def _significant_accel(filt: RangeFilter, config: WarningConfig, braking: bool | None) -> float:
+    """The filter's relative acceleration when significantly negative (the lead braking; or, with ``braking``
+    given, when that says so and the acceleration is negative), else 0."""
+    if braking is None:
+        braking = filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2]))
+    return filt.range_accel_mps2 if braking and filt.range_accel_mps2 < 0 else 0.0
 
 
 def _fused_ttc(votes: "_Votes", rng: float, accel: float, cap: float, config: WarningConfig) -> float:

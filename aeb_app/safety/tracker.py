@@ -72,6 +72,8 @@ class Track:
         match_box_px: (4,) the box matched against: the average of the last match and the one before
             (an exponential mean), so that one jumped edge does not break the track.
         agreed: the track's TTC cues allowed a warning in the last frame it was seen.
+        braking: its range filter's relative acceleration was significantly negative (the lead braking) in the last
+            frame it was seen; a frame in which it is missed keeps that decision (no new evidence).
         zone_lateral_m: the lateral offset its zone membership was judged with in that frame, metres.
         trend: its measured ranges over the last seconds (is the gap really shrinking?), made by the user.
     """
@@ -91,6 +93,7 @@ class Track:
     lateral_m: float = math.nan
     match_box_px: npt.NDArray[np.float64] | None = None
     agreed: bool = False
+    braking: bool = False
     zone_lateral_m: float = math.nan
     trend: RangeTrend | None = None
     class_votes: dict[int, float] = field(default_factory=dict)
@@ -128,6 +131,7 @@ class Track:
         hold came from another class's prior (width, tyre offset). The learned width is measured, it stays."""
         self.range_filter = RangeFilter(self.range_filter.config)
         self.trend = None
+        self.braking = False
         self.first_seen_s = now_s
 
 
