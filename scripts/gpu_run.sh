@@ -92,9 +92,15 @@ pending)
 split)
   # Fourth session: host threads decoding beside / instead of nvJPEG (aeb_app/inference/run/split_decode.py),
   # the decoder probe (CPU pool sizes, nvImageCodec's hardware JPEG engines if .nvimg is carried), GPU tests.
+  if [ -d .nvimg ]; then  # nvImageCodec unpacked (no pip index there): importable as nvidia.nvimgcodec
+    mkdir -p /tmp/site/nvidia && cp -r .nvimg/nvimgcodec /tmp/site/nvidia/
+    printf 'try:\n    import nvidia\n    if "/tmp/site/nvidia" not in list(nvidia.__path__):\n        nvidia.__path__.append("/tmp/site/nvidia")\nexcept ImportError:\n    pass\n' > /tmp/site/sitecustomize.py
+    export LD_LIBRARY_PATH=$PWD/.nvimg/cu13/lib:${LD_LIBRARY_PATH:-} NVIMGCODEC_EXTENSIONS_PATH=/tmp/site/nvidia/nvimgcodec/extensions
+    python3 -c "from nvidia import nvimgcodec; print('nvimgcodec', nvimgcodec.__version__)" 2>&1 | tail -2
+  fi
   timeout 200 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e" --sections ssd300 2>&1 | tee "$R/gpu_e2e.log"
-  LD_LIBRARY_PATH=$PWD/.nvimg/cu13/lib timeout 120 python3 scripts/decode_probe.py --coco-dir $DATA/coco/val2017_subset \
+  timeout 120 python3 scripts/decode_probe.py --coco-dir $DATA/coco/val2017_subset \
     --nvimgcodec .nvimg/nvimgcodec --out "$R/probe" 2>&1 | tee "$R/probe.log"
   timeout 120 python3 -m pytest -q -rA tests/test_split_decode.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
   timeout 100 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \

@@ -168,3 +168,34 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
     area = lambda x: np.prod(x[..., 2:] - x[..., :2], axis=-1)  # noqa: E731
     return inter / (area(box) + area(boxes) - inter)
+
+
+def test_device_decoders_are_named_and_an_absent_nvimgcodec_says_what_to_install(jpegs):
+    from aeb_app.errors import BackendUnavailableError
+    from aeb_app.inference.run.hardware_jpeg import device_decoder
+
+    decode = device_decoder("nvjpeg", "cpu")  # on the CPU: the device path's OpenCV fallback
+    (image,) = decode([jpegs[0].read_bytes()], ["a.jpg"])
+    assert image.shape[0] == 3 and image.dtype == torch.uint8
+    with pytest.raises(ValueError, match="unknown device decoder"):
+        device_decoder("libjpeg", "cpu")
+    try:
+        import nvidia.nvimgcodec  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailableError, match="pip install nvidia-nvimgcodec"):
+            device_decoder("nvimgcodec", "cpu")
+
+
+@cuda
+def test_hardware_engines_decode_what_nvjpeg_decodes(jpegs):
+    pytest.importorskip("nvidia.nvimgcodec", reason="needs nvImageCodec")
+    from aeb_app.inference.run.hardware_jpeg import device_decoder
+
+    datas, names = [p.read_bytes() for p in jpegs], [p.name for p in jpegs]
+    hw = device_decoder("nvimgcodec", "cuda")(datas, names)
+    ref = device_decoder("nvjpeg", "cuda")(datas, names)
+    for a, b in zip(hw, ref):
+        assert a.shape == b.shape
+        assert (a.int() - b.int()).abs().float().mean() <= 1.5  # decoders differ in IDCT / chroma upsampling
+    with pytest.raises(InputError, match="broken.jpg"):
+        device_decoder("nvimgcodec", "cuda")(datas[:1] + [b"not a jpeg"], ["a.jpg", "broken.jpg"])

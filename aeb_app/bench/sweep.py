@@ -282,23 +282,26 @@ def end_to_end_fn(detector, frames, jpegs: list[bytes] | None) -> tuple[Callable
 
 
 def stream_throughput(detector, jpegs: list[bytes], n_batches: int, warmup_batches: int = 2, *,
-                      resize: str = "interpolate", decode: str = "gpu") -> float:
+                      resize: str = "interpolate", decode: str = "gpu", device_decoder: str = "nvjpeg") -> float:
     """Images/s of the pipelined GPU path (:func:`~aeb_app.inference.run.gpu_frames.stream_jpeg_batches`:
     decoding and resizing the next batch overlaps the current one's network) over ``n_batches`` copies
     of the batch: host wall clock from the first batch's bytes to the last batch's kept boxes on the
     host (so the device work is all done), after ``warmup_batches`` untimed ones. ``resize``: the
     GPU resize method (:data:`~aeb_app.inference.run.gpu_frames.RESIZE_METHODS`); ``decode``: where the
-    JPEGs are decoded (:data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`)."""
+    JPEGs are decoded (:data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`) and by what on the device
+    (:data:`~aeb_app.inference.run.hardware_jpeg.DEVICE_DECODERS`)."""
+    import functools
     import time
 
     from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
     from aeb_app.model.postprocess import PostprocessConfig
 
-    for _ in stream_jpeg_batches(detector, [jpegs] * warmup_batches, PostprocessConfig(), resize=resize,
-                                 decode=decode):
+    stream = functools.partial(stream_jpeg_batches, detector, config=PostprocessConfig(), resize=resize, decode=decode,
+                               device_decoder=device_decoder)
+    for _ in stream([jpegs] * warmup_batches):
         pass
     t0 = time.perf_counter()
-    for _ in stream_jpeg_batches(detector, [jpegs] * n_batches, PostprocessConfig(), resize=resize, decode=decode):
+    for _ in stream([jpegs] * n_batches):
         pass
     return n_batches * len(jpegs) / (time.perf_counter() - t0)
 

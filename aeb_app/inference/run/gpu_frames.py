@@ -285,7 +285,7 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
 def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]],
                         config: PostprocessConfig, *, names: Iterable[Sequence[str]] | None = None,
                         capacity: int = 2, resize: str = "interpolate", decode: str = "gpu",
-                        host_threads: int | None = None) -> Iterator[list[Detections]]:
+                        host_threads: int | None = None, device_decoder: str = "nvjpeg") -> Iterator[list[Detections]]:
     """The GPU path over many batches, pipelined: one :class:`Detections` list per batch, in order.
 
     A thread decodes (nvJPEG), resizes and normalises batch i+1 on its own CUDA stream while
@@ -299,8 +299,9 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
     threads; docs/benchmarks/gpu_frame_path.md). A detector without a device path gets the batches
     decoded on the CPU and run through :meth:`Detector.infer`, in series. ``resize``: one of
     :data:`RESIZE_METHODS`. ``decode``: one of :data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`
-    (``host``/``split``: ``host_threads`` host threads decode beside or instead of nvJPEG,
-    :mod:`aeb_app.inference.run.split_decode`).
+    (``host``/``split``: ``host_threads`` host threads decode beside or instead of the device,
+    :mod:`aeb_app.inference.run.split_decode`). ``device_decoder``: what decodes on the device, one of
+    :data:`~aeb_app.inference.run.hardware_jpeg.DEVICE_DECODERS` (``nvimgcodec``: the hardware JPEG engines).
     """
     from aeb_app.inference.run.split_decode import DECODE_PLACES
 
@@ -318,16 +319,19 @@ def stream_jpeg_batches(detector: "Detector", batches: Iterable[Sequence[bytes]]
         return
     import torch
 
+    from aeb_app.inference.run.hardware_jpeg import device_decoder as make_decoder
     from aeb_app.inference.run.split_decode import HostDecoders, decode_split
 
     side: list = []  # the preparing thread's stream, made in that thread on first use
+    gpu_decode = make_decoder(device_decoder, device)  # before any thread: an unavailable decoder fails here
     host = HostDecoders(host_threads) if decode != "gpu" else None
 
     def to_device(datas: Sequence[bytes], batch_names: Sequence[str] | None) -> DeviceBatch:
-        if host is None:
+        if host is None and device_decoder == "nvjpeg":
             return prepare_device_batch(detector, decode_images(datas, device, names=batch_names), resize=resize)
         batch_names = batch_names or [f"image {i}" for i in range(len(datas))]
-        u8, hws, _ = decode_split(datas, batch_names, detector.spec, device, host, use_gpu=decode == "split")
+        u8, hws, _ = decode_split(datas, batch_names, detector.spec, device, host, use_gpu=decode != "host",
+                                  gpu_decode=gpu_decode)
         return device_batch_from_u8(detector, u8, hws)
 
     def prepare(item: tuple[Sequence[bytes], Sequence[str] | None]) -> DeviceBatch:

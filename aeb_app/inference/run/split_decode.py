@@ -33,6 +33,8 @@ from aeb_app.model.spec import ModelSpec
 if TYPE_CHECKING:
     import torch
 
+    from aeb_app.inference.run.hardware_jpeg import DeviceDecode
+
 __all__ = ["DECODE_PLACES", "GPU_CHUNK", "Claims", "HostDecoders", "SplitStats", "decode_split",
            "default_host_threads"]
 
@@ -121,12 +123,14 @@ class SplitStats:
 
 
 def decode_split(datas: Sequence[bytes], names: Sequence[str], spec: ModelSpec, device: "str | torch.device",
-                 host: HostDecoders | None, *, use_gpu: bool = True,
-                 gpu_chunk: int = GPU_CHUNK) -> tuple["torch.Tensor", list[tuple[int, int]], SplitStats]:
+                 host: HostDecoders | None, *, use_gpu: bool = True, gpu_chunk: int = GPU_CHUNK,
+                 gpu_decode: "DeviceDecode | None" = None) -> tuple["torch.Tensor", list[tuple[int, int]], SplitStats]:
     """Encoded images -> ((N, h, w, 3) RGB uint8 at the network's input size on ``device``, in order;
     each image's own (height, width); how the batch was shared).
 
-    ``host`` None: nvJPEG decodes everything (in chunks); ``use_gpu`` False: the host threads do. Runs
+    ``host`` None: the device decodes everything (in one call); ``use_gpu`` False: the host threads do.
+    ``gpu_decode``: the device side's decoder (:func:`~aeb_app.inference.run.hardware_jpeg.device_decoder`;
+    default nvJPEG through :func:`~aeb_app.inference.run.gpu_frames.decode_images`). Runs
     on the current CUDA stream (or on the CPU, where the "GPU" side is the device path's CPU fallback,
     which is how the CPU-only tests exercise the sharing).
 
@@ -135,10 +139,13 @@ def decode_split(datas: Sequence[bytes], names: Sequence[str], spec: ModelSpec, 
     """
     import torch
 
-    from aeb_app.inference.run.gpu_frames import decode_images, resize_to_input
+    from aeb_app.inference.run.gpu_frames import resize_to_input
+    from aeb_app.inference.run.hardware_jpeg import device_decoder
 
     n, (h, w) = len(datas), spec.input_hw
     device = torch.device(device)
+    gpu_decode = gpu_decode or device_decoder("nvjpeg", device)
+    gpu_chunk = gpu_chunk if host is not None else max(n, 1)
     claims = Claims(n)
     on_cuda = device.type == "cuda"
     host_rows = torch.empty((n, h, w, 3), dtype=torch.uint8, pin_memory=on_cuda)
@@ -148,7 +155,7 @@ def decode_split(datas: Sequence[bytes], names: Sequence[str], spec: ModelSpec, 
     gpu_count = 0
     try:
         while (use_gpu or host is None) and (chunk := claims.back(gpu_chunk)) is not None:
-            images = decode_images([datas[i] for i in chunk], device, names=[names[i] for i in chunk])
+            images = gpu_decode([datas[i] for i in chunk], [names[i] for i in chunk])
             batch[chunk.start:chunk.stop] = resize_to_input(images, spec)
             hws[chunk.start:chunk.stop] = [(int(im.shape[1]), int(im.shape[2])) for im in images]
             gpu_count += len(chunk)
