@@ -117,6 +117,27 @@ def test_eval_works_on_any_coco_subset(coco_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+def test_eval_jpeg_decode_options_are_recorded_and_a_missing_decoder_refused_first(
+        coco_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On the CPU the JPEG options do not apply (the CPU path decodes with OpenCV) and the JSON says so; the
+    hardware decoder without its package is one clear line, before any model loads, and writes nothing."""
+    out = tmp_path / "e.json"
+    assert main(["eval", "--coco-dir", str(coco_dir), "--mode", "fp32", "--limit", "2", "--jpeg-decode", "split",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["frame_path"], result["jpeg_decode"], result["jpeg_decoder"]) == ("cpu", "cpu", "opencv")
+    try:
+        import nvidia.nvimgcodec  # noqa: F401
+    except ImportError:
+        capsys.readouterr()
+        assert main(["eval", "--coco-dir", str(coco_dir), "--jpeg-decoder", "nvimgcodec",
+                     "--json", str(tmp_path / "x.json")]) != 0
+        err = capsys.readouterr().err
+        assert "nvImageCodec is not installed" in err and "pip install nvidia-nvimgcodec" in err
+        assert "loading" not in err.lower() and not (tmp_path / "x.json").exists()
+    assert main(["eval", "--coco-dir", str(coco_dir), "--jpeg-decode", "disk", "--json", str(tmp_path / "y.json")]) == 2
+
+
 def test_detect_saves_by_default_in_numbered_run_folders(data_dir: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A folder, a glob and a video in one call; runs/detect/predict then predict2 (ultralytics)."""

@@ -13,6 +13,8 @@ from pathlib import Path
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, add_tiles_arg, make_detector, tiling_of
+from aeb_app.inference.run.hardware_jpeg import DEVICE_DECODERS, check_nvimgcodec
+from aeb_app.inference.run.split_decode import DECODE_PLACES
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=at.probability, default=defaults.EVAL_SCORE_THRESHOLD,
                    help="drop detections scoring below this (low: mAP integrates the whole PR curve)")
     p.add_argument("--json", type=at.writable_output(".json"), required=True, help="write the results here")
+    p.add_argument("--jpeg-decode", choices=DECODE_PLACES, default="gpu",
+                   help="GPU frame path only: decode JPEGs on the GPU, in host threads, or split each batch "
+                        "between both (default gpu)")
+    p.add_argument("--jpeg-decoder", choices=DEVICE_DECODERS, default="nvjpeg",
+                   help="GPU frame path only: what decodes on the GPU; nvimgcodec uses the hardware JPEG engines "
+                        "(A100/H100/H200; needs nvidia-nvimgcodec) (default nvjpeg)")
     p.set_defaults(func=run)
     return p
 
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
     check_images(args.coco_dir, args.annotations, args.limit)  # bad annotations or images: before the model loads
+    if args.jpeg_decoder == "nvimgcodec":
+        check_nvimgcodec()  # before the model loads too
     config = PostprocessConfig(
         score_threshold=args.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,
         max_detections=args.max_detections, tiling=tiling_of(args),
@@ -61,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         with detector:
             result = evaluate_detector(detector, args.coco_dir, annotations=args.annotations,
                                        batch_size=args.batch_size, limit=args.limit, config=config,
-                                       progress=progress)
+                                       progress=progress, decode=args.jpeg_decode, device_decoder=args.jpeg_decoder)
     finally:
         bar.close()  # ends the bar's line: an error then starts on a line of its own
     print(result["summary"])

@@ -20,12 +20,27 @@ from aeb_app.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_DECODERS", "device_decoder"]
+__all__ = ["DEVICE_DECODERS", "check_nvimgcodec", "device_decoder"]
 
 #: What decodes JPEGs on the device: torchvision's nvJPEG (SM kernels) or nvImageCodec (hardware engines).
 DEVICE_DECODERS = ("nvjpeg", "nvimgcodec")
 
 DeviceDecode = Callable[[Sequence[bytes], Sequence[str]], list["torch.Tensor"]]
+
+
+def check_nvimgcodec():
+    """The ``nvidia.nvimgcodec`` module.
+
+    Raises:
+        BackendUnavailableError: not installed (the message says what to install).
+    """
+    try:
+        from nvidia import nvimgcodec
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "device decoder nvimgcodec: nvImageCodec is not installed "
+            "(pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg, or -cu12 for CUDA 12)") from exc
+    return nvimgcodec
 
 
 def device_decoder(name: str, device: "str | torch.device") -> DeviceDecode:
@@ -44,12 +59,7 @@ def device_decoder(name: str, device: "str | torch.device") -> DeviceDecode:
         return lambda datas, names: decode_images(datas, device, names=names)
     if name != "nvimgcodec":
         raise ValueError(f"unknown device decoder {name!r} (expected one of {', '.join(DEVICE_DECODERS)})")
-    try:
-        from nvidia import nvimgcodec
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "device decoder nvimgcodec: nvImageCodec is not installed "
-            "(pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg, or -cu12 for CUDA 12)") from exc
+    nvimgcodec = check_nvimgcodec()
     kinds = (nvimgcodec.BackendKind.HW_GPU_ONLY, nvimgcodec.BackendKind.GPU_ONLY)
     decoder = nvimgcodec.Decoder(device_id=device.index or 0, backends=[nvimgcodec.Backend(k) for k in kinds])
 
