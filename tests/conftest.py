@@ -48,3 +48,19 @@ def _env(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("AEB_APP_ENGINES_DIR", None)
     os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    """The real ssd_mobilenet_v1 (TFLite weights from the mirror), loaded once per test module."""
+    from aeb_app.model.registry import load_model
+
+    return load_model("ssd_mobilenet_v1")
+
+
+@pytest.fixture(scope="module")
+def coco_jpegs(coco_dir: Path) -> list[Path]:
+    """The first 12 COCO images of the mirror's subset (real JPEGs of mixed sizes)."""
+    paths = sorted((coco_dir / "val2017").glob("*.jpg"))[:12]
+    assert len(paths) == 12, f"{coco_dir}: expected COCO images"
+    return paths

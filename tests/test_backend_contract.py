@@ -12,15 +12,10 @@ import pytest
 from aeb_app.errors import BackendUnavailableError
 from aeb_app.inference import registry
 from aeb_app.inference.build.quantize import QuantizeConfig, quantize_model
-from aeb_app.model.registry import load_model
 from tests._inference_helpers import real_frames, shared_engines
 
 CONFIDENT = 0.5
 
-
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
 
 
 @pytest.fixture(scope="module")

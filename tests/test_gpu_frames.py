@@ -34,16 +34,6 @@ from aeb_app.model.registry import load_model
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
-
-
-@pytest.fixture(scope="module")
-def jpegs(coco_dir: Path) -> list[Path]:
-    paths = sorted((coco_dir / "val2017").glob("*.jpg"))[:12]
-    assert len(paths) == 12, f"{coco_dir}: expected COCO images"
-    return paths
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -63,17 +53,17 @@ def _resize_diffs(spec, frames, device, method="interpolate"):
 
 @pytest.mark.parametrize("method", RESIZE_METHODS)
 @pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
-def test_device_resize_matches_the_cpu_resize(mobilenet, jpegs, resize, method):
+def test_device_resize_matches_the_cpu_resize(mobilenet, coco_jpegs, resize, method):
     spec = replace(mobilenet.spec, resize=resize)
-    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cpu", method)
+    worst, mean = _resize_diffs(spec, [read_image(p) for p in coco_jpegs], "cpu", method)
     assert worst <= RESIZE_TOLERANCE_LSB[resize] and mean < 0.25, (worst, mean)
 
 
 @pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
-def test_batched_matmul_resize_equals_interpolate_over_mixed_sizes(mobilenet, jpegs, resize):
+def test_batched_matmul_resize_equals_interpolate_over_mixed_sizes(mobilenet, coco_jpegs, resize):
     # The 12 COCO images have several sizes: the matmul path pads them into one batch.
     spec = replace(mobilenet.spec, resize=resize)
-    images = [bgr_to_device(read_image(p), "cpu") for p in jpegs]
+    images = [bgr_to_device(read_image(p), "cpu") for p in coco_jpegs]
     assert len({tuple(im.shape) for im in images}) > 2
     a = resize_to_input(images, spec).numpy().astype(int)
     b = resize_to_input(images, spec, method="matmul").numpy().astype(int)
@@ -96,8 +86,8 @@ def test_resize_weights_are_interpolates_own(antialias):
                         method="nearest")
 
 
-def test_kept_to_host_equals_the_shared_postprocess(mobilenet, jpegs):
-    frames = [read_image(p) for p in jpegs[:6]]
+def test_kept_to_host_equals_the_shared_postprocess(mobilenet, coco_jpegs):
+    frames = [read_image(p) for p in coco_jpegs[:6]]
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         boxes, scores = det.run_decoded(resize_batch(frames, det.spec))
     hws = [f.shape[:2] for f in frames]
@@ -110,20 +100,20 @@ def test_kept_to_host_equals_the_shared_postprocess(mobilenet, jpegs):
         np.testing.assert_allclose(g.scores, r.scores, atol=1e-6)
 
 
-def test_cpu_decode_and_bad_bytes_are_named(jpegs):
-    png = cv2.imencode(".png", read_image(jpegs[0]))[1].tobytes()
-    out = decode_images([jpegs[1].read_bytes(), png], "cpu")
-    assert out[0].shape == (3, *read_image(jpegs[1]).shape[:2]) and out[0].dtype == torch.uint8
-    np.testing.assert_array_equal(out[1].permute(1, 2, 0).flip(2).numpy(), read_image(jpegs[0]))
+def test_cpu_decode_and_bad_bytes_are_named(coco_jpegs):
+    png = cv2.imencode(".png", read_image(coco_jpegs[0]))[1].tobytes()
+    out = decode_images([coco_jpegs[1].read_bytes(), png], "cpu")
+    assert out[0].shape == (3, *read_image(coco_jpegs[1]).shape[:2]) and out[0].dtype == torch.uint8
+    np.testing.assert_array_equal(out[1].permute(1, 2, 0).flip(2).numpy(), read_image(coco_jpegs[0]))
     with pytest.raises(InputError, match="frame 7: not a decodable image"):
         decode_images([b"not an image"], "cpu", names=["frame 7"])
 
 
-def test_infer_tensors_on_a_cpu_detector_goes_through_the_host(mobilenet, jpegs):
-    frames = [read_image(p) for p in jpegs[:3]]
+def test_infer_tensors_on_a_cpu_detector_goes_through_the_host(mobilenet, coco_jpegs):
+    frames = [read_image(p) for p in coco_jpegs[:3]]
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         ref = det.infer(frames)
-        got = det.infer_tensors(decode_images([p.read_bytes() for p in jpegs[:3]], "cpu"))
+        got = det.infer_tensors(decode_images([p.read_bytes() for p in coco_jpegs[:3]], "cpu"))
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g.xyxy_px, r.xyxy_px, atol=1e-4)
     assert sum(len(r) for r in ref) > 0
@@ -131,9 +121,9 @@ def test_infer_tensors_on_a_cpu_detector_goes_through_the_host(mobilenet, jpegs)
 
 # -- on a GPU ---------------------------------------------------------------------------------
 @cuda
-def test_nvjpeg_decode_matches_opencv(jpegs):
-    images = decode_images([p.read_bytes() for p in jpegs], "cuda")
-    for path, image in zip(jpegs, images):
+def test_nvjpeg_decode_matches_opencv(coco_jpegs):
+    images = decode_images([p.read_bytes() for p in coco_jpegs], "cuda")
+    for path, image in zip(coco_jpegs, images):
         ref = read_image(path)[:, :, ::-1].transpose(2, 0, 1).astype(int)
         assert image.is_cuda and tuple(image.shape) == ref.shape
         diff = np.abs(image.cpu().numpy().astype(int) - ref)
@@ -141,28 +131,28 @@ def test_nvjpeg_decode_matches_opencv(jpegs):
 
 
 @cuda
-def test_a_frame_nvjpeg_rejects_is_decoded_on_the_cpu_with_one_log_line(jpegs, caplog):
-    png = cv2.imencode(".png", read_image(jpegs[0]))[1].tobytes()
+def test_a_frame_nvjpeg_rejects_is_decoded_on_the_cpu_with_one_log_line(coco_jpegs, caplog):
+    png = cv2.imencode(".png", read_image(coco_jpegs[0]))[1].tobytes()
     with caplog.at_level(logging.WARNING, logger="aeb_app.inference.run.gpu_frames"):
-        out = decode_images([jpegs[1].read_bytes(), png, jpegs[2].read_bytes()], "cuda",
+        out = decode_images([coco_jpegs[1].read_bytes(), png, coco_jpegs[2].read_bytes()], "cuda",
                             names=["a.jpg", "b.png", "c.jpg"])
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["b.png"]
-    np.testing.assert_array_equal(out[1].permute(1, 2, 0).flip(2).cpu().numpy(), read_image(jpegs[0]))
+    np.testing.assert_array_equal(out[1].permute(1, 2, 0).flip(2).cpu().numpy(), read_image(coco_jpegs[0]))
     assert all(t.is_cuda for t in out)
 
 
 @cuda
 @pytest.mark.parametrize("method", RESIZE_METHODS)
 @pytest.mark.parametrize("resize", ["bilinear", "bilinear_antialias"])
-def test_gpu_resize_matches_the_cpu_resize(mobilenet, jpegs, resize, method):
+def test_gpu_resize_matches_the_cpu_resize(mobilenet, coco_jpegs, resize, method):
     spec = replace(mobilenet.spec, resize=resize)
-    worst, mean = _resize_diffs(spec, [read_image(p) for p in jpegs], "cuda", method)
+    worst, mean = _resize_diffs(spec, [read_image(p) for p in coco_jpegs], "cuda", method)
     assert worst <= RESIZE_TOLERANCE_LSB[resize] and mean < 0.25, (worst, mean)
 
 
 @cuda
-def test_gpu_nms_selects_what_the_cpu_selects(mobilenet, jpegs):
-    frames = [read_image(p) for p in jpegs]
+def test_gpu_nms_selects_what_the_cpu_selects(mobilenet, coco_jpegs):
+    frames = [read_image(p) for p in coco_jpegs]
     x = torch.from_numpy(resize_batch(frames, mobilenet.spec))
     with registry.create(mobilenet, "fp32", device="cuda") as det:
         boxes, scores = det.forward_normalized(normalize(x.cuda(), det.spec).contiguous(
@@ -178,12 +168,12 @@ def test_gpu_nms_selects_what_the_cpu_selects(mobilenet, jpegs):
 
 
 @cuda
-def test_gpu_path_finds_the_cpu_paths_boxes(mobilenet, jpegs):
-    frames = [read_image(p) for p in jpegs]
+def test_gpu_path_finds_the_cpu_paths_boxes(mobilenet, coco_jpegs):
+    frames = [read_image(p) for p in coco_jpegs]
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         ref = det.infer(frames)
     with registry.create(mobilenet, "fp32", device="cuda") as det:
-        got = det.infer_tensors(decode_images([p.read_bytes() for p in jpegs], "cuda"))
+        got = det.infer_tensors(decode_images([p.read_bytes() for p in coco_jpegs], "cuda"))
     checked = 0
     for r, g in zip(ref, got):
         for box, cls in zip(r.xyxy_px[r.scores >= 0.5], r.category_ids[r.scores >= 0.5]):
@@ -206,29 +196,29 @@ def test_gpu_path_coco_map_equals_the_cpu_path(mobilenet, coco_dir):
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
-def test_sweep_end_to_end_uses_the_gpu_path_on_cuda_only(mobilenet, jpegs, device):
+def test_sweep_end_to_end_uses_the_gpu_path_on_cuda_only(mobilenet, coco_jpegs, device):
     from aeb_app.bench.sweep import E2E_INCLUDES, E2E_INCLUDES_GPU, end_to_end_fn
 
-    frames = [read_image(p) for p in jpegs[:4]]
+    frames = [read_image(p) for p in coco_jpegs[:4]]
     with registry.create(mobilenet, "fp32", device=device) as det:
-        fn, includes = end_to_end_fn(det, frames, [p.read_bytes() for p in jpegs[:4]])
+        fn, includes = end_to_end_fn(det, frames, [p.read_bytes() for p in coco_jpegs[:4]])
         dets = fn()
     assert includes == (E2E_INCLUDES_GPU if device == "cuda" else E2E_INCLUDES)
     assert len(dets) == 4 and sum(len(d) for d in dets) > 0
 
 
-def _batches_of(jpegs, size):
-    datas = [p.read_bytes() for p in jpegs]
+def _batches_of(coco_jpegs, size):
+    datas = [p.read_bytes() for p in coco_jpegs]
     return [datas[i:i + size] for i in range(0, len(datas), size)]
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
-def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, jpegs, device):
+def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, coco_jpegs, device):
     """The pipelined path (decode/resize of batch i+1 on a side stream while batch i runs) returns,
     batch by batch and in order, what one infer_tensors call per batch returns."""
     from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
-    batches = _batches_of(jpegs, 5)  # 5, 5, 2: a short last batch too
+    batches = _batches_of(coco_jpegs, 5)  # 5, 5, 2: a short last batch too
     with registry.create(mobilenet, "fp32", device=device) as det:
         ref = [det.infer_tensors(decode_images(b, device)) for b in batches]
         got = list(stream_jpeg_batches(det, batches, PostprocessConfig()))
@@ -249,10 +239,10 @@ def test_streamed_batches_equal_one_call_per_batch_in_order(mobilenet, jpegs, de
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
-def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, device):
+def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, coco_jpegs, device):
     from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
-    batches = _batches_of(jpegs[:4], 2) + [[b"not a jpeg"]]
+    batches = _batches_of(coco_jpegs[:4], 2) + [[b"not a jpeg"]]
     names = [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["broken.jpg"]]
     got = []
     with registry.create(mobilenet, "fp32", device=device) as det:
@@ -263,19 +253,19 @@ def test_streamed_batches_name_an_undecodable_file_and_stop(mobilenet, jpegs, de
     assert len(got) == 2 if device == "cpu" else len(got) <= 2
 
 
-def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, jpegs):
+def test_streamed_batches_refuse_a_batch_above_the_engines_maximum(mobilenet, coco_jpegs):
     from aeb_app.errors import EngineError
     from aeb_app.inference.run.gpu_frames import stream_jpeg_batches
 
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         det.info.max_batch = 2
         with pytest.raises(EngineError, match="exceeds"):
-            list(stream_jpeg_batches(det, _batches_of(jpegs[:3], 3), EVAL_POSTPROCESS))
+            list(stream_jpeg_batches(det, _batches_of(coco_jpegs[:3], 3), EVAL_POSTPROCESS))
 
 
-def _wide_bands(jpegs: list[Path]) -> list[np.ndarray]:
+def _wide_bands(coco_jpegs: list[Path]) -> list[np.ndarray]:
     """Bands of KITTI's aspect (1242:375) from COCO images: frames that go through the network as tiles."""
-    frames = [read_image(p) for p in jpegs[:4]]
+    frames = [read_image(p) for p in coco_jpegs[:4]]
     return [np.ascontiguousarray(f[: round(f.shape[1] / 3.312)]) for f in frames]
 
 
@@ -283,9 +273,9 @@ def _tensors(frames: list[np.ndarray], device: str) -> list[torch.Tensor]:
     return [torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1))).to(device) for f in frames]
 
 
-def test_wide_tensors_are_tiled_as_wide_host_frames(mobilenet, jpegs):
+def test_wide_tensors_are_tiled_as_wide_host_frames(mobilenet, coco_jpegs):
     """infer_tensors tiles a wide frame as infer does (on a CPU detector the views go through the host once)."""
-    frames = _wide_bands(jpegs)
+    frames = _wide_bands(coco_jpegs)
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         ref, got = det.infer(frames), det.infer_tensors(_tensors(frames, "cpu"))
     for r, g in zip(ref, got):
@@ -295,8 +285,8 @@ def test_wide_tensors_are_tiled_as_wide_host_frames(mobilenet, jpegs):
 
 
 @cuda
-def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, jpegs):
-    frames = _wide_bands(jpegs)
+def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, coco_jpegs):
+    frames = _wide_bands(coco_jpegs)
     with registry.create(mobilenet, "fp32", device="cpu") as cpu:
         ref = cpu.infer(frames)
     with registry.create(mobilenet, "fp32", device="cuda") as det:

@@ -17,10 +17,6 @@ from aeb_app.model.registry import DetectionNet, load_model
 from tests._inference_helpers import real_frames, shared_engines
 
 
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
-
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):

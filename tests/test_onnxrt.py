@@ -8,13 +8,8 @@ import torch
 from aeb_app.errors import BackendUnavailableError, EngineLoadError
 from aeb_app.inference import registry
 from aeb_app.inference.run.onnxrt_backend import OnnxRuntimeDetector, pick_providers
-from aeb_app.model.registry import load_model
 from tests._inference_helpers import real_frames, shared_engines
 
-
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
 
 
 def test_fp32_ort_detects_on_real_frames(mobilenet, tmp_path_factory, data_dir, coco_dir):

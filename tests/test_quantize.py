@@ -20,10 +20,6 @@ from tests._inference_helpers import shared_engines
 CONFIG = QuantizeConfig(num_images=16, seed=0)
 
 
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
-
 
 @pytest.fixture(scope="module")
 def qdq(mobilenet, coco_dir, tmp_path_factory):

@@ -24,21 +24,10 @@ from aeb_app.inference.run.gpu_frames import RESIZE_TOLERANCE_LSB, stream_jpeg_b
 from aeb_app.inference.run.split_decode import Claims, HostDecoders, decode_split
 from aeb_app.model.postprocess import PostprocessConfig
 from aeb_app.model.preprocess import resize_frame
-from aeb_app.model.registry import load_model
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(scope="module")
-def mobilenet():
-    return load_model("ssd_mobilenet_v1")
-
-
-@pytest.fixture(scope="module")
-def jpegs(coco_dir: Path) -> list[Path]:
-    paths = sorted((coco_dir / "val2017").glob("*.jpg"))[:10]
-    assert len(paths) == 10, f"{coco_dir}: expected COCO images"
-    return paths
 
 
 @pytest.fixture
@@ -85,26 +74,26 @@ def test_claims_back_never_crosses_the_front():
     assert claims.front() is None
 
 
-def test_host_only_rows_are_the_cpu_paths_bytes(mobilenet, jpegs, host):
-    ref, hws = _reference(jpegs, mobilenet.spec)
-    batch, got_hws, stats = decode_split([p.read_bytes() for p in jpegs], [str(p) for p in jpegs],
+def test_host_only_rows_are_the_cpu_paths_bytes(mobilenet, coco_jpegs, host):
+    ref, hws = _reference(coco_jpegs, mobilenet.spec)
+    batch, got_hws, stats = decode_split([p.read_bytes() for p in coco_jpegs], [str(p) for p in coco_jpegs],
                                          mobilenet.spec, "cpu", host, use_gpu=False)
-    assert (stats.host, stats.gpu) == (len(jpegs), 0)
+    assert (stats.host, stats.gpu) == (len(coco_jpegs), 0)
     assert got_hws == hws
     np.testing.assert_array_equal(batch.numpy(), ref)
 
 
 @pytest.mark.parametrize("threads", [None, 1])
-def test_shared_batches_keep_order_sizes_and_the_resize_tolerance(mobilenet, jpegs, threads):
+def test_shared_batches_keep_order_sizes_and_the_resize_tolerance(mobilenet, coco_jpegs, threads):
     pool = HostDecoders(threads) if threads else None
     try:
-        ref, hws = _reference(jpegs, mobilenet.spec)
-        batch, got_hws, stats = decode_split([p.read_bytes() for p in jpegs], [str(p) for p in jpegs],
+        ref, hws = _reference(coco_jpegs, mobilenet.spec)
+        batch, got_hws, stats = decode_split([p.read_bytes() for p in coco_jpegs], [str(p) for p in coco_jpegs],
                                              mobilenet.spec, "cpu", pool, gpu_chunk=3)
     finally:
         if pool:
             pool.close()
-    assert stats.host + stats.gpu == len(jpegs)
+    assert stats.host + stats.gpu == len(coco_jpegs)
     assert stats.gpu > 0 and (pool is None or stats.gpu % 3 == 0 or stats.host > 0)
     assert got_hws == hws
     diff = np.abs(batch.numpy().astype(int) - ref.astype(int))
@@ -113,9 +102,9 @@ def test_shared_batches_keep_order_sizes_and_the_resize_tolerance(mobilenet, jpe
         assert stats.host == 0
 
 
-def test_an_undecodable_image_is_named_from_either_side(mobilenet, jpegs, host):
-    datas = [p.read_bytes() for p in jpegs[:4]] + [b"not a jpeg"]
-    names = [p.name for p in jpegs[:4]] + ["broken.jpg"]
+def test_an_undecodable_image_is_named_from_either_side(mobilenet, coco_jpegs, host):
+    datas = [p.read_bytes() for p in coco_jpegs[:4]] + [b"not a jpeg"]
+    names = [p.name for p in coco_jpegs[:4]] + ["broken.jpg"]
     for use_gpu in (False, True):
         with pytest.raises(InputError, match="broken.jpg"):
             decode_split(datas, names, mobilenet.spec, "cpu", host, use_gpu=use_gpu)
@@ -126,16 +115,16 @@ def test_zero_host_threads_are_refused():
         HostDecoders(0)
 
 
-def test_an_unknown_decode_place_is_refused(mobilenet, jpegs):
+def test_an_unknown_decode_place_is_refused(mobilenet, coco_jpegs):
     with registry.create(mobilenet, "fp32", device="cpu") as det:
         with pytest.raises(ValueError, match="decode place"):
-            list(stream_jpeg_batches(det, [[jpegs[0].read_bytes()]], PostprocessConfig(), decode="disk"))
+            list(stream_jpeg_batches(det, [[coco_jpegs[0].read_bytes()]], PostprocessConfig(), decode="disk"))
 
 
 @cuda
 @pytest.mark.parametrize("decode", ["host", "split"])
-def test_streamed_host_and_split_decoding_find_the_gpu_paths_boxes(mobilenet, jpegs, decode):
-    datas = [p.read_bytes() for p in jpegs]
+def test_streamed_host_and_split_decoding_find_the_gpu_paths_boxes(mobilenet, coco_jpegs, decode):
+    datas = [p.read_bytes() for p in coco_jpegs]
     batches = [datas[:5], datas[5:]]
     with registry.create(mobilenet, "fp32", device="cuda") as det:
         ref = list(stream_jpeg_batches(det, batches, PostprocessConfig()))
@@ -151,10 +140,10 @@ def test_streamed_host_and_split_decoding_find_the_gpu_paths_boxes(mobilenet, jp
 
 
 @cuda
-def test_split_decoding_on_the_gpu_shares_the_batch(mobilenet, jpegs):
+def test_split_decoding_on_the_gpu_shares_the_batch(mobilenet, coco_jpegs):
     pool = HostDecoders(2)
     try:
-        datas = [p.read_bytes() for p in jpegs] * 6
+        datas = [p.read_bytes() for p in coco_jpegs] * 6
         batch, hws, stats = decode_split(datas, [f"i{k}" for k in range(len(datas))], mobilenet.spec, "cuda", pool)
     finally:
         pool.close()
@@ -170,12 +159,12 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area(box) + area(boxes) - inter)
 
 
-def test_device_decoders_are_named_and_an_absent_nvimgcodec_says_what_to_install(jpegs):
+def test_device_decoders_are_named_and_an_absent_nvimgcodec_says_what_to_install(coco_jpegs):
     from aeb_app.errors import BackendUnavailableError
     from aeb_app.inference.run.hardware_jpeg import device_decoder
 
     decode = device_decoder("nvjpeg", "cpu")  # on the CPU: the device path's OpenCV fallback
-    (image,) = decode([jpegs[0].read_bytes()], ["a.jpg"])
+    (image,) = decode([coco_jpegs[0].read_bytes()], ["a.jpg"])
     assert image.shape[0] == 3 and image.dtype == torch.uint8
     with pytest.raises(ValueError, match="unknown device decoder"):
         device_decoder("libjpeg", "cpu")
@@ -187,11 +176,11 @@ def test_device_decoders_are_named_and_an_absent_nvimgcodec_says_what_to_install
 
 
 @cuda
-def test_hardware_engines_decode_what_nvjpeg_decodes(jpegs):
+def test_hardware_engines_decode_what_nvjpeg_decodes(coco_jpegs):
     pytest.importorskip("nvidia.nvimgcodec", reason="needs nvImageCodec")
     from aeb_app.inference.run.hardware_jpeg import device_decoder
 
-    datas, names = [p.read_bytes() for p in jpegs], [p.name for p in jpegs]
+    datas, names = [p.read_bytes() for p in coco_jpegs], [p.name for p in coco_jpegs]
     hw = device_decoder("nvimgcodec", "cuda")(datas, names)
     ref = device_decoder("nvjpeg", "cuda")(datas, names)
     for a, b in zip(hw, ref):
