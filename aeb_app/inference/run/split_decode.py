@@ -1,4 +1,4 @@
-"""JPEG batches decoded by host threads and nvJPEG at once, into one network input on the device.
+"""JPEG batches decoded by host threads and the GPU at once, into one network input on the device.
 
 On a GPU machine nvJPEG's decoding kernels take the same SMs the network needs: at SSD300 batch 64 on
 the H200 decoding and resizing the batch on the GPU cost about as much GPU time as the network itself
@@ -8,12 +8,13 @@ batch between the two, the way a work-stealing queue does, so neither side needs
 - host threads (:class:`HostDecoders`) claim images from the front of the batch, decode them with
   OpenCV and resize them with the CPU path's own :func:`~aeb_app.model.preprocess.resize_frame`
   (so those images are the CPU path's bytes exactly), into a pinned host buffer;
-- the preparing thread claims chunks of :data:`GPU_CHUNK` images from the back, decodes them with
-  nvJPEG and resizes them on the device (:func:`~aeb_app.inference.run.gpu_frames.resize_to_input`),
-  waiting for its own stream after each chunk so it claims only what the GPU actually keeps up with;
+- the preparing thread claims chunks of :data:`GPU_CHUNK` images from the back, decodes them on the
+  device (nvJPEG, or the hardware JPEG engines: :mod:`aeb_app.inference.run.hardware_jpeg`) and resizes
+  them there (:func:`~aeb_app.inference.run.gpu_frames.resize_to_input`), waiting for its own stream
+  after each chunk so it claims only what the GPU actually keeps up with;
 - when the claims meet, the host rows go up in one copy and the batch is assembled in order.
 
-``place="host"`` leaves the GPU only the network (no nvJPEG at all); ``place="gpu"`` is the all-GPU path.
+Decode place ``host`` leaves the GPU only the network (no decoding there at all); ``gpu`` is the all-GPU path.
 Which wins depends on the machine's cores and GPU; ``scripts/gpu_e2e.py`` measures all three.
 """
 
@@ -116,7 +117,7 @@ class HostDecoders:
 
 @dataclass(frozen=True)
 class SplitStats:
-    """How a batch was shared: images decoded by the host threads and by nvJPEG."""
+    """How a batch was shared: images decoded by the host threads and on the device."""
 
     host: int
     gpu: int
