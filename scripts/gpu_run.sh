@@ -21,7 +21,7 @@ stage=${1:-eager}
 WHL=${WHL:-.whl} DATA=${DATA:-.gpudata}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD AEB_APP_DATA_MIRROR=$PWD/$DATA AEB_APP_CACHE_DIR=/tmp/cache PYTHONUNBUFFERED=1
-R=/tmp/results-$stage
+R=${RESULTS:-/tmp/results-$stage}  # RESULTS=$OUT/x: results land there as they are written (a run cut short keeps them)
 mkdir -p "$R"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv | tee "$R/nvidia-smi.txt"
 BATCHES=1,4,8,16,32,64
@@ -100,9 +100,9 @@ split)
   fi
   timeout 200 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e" --sections ssd300 2>&1 | tee "$R/gpu_e2e.log"
+  timeout 120 python3 -m pytest -q -rA tests/test_split_decode.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
   timeout 120 python3 scripts/decode_probe.py --coco-dir $DATA/coco/val2017_subset \
     --nvimgcodec .nvimg/nvimgcodec --out "$R/probe" 2>&1 | tee "$R/probe.log"
-  timeout 120 python3 -m pytest -q -rA tests/test_split_decode.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
   timeout 100 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_map" --sections map 2>&1 | tee "$R/gpu_e2e_map.log"
   ;;
@@ -116,4 +116,4 @@ contract)
     2>&1 | tee "$R/contract_gpu.log"
   ;;
 esac
-tar czf "$OUT/results-$stage.tgz" -C "$R" .
+[ -z "${RESULTS:-}" ] && tar czf "$OUT/results-$stage.tgz" -C "$R" .
