@@ -116,4 +116,4 @@ contract)
     2>&1 | tee "$R/contract_gpu.log"
   ;;
 esac
-[ -z "${RESULTS:-}" ] && tar czf "$OUT/results-$stage.tgz" -C "$R" .
+if [ -z "${RESULTS:-}" ]; then tar czf "$OUT/results-$stage.tgz" -C "$R" .; fi
