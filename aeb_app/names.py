@@ -24,6 +24,12 @@ MODE_NAMES: tuple[str, ...] = (
 #: INT8 calibration methods of ``aeb-app quantize --method`` (``aeb_app.inference.build.quantize``).
 CALIBRATION_METHODS: tuple[str, ...] = ("entropy", "minmax", "percentile")
 
+#: Where the GPU frame path decodes JPEG batches (``aeb_app.inference.run.split_decode``).
+JPEG_DECODE_PLACES: tuple[str, ...] = ("gpu", "host", "split")
+
+#: What decodes JPEGs on the GPU (``aeb_app.inference.run.hardware_jpeg``).
+JPEG_DEVICE_DECODERS: tuple[str, ...] = ("nvjpeg", "nvimgcodec")
+
 #: File suffixes read as still images (``aeb_app.images``), lower case.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 

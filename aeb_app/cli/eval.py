@@ -13,8 +13,7 @@ from pathlib import Path
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, add_tiles_arg, make_detector, tiling_of
-from aeb_app.inference.run.hardware_jpeg import DEVICE_DECODERS, check_nvimgcodec
-from aeb_app.inference.run.split_decode import DECODE_PLACES
+from aeb_app.names import JPEG_DECODE_PLACES, JPEG_DEVICE_DECODERS
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=at.probability, default=defaults.EVAL_SCORE_THRESHOLD,
                    help="drop detections scoring below this (low: mAP integrates the whole PR curve)")
     p.add_argument("--json", type=at.writable_output(".json"), required=True, help="write the results here")
-    p.add_argument("--jpeg-decode", choices=DECODE_PLACES, default="gpu",
+    p.add_argument("--jpeg-decode", choices=JPEG_DECODE_PLACES, default="gpu",
                    help="GPU frame path only: decode JPEGs on the GPU, in host threads, or split each batch "
                         "between both (default gpu)")
-    p.add_argument("--jpeg-decoder", choices=DEVICE_DECODERS, default="nvjpeg",
+    p.add_argument("--jpeg-decoder", choices=JPEG_DEVICE_DECODERS, default="nvjpeg",
                    help="GPU frame path only: what decodes on the GPU; nvimgcodec uses the hardware JPEG engines "
                         "(A100/H100/H200; needs nvidia-nvimgcodec) (default nvjpeg)")
     p.set_defaults(func=run)
@@ -54,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     at.check_outputs([("--annotations", args.annotations)], [("--json", args.json)])
     check_images(args.coco_dir, args.annotations, args.limit)  # bad annotations or images: before the model loads
     if args.jpeg_decoder == "nvimgcodec":
+        from aeb_app.inference.run.hardware_jpeg import check_nvimgcodec
+
         check_nvimgcodec()  # before the model loads too
     config = PostprocessConfig(
         score_threshold=args.score_threshold, iou_threshold=EVAL_POSTPROCESS.iou_threshold,

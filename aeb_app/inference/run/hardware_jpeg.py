@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from aeb_app.errors import BackendUnavailableError
+from aeb_app.names import JPEG_DEVICE_DECODERS
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["DEVICE_DECODERS", "check_nvimgcodec", "device_decoder"]
 
 #: What decodes JPEGs on the device: torchvision's nvJPEG (SM kernels) or nvImageCodec (hardware engines).
-DEVICE_DECODERS = ("nvjpeg", "nvimgcodec")
+DEVICE_DECODERS = JPEG_DEVICE_DECODERS
 
 DeviceDecode = Callable[[Sequence[bytes], Sequence[str]], list["torch.Tensor"]]
 

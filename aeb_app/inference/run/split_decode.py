@@ -30,6 +30,7 @@ import numpy as np
 
 from aeb_app.errors import InputError
 from aeb_app.model.spec import ModelSpec
+from aeb_app.names import JPEG_DECODE_PLACES
 
 if TYPE_CHECKING:
     import torch
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["DECODE_PLACES", "GPU_CHUNK", "Claims", "HostDecoders", "SplitStats", "decode_split",
            "default_host_threads"]
 
-#: Where :func:`~aeb_app.inference.run.gpu_frames.stream_jpeg_batches` decodes a batch: ``gpu`` (nvJPEG
+#: Where :func:`~aeb_app.inference.run.gpu_frames.stream_jpeg_batches` decodes a batch: ``gpu`` (the device
 #: for all of it), ``host`` (host threads for all of it), ``split`` (both at once, work-stealing).
-DECODE_PLACES = ("gpu", "host", "split")
+DECODE_PLACES = JPEG_DECODE_PLACES
 
 #: Images nvJPEG claims at a time in ``split``: small enough that the last chunk does not leave the host
 #: threads idle for long, large enough that nvJPEG's batched call pays off.
