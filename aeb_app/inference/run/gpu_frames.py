@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from aeb_app.inference.base import Detector
 
-__all__ = ["decode_images", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
+__all__ = ["decode_images", "host_decode", "resize_to_input", "kept_to_host", "infer_device_frames", "bgr_to_device",
            "RESIZE_TOLERANCE_LSB", "RESIZE_METHODS", "resize_weights", "DeviceBatch", "prepare_device_batch", "device_batch_from_u8", "finish_device_batch",
            "stream_jpeg_batches"]
 
@@ -96,13 +96,22 @@ def decode_images(datas: Sequence[bytes], device: "str | torch.device", *,
     return out
 
 
-def _cpu_decode(data: bytes, name: str, device) -> "torch.Tensor":
+def host_decode(data: bytes, name: str) -> np.ndarray:
+    """Encoded image -> BGR uint8 (H, W, 3) with OpenCV on the host.
+
+    Raises:
+        InputError: not decodable (``name`` and the byte count in the message).
+    """
     import cv2
 
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
     if image is None:
         raise InputError(f"{name}: not a decodable image ({len(data)} bytes)")
-    return bgr_to_device(image, device)
+    return image
+
+
+def _cpu_decode(data: bytes, name: str, device) -> "torch.Tensor":
+    return bgr_to_device(host_decode(data, name), device)
 
 
 def bgr_to_device(frame_bgr: np.ndarray, device: "str | torch.device") -> "torch.Tensor":

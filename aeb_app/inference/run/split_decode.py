@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from aeb_app.errors import InputError
 from aeb_app.model.spec import ModelSpec
 from aeb_app.names import JPEG_DECODE_PLACES
 
@@ -80,13 +79,10 @@ class Claims:
 def _decode_resize(data: bytes, name: str, spec: ModelSpec) -> tuple[np.ndarray, tuple[int, int]]:
     """One encoded image -> (RGB uint8 at the network's input size, exactly as the CPU path makes it;
     the image's own (height, width))."""
-    import cv2
-
+    from aeb_app.inference.run.gpu_frames import host_decode
     from aeb_app.model.preprocess import resize_frame
 
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
-    if image is None:
-        raise InputError(f"{name}: not a decodable image ({len(data)} bytes)")
+    image = host_decode(data, name)
     return resize_frame(image, spec), (int(image.shape[0]), int(image.shape[1]))
 
 
