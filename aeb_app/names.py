@@ -30,6 +30,9 @@ JPEG_DECODE_PLACES: tuple[str, ...] = ("gpu", "host", "split")
 #: What decodes JPEGs on the GPU (``aeb_app.inference.run.hardware_jpeg``).
 JPEG_DEVICE_DECODERS: tuple[str, ...] = ("nvjpeg", "nvimgcodec")
 
+#: How the GPU frame path resizes device images (``aeb_app.inference.run.gpu_frames.RESIZE_METHODS``).
+GPU_RESIZE_METHODS: tuple[str, ...] = ("interpolate", "matmul")
+
 #: File suffixes read as still images (``aeb_app.images``), lower case.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 

@@ -133,6 +133,12 @@ def ssd300_section(coco_dir: Path, device: str, batch: int, model: str = "ssd300
     return out
 
 
+#: The mAP section's GPU-path runs: (key, frame path, JPEG decode place, resize), each against MAP_CPU_RUN.
+MAP_GPU_RUNS = (("gpu", "gpu", "gpu", "interpolate"), ("gpu_matmul", "gpu", "gpu", "matmul"),
+                ("gpu_split", "gpu", "split", "interpolate"), ("gpu_host", "gpu", "host", "interpolate"))
+MAP_CPU_RUN = (("cpu", "cpu", "gpu", "interpolate"),)
+
+
 def map_section(coco_dir: Path, device: str) -> dict:
     """ssd_mobilenet_v1 mAP through both frame paths, per mode."""
     from aeb_app.bench.coco_eval import evaluate_detector
@@ -145,14 +151,13 @@ def map_section(coco_dir: Path, device: str) -> dict:
         det, unavailable = _open(loaded, modes, device)
         try:
             row = {"unavailable": unavailable}
-            runs = (("gpu", "gpu", "gpu"), ("gpu_split", "gpu", "split"), ("gpu_host", "gpu", "host"),
-                    ("cpu", "cpu", "gpu")) if on_gpu else (("cpu", "cpu", "gpu"),)  # CPU: a smoke test
-            for key, path, place in runs:
+            runs = MAP_GPU_RUNS + MAP_CPU_RUN if on_gpu else MAP_CPU_RUN  # on the CPU: a smoke test
+            for key, path, place, resize in runs:
                 t0 = time.perf_counter()
-                result = evaluate_detector(det, coco_dir, batch_size=32, frame_path=path, decode=place)
+                result = evaluate_detector(det, coco_dir, batch_size=32, frame_path=path, decode=place, resize=resize)
                 row[key] = {"map": result["map"], "map50": result["map50"], "images": result["num_images"],
                             "seconds": time.perf_counter() - t0}
-            for key in ("gpu", "gpu_split", "gpu_host") if on_gpu else ():
+            for key, *_ in MAP_GPU_RUNS if on_gpu else ():
                 row[f"map_{key}_minus_cpu"] = row[key]["map"] - row["cpu"]["map"]
             out[det.info.mode] = row
         finally:
@@ -206,7 +211,7 @@ def markdown(result: dict) -> str:
     for key in ("ssd300", "mobilenet"):
         lines += _e2e_lines(result.get(key, {}))
     for mode, row in result.get("map", {}).items():
-        for key in ("gpu", "gpu_split", "gpu_host"):
+        for key, *_ in MAP_GPU_RUNS:
             if key in row and "cpu" in row:
                 lines.append(f"- mAP {mode}: {key} path {row[key]['map']:.4f}, CPU path {row['cpu']['map']:.4f}, "
                              f"difference {row[f'map_{key}_minus_cpu']:+.4f} (goal within 0.002)")

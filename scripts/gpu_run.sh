@@ -8,6 +8,9 @@
 #                                      # host-thread / shared JPEG decoding on the GPU path (e2e vs network), the
 #                                      # decoder probe, the split-decode and run-loop tests, mAP per decode place
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh runs   # gpu_e2e.py's aeb-app run section alone
+#   RESULTS=$OUT/owed WHL=".whl2 .whlnv" DATA=.gpue2e bash scripts/gpu_run.sh owed
+#                                      # mAP per GPU resize / decode place, aeb-app run (batch 1/8/32, NVDEC), the
+#                                      # AEB logic's CPU time on the GPU host, the run-loop tests
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
 #                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
@@ -19,7 +22,8 @@
 set -uo pipefail
 stage=${1:-eager}
 WHL=${WHL:-.whl} DATA=${DATA:-.gpudata}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl || exit 1
+wheels=(); for d in $WHL; do wheels+=("$d"/*.whl); done  # WHL: one folder or several, space-separated
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}" || exit 1
 export PYTHONPATH=/tmp/site:$PWD AEB_APP_DATA_MIRROR=$PWD/$DATA AEB_APP_CACHE_DIR=/tmp/cache PYTHONUNBUFFERED=1
 R=${RESULTS:-/tmp/results-$stage}  # RESULTS=$OUT/x: results land there as they are written (a run cut short keeps them)
 mkdir -p "$R"
@@ -110,6 +114,18 @@ runs)
   # aeb-app run on the sample clip (mp4 / events only, batch 1 / 8 / 32, NVDEC when .whlnv's PyNvVideoCodec is in WHL)
   timeout 280 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_run" --sections run 2>&1 | tee "$R/gpu_e2e_run.log"
+  ;;
+owed)
+  # Fifth session: what the fourth could not measure. mAP of the GPU path with the matmul resize (and the other decode
+  # places) against the CPU path; aeb-app run with the one-shape batched warm-up (batch 1 / 8 / 32, NVDEC when
+  # .whlnv is in WHL); the AEB logic's CPU time per frame on this host; the rewritten run-loop tests.
+  timeout 150 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_map" --sections map 2>&1 | tee "$R/gpu_e2e_map.log"
+  timeout 60 python3 scripts/stage_cpu_times.py $DATA/videos/udacity/solidWhiteRight.mp4 --logic-only --repeat 7 \
+    --profile 25 2>&1 | tee "$R/logic_cpu.log"
+  timeout 240 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_run" --sections run 2>&1 | tee "$R/gpu_e2e_run.log"
+  timeout 120 python3 -m pytest -q -rA tests/test_run_loop.py 2>&1 | tee "$R/run_loop_tests.log"
   ;;
 contract)
   timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \

@@ -123,9 +123,10 @@ def test_eval_jpeg_decode_options_are_recorded_and_a_missing_decoder_refused_fir
     hardware decoder without its package is one clear line, before any model loads, and writes nothing."""
     out = tmp_path / "e.json"
     assert main(["eval", "--coco-dir", str(coco_dir), "--mode", "fp32", "--limit", "2", "--jpeg-decode", "split",
-                 "--json", str(out)]) == 0
+                 "--gpu-resize", "matmul", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert (result["frame_path"], result["jpeg_decode"], result["jpeg_decoder"]) == ("cpu", "cpu", "opencv")
+    assert (result["frame_path"], result["jpeg_decode"], result["jpeg_decoder"], result["resize"]) == (
+        "cpu", "cpu", "opencv", "cpu")
     try:
         import nvidia.nvimgcodec  # noqa: F401
     except ImportError:

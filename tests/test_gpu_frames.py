@@ -184,13 +184,15 @@ def test_gpu_path_finds_the_cpu_paths_boxes(mobilenet, coco_jpegs):
 
 
 @cuda
-def test_gpu_path_coco_map_equals_the_cpu_path(mobilenet, coco_dir):
+@pytest.mark.parametrize("resize", ["interpolate", "matmul"])
+def test_gpu_path_coco_map_equals_the_cpu_path(mobilenet, coco_dir, resize):
     from aeb_app.bench.coco_eval import evaluate_detector
 
     with registry.create(mobilenet, "fp32", device="cuda") as det:
-        gpu = evaluate_detector(det, coco_dir, batch_size=32, frame_path="gpu")
+        gpu = evaluate_detector(det, coco_dir, batch_size=32, frame_path="gpu", resize=resize)
         cpu = evaluate_detector(det, coco_dir, batch_size=32, frame_path="cpu")
     assert gpu["frame_path"] == "gpu" and cpu["frame_path"] == "cpu"
+    assert (gpu["resize"], cpu["resize"]) == (resize, "cpu")
     assert abs(gpu["map"] - cpu["map"]) <= 0.002, (gpu["map"], cpu["map"])
     assert cpu["map"] > 0.15
 

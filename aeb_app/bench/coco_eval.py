@@ -165,8 +165,8 @@ def _batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int) -> Ite
 
 
 def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, detector: Detector,
-                 config: PostprocessConfig, decode: str = "gpu",
-                 device_decoder: str = "nvjpeg") -> Iterator[tuple[list[int], list]]:
+                 config: PostprocessConfig, decode: str = "gpu", device_decoder: str = "nvjpeg",
+                 resize: str = "interpolate") -> Iterator[tuple[list[int], list]]:
     """Like :func:`_batches` followed by inference, through the pipelined GPU path: the files' bytes
     are decoded (nvJPEG) and resized on the GPU while the previous batch runs its network
     (:func:`aeb_app.inference.run.gpu_frames.stream_jpeg_batches`). Yields (ids, detections)."""
@@ -177,7 +177,7 @@ def _gpu_batches(coco, image_ids: list[int], coco_dir: Path, batch_size: int, de
     datas = ([p.read_bytes() for p in batch] for batch in paths)
     names = ([str(p) for p in batch] for batch in paths)
     yield from zip(chunks, stream_jpeg_batches(detector, datas, config, names=names, decode=decode,
-                                               device_decoder=device_decoder))
+                                               device_decoder=device_decoder, resize=resize))
 
 
 def resolve_frame_path(detector: Detector, frame_path: str) -> str:
@@ -209,6 +209,7 @@ def evaluate_detector(
     frame_path: str = "auto",
     decode: str = "gpu",
     device_decoder: str = "nvjpeg",
+    resize: str = "interpolate",
 ) -> dict:
     """Run ``detector`` (already activated) over a COCO folder and score it.
 
@@ -227,6 +228,8 @@ def evaluate_detector(
             (:data:`~aeb_app.inference.run.split_decode.DECODE_PLACES`).
         device_decoder: on the ``gpu`` frame path, what decodes on the GPU
             (:data:`~aeb_app.inference.run.hardware_jpeg.DEVICE_DECODERS`).
+        resize: on the ``gpu`` frame path, how images are resized on the device
+            (:data:`~aeb_app.inference.run.gpu_frames.RESIZE_METHODS`).
 
     Returns:
         ``map`` (@[.5:.95]), ``map50`` and the other 10 COCO stats, ``num_images``, ``model``,
@@ -242,7 +245,8 @@ def evaluate_detector(
     done = 0
     frame_path = resolve_frame_path(detector, frame_path)
     on_gpu = frame_path == "gpu"
-    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector, config, decode, device_decoder) if on_gpu
+    batches = (_gpu_batches(coco, image_ids, coco_dir, batch_size, detector, config, decode, device_decoder, resize)
+               if on_gpu
                else ((ids, detector.infer(frames, config)) for ids, frames in
                      _batches(coco, image_ids, coco_dir, batch_size)))
     for ids, batch_dets in batches:
@@ -260,6 +264,7 @@ def evaluate_detector(
         "model": info.model, "backend": info.backend, "precision": info.precision, "mode": info.mode,
         "frame_path": frame_path, "jpeg_decode": decode if on_gpu else "cpu",
         "jpeg_decoder": device_decoder if on_gpu and decode != "host" else "opencv",
+        "resize": resize if on_gpu and decode != "host" else "cpu",
         "max_detections": config.max_detections, "score_threshold": config.score_threshold,
         "annotations": str(annotations), "summary": summary,
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 from aeb_app import defaults
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_model_args, add_tiles_arg, make_detector, tiling_of
-from aeb_app.names import JPEG_DECODE_PLACES, JPEG_DEVICE_DECODERS
+from aeb_app.names import GPU_RESIZE_METHODS, JPEG_DECODE_PLACES, JPEG_DEVICE_DECODERS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--jpeg-decoder", choices=JPEG_DEVICE_DECODERS, default="nvjpeg",
                    help="GPU frame path only: what decodes on the GPU; nvimgcodec uses the hardware JPEG engines "
                         "(A100/H100/H200; needs nvidia-nvimgcodec) (default nvjpeg)")
+    p.add_argument("--gpu-resize", choices=GPU_RESIZE_METHODS, default="interpolate",
+                   help="GPU frame path only: resize with F.interpolate or as batched matrix products "
+                        "(default interpolate)")
     p.set_defaults(func=run)
     return p
 
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         with detector:
             result = evaluate_detector(detector, args.coco_dir, annotations=args.annotations,
                                        batch_size=args.batch_size, limit=args.limit, config=config,
-                                       progress=progress, decode=args.jpeg_decode, device_decoder=args.jpeg_decoder)
+                                       progress=progress, decode=args.jpeg_decode, device_decoder=args.jpeg_decoder,
+                                       resize=args.gpu_resize)
     finally:
         bar.close()  # ends the bar's line: an error then starts on a line of its own
     print(result["summary"])

@@ -42,6 +42,7 @@ from aeb_app.errors import InputError
 from aeb_app.model.postprocess import PostprocessConfig, select_flat, to_detections
 from aeb_app.model.preprocess import normalize
 from aeb_app.model.spec import ModelSpec
+from aeb_app.names import GPU_RESIZE_METHODS
 from aeb_app.types import Detections
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def bgr_to_device(frame_bgr: np.ndarray, device: "str | torch.device") -> "torch
 #: size) or ``matmul`` (the whole batch as ``Wy @ X @ Wx^T`` over a zero-padded batch, two batched
 #: matrix products; the resize is linear and separable, and the weight matrices are ``F.interpolate``'s
 #: own, taken from identity matrices). The two agree to float rounding (<= 1 uint8 level).
-RESIZE_METHODS = ("interpolate", "matmul")
+RESIZE_METHODS = GPU_RESIZE_METHODS
 
 
 def resize_to_input(images: Sequence["torch.Tensor"], spec: ModelSpec, *,
