@@ -7,12 +7,13 @@ Sections (each one's failure is recorded and the next one runs):
    one copy of the kept boxes) vs end to end through the CPU path (decoded frames -> OpenCV/PIL
    resize -> upload -> ...), plus the GPU path's decode and resize alone. CUDA events, warm-up,
    p50 over >= 20 calls and >= 1 s.
-2. ``map``: ssd_mobilenet_v1 COCO mAP on ``--coco-dir`` through the GPU path and the CPU path, for
-   ``fp32`` and ``fp16_fused``, batch 32.
+2. ``map``: ssd_mobilenet_v1 COCO mAP on ``--coco-dir`` through the GPU path (both resizes, each decode
+   place) and the CPU path, for ``fp32`` and ``fp16_fused``, batch 32.
 3. ``run``: ``aeb-app run`` on the sample clip with ssd_mobilenet_v1 ``fp16_fused`` at batch 1 (as live):
    writing the annotated mp4, and events + tracks only (``--no-render``); NVDEC when PyNvVideoCodec is
-   installed, and the OpenCV decoder for comparison; then ``--batch 8`` and ``--batch 32`` (offline throughput). FPS, decode-to-warning latency p50/p99 (from the
-   run summary).
+   installed, and the OpenCV decoder for comparison; paced like a camera (``--realtime``, staged and
+   ``--sequential``: the latency without a queue in front of it); then ``--batch 32`` (offline throughput).
+   FPS, decode-to-warning latency p50/p99 (from the run summary).
 
 Writes ``gpu_e2e.json`` (everything) and ``gpu_e2e.md`` (a summary) into ``--out``; nothing else.
 
@@ -165,8 +166,8 @@ def map_section(coco_dir: Path, device: str) -> dict:
     return out
 
 
-SUMMARY_RE = re.compile(r"frames (\d+) \(failed (\d+)\), ([\d.]+) s, ([\d.]+) FPS end to end.*"
-                        r"latency p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+SUMMARY_RE = re.compile(r"frames (\d+) \(failed (\d+)(?:, skipped (\d+)[^)]*)?\), ([\d.]+) s, ([\d.]+) FPS end to "
+                        r"end.*latency p50 ([\d.]+) ms, p99 ([\d.]+) ms")
 
 
 def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str) -> dict:
@@ -180,8 +181,8 @@ def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str
            "wall_s": time.perf_counter() - t0, "log_tail": text[-1500:],
            "decoder": "nvdec" if "decoding on the GPU with NVDEC" in text else "opencv"}
     if match:
-        row.update(frames=int(match[1]), failed=int(match[2]), loop_s=float(match[3]), fps=float(match[4]),
-                   latency_p50_ms=float(match[5]), latency_p99_ms=float(match[6]))
+        row.update(frames=int(match[1]), failed=int(match[2]), skipped=int(match[3] or 0), loop_s=float(match[4]),
+                   fps=float(match[5]), latency_p50_ms=float(match[6]), latency_p99_ms=float(match[7]))
     return row
 
 
@@ -195,8 +196,13 @@ def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> di
         out[f"events_only_{decoder}"] = _aeb_run(
             video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv"),
                     *common], env, mode)
+    for what, extra in (("mp4", ["--out", str(tmp / "annotated.mp4")]),
+                        ("events_only", ["--no-render", "--events", str(tmp / "events.csv")])):
+        out[f"{what}_realtime"] = _aeb_run(video, [*extra, "--realtime", *common], {}, mode)  # paced: the latency
+    out["events_only_realtime_sequential"] = _aeb_run(
+        video, ["--no-render", "--events", str(tmp / "events.csv"), "--realtime", "--sequential", *common], {}, mode)
     out["mp4_sequential"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--sequential", *common], {}, mode)
-    for batch in (8, 32):  # throughput of offline files: one network call per chunk of frames
+    for batch in (32,):  # throughput of offline files: one network call per chunk of frames
         out[f"mp4_batch{batch}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--batch", str(batch),
                                                     *common], {}, mode)
         out[f"events_only_batch{batch}"] = _aeb_run(

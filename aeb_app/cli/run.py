@@ -61,6 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--batch", type=at.positive_int, default=1, metavar="N",
                         help="frames per network call, for offline files: more throughput on a GPU, and each "
                              "frame waits for its batch to fill (decisions do not change; default 1, as live)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a file at its frame rate, as a camera delivers it: frames the run is not ready "
+                             "for are skipped and counted, and the latency is the system's, not a queue's")
     parser.add_argument("--sequential", action="store_true",
                         help="run decode, inference, logic/drawing and encoding one after the other on one "
                              "thread (default: overlapped on their own threads, frame order kept)")
@@ -74,6 +77,7 @@ class RunSummary:
 
     frames: int = 0
     failed_frames: int = 0
+    skipped_frames: int = 0  # --realtime: decoded, not processed (behind the video clock)
     seconds: float = 0.0
     warnings: int = 0
     levels: dict[str, int] = field(default_factory=dict)
@@ -93,7 +97,8 @@ class RunSummary:
         if self.unavailable_reasons:  # why, most frames first: what a user fixes (calibration, file)
             levels += " (" + ", ".join(f"{why}: {n}" for why, n in sorted(
                 self.unavailable_reasons.items(), key=lambda kv: -kv[1])[:3]) + ")"
-        return (f"frames {self.frames} (failed {self.failed_frames}), {self.seconds:.2f} s, {self.fps:.1f} FPS "
+        skipped = f", skipped {self.skipped_frames} to keep real time" if self.skipped_frames else ""
+        return (f"frames {self.frames} (failed {self.failed_frames}{skipped}), {self.seconds:.2f} s, {self.fps:.1f} FPS "
                 f"end to end; warnings {self.warnings}; levels: {levels}; mean ms: {stages}; "
                 f"decode-to-warning latency p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms; "
                 f"CPU time {self.cpu_seconds:.2f} s ({1e3 * self.cpu_seconds / max(self.frames, 1):.1f} ms/frame)")
@@ -104,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         raise AebError("--no-render cannot be combined with --out")
     if getattr(args, "batch", 1) > 1 and str(args.video).isdigit():
         raise AebError(f"--batch {args.batch}: camera {args.video} is live, frames cannot wait for a batch (use 1)")
+    if getattr(args, "realtime", False) and str(args.video).isdigit():
+        raise AebError(f"--realtime: camera {args.video} is live already (the option plays a file like a camera)")
+    if getattr(args, "realtime", False) and getattr(args, "batch", 1) > 1:
+        raise AebError(f"--batch {args.batch} with --realtime: live frames cannot wait for a batch (use 1)")
     at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed),
                       ("--settings", args.settings)],
                      [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
@@ -206,6 +215,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
 
     from aeb_app.frame_loop import latency_percentiles, staged_results
     from aeb_app.pipeline import level_of, tally_level
+    from aeb_app.video.pacing import PlaybackClock, paced
 
     total = source.info.frame_count
     if args.max_frames is not None:
@@ -217,9 +227,13 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         pipeline.detector.check_batch(batch)  # before the first frame: e.g. an engine built for smaller batches
     except AebError as exc:
         raise AebError(f"--batch {batch}: {exc}") from exc
+    frames = source.frames(max_frames=args.max_frames)
+    clock = PlaybackClock(source.info.fps) if getattr(args, "realtime", False) else None
+    if clock is not None:
+        frames = paced(frames, clock)
     bar = tqdm(total=total, unit="frame", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for work in staged_results(pipeline, source.frames(max_frames=args.max_frames), writer=writer,
+    for work in staged_results(pipeline, frames, writer=writer,
                                hud_lines=lambda number, fps: _hud_lines(pipeline, number, fps),
                                sequential=getattr(args, "sequential", False), batch=batch):
         result = work.result
@@ -239,6 +253,7 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         bar.set_postfix_str(level, refresh=False)
         bar.update(1)
     bar.close()
+    summary.skipped_frames = clock.skipped if clock is not None else 0
     summary.seconds = time.perf_counter() - t0
     summary.cpu_seconds = time.process_time() - cpu0
     summary.warnings = recorder.warning_count

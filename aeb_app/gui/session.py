@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +26,7 @@ from aeb_app.stream import Progress, StreamConfig, open_steps
 from aeb_app.tracks import TracksCsvWriter
 from aeb_app.types import FrameResult
 from aeb_app.video import VideoInfo, VideoSource
+from aeb_app.video.pacing import PlaybackClock
 
 __all__ = ["SessionConfig", "PlaybackControl", "Progress", "Started", "Notice", "EndOfStream", "LiveFrame",
            "live_session"]
@@ -207,14 +207,13 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
           tracks: TracksCsvWriter | None = None) -> Iterator[object]:
     info = source.info
     recorder = EventRecorder()
-    skipped = 0
-    clock: tuple[float, int] | None = None  # (wall time, frame index) when playback (re)started
+    clock = PlaybackClock(info.fps)
     while not control.stopped:
         seek, step = _apply_commands(source, pipeline, control)
         if seek:
-            clock = None
+            clock.restart()
         if control.paused and not step and not seek:
-            clock = None
+            clock.restart()
             control.wait(0.05)
             continue
         source.loop = control.loop
@@ -223,20 +222,13 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
             control.set_paused(True)
             yield EndOfStream(max(0, source.position - 1))
             continue
-        if realtime and not info.is_camera and not control.paused:
-            if clock is None or frame.index < clock[1]:
-                clock = (time.perf_counter(), frame.index)
-            lag_s = time.perf_counter() - clock[0] - (frame.index - clock[1]) / info.fps
-            if lag_s > 1.0 / info.fps and frame.index % 10:  # behind: skip (but never 10 in a row)
-                skipped += 1
-                continue
-            if lag_s < 0:
-                time.sleep(-lag_s)
+        if realtime and not info.is_camera and not control.paused and not clock.admit(frame.timestamp_s):
+            continue  # behind the video clock: skipped (counted by the clock)
         result = pipeline.process(frame)
         if tracks is not None:
             tracks.write(result.state)
         event = recorder.update(result)
-        yield LiveFrame(result, skipped)
+        yield LiveFrame(result, clock.skipped)
         if event is not None:
             yield event
 
