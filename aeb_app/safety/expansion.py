@@ -179,14 +179,15 @@ def robust_slope(t: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
     """
     ts, ys = _floats(t), _floats(y)
     slope, intercept = _theil_sen(ts, ys)
-    keep = [True] * len(ts)
+    keep = None  # None: every sample kept (the first pass needs no selection)
     kt, ky, fit = ts, ys, None
     for _ in range(2):
         res = [abs(b - (slope * a + intercept)) for a, b in zip(ts, ys)]
-        sigma = max(1.4826 * _median([r for r, k in zip(res, keep) if k]), min_sigma)
+        sigma = max(1.4826 * _median(res if keep is None else [r for r, k in zip(res, keep) if k]), min_sigma)
         limit = outlier_sigmas * sigma
         new_keep = [r <= limit for r in res]
-        if sum(new_keep) < min_samples or new_keep == keep:
+        kept = sum(new_keep)
+        if kept < min_samples or (kept == len(res) if keep is None else new_keep == keep):
             break
         keep = new_keep
         kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]

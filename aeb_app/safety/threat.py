@@ -105,7 +105,7 @@ def _significant_accel(filt: RangeFilter, config: WarningConfig, braking: bool |
     """The filter's relative acceleration when significantly negative (the lead braking; or, with ``braking``
     given, when that says so and the acceleration is negative), else 0."""
     if braking is None:
-        braking = filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2]))
+        braking = filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(filt.p.item(2, 2))
     return filt.range_accel_mps2 if braking and filt.range_accel_mps2 < 0 else 0.0
 
 
