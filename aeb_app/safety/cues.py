@@ -198,9 +198,9 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
     sig = np.asarray(values_sigmas[1::2], np.float64)
     ok = np.isfinite(vals) & np.isfinite(sig) & (sig > 0)
     w = np.where(ok, 1.0 / np.where(ok, sig, 1.0) ** 2, 0.0)
-    total = w.sum(axis=0)
+    total = np.add.reduce(w, axis=0)  # w.sum(axis=0) without its Python wrapper
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.where(total > 0, (w * np.where(ok, vals, 0.0)).sum(axis=0) / total, np.nan)
+        value = np.where(total > 0, np.add.reduce(w * np.where(ok, vals, 0.0), axis=0) / total, np.nan)
         sigma = np.where(total > 0, 1.0 / np.sqrt(total), np.nan)
     return value, sigma
 
@@ -224,7 +224,7 @@ def occlusion_pairs(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.ND
     overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
     hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
     hides &= overlap >= config.occlusion_min_overlap * width[:, None]
-    np.fill_diagonal(hides, False)
+    hides.flat[::n + 1] = False  # the diagonal (np.fill_diagonal's own way, without its checks)
     i, j = np.nonzero(hides)
     if len(i):
         duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
@@ -263,7 +263,9 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
     solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
     pairs = occlusion_pairs(context, config) if pairs is None else pairs
-    occluded = (pairs & solid).any(axis=1)[_rows_in(boxes, context)]
+    occluded = np.logical_or.reduce(pairs & solid, axis=1)  # .any(axis=1) without its Python wrapper
+    if context is not boxes:
+        occluded = occluded[_rows_in(boxes, context)]
     g_range, g_sigma, g_noise, why = _ground_cue(road, boxes, prior, edge, occluded, config)
     g_valid = np.array([r == "" for r in why], bool).reshape(n)
     w_img = road.calibration.image_size_wh[0]
@@ -271,8 +273,8 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
     shaped = bw <= prior[:, 5] * bh
     w_valid = has_prior & ~cut_side & shaped & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
-    g_range, g_sigma, g_noise = (np.where(g_valid, a, np.nan) for a in (g_range, g_sigma, g_noise))
-    w_range, w_sigma, w_noise = (np.where(w_valid, a, np.nan) for a in (w_range, w_sigma, w_noise))
+    g_range, g_sigma, g_noise = np.where(g_valid, (g_range, g_sigma, g_noise), np.nan)  # rows of one (3, n) array
+    w_range, w_sigma, w_noise = np.where(w_valid, (w_range, w_sigma, w_noise), np.nan)
     fused, fused_sigma = fuse(g_range, g_sigma, w_range, w_sigma)
     lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=config.border_margin_px)
     return RangeCues(g_valid, g_range, g_sigma, g_noise, w_valid, w_range, w_sigma, w_noise, lateral, why,
@@ -285,14 +287,15 @@ def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.Arra
     (inf without a prior); a known (learned)
     width replaces the class's where finite."""
     n = len(ids)
-    priors = [config.priors.get(int(c)) for c in ids]
+    priors = [config.priors.get(int(c)) for c in ids.tolist()]
     has_prior = np.array([p is not None for p in priors], bool).reshape(n)
     prior = np.array([[p.width_m, p.width_sigma_m, p.tyre_offset_m, p.tyre_offset_sigma_m, p.length_m,
                        p.max_width_over_height] if p else [np.nan, np.nan, 0.0, 0.0, 0.0, np.inf] for p in priors],
                      np.float64).reshape(n, 6)
     if width_m is not None and width_sigma_m is not None:
-        known = np.isfinite(np.asarray(width_m, np.float64).reshape(-1)) & has_prior
-        prior[known, 0] = np.asarray(width_m, np.float64).reshape(-1)[known]
+        width = np.asarray(width_m, np.float64).reshape(-1)
+        known = np.isfinite(width) & has_prior
+        prior[known, 0] = width[known]
         prior[known, 1] = np.asarray(width_sigma_m, np.float64).reshape(-1)[known]
     return has_prior, prior
 
@@ -376,7 +379,7 @@ def _width_cue(road: RoadGeometry, bw: npt.NDArray[np.float64], prior: npt.NDArr
         outside = lateral - prior[:, 0] / 2
         if not np.isfinite(outside).all():
             outside = np.nan_to_num(outside)
-        side = np.clip(outside, 0.0, None) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
+        side = np.maximum(outside, 0.0) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
         apparent = prior[:, 0] + side
         rng = road.range_from_width(bw, apparent)
         pixel_rel = np.sqrt(2.0) * edge / bw

@@ -278,7 +278,8 @@ class RangeTrend:
 
     def closing(self, now_s: float, sigmas: float) -> bool | None:
         """True: significantly closing; False: not; None: too few measurements to tell."""
-        data = [s for s in self.samples if s[0] >= now_s - self.span_s - 1e-9]
+        start = now_s - self.span_s - 1e-9
+        data = [s for s in self.samples if s[0] >= start]
         if len(data) < self.min_samples or data[-1][0] - data[0][0] < self.span_s / 2 - 1e-9:
             return None
         slope, sigma, _ = robust_slope([s[0] for s in data], [s[1] for s in data], outlier_sigmas=self.outlier_sigmas,

@@ -287,7 +287,7 @@ class AebLogic:
         if not self.warning_config.check_calibration_fit:
             return ""
         users = self._road_users(detections)
-        ground = ~users.pairs.any(axis=1)  # a roof line seen over (by any box) is not a ground contact
+        ground = ~np.logical_or.reduce(users.pairs, axis=1)  # a roof line seen over (by any box) is no ground contact
         reason = self.fit.update(timestamp_s, users.boxes[ground, 3], detections.scores[users.keep][ground])
         if reason:
             self._last_timestamp_s = timestamp_s
@@ -342,7 +342,7 @@ class AebLogic:
         """The frame's detections of the warning classes (computed once per frame: the fit check and the
         tracking both ask)."""
         if self._users is None or self._users[0] is not detections:
-            keep = np.flatnonzero(self._user_ids.contains(detections.category_ids))
+            keep = np.nonzero(self._user_ids.contains(detections.category_ids))[0]  # np.flatnonzero, cheaper
             boxes = detections.xyxy_px[keep].astype(np.float64)
             self._users = (detections, _RoadUsers(keep, boxes, occlusion_pairs(boxes, self.cue_config)))
         return self._users[1]
@@ -384,7 +384,7 @@ class AebLogic:
         if prior and cue.ground_valid and cue.width_valid and abs(cue.lateral_m) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
             depth = cue.ground_range_m + self.road.setback_m
-            width = (box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cue.ground_range_m))
+            width = (box[2] - box[0]) * self.road.lateral_scale_m_per_px(cue.ground_range_m)
             rel = math.hypot(cue.ground_noise_m / depth, cue.width_noise_m / depth)
             track.learn_width(width, max(rel * width, 1e-3))
 
@@ -425,7 +425,9 @@ class AebLogic:
 
     def _bev_points(self, boxes: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
         """Bird's-eye-view pixels of the boxes' bottom centres (NaN for a point off the road plane)."""
-        ground = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
+        ground = np.empty((len(boxes), 2))  # the columns filled in place: as np.stack, cheaper
+        ground[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2.0
+        ground[:, 1] = boxes[:, 3]
         try:
             return [(x, y) for x, y in self.calibration.view.to_bev(ground).tolist()]
         except ValueError:  # one of them is not on the road plane: find which, one at a time

@@ -159,7 +159,9 @@ class RoadGeometry:
         return np.where(rows > self.horizon_row_px + 1.0, out, np.inf)
 
     def lateral_scale_m_per_px(self, ahead_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Lateral metres per image pixel on the road at range ``ahead_m``."""
+        """Lateral metres per image pixel on the road at range ``ahead_m`` (a float for a float: the same value)."""
+        if isinstance(ahead_m, float):
+            return self.k0_m_per_px + self.k1_per_px * ahead_m
         return self.k0_m_per_px + self.k1_per_px * np.asarray(ahead_m, np.float64)
 
     def range_from_width(self, width_px: npt.ArrayLike, width_m: npt.ArrayLike) -> npt.NDArray[np.float64]:

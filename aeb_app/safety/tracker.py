@@ -226,7 +226,7 @@ class IouTracker:
         same_class = np.array([[int(ids[c]) in self.tracks[r].class_votes for c in free_b] for r in free_t])
         agreeing = edges_agreeing(reference[free_t], boxes[free_b], self.edge_tolerance)
         ok = same_class & (agreeing >= 3)
-        score = agreeing + iou[np.ix_(free_t, free_b)]
+        score = agreeing + iou[free_t][:, free_b]  # iou[np.ix_(free_t, free_b)], cheaper
         rows, cols = linear_sum_assignment(-np.where(ok, score, 0.0))
         for r, c in zip(rows, cols):
             if ok[r, c]:
@@ -245,7 +245,7 @@ class IouTracker:
             cols_b = [c for c in range(len(assigned)) if assigned[c] is None]
             if not (rows_t and cols_b):
                 continue
-            sub = iou[np.ix_(rows_t, cols_b)]
+            sub = iou[rows_t][:, cols_b]  # iou[np.ix_(rows_t, cols_b)], cheaper
             for r, c in zip(*linear_sum_assignment(-sub)):
                 if sub[r, c] >= self.iou_threshold:
                     assigned[cols_b[c]] = self.tracks[rows_t[r]]
