@@ -346,7 +346,8 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     w_img = road.calibration.image_size_wh[0]
     cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
     from_left, from_right = left + half, right - half
-    spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
+    # One side cut: the other edge moved half a width in; both or neither: the middle of the box.
+    spanning = np.where(cut_l != cut_r, np.where(cut_l, from_right, from_left), (left + right) / 2.0)
     return np.where(left > 0, np.maximum(from_left, from_right),
                     np.where(right < 0, np.minimum(from_left, from_right), spanning))
 
