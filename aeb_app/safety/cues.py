@@ -220,10 +220,11 @@ def occlusion_pairs(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.ND
         return np.zeros((n, n), bool)
     m = config.occlusion_margin_px
     x1, y1, x2, y2 = boxes.T
-    width = np.maximum(x2 - x1, 1e-6)
+    needed = config.occlusion_min_overlap * np.maximum(x2 - x1, 1e-6)  # per box i, then broadcast (same values)
+    bottom = y2[:, None]
     overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
-    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
-    hides &= overlap >= config.occlusion_min_overlap * width[:, None]
+    hides = (y2 > (y2 + m)[:, None]) & (y1 - m <= bottom)
+    hides &= overlap >= needed[:, None]
     hides.flat[::n + 1] = False  # the diagonal (np.fill_diagonal's own way, without its checks)
     i, j = np.nonzero(hides)
     if len(i):

@@ -246,6 +246,7 @@ class IouTracker:
             if not (rows_t and cols_b):
                 continue
             sub = iou[rows_t][:, cols_b]  # iou[np.ix_(rows_t, cols_b)], cheaper
-            for r, c in zip(*linear_sum_assignment(-sub)):
-                if sub[r, c] >= self.iou_threshold:
+            rows, cols = linear_sum_assignment(-sub)
+            for r, c, good in zip(rows.tolist(), cols.tolist(), (sub[rows, cols] >= self.iou_threshold).tolist()):
+                if good:
                     assigned[cols_b[c]] = self.tracks[rows_t[r]]
