@@ -102,6 +102,50 @@ def test_robust_slope_equals_its_polyfit_form_with_outliers(seed: int) -> None:
         assert robust_slope(t.tolist(), y.tolist(), **kw) == got  # lists and arrays alike
 
 
+def _robust_slope_keep_list(t, y, *, outlier_sigmas, min_sigma, min_samples):
+    """The closed-form robust slope as it was written before its first pass skipped the selection (a keep list of
+    all True, compared as a list): the reference of the bit-for-bit test below."""
+    from aeb_app.safety.expansion import _fit
+
+    ts, ys = list(t), list(y)
+    slope, intercept = _theil_sen(ts, ys)
+    keep = [True] * len(ts)
+    kt, ky, fit = ts, ys, None
+    for _ in range(2):
+        res = [abs(b - (slope * a + intercept)) for a, b in zip(ts, ys)]
+        sigma = max(1.4826 * _median([r for r, k in zip(res, keep) if k]), min_sigma)
+        new_keep = [r <= outlier_sigmas * sigma for r in res]
+        if sum(new_keep) < min_samples or new_keep == keep:
+            break
+        keep = new_keep
+        kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]
+        fit = _fit(kt, ky)
+        slope, intercept = fit[0], fit[1]
+    slope, intercept, t_mean, spread = fit or _fit(kt, ky)
+    dof = max(len(kt) - 2, 1)
+    sd = max(math.sqrt(sum([(b - (slope * a + intercept)) ** 2 for a, b in zip(kt, ky)]) / dof), min_sigma)
+    return slope, (_t_over_z(dof) * sd / math.sqrt(spread) if spread > 0 else math.inf), t_mean
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_robust_slope_equals_its_keep_list_form_bit_for_bit(seed: int) -> None:
+    """Series with and without jumped samples, constant ones, NaN and too few samples to refit: the same three
+    floats, bit for bit (or both NaN), as the form with an explicit all-True keep list."""
+    rng = np.random.default_rng(100 + seed)
+    for k in range(400):
+        n = int(rng.integers(2, 30))
+        t = 50.0 + np.sort(rng.choice(np.arange(200), n, replace=False)) / rng.choice([10.0, 25.0])
+        y = rng.normal(0, 2) * t + rng.normal(0, 10.0 ** rng.uniform(-4, 0), n) * (k % 9 != 0)  # 1 in 9: a line
+        jumped = rng.random(n) < rng.choice([0.0, 0.1, 0.3])
+        y[jumped] += rng.uniform(0.5, 7.0, jumped.sum())
+        if k % 31 == 0:
+            y[rng.integers(n)] = np.nan
+        kw = dict(outlier_sigmas=float(rng.choice([2.0, 3.0])), min_sigma=float(rng.choice([1e-6, 0.005])),
+                  min_samples=int(rng.choice([1, 4, n])))
+        got, want = robust_slope(t, y, **kw), _robust_slope_keep_list(t.tolist(), y.tolist(), **kw)
+        assert [float(v).hex() for v in got] == [float(v).hex() for v in want], (k, got, want)
+
+
 def test_median_of_lists_and_arrays_equals_numpy() -> None:
     rng = np.random.default_rng(7)
     for n in range(1, 40):

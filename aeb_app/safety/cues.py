@@ -341,7 +341,7 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
     rng = np.asarray(range_m, np.float64).reshape(-1)
     half = np.asarray(width_m, np.float64).reshape(-1) / 2.0
-    if not np.isfinite(half).all():
+    if not np.logical_and.reduce(np.isfinite(half)):  # .all() without its Python wrapper
         half = np.nan_to_num(half)
     left, right = road.laterals_at((boxes[:, 0], boxes[:, 2]), rng)
     w_img = road.calibration.image_size_wh[0]
@@ -379,7 +379,7 @@ def _width_cue(road: RoadGeometry, bw: npt.NDArray[np.float64], prior: npt.NDArr
     depth = guess + road.setback_m
     with np.errstate(invalid="ignore", divide="ignore"):
         outside = lateral - prior[:, 0] / 2
-        if not np.isfinite(outside).all():
+        if not np.logical_and.reduce(np.isfinite(outside)):
             outside = np.nan_to_num(outside)
         side = np.maximum(outside, 0.0) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
         apparent = prior[:, 0] + side

@@ -90,7 +90,8 @@ class ExpansionTracker:
         self._trim(timestamp_s)
 
     def _trim(self, now_s: float) -> None:
-        while self.samples and self.samples[0][0] < now_s - self.config.window_s - 1e-9:
+        start = now_s - self.config.window_s - 1e-9
+        while self.samples and self.samples[0][0] < start:
             self.samples.popleft()
 
     def estimate(self, now_s: float) -> ExpansionEstimate | None:
@@ -273,7 +274,8 @@ class RangeTrend:
         """Record one measured range (metres)."""
         if math.isfinite(range_m):
             self.samples.append((timestamp_s, range_m))
-        while self.samples and self.samples[0][0] < timestamp_s - self.span_s - 1e-9:
+        start = timestamp_s - self.span_s - 1e-9
+        while self.samples and self.samples[0][0] < start:
             self.samples.popleft()
 
     def closing(self, now_s: float, sigmas: float) -> bool | None:
