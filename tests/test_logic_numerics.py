@@ -17,6 +17,7 @@ from aeb_app.geometry.calibration import load_calibration, shipped_calibration
 from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
 from aeb_app.safety.cues import fuse, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
+from aeb_app.safety.floats import columns, divide, maximum, minimum, nan_to_num
 from aeb_app.safety.tracker import box_iou, iou_matrix
 from aeb_app.safety.zone import point_in_zone
 from aeb_app.scenarios import PinholeCamera, synthetic_calibration
@@ -325,6 +326,69 @@ def test_road_maps_equal_the_homographies(calibration: str) -> None:
     want_lat = (x[:500] - centre) * road.lateral_scale_m_per_px(ok)
     np.testing.assert_allclose(got_lat[:500], want_lat, rtol=1e-9, atol=1e-9)
     assert np.isnan(got_lat[500:]).all()
+
+
+_EDGE_FLOATS = [0.0, -0.0, 1.0, -2.5, 1e-310, -1e-310, 1e308, -1e308, math.inf, -math.inf, math.nan, -math.nan]
+
+
+def _bits(values) -> list[str]:
+    return [float(v).hex() if not math.isnan(v) else ("-" if math.copysign(1.0, v) < 0 else "+") + "nan"
+            for v in np.asarray(values, np.float64).reshape(-1).tolist()]
+
+
+def test_float_helpers_equal_numpy_bit_for_bit() -> None:
+    """divide, maximum, minimum and nan_to_num against NumPy on every pair of edge values (signed zeros, subnormals,
+    infinities, NaNs of either sign) and random ones: the same bits, NaN signs included."""
+    rng = np.random.default_rng(9)
+    values = _EDGE_FLOATS + rng.normal(0, 10, 40).tolist() + [3.0, 3.0]
+    a, b = (np.array(v, np.float64) for v in zip(*[(x, y) for x in values for y in values]))
+    with np.errstate(all="ignore"):
+        for mine, theirs in ((divide, np.divide), (maximum, np.maximum), (minimum, np.minimum)):
+            assert _bits([mine(x, y) for x, y in zip(a.tolist(), b.tolist())]) == _bits(theirs(a, b)), mine.__name__
+    assert _bits([nan_to_num(x) for x in values]) == _bits(np.nan_to_num(np.array(values)))
+    assert columns([1.0, 2.0], 3.0) == [[1.0, 2.0], [3.0, 3.0]]
+
+
+def _object_lateral_arrays(road, boxes, rng, width, border_margin_px=5.0):
+    """:func:`object_lateral_m` as it was written with array operations (the reference of the loop form)."""
+    with np.errstate(all="ignore"):
+        half = np.nan_to_num(np.asarray(width, np.float64) / 2.0)
+        b, c, h, i = road._coefficients.centre_line
+        ok = np.isfinite(rng) & (rng > -road.setback_m)
+        centre = (b * rng + c) / (h * rng + i)
+        scale = np.where(ok, road.k0_m_per_px + road.k1_per_px * rng, np.nan)
+        left, right = (boxes[:, 0] - centre) * scale, (boxes[:, 2] - centre) * scale
+        cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= road.calibration.image_size_wh[0] - border_margin_px
+        from_left, from_right = left + half, right - half
+        spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
+        return np.where(left > 0, np.maximum(from_left, from_right),
+                        np.where(right < 0, np.minimum(from_left, from_right), spanning))
+
+
+def test_object_lateral_loop_equals_its_array_form_bit_for_bit() -> None:
+    """Boxes left of, right of and across the centre line, cut at either side or both, at ranges from behind the
+    camera to far ahead, NaN and inf, with NaN/inf widths: the same bits as the array operations it replaced; and
+    :meth:`RoadGeometry.laterals_at` as ``(x - centre) * scale`` of the same arrays."""
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    w = road.calibration.image_size_wh[0]
+    rng = np.random.default_rng(11)
+    n = 3000
+    x1 = rng.choice([0.0, 3.0, 5.0, 6.0], n) * (rng.random(n) < 0.2) + rng.uniform(0, w, n) * (rng.random(n) >= 0.2)
+    x2 = np.where(rng.random(n) < 0.2, w - rng.choice([0.0, 5.0, 6.0], n), x1 + rng.uniform(-5, 400, n))
+    boxes = np.column_stack([x1, rng.uniform(0, 500, n), x2, rng.uniform(0, 540, n)])
+    ranges = rng.uniform(-road.setback_m - 3, 150, n)
+    ranges[rng.integers(0, n, 60)] = rng.choice([np.nan, np.inf, -np.inf, -road.setback_m], 60)
+    widths = rng.uniform(0.3, 3.0, n)
+    widths[rng.integers(0, n, 30)] = rng.choice([np.nan, np.inf], 30)
+    got = object_lateral_m(road, boxes, ranges, widths)
+    assert _bits(got) == _bits(_object_lateral_arrays(road, boxes, ranges, widths))
+    assert object_lateral_m(road, boxes[:0], [], []).shape == (0,)
+    b, c, h, i = road._coefficients.centre_line
+    with np.errstate(all="ignore"):
+        scale = np.where(np.isfinite(ranges) & (ranges > -road.setback_m), road.k0_m_per_px + road.k1_per_px * ranges,
+                         np.nan)
+        want = (x1 - (b * ranges + c) / (h * ranges + i)) * scale
+    assert _bits(road.laterals_at((x1,), ranges)[0]) == _bits(want)
 
 
 def test_point_in_zone_equals_in_zone() -> None:

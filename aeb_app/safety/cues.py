@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
+from aeb_app.safety.floats import columns, maximum, minimum, nan_to_num
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.tracker import box_iou
 
@@ -339,18 +340,22 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
         border_margin_px: an edge this close to the border counts as cut.
     """
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
-    rng = np.asarray(range_m, np.float64).reshape(-1)
-    half = np.asarray(width_m, np.float64).reshape(-1) / 2.0
-    if not np.logical_and.reduce(np.isfinite(half)):  # .all() without its Python wrapper
-        half = np.nan_to_num(half)
-    left, right = road.laterals_at((boxes[:, 0], boxes[:, 2]), rng)
-    w_img = road.calibration.image_size_wh[0]
-    cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
-    from_left, from_right = left + half, right - half
-    # One side cut: the other edge moved half a width in; both or neither: the middle of the box.
-    spanning = np.where(cut_l != cut_r, np.where(cut_l, from_right, from_left), (left + right) / 2.0)
-    return np.where(left > 0, np.maximum(from_left, from_right),
-                    np.where(right < 0, np.minimum(from_left, from_right), spanning))
+    x1s, x2s, ranges, widths = columns(boxes[:, 0], boxes[:, 2], range_m, width_m)
+    centres, scales = road.centre_line_at(ranges)
+    right_border = road.calibration.image_size_wh[0] - border_margin_px
+    out = []
+    for x1, x2, centre, scale, width in zip(x1s, x2s, centres, scales, widths):
+        left, right, half = (x1 - centre) * scale, (x2 - centre) * scale, nan_to_num(width / 2.0)
+        from_left, from_right = left + half, right - half
+        if left > 0:
+            out.append(maximum(from_left, from_right))
+        elif right < 0:
+            out.append(minimum(from_left, from_right))
+        elif (x1 <= border_margin_px) != (x2 >= right_border):  # one side cut: the other edge moved half a width in
+            out.append(from_right if x1 <= border_margin_px else from_left)
+        else:  # both sides or neither: the middle of the box
+            out.append((left + right) / 2.0)
+    return np.array(out, np.float64)
 
 
 def _rows_in(boxes: npt.NDArray[np.float64], context: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from aeb_app.errors import CalibrationError
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.geometry.construct import horizon_row_px
+from aeb_app.safety.floats import columns, divide
 
 __all__ = ["RoadGeometry"]
 
@@ -174,14 +175,21 @@ class RoadGeometry:
         """Lateral offset (m) of image column ``x_px`` at range ``ahead_m`` (for a range not from the ground row)."""
         return self.laterals_at((x_px,), ahead_m)[0]
 
-    def laterals_at(self, columns: tuple[npt.ArrayLike, ...], ahead_m: npt.ArrayLike
+    def laterals_at(self, columns_px: tuple[npt.ArrayLike, ...], ahead_m: npt.ArrayLike
                     ) -> tuple[npt.NDArray[np.float64], ...]:
         """:meth:`lateral_at` for several image columns (e.g. both box edges) at the same ranges: the centre
         line is projected once for all of them (NaN where the range is not finite or behind the camera)."""
-        ahead = np.asarray(ahead_m, np.float64).reshape(-1)
+        ahead, *cols = columns(ahead_m, *columns_px)
+        centres, scales = self.centre_line_at(ahead)
+        return tuple(np.array([(x - c) * k for x, c, k in zip(col, centres, scales)], np.float64) for col in cols)
+
+    def centre_line_at(self, ahead_m: list[float]) -> tuple[list[float], list[float]]:
+        """At each range (a list of floats): the image column of the ego centre line, and the lateral metres
+        per image pixel (NaN where the range is not finite or behind the camera). A column ``x`` then lies
+        ``(x - centre) * scale`` metres right of the centre line. Plain floats: the same values as the array
+        form, at a fraction of its cost for a frame's few boxes."""
         b, c, h, i = self._coefficients.centre_line
-        ok = np.isfinite(ahead) & (ahead > -self.setback_m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            centre = (b * ahead + c) / (h * ahead + i)  # image column of the centre line at that range
-        scale = np.where(ok, self.k0_m_per_px + self.k1_per_px * ahead, np.nan)
-        return tuple((np.asarray(x_px, np.float64).reshape(-1) - centre) * scale for x_px in columns)
+        k0, k1, behind = self.k0_m_per_px, self.k1_per_px, -self.setback_m
+        centres = [divide(b * a + c, h * a + i) for a in ahead_m]
+        scales = [k0 + k1 * a if (math.isfinite(a) and a > behind) else math.nan for a in ahead_m]
+        return centres, scales
