@@ -391,6 +391,26 @@ def test_object_lateral_loop_equals_its_array_form_bit_for_bit() -> None:
     assert _bits(road.laterals_at((x1,), ranges)[0]) == _bits(want)
 
 
+def test_row_maps_loop_equals_their_array_form_bit_for_bit() -> None:
+    """``ground_ahead_m`` and ``range_per_px`` (loops over floats) against the array operations they replaced, on rows
+    above, at and below the horizon, on the image border, NaN and inf: the same bits."""
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    w, h = road.calibration.image_size_wh
+    rng = np.random.default_rng(12)
+    rows = np.concatenate([rng.uniform(-50, h + 50, 3000), road.horizon_row_px + np.array([-1.0, 0.0, 1.0, 1.5]),
+                           [np.nan, np.inf, -np.inf, 0.0, -0.0, float(h)]])
+    cols = np.concatenate([rng.uniform(-100, w + 100, 3000), [w / 2.0] * 4, [np.nan, 3.0, w / 2.0, 0.0, -0.0, w]])
+    c = road._coefficients
+    e, f, hh, i = c.centre_column
+    with np.errstate(all="ignore"):
+        ahead = (c.ahead[0] * cols + c.ahead[1] * rows + c.ahead[2]) / (c.w[0] * cols + c.w[1] * rows + c.w[2])
+        want_ahead = np.where(rows <= road.horizon_row_px, np.nan, ahead)
+        step = np.abs((e * rows + f) / (hh * rows + i) - (e * (rows + 1.0) + f) / (hh * (rows + 1.0) + i))
+        want_step = np.where(rows > road.horizon_row_px + 1.0, step, np.inf)
+    assert _bits(road.ground_ahead_m(cols, rows)) == _bits(want_ahead)
+    assert _bits(road.range_per_px(rows)) == _bits(want_step)
+
+
 def test_point_in_zone_equals_in_zone() -> None:
     rng = np.random.default_rng(2)
     values = np.concatenate([rng.uniform(-5, 60, 400), [0.0, 1.85, -1.85, 40.0, np.nan, np.inf, -np.inf]])

@@ -143,21 +143,21 @@ class RoadGeometry:
         out[y <= self.horizon_row_px] = np.nan
         return out
 
-    def ground_ahead_m(self, x_px: npt.NDArray[np.float64], y_px: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
-        horizon)."""
-        c = self._coefficients
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ahead = (c.ahead[0] * x_px + c.ahead[1] * y_px + c.ahead[2]) / (c.w[0] * x_px + c.w[1] * y_px + c.w[2])
-        return np.where(y_px <= self.horizon_row_px, np.nan, ahead)
+    def ground_ahead_m(self, x_px: npt.ArrayLike, y_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(n,) ``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
+        horizon). A loop over plain floats: a frame's few boxes cost less so than in array operations."""
+        (a0, a1, a2), (w0, w1, w2), horizon = self._coefficients.ahead, self._coefficients.w, self.horizon_row_px
+        return np.array([math.nan if y <= horizon else divide(a0 * x + a1 * y + a2, w0 * x + w1 * y + w2)
+                         for x, y in zip(*columns(x_px, y_px))], np.float64)
 
     def range_per_px(self, row_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon."""
+        """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon (plain floats)."""
         rows = np.asarray(row_px, np.float64)
         e, f, h, i = self._coefficients.centre_column
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.abs((e * rows + f) / (h * rows + i) - (e * (rows + 1.0) + f) / (h * (rows + 1.0) + i))
-        return np.where(rows > self.horizon_row_px + 1.0, out, np.inf)
+        limit = self.horizon_row_px + 1.0
+        out = [abs(divide(e * r + f, h * r + i) - divide(e * (r + 1.0) + f, h * (r + 1.0) + i)) if r > limit
+               else math.inf for r in rows.reshape(-1).tolist()]
+        return np.array(out, np.float64).reshape(rows.shape)
 
     def lateral_scale_m_per_px(self, ahead_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Lateral metres per image pixel on the road at range ``ahead_m`` (a float for a float: the same value)."""
