@@ -411,6 +411,37 @@ def test_row_maps_loop_equals_their_array_form_bit_for_bit() -> None:
     assert _bits(road.range_per_px(rows)) == _bits(want_step)
 
 
+def test_ground_cue_reasons_equal_their_array_form() -> None:
+    """The ground cue's per-box reasons (border, occlusion, horizon, "") against the array expressions they replaced,
+    on boxes touching each border, hidden or not, near and above the horizon, far (too uncertain) and near."""
+    from aeb_app.safety.cues import _ground_cue
+
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    config = CueConfig()
+    w, h = road.calibration.image_size_wh
+    rng = np.random.default_rng(13)
+    n = 4000
+    x1 = np.where(rng.random(n) < 0.1, rng.uniform(0, 8, n), rng.uniform(0, w - 50, n))
+    x2 = np.where(rng.random(n) < 0.1, w - rng.uniform(0, 8, n), x1 + rng.uniform(5, 300, n))
+    y2 = np.where(rng.random(n) < 0.1, h - rng.uniform(0, 8, n), rng.uniform(road.horizon_row_px - 20, h, n))
+    mrg = config.border_margin_px
+    x1[:40], x2[40:80], y2[80:120] = mrg, w - mrg, h - mrg  # exactly on the border margins
+    y2[120:160] = road.horizon_row_px + config.horizon_band_px  # exactly on the horizon band
+    boxes = np.column_stack([x1, y2 - rng.uniform(5, 200, n), x2, y2])
+    prior = np.tile([1.8, 0.1, 0.9, 0.2, 4.5, 10.0], (n, 1))
+    prior[rng.random(n) < 0.1, 2:4] = (np.nan, np.nan)
+    edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * (boxes[:, 3] - boxes[:, 1]))
+    occluded = rng.random(n) < 0.2
+    g_range, g_sigma, _, why = _ground_cue(road, boxes, prior, edge, occluded, config)
+    cut = (boxes[:, 3] >= h - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w - mrg)
+    with np.errstate(invalid="ignore"):
+        too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
+    no_range = (boxes[:, 3] < road.horizon_row_px + config.horizon_band_px) | too_uncertain | ~np.isfinite(g_range)
+    want = np.where(cut, "border", np.where(occluded, "occlusion", np.where(no_range, "horizon", "")))
+    assert list(why) == want.tolist()
+    assert {"border", "occlusion", "horizon", ""} <= set(why)
+
+
 def test_point_in_zone_equals_in_zone() -> None:
     rng = np.random.default_rng(2)
     values = np.concatenate([rng.uniform(-5, 60, 400), [0.0, 1.85, -1.85, 40.0, np.nan, np.inf, -np.inf]])

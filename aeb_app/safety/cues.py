@@ -306,18 +306,18 @@ def _ground_cue(road: RoadGeometry, boxes: npt.NDArray[np.float64], prior: npt.N
                 edge: npt.NDArray[np.float64], occluded: npt.NDArray[np.bool_], config: CueConfig
                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[str, ...]]:
     """Range, sigma and frame-to-frame sigma of the ground-contact cue, and why it is not valid ("" if it is)."""
-    w_img, h_img = road.calibration.image_size_wh
-    mrg = config.border_margin_px
-    cut = (boxes[:, 3] >= h_img - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
     g_range = road.ground_ahead_m((boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]) - prior[:, 2]
     g_noise = road.range_per_px(boxes[:, 3]) * edge
     g_sigma = np.hypot(g_noise, prior[:, 3])
-    near_horizon = boxes[:, 3] < road.horizon_row_px + config.horizon_band_px
-    with np.errstate(invalid="ignore", divide="ignore"):
-        too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
-    no_range = near_horizon | too_uncertain | ~np.isfinite(g_range)
-    why = tuple("border" if c else "occlusion" if o else "horizon" if h else ""
-                for c, o, h in zip(cut.tolist(), occluded.tolist(), no_range.tolist()))
+    w_img, h_img = road.calibration.image_size_wh
+    mrg, rel = config.border_margin_px, config.max_ground_rel_sigma
+    bottom, right, horizon = h_img - mrg, w_img - mrg, road.horizon_row_px + config.horizon_band_px
+    # Per box on plain floats (cheaper than a dozen array operations on a frame's few boxes): the contact is cut by
+    # the image border, hidden by a nearer box, or too near the horizon / too uncertain / not on the road.
+    why = tuple("border" if (y2 >= bottom or x1 <= mrg or x2 >= right) else "occlusion" if hidden
+                else "horizon" if (y2 < horizon or not sigma <= rel * abs(rng) or not math.isfinite(rng)) else ""
+                for (x1, _, x2, y2), hidden, rng, sigma in zip(boxes.tolist(), occluded.tolist(), g_range.tolist(),
+                                                               g_sigma.tolist()))
     return g_range, g_sigma, g_noise, why
 
 
