@@ -358,8 +358,8 @@ def _object_lateral_arrays(road, boxes, rng, width, border_margin_px=5.0):
         centre = (b * rng + c) / (h * rng + i)
         scale = np.where(ok, road.k0_m_per_px + road.k1_per_px * rng, np.nan)
         left, right = (boxes[:, 0] - centre) * scale, (boxes[:, 2] - centre) * scale
-        right = road.calibration.image_size_wh[0] - border_margin_px
-        cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= right
+        right_border = road.calibration.image_size_wh[0] - border_margin_px
+        cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= right_border
         from_left, from_right = left + half, right - half
         spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
         return np.where(left > 0, np.maximum(from_left, from_right),
