@@ -53,27 +53,24 @@ TRACK_COLUMNS: tuple[str, ...] = (
 
 def _num(value: float) -> str:
     value = float(value)
-    if math.isnan(value):
-        return ""
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    if value.is_integer():  # a finite whole number (NaN and infinity are not)
+        return str(int(value))
+    if value - value == 0.0:  # finite
+        return ("%.4f" % value).rstrip("0").rstrip(".")
+    return "" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
 def track_rows(state: Any) -> list[list[str]]:
     """The rows of one :class:`~aeb_app.safety.AebFrameState` (none for None or an empty frame)."""
     if state is None:
         return []
-    rows = []
-    for o in state.objects:
-        rows.append([
-            str(state.frame_index), _num(state.timestamp_s), str(o.track_id), name_of(o.category_id), _num(o.score),
-            *(_num(v) for v in o.xyxy_px), str(int(o.ground_valid)), str(int(o.width_valid)), _num(o.range_m),
-            _num(o.range_sigma_m), _num(o.lateral_m), _num(o.range_rate_mps), _num(o.ttc_s), _num(o.ttc_range_s),
-            _num(o.ttc_scale_s), str(int(o.in_zone)), o.level.name, _num(o.distance_m), o.cues_text,
-            o.no_ground_reason, state.level.name,
-        ])
-    return rows
+    frame, time_s, frame_level = str(state.frame_index), _num(state.timestamp_s), state.level.name  # once a frame
+    return [[
+        frame, time_s, str(o.track_id), name_of(o.category_id), _num(o.score), *map(_num, o.xyxy_px),
+        str(int(o.ground_valid)), str(int(o.width_valid)), _num(o.range_m), _num(o.range_sigma_m), _num(o.lateral_m),
+        _num(o.range_rate_mps), _num(o.ttc_s), _num(o.ttc_range_s), _num(o.ttc_scale_s), str(int(o.in_zone)),
+        o.level.name, _num(o.distance_m), o.cues_text, o.no_ground_reason, frame_level,
+    ] for o in state.objects]
 
 
 class TracksCsvWriter:

@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aeb_app.cli import main
@@ -14,7 +15,7 @@ from aeb_app.pipeline import PipelineSettings
 from aeb_app.safety import AebLogic
 from aeb_app.safety.ego_speed import load_ego_speed_csv
 from aeb_app.scenarios import PinholeCamera, synthetic_calibration, vehicle_box_px
-from aeb_app.tracks import TRACK_COLUMNS, TracksCsvWriter, track_rows
+from aeb_app.tracks import TRACK_COLUMNS, TracksCsvWriter, _num, track_rows
 from aeb_app.types import Detections
 
 
@@ -107,3 +108,25 @@ def test_run_bad_speed_or_tracks_option_fails_before_work(sample_video: Path, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("aeb-app") and "error:" in err[-1] and message in err[-1]  # argparse or ours
     assert not (tmp_path / "tracks.txt").exists() and not (tmp_path / "same.csv").exists()
+
+
+def _num_as_before(value: float) -> str:
+    """The tracks CSV's number text as it was first written (the reference of the faster :func:`_num`)."""
+    value = float(value)
+    if math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+
+
+def test_track_numbers_are_written_as_before() -> None:
+    """Whole numbers, 4 decimals with trailing zeros cut, tiny values rounding to 0 or -0, NaN, infinities, huge
+    values, numpy scalars and ints: the same text as the first formulation."""
+    rng = np.random.default_rng(0)
+    values = [0.0, -0.0, 2.5, 3.0, -8.7582, 1e-5, -1e-5, 4.9999e-5, 5e-5, 0.99999, -0.99999, 2.0**53, 1e20, -1e300,
+              math.nan, math.inf, -math.inf, np.float32(1.1), np.float64(48.754), np.int64(7), 3, True]
+    values += rng.uniform(-1e3, 1e3, 20000).tolist()
+    values += [round(v, int(d)) for v, d in zip(rng.uniform(-100, 100, 20000), rng.integers(0, 7, 20000))]
+    assert [_num(v) for v in values] == [_num_as_before(v) for v in values]
+    assert [_num(v) for v in (2.5, 3.0, math.nan, math.inf, 1e-5)] == ["2.5", "3", "", "inf", "0"]

@@ -17,6 +17,7 @@ from aeb_app.geometry.calibration import load_calibration, shipped_calibration
 from aeb_app.safety import AebLogic, CueConfig, RangeFilter, RangeFilterConfig, RoadGeometry, in_zone
 from aeb_app.safety.cues import fuse, measure_cues, object_lateral_m, occluded_bottoms
 from aeb_app.safety.expansion import _median, _t_over_z, _theil_sen, fit_line, robust_slope
+from aeb_app.safety.floats import columns, divide, maximum, minimum, nan_to_num
 from aeb_app.safety.tracker import box_iou, iou_matrix
 from aeb_app.safety.zone import point_in_zone
 from aeb_app.scenarios import PinholeCamera, synthetic_calibration
@@ -100,6 +101,50 @@ def test_robust_slope_equals_its_polyfit_form_with_outliers(seed: int) -> None:
         got, want = robust_slope(t, y, **kw), _robust_slope_polyfit(t, y, **kw)
         assert all(_close(g, w, abs_=1e-12 * (1 + abs(w))) for g, w in zip(got, want)), (got, want)
         assert robust_slope(t.tolist(), y.tolist(), **kw) == got  # lists and arrays alike
+
+
+def _robust_slope_keep_list(t, y, *, outlier_sigmas, min_sigma, min_samples):
+    """The closed-form robust slope as it was written before its first pass skipped the selection (a keep list of
+    all True, compared as a list): the reference of the bit-for-bit test below."""
+    from aeb_app.safety.expansion import _fit
+
+    ts, ys = list(t), list(y)
+    slope, intercept = _theil_sen(ts, ys)
+    keep = [True] * len(ts)
+    kt, ky, fit = ts, ys, None
+    for _ in range(2):
+        res = [abs(b - (slope * a + intercept)) for a, b in zip(ts, ys)]
+        sigma = max(1.4826 * _median([r for r, k in zip(res, keep) if k]), min_sigma)
+        new_keep = [r <= outlier_sigmas * sigma for r in res]
+        if sum(new_keep) < min_samples or new_keep == keep:
+            break
+        keep = new_keep
+        kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]
+        fit = _fit(kt, ky)
+        slope, intercept = fit[0], fit[1]
+    slope, intercept, t_mean, spread = fit or _fit(kt, ky)
+    dof = max(len(kt) - 2, 1)
+    sd = max(math.sqrt(sum([(b - (slope * a + intercept)) ** 2 for a, b in zip(kt, ky)]) / dof), min_sigma)
+    return slope, (_t_over_z(dof) * sd / math.sqrt(spread) if spread > 0 else math.inf), t_mean
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_robust_slope_equals_its_keep_list_form_bit_for_bit(seed: int) -> None:
+    """Series with and without jumped samples, constant ones, NaN and too few samples to refit: the same three
+    floats, bit for bit (or both NaN), as the form with an explicit all-True keep list."""
+    rng = np.random.default_rng(100 + seed)
+    for k in range(400):
+        n = int(rng.integers(2, 30))
+        t = 50.0 + np.sort(rng.choice(np.arange(200), n, replace=False)) / rng.choice([10.0, 25.0])
+        y = rng.normal(0, 2) * t + rng.normal(0, 10.0 ** rng.uniform(-4, 0), n) * (k % 9 != 0)  # 1 in 9: a line
+        jumped = rng.random(n) < rng.choice([0.0, 0.1, 0.3])
+        y[jumped] += rng.uniform(0.5, 7.0, jumped.sum())
+        if k % 31 == 0:
+            y[rng.integers(n)] = np.nan
+        kw = dict(outlier_sigmas=float(rng.choice([2.0, 3.0])), min_sigma=float(rng.choice([1e-6, 0.005])),
+                  min_samples=int(rng.choice([1, 4, n])))
+        got, want = robust_slope(t, y, **kw), _robust_slope_keep_list(t.tolist(), y.tolist(), **kw)
+        assert [float(v).hex() for v in got] == [float(v).hex() for v in want], (k, got, want)
 
 
 def test_median_of_lists_and_arrays_equals_numpy() -> None:
@@ -281,6 +326,121 @@ def test_road_maps_equal_the_homographies(calibration: str) -> None:
     want_lat = (x[:500] - centre) * road.lateral_scale_m_per_px(ok)
     np.testing.assert_allclose(got_lat[:500], want_lat, rtol=1e-9, atol=1e-9)
     assert np.isnan(got_lat[500:]).all()
+
+
+_EDGE_FLOATS = [0.0, -0.0, 1.0, -2.5, 1e-310, -1e-310, 1e308, -1e308, math.inf, -math.inf, math.nan, -math.nan]
+
+
+def _bits(values) -> list[str]:
+    return [float(v).hex() if not math.isnan(v) else ("-" if math.copysign(1.0, v) < 0 else "+") + "nan"
+            for v in np.asarray(values, np.float64).reshape(-1).tolist()]
+
+
+def test_float_helpers_equal_numpy_bit_for_bit() -> None:
+    """divide, maximum, minimum and nan_to_num against NumPy on every pair of edge values (signed zeros, subnormals,
+    infinities, NaNs of either sign) and random ones: the same bits, NaN signs included."""
+    rng = np.random.default_rng(9)
+    values = _EDGE_FLOATS + rng.normal(0, 10, 40).tolist() + [3.0, 3.0]
+    a, b = (np.array(v, np.float64) for v in zip(*[(x, y) for x in values for y in values]))
+    with np.errstate(all="ignore"):
+        for mine, theirs in ((divide, np.divide), (maximum, np.maximum), (minimum, np.minimum)):
+            assert _bits([mine(x, y) for x, y in zip(a.tolist(), b.tolist())]) == _bits(theirs(a, b)), mine.__name__
+    assert _bits([nan_to_num(x) for x in values]) == _bits(np.nan_to_num(np.array(values)))
+    assert columns([1.0, 2.0], 3.0) == [[1.0, 2.0], [3.0, 3.0]]
+
+
+def _object_lateral_arrays(road, boxes, rng, width, border_margin_px=5.0):
+    """:func:`object_lateral_m` as it was written with array operations (the reference of the loop form)."""
+    with np.errstate(all="ignore"):
+        half = np.nan_to_num(np.asarray(width, np.float64) / 2.0)
+        b, c, h, i = road._coefficients.centre_line
+        ok = np.isfinite(rng) & (rng > -road.setback_m)
+        centre = (b * rng + c) / (h * rng + i)
+        scale = np.where(ok, road.k0_m_per_px + road.k1_per_px * rng, np.nan)
+        left, right = (boxes[:, 0] - centre) * scale, (boxes[:, 2] - centre) * scale
+        right_border = road.calibration.image_size_wh[0] - border_margin_px
+        cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= right_border
+        from_left, from_right = left + half, right - half
+        spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
+        return np.where(left > 0, np.maximum(from_left, from_right),
+                        np.where(right < 0, np.minimum(from_left, from_right), spanning))
+
+
+def test_object_lateral_loop_equals_its_array_form_bit_for_bit() -> None:
+    """Boxes left of, right of and across the centre line, cut at either side or both, at ranges from behind the
+    camera to far ahead, NaN and inf, with NaN/inf widths: the same bits as the array operations it replaced; and
+    :meth:`RoadGeometry.laterals_at` as ``(x - centre) * scale`` of the same arrays."""
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    w = road.calibration.image_size_wh[0]
+    rng = np.random.default_rng(11)
+    n = 3000
+    x1 = rng.choice([0.0, 3.0, 5.0, 6.0], n) * (rng.random(n) < 0.2) + rng.uniform(0, w, n) * (rng.random(n) >= 0.2)
+    x2 = np.where(rng.random(n) < 0.2, w - rng.choice([0.0, 5.0, 6.0], n), x1 + rng.uniform(-5, 400, n))
+    boxes = np.column_stack([x1, rng.uniform(0, 500, n), x2, rng.uniform(0, 540, n)])
+    ranges = rng.uniform(-road.setback_m - 3, 150, n)
+    ranges[rng.integers(0, n, 60)] = rng.choice([np.nan, np.inf, -np.inf, -road.setback_m], 60)
+    widths = rng.uniform(0.3, 3.0, n)
+    widths[rng.integers(0, n, 30)] = rng.choice([np.nan, np.inf], 30)
+    got = object_lateral_m(road, boxes, ranges, widths)
+    assert _bits(got) == _bits(_object_lateral_arrays(road, boxes, ranges, widths))
+    assert object_lateral_m(road, boxes[:0], [], []).shape == (0,)
+    b, c, h, i = road._coefficients.centre_line
+    with np.errstate(all="ignore"):
+        scale = np.where(np.isfinite(ranges) & (ranges > -road.setback_m), road.k0_m_per_px + road.k1_per_px * ranges,
+                         np.nan)
+        want = (x1 - (b * ranges + c) / (h * ranges + i)) * scale
+    assert _bits(road.laterals_at((x1,), ranges)[0]) == _bits(want)
+
+
+def test_row_maps_loop_equals_their_array_form_bit_for_bit() -> None:
+    """``ground_ahead_m`` and ``range_per_px`` (loops over floats) against the array operations they replaced, on rows
+    above, at and below the horizon, on the image border, NaN and inf: the same bits."""
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    w, h = road.calibration.image_size_wh
+    rng = np.random.default_rng(12)
+    rows = np.concatenate([rng.uniform(-50, h + 50, 3000), road.horizon_row_px + np.array([-1.0, 0.0, 1.0, 1.5]),
+                           [np.nan, np.inf, -np.inf, 0.0, -0.0, float(h)]])
+    cols = np.concatenate([rng.uniform(-100, w + 100, 3000), [w / 2.0] * 4, [np.nan, 3.0, w / 2.0, 0.0, -0.0, w]])
+    c = road._coefficients
+    e, f, hh, i = c.centre_column
+    with np.errstate(all="ignore"):
+        ahead = (c.ahead[0] * cols + c.ahead[1] * rows + c.ahead[2]) / (c.w[0] * cols + c.w[1] * rows + c.w[2])
+        want_ahead = np.where(rows <= road.horizon_row_px, np.nan, ahead)
+        step = np.abs((e * rows + f) / (hh * rows + i) - (e * (rows + 1.0) + f) / (hh * (rows + 1.0) + i))
+        want_step = np.where(rows > road.horizon_row_px + 1.0, step, np.inf)
+    assert _bits(road.ground_ahead_m(cols, rows)) == _bits(want_ahead)
+    assert _bits(road.range_per_px(rows)) == _bits(want_step)
+
+
+def test_ground_cue_reasons_equal_their_array_form() -> None:
+    """The ground cue's per-box reasons (border, occlusion, horizon, "") against the array expressions they replaced,
+    on boxes touching each border, hidden or not, near and above the horizon, far (too uncertain) and near."""
+    from aeb_app.safety.cues import _ground_cue
+
+    road = RoadGeometry.from_calibration(load_calibration(shipped_calibration()))
+    config = CueConfig()
+    w, h = road.calibration.image_size_wh
+    rng = np.random.default_rng(13)
+    n = 4000
+    x1 = np.where(rng.random(n) < 0.1, rng.uniform(0, 8, n), rng.uniform(0, w - 50, n))
+    x2 = np.where(rng.random(n) < 0.1, w - rng.uniform(0, 8, n), x1 + rng.uniform(5, 300, n))
+    y2 = np.where(rng.random(n) < 0.1, h - rng.uniform(0, 8, n), rng.uniform(road.horizon_row_px - 20, h, n))
+    mrg = config.border_margin_px
+    x1[:40], x2[40:80], y2[80:120] = mrg, w - mrg, h - mrg  # exactly on the border margins
+    y2[120:160] = road.horizon_row_px + config.horizon_band_px  # exactly on the horizon band
+    boxes = np.column_stack([x1, y2 - rng.uniform(5, 200, n), x2, y2])
+    prior = np.tile([1.8, 0.1, 0.9, 0.2, 4.5, 10.0], (n, 1))
+    prior[rng.random(n) < 0.1, 2:4] = (np.nan, np.nan)
+    edge = np.hypot(config.edge_sigma_px, config.edge_sigma_frac * (boxes[:, 3] - boxes[:, 1]))
+    occluded = rng.random(n) < 0.2
+    g_range, g_sigma, _, why = _ground_cue(road, boxes, prior, edge, occluded, config)
+    cut = (boxes[:, 3] >= h - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w - mrg)
+    with np.errstate(invalid="ignore"):
+        too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
+    no_range = (boxes[:, 3] < road.horizon_row_px + config.horizon_band_px) | too_uncertain | ~np.isfinite(g_range)
+    want = np.where(cut, "border", np.where(occluded, "occlusion", np.where(no_range, "horizon", "")))
+    assert list(why) == want.tolist()
+    assert {"border", "occlusion", "horizon", ""} <= set(why)
 
 
 def test_point_in_zone_equals_in_zone() -> None:

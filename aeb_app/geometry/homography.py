@@ -90,11 +90,13 @@ def project_points(matrix: npt.NDArray[np.float64], points: npt.ArrayLike) -> np
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
         return np.zeros((0, 2), np.float64)
-    if not np.isfinite(pts).all():
+    if not np.logical_and.reduce(np.isfinite(pts), axis=None):  # .all() without its Python wrapper
         raise ValueError(f"points contain NaN or infinite values: {pts.tolist()}")
-    homog = np.hstack([pts, np.ones((len(pts), 1))]) @ matrix.T
+    homog = np.ones((len(pts), 3))  # np.hstack([pts, ones]) filled in place: the same array, cheaper
+    homog[:, :2] = pts
+    homog = homog @ matrix.T
     w = homog[:, 2:3]
-    if (np.abs(w) < 1e-12).any():
+    if np.logical_or.reduce(np.abs(w) < 1e-12, axis=None):
         raise ValueError("a point maps to infinity (it lies on the horizon of the road plane)")
     return homog[:, :2] / w
 

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aeb_app.errors import ConfigError
+from aeb_app.safety.floats import columns, maximum, minimum, nan_to_num
 from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.tracker import box_iou
 
@@ -198,9 +199,9 @@ def fuse(*values_sigmas: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.ND
     sig = np.asarray(values_sigmas[1::2], np.float64)
     ok = np.isfinite(vals) & np.isfinite(sig) & (sig > 0)
     w = np.where(ok, 1.0 / np.where(ok, sig, 1.0) ** 2, 0.0)
-    total = w.sum(axis=0)
+    total = np.add.reduce(w, axis=0)  # w.sum(axis=0) without its Python wrapper
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.where(total > 0, (w * np.where(ok, vals, 0.0)).sum(axis=0) / total, np.nan)
+        value = np.where(total > 0, np.add.reduce(w * np.where(ok, vals, 0.0), axis=0) / total, np.nan)
         sigma = np.where(total > 0, 1.0 / np.sqrt(total), np.nan)
     return value, sigma
 
@@ -220,11 +221,12 @@ def occlusion_pairs(boxes: npt.NDArray[np.float64], config: CueConfig) -> npt.ND
         return np.zeros((n, n), bool)
     m = config.occlusion_margin_px
     x1, y1, x2, y2 = boxes.T
-    width = np.maximum(x2 - x1, 1e-6)
+    needed = config.occlusion_min_overlap * np.maximum(x2 - x1, 1e-6)  # per box i, then broadcast (same values)
+    bottom = y2[:, None]
     overlap = np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1)
-    hides = (y2 > y2[:, None] + m) & (y1 - m <= y2[:, None])
-    hides &= overlap >= config.occlusion_min_overlap * width[:, None]
-    np.fill_diagonal(hides, False)
+    hides = (y2 > (y2 + m)[:, None]) & (y1 - m <= bottom)
+    hides &= overlap >= needed[:, None]
+    hides.flat[::n + 1] = False  # the diagonal (np.fill_diagonal's own way, without its checks)
     i, j = np.nonzero(hides)
     if len(i):
         duplicate = box_iou(boxes[i], boxes[j]) >= config.duplicate_iou  # a second box of the object hides nothing
@@ -263,7 +265,9 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     context = boxes if context_xyxy_px is None else np.asarray(context_xyxy_px, np.float64).reshape(-1, 4)
     solid = np.ones(len(context), bool) if can_occlude is None else np.asarray(can_occlude, bool).reshape(-1)
     pairs = occlusion_pairs(context, config) if pairs is None else pairs
-    occluded = (pairs & solid).any(axis=1)[_rows_in(boxes, context)]
+    occluded = np.logical_or.reduce(pairs & solid, axis=1)  # .any(axis=1) without its Python wrapper
+    if context is not boxes:
+        occluded = occluded[_rows_in(boxes, context)]
     g_range, g_sigma, g_noise, why = _ground_cue(road, boxes, prior, edge, occluded, config)
     g_valid = np.array([r == "" for r in why], bool).reshape(n)
     w_img = road.calibration.image_size_wh[0]
@@ -271,8 +275,8 @@ def measure_cues(road: RoadGeometry, xyxy_px: npt.ArrayLike, category_ids: npt.A
     w_range, w_sigma, w_noise = _width_cue(road, bw, prior, edge, boxes, g_range, g_valid)
     shaped = bw <= prior[:, 5] * bh
     w_valid = has_prior & ~cut_side & shaped & (bw > 1.0) & np.isfinite(w_range) & (w_range > 0)
-    g_range, g_sigma, g_noise = (np.where(g_valid, a, np.nan) for a in (g_range, g_sigma, g_noise))
-    w_range, w_sigma, w_noise = (np.where(w_valid, a, np.nan) for a in (w_range, w_sigma, w_noise))
+    g_range, g_sigma, g_noise = np.where(g_valid, (g_range, g_sigma, g_noise), np.nan)  # rows of one (3, n) array
+    w_range, w_sigma, w_noise = np.where(w_valid, (w_range, w_sigma, w_noise), np.nan)
     fused, fused_sigma = fuse(g_range, g_sigma, w_range, w_sigma)
     lateral = object_lateral_m(road, boxes, fused, prior[:, 0], border_margin_px=config.border_margin_px)
     return RangeCues(g_valid, g_range, g_sigma, g_noise, w_valid, w_range, w_sigma, w_noise, lateral, why,
@@ -285,14 +289,15 @@ def _prior_table(ids: npt.NDArray[np.int_], config: CueConfig, width_m: npt.Arra
     (inf without a prior); a known (learned)
     width replaces the class's where finite."""
     n = len(ids)
-    priors = [config.priors.get(int(c)) for c in ids]
+    priors = [config.priors.get(int(c)) for c in ids.tolist()]
     has_prior = np.array([p is not None for p in priors], bool).reshape(n)
     prior = np.array([[p.width_m, p.width_sigma_m, p.tyre_offset_m, p.tyre_offset_sigma_m, p.length_m,
                        p.max_width_over_height] if p else [np.nan, np.nan, 0.0, 0.0, 0.0, np.inf] for p in priors],
                      np.float64).reshape(n, 6)
     if width_m is not None and width_sigma_m is not None:
-        known = np.isfinite(np.asarray(width_m, np.float64).reshape(-1)) & has_prior
-        prior[known, 0] = np.asarray(width_m, np.float64).reshape(-1)[known]
+        width = np.asarray(width_m, np.float64).reshape(-1)
+        known = np.isfinite(width) & has_prior
+        prior[known, 0] = width[known]
         prior[known, 1] = np.asarray(width_sigma_m, np.float64).reshape(-1)[known]
     return has_prior, prior
 
@@ -301,18 +306,18 @@ def _ground_cue(road: RoadGeometry, boxes: npt.NDArray[np.float64], prior: npt.N
                 edge: npt.NDArray[np.float64], occluded: npt.NDArray[np.bool_], config: CueConfig
                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[str, ...]]:
     """Range, sigma and frame-to-frame sigma of the ground-contact cue, and why it is not valid ("" if it is)."""
-    w_img, h_img = road.calibration.image_size_wh
-    mrg = config.border_margin_px
-    cut = (boxes[:, 3] >= h_img - mrg) | (boxes[:, 0] <= mrg) | (boxes[:, 2] >= w_img - mrg)
     g_range = road.ground_ahead_m((boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]) - prior[:, 2]
     g_noise = road.range_per_px(boxes[:, 3]) * edge
     g_sigma = np.hypot(g_noise, prior[:, 3])
-    near_horizon = boxes[:, 3] < road.horizon_row_px + config.horizon_band_px
-    with np.errstate(invalid="ignore", divide="ignore"):
-        too_uncertain = ~(g_sigma <= config.max_ground_rel_sigma * np.abs(g_range))
-    no_range = near_horizon | too_uncertain | ~np.isfinite(g_range)
-    why = tuple("border" if c else "occlusion" if o else "horizon" if h else ""
-                for c, o, h in zip(cut.tolist(), occluded.tolist(), no_range.tolist()))
+    w_img, h_img = road.calibration.image_size_wh
+    mrg, rel = config.border_margin_px, config.max_ground_rel_sigma
+    bottom, right, horizon = h_img - mrg, w_img - mrg, road.horizon_row_px + config.horizon_band_px
+    # Per box on plain floats (cheaper than a dozen array operations on a frame's few boxes): the contact is cut by
+    # the image border, hidden by a nearer box, or too near the horizon / too uncertain / not on the road.
+    why = tuple("border" if (y2 >= bottom or x1 <= mrg or x2 >= right) else "occlusion" if hidden
+                else "horizon" if (y2 < horizon or not sigma <= rel * abs(rng) or not math.isfinite(rng)) else ""
+                for (x1, _, x2, y2), hidden, rng, sigma in zip(boxes.tolist(), occluded.tolist(), g_range.tolist(),
+                                                               g_sigma.tolist()))
     return g_range, g_sigma, g_noise, why
 
 
@@ -335,17 +340,22 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
         border_margin_px: an edge this close to the border counts as cut.
     """
     boxes = np.asarray(xyxy_px, np.float64).reshape(-1, 4)
-    rng = np.asarray(range_m, np.float64).reshape(-1)
-    half = np.asarray(width_m, np.float64).reshape(-1) / 2.0
-    if not np.isfinite(half).all():
-        half = np.nan_to_num(half)
-    left, right = road.laterals_at((boxes[:, 0], boxes[:, 2]), rng)
-    w_img = road.calibration.image_size_wh[0]
-    cut_l, cut_r = boxes[:, 0] <= border_margin_px, boxes[:, 2] >= w_img - border_margin_px
-    from_left, from_right = left + half, right - half
-    spanning = np.where(cut_l & ~cut_r, from_right, np.where(cut_r & ~cut_l, from_left, (left + right) / 2.0))
-    return np.where(left > 0, np.maximum(from_left, from_right),
-                    np.where(right < 0, np.minimum(from_left, from_right), spanning))
+    x1s, x2s, ranges, widths = columns(boxes[:, 0], boxes[:, 2], range_m, width_m)
+    centres, scales = road.centre_line_at(ranges)
+    right_border = road.calibration.image_size_wh[0] - border_margin_px
+    out = []
+    for x1, x2, centre, scale, width in zip(x1s, x2s, centres, scales, widths):
+        left, right, half = (x1 - centre) * scale, (x2 - centre) * scale, nan_to_num(width / 2.0)
+        from_left, from_right = left + half, right - half
+        if left > 0:
+            out.append(maximum(from_left, from_right))
+        elif right < 0:
+            out.append(minimum(from_left, from_right))
+        elif (x1 <= border_margin_px) != (x2 >= right_border):  # one side cut: the other edge moved half a width in
+            out.append(from_right if x1 <= border_margin_px else from_left)
+        else:  # both sides or neither: the middle of the box
+            out.append((left + right) / 2.0)
+    return np.array(out, np.float64)
 
 
 def _rows_in(boxes: npt.NDArray[np.float64], context: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -374,9 +384,9 @@ def _width_cue(road: RoadGeometry, bw: npt.NDArray[np.float64], prior: npt.NDArr
     depth = guess + road.setback_m
     with np.errstate(invalid="ignore", divide="ignore"):
         outside = lateral - prior[:, 0] / 2
-        if not np.isfinite(outside).all():
+        if not np.logical_and.reduce(np.isfinite(outside)):
             outside = np.nan_to_num(outside)
-        side = np.clip(outside, 0.0, None) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
+        side = np.maximum(outside, 0.0) * prior[:, 4] / np.maximum(depth + prior[:, 4], 1e-3)
         apparent = prior[:, 0] + side
         rng = road.range_from_width(bw, apparent)
         pixel_rel = np.sqrt(2.0) * edge / bw

@@ -90,7 +90,8 @@ class ExpansionTracker:
         self._trim(timestamp_s)
 
     def _trim(self, now_s: float) -> None:
-        while self.samples and self.samples[0][0] < now_s - self.config.window_s - 1e-9:
+        start = now_s - self.config.window_s - 1e-9
+        while self.samples and self.samples[0][0] < start:
             self.samples.popleft()
 
     def estimate(self, now_s: float) -> ExpansionEstimate | None:
@@ -179,14 +180,15 @@ def robust_slope(t: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
     """
     ts, ys = _floats(t), _floats(y)
     slope, intercept = _theil_sen(ts, ys)
-    keep = [True] * len(ts)
+    keep = None  # None: every sample kept (the first pass needs no selection)
     kt, ky, fit = ts, ys, None
     for _ in range(2):
         res = [abs(b - (slope * a + intercept)) for a, b in zip(ts, ys)]
-        sigma = max(1.4826 * _median([r for r, k in zip(res, keep) if k]), min_sigma)
+        sigma = max(1.4826 * _median(res if keep is None else [r for r, k in zip(res, keep) if k]), min_sigma)
         limit = outlier_sigmas * sigma
         new_keep = [r <= limit for r in res]
-        if sum(new_keep) < min_samples or new_keep == keep:
+        kept = sum(new_keep)
+        if kept < min_samples or (kept == len(res) if keep is None else new_keep == keep):
             break
         keep = new_keep
         kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]
@@ -272,12 +274,14 @@ class RangeTrend:
         """Record one measured range (metres)."""
         if math.isfinite(range_m):
             self.samples.append((timestamp_s, range_m))
-        while self.samples and self.samples[0][0] < timestamp_s - self.span_s - 1e-9:
+        start = timestamp_s - self.span_s - 1e-9
+        while self.samples and self.samples[0][0] < start:
             self.samples.popleft()
 
     def closing(self, now_s: float, sigmas: float) -> bool | None:
         """True: significantly closing; False: not; None: too few measurements to tell."""
-        data = [s for s in self.samples if s[0] >= now_s - self.span_s - 1e-9]
+        start = now_s - self.span_s - 1e-9
+        data = [s for s in self.samples if s[0] >= start]
         if len(data) < self.min_samples or data[-1][0] - data[0][0] < self.span_s / 2 - 1e-9:
             return None
         slope, sigma, _ = robust_slope([s[0] for s in data], [s[1] for s in data], outlier_sigmas=self.outlier_sigmas,

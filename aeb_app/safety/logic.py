@@ -161,11 +161,15 @@ class _RoadUsers:
     Attributes:
         keep: their indices into the frame's detections.
         boxes: (n, 4) their boxes, float64 pixels.
+        category_ids: (n,) their COCO ids.
+        scores: (n,) their detection scores.
         pairs: (n, n) :func:`~aeb_app.safety.cues.occlusion_pairs` of those boxes.
     """
 
     keep: npt.NDArray[np.intp]
     boxes: npt.NDArray[np.float64]
+    category_ids: npt.NDArray[np.int_]
+    scores: npt.NDArray[np.floating]
     pairs: npt.NDArray[np.bool_]
 
 
@@ -287,8 +291,8 @@ class AebLogic:
         if not self.warning_config.check_calibration_fit:
             return ""
         users = self._road_users(detections)
-        ground = ~users.pairs.any(axis=1)  # a roof line seen over (by any box) is not a ground contact
-        reason = self.fit.update(timestamp_s, users.boxes[ground, 3], detections.scores[users.keep][ground])
+        ground = ~np.logical_or.reduce(users.pairs, axis=1)  # a roof line seen over (by any box) is no ground contact
+        reason = self.fit.update(timestamp_s, users.boxes[ground, 3], users.scores[ground])
         if reason:
             self._last_timestamp_s = timestamp_s
             self.tracker.reset()
@@ -308,9 +312,10 @@ class AebLogic:
         tracks, cues, fused = self._track(detections, users, timestamp_s, dt_s)
         boxes, keep = users.boxes.tolist(), users.keep.tolist()
         ranged = [i for i, t in enumerate(tracks) if t.range_filter.initialized]  # never ranged: nothing to say
-        laterals = self._laterals([tracks[i] for i in ranged], users.boxes[ranged])
-        bevs = self._bev_points(users.boxes[ranged])
-        scores = detections.scores[users.keep[ranged]].tolist()
+        ranged_boxes = users.boxes[ranged]
+        laterals = self._laterals([tracks[i] for i in ranged], ranged_boxes)
+        bevs = self._bev_points(ranged_boxes)
+        scores = users.scores[ranged].tolist()
         objects = []
         for k, i in enumerate(ranged):
             obj = self._object(keep[i], tracks[i], boxes[i], cues[i], fused[i], timestamp_s, length_m=length_m,
@@ -324,8 +329,7 @@ class AebLogic:
         """Match the road users to tracks and feed each its cues: the tracks, each one's cues and fused range."""
         boxes = users.boxes
         predict_all([track.range_filter for track in self.tracker.tracks], dt_s)
-        tracks = self.tracker.update(boxes, detections.category_ids[users.keep], timestamp_s,
-                                     detections.scores[users.keep])
+        tracks = self.tracker.update(boxes, users.category_ids, timestamp_s, users.scores)
         ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
         widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
@@ -342,9 +346,10 @@ class AebLogic:
         """The frame's detections of the warning classes (computed once per frame: the fit check and the
         tracking both ask)."""
         if self._users is None or self._users[0] is not detections:
-            keep = np.flatnonzero(self._user_ids.contains(detections.category_ids))
+            keep = np.nonzero(self._user_ids.contains(detections.category_ids))[0]  # np.flatnonzero, cheaper
             boxes = detections.xyxy_px[keep].astype(np.float64)
-            self._users = (detections, _RoadUsers(keep, boxes, occlusion_pairs(boxes, self.cue_config)))
+            self._users = (detections, _RoadUsers(keep, boxes, detections.category_ids[keep], detections.scores[keep],
+                                                  occlusion_pairs(boxes, self.cue_config)))
         return self._users[1]
 
     def _track_width(self, track: Track) -> tuple[float, float]:
@@ -384,7 +389,7 @@ class AebLogic:
         if prior and cue.ground_valid and cue.width_valid and abs(cue.lateral_m) < prior.width_m / 2:
             # The side is not in view: the box width is the object's width at the ground cue's range.
             depth = cue.ground_range_m + self.road.setback_m
-            width = (box[2] - box[0]) * float(self.road.lateral_scale_m_per_px(cue.ground_range_m))
+            width = (box[2] - box[0]) * self.road.lateral_scale_m_per_px(cue.ground_range_m)
             rel = math.hypot(cue.ground_noise_m / depth, cue.width_noise_m / depth)
             track.learn_width(width, max(rel * width, 1e-3))
 
@@ -425,7 +430,9 @@ class AebLogic:
 
     def _bev_points(self, boxes: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
         """Bird's-eye-view pixels of the boxes' bottom centres (NaN for a point off the road plane)."""
-        ground = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
+        ground = np.empty((len(boxes), 2))  # the columns filled in place: as np.stack, cheaper
+        ground[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2.0
+        ground[:, 1] = boxes[:, 3]
         try:
             return [(x, y) for x, y in self.calibration.view.to_bev(ground).tolist()]
         except ValueError:  # one of them is not on the road plane: find which, one at a time

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from aeb_app.errors import CalibrationError
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.geometry.construct import horizon_row_px
+from aeb_app.safety.floats import columns, divide
 
 __all__ = ["RoadGeometry"]
 
@@ -142,24 +143,26 @@ class RoadGeometry:
         out[y <= self.horizon_row_px] = np.nan
         return out
 
-    def ground_ahead_m(self, x_px: npt.NDArray[np.float64], y_px: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
-        horizon)."""
-        c = self._coefficients
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ahead = (c.ahead[0] * x_px + c.ahead[1] * y_px + c.ahead[2]) / (c.w[0] * x_px + c.w[1] * y_px + c.w[2])
-        return np.where(y_px <= self.horizon_row_px, np.nan, ahead)
+    def ground_ahead_m(self, x_px: npt.ArrayLike, y_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(n,) ``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
+        horizon). A loop over plain floats: a frame's few boxes cost less so than in array operations."""
+        (a0, a1, a2), (w0, w1, w2), horizon = self._coefficients.ahead, self._coefficients.w, self.horizon_row_px
+        return np.array([math.nan if y <= horizon else divide(a0 * x + a1 * y + a2, w0 * x + w1 * y + w2)
+                         for x, y in zip(*columns(x_px, y_px))], np.float64)
 
     def range_per_px(self, row_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon."""
+        """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon (plain floats)."""
         rows = np.asarray(row_px, np.float64)
         e, f, h, i = self._coefficients.centre_column
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.abs((e * rows + f) / (h * rows + i) - (e * (rows + 1.0) + f) / (h * (rows + 1.0) + i))
-        return np.where(rows > self.horizon_row_px + 1.0, out, np.inf)
+        limit = self.horizon_row_px + 1.0
+        out = [abs(divide(e * r + f, h * r + i) - divide(e * (r + 1.0) + f, h * (r + 1.0) + i)) if r > limit
+               else math.inf for r in rows.reshape(-1).tolist()]
+        return np.array(out, np.float64).reshape(rows.shape)
 
     def lateral_scale_m_per_px(self, ahead_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Lateral metres per image pixel on the road at range ``ahead_m``."""
+        """Lateral metres per image pixel on the road at range ``ahead_m`` (a float for a float: the same value)."""
+        if isinstance(ahead_m, float):
+            return self.k0_m_per_px + self.k1_per_px * ahead_m
         return self.k0_m_per_px + self.k1_per_px * np.asarray(ahead_m, np.float64)
 
     def range_from_width(self, width_px: npt.ArrayLike, width_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -172,14 +175,21 @@ class RoadGeometry:
         """Lateral offset (m) of image column ``x_px`` at range ``ahead_m`` (for a range not from the ground row)."""
         return self.laterals_at((x_px,), ahead_m)[0]
 
-    def laterals_at(self, columns: tuple[npt.ArrayLike, ...], ahead_m: npt.ArrayLike
+    def laterals_at(self, columns_px: tuple[npt.ArrayLike, ...], ahead_m: npt.ArrayLike
                     ) -> tuple[npt.NDArray[np.float64], ...]:
         """:meth:`lateral_at` for several image columns (e.g. both box edges) at the same ranges: the centre
         line is projected once for all of them (NaN where the range is not finite or behind the camera)."""
-        ahead = np.asarray(ahead_m, np.float64).reshape(-1)
+        ahead, *cols = columns(ahead_m, *columns_px)
+        centres, scales = self.centre_line_at(ahead)
+        return tuple(np.array([(x - c) * k for x, c, k in zip(col, centres, scales)], np.float64) for col in cols)
+
+    def centre_line_at(self, ahead_m: list[float]) -> tuple[list[float], list[float]]:
+        """At each range (a list of floats): the image column of the ego centre line, and the lateral metres
+        per image pixel (NaN where the range is not finite or behind the camera). A column ``x`` then lies
+        ``(x - centre) * scale`` metres right of the centre line. Plain floats: the same values as the array
+        form, at a fraction of its cost for a frame's few boxes."""
         b, c, h, i = self._coefficients.centre_line
-        ok = np.isfinite(ahead) & (ahead > -self.setback_m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            centre = (b * ahead + c) / (h * ahead + i)  # image column of the centre line at that range
-        scale = np.where(ok, self.k0_m_per_px + self.k1_per_px * ahead, np.nan)
-        return tuple((np.asarray(x_px, np.float64).reshape(-1) - centre) * scale for x_px in columns)
+        k0, k1, behind = self.k0_m_per_px, self.k1_per_px, -self.setback_m
+        centres = [divide(b * a + c, h * a + i) for a in ahead_m]
+        scales = [k0 + k1 * a if (math.isfinite(a) and a > behind) else math.nan for a in ahead_m]
+        return centres, scales

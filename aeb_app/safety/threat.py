@@ -105,14 +105,15 @@ def _significant_accel(filt: RangeFilter, config: WarningConfig, braking: bool |
     """The filter's relative acceleration when significantly negative (the lead braking; or, with ``braking``
     given, when that says so and the acceleration is negative), else 0."""
     if braking is None:
-        braking = filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(float(filt.p[2, 2]))
+        braking = filt.range_accel_mps2 < -config.accel_sigmas * math.sqrt(filt.p.item(2, 2))
     return filt.range_accel_mps2 if braking and filt.range_accel_mps2 < 0 else 0.0
 
 
 def _fused_ttc(votes: "_Votes", rng: float, accel: float, cap: float, config: WarningConfig) -> float:
     """TTC from the range, the inverse-variance fused closing speed and the relative acceleration."""
-    fused_closing = sum(w * v for w, v in zip(votes.weights, votes.speeds)) / sum(votes.weights)
-    if fused_closing < config.closing_sigmas / math.sqrt(sum(votes.weights)):
+    total = sum(votes.weights)
+    fused_closing = sum([w * v for w, v in zip(votes.weights, votes.speeds)]) / total
+    if fused_closing < config.closing_sigmas / math.sqrt(total):
         fused_closing = 0.0  # not significantly closing: noise in the rate (and its acceleration) must not warn
     return ttc_s(rng, -fused_closing, accel, min_closing_mps=config.min_closing_mps, max_closing_mps=cap)
 

@@ -27,14 +27,14 @@ def iou_matrix(a_xyxy: npt.ArrayLike, b_xyxy: npt.ArrayLike) -> npt.NDArray[np.f
 
 def box_iou(a_xyxy: npt.NDArray[np.float64], b_xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """IoU of (..., 4) xyxy boxes broadcast against each other (e.g. (n, 4) and (n, 4): n pairs)."""
-    lt = np.maximum(a_xyxy[..., :2], b_xyxy[..., :2])
-    rb = np.minimum(a_xyxy[..., 2:], b_xyxy[..., 2:])
-    # The products of two columns and np.maximum(., 0.0) (NaN and -0.0 kept, as np.clip(., 0, None) does): the values
-    # of np.clip(...).prod(axis=-1) bit for bit, without their per-call overhead (this runs on every box pair).
-    wh = np.maximum(rb - lt, 0.0)
-    size_a, size_b = a_xyxy[..., 2:] - a_xyxy[..., :2], b_xyxy[..., 2:] - b_xyxy[..., :2]
-    inter = wh[..., 0] * wh[..., 1]
-    union = size_a[..., 0] * size_a[..., 1] + size_b[..., 0] * size_b[..., 1] - inter
+    ax1, ay1, ax2, ay2 = (a_xyxy[..., k] for k in range(4))
+    bx1, by1, bx2, by2 = (b_xyxy[..., k] for k in range(4))
+    # Per coordinate column, np.maximum(., 0.0) (NaN and -0.0 kept, as np.clip(., 0, None) does): the values of
+    # np.clip(...).prod(axis=-1) bit for bit, without their per-call overhead (this runs on every box pair); each
+    # box's area is computed once, before broadcasting.
+    inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0)
+    inter *= np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
@@ -181,22 +181,33 @@ class IouTracker:
         taken = {id(a) for a in assigned if a is not None}
         self.tracks = [t for t in self.tracks if timestamp_s - t.last_seen_s <= self.max_coast_s + 1e-6
                        or id(t) in taken]
-        for i, box in enumerate(boxes):
+        smoothed = self._smoothed(boxes, assigned)
+        for i, (box, category_id, weight) in enumerate(zip(boxes, ids.tolist(), weights.tolist())):
             existing = assigned[i]
             if existing is None:
-                new = Track(self._next_id, box, int(ids[i]), RangeFilter(self.filter_config),
+                new = Track(self._next_id, box, int(category_id), RangeFilter(self.filter_config),
                             ExpansionTracker(self.expansion_config), timestamp_s, timestamp_s)
                 self._next_id += 1
                 self.tracks.append(new)
                 assigned[i] = existing = new
             else:
-                # Match against a smoothed box: one edge that jumps 20 px must not break the track.
-                existing.match_box_px = 0.5 * (existing.match_box_px + box)
+                existing.match_box_px = smoothed[i]
                 existing.xyxy_px = box
                 existing.hits += 1
                 existing.last_seen_s = timestamp_s
-            existing.vote_class(int(ids[i]), float(weights[i]))
+            existing.vote_class(int(category_id), float(weight))
         return [t for t in assigned if t is not None]
+
+    @staticmethod
+    def _smoothed(boxes: npt.NDArray[np.float64], assigned: list[Track | None]) -> npt.NDArray[np.float64]:
+        """(n, 4) the new match box of each matched box's track, all at once (rows of unmatched boxes: unused).
+
+        Match against a smoothed box: one edge that jumps 20 px must not break the track."""
+        previous = boxes.copy()
+        for i, track in enumerate(assigned):
+            if track is not None:
+                previous[i] = track.match_box_px
+        return 0.5 * (previous + boxes)
 
     def _associate(self, boxes: npt.NDArray[np.float64], ids: npt.NDArray[np.int_]) -> list[Track | None]:
         """The track of each box (None: new object): IoU first, then three agreeing edges for the leftovers."""
@@ -215,7 +226,7 @@ class IouTracker:
         same_class = np.array([[int(ids[c]) in self.tracks[r].class_votes for c in free_b] for r in free_t])
         agreeing = edges_agreeing(reference[free_t], boxes[free_b], self.edge_tolerance)
         ok = same_class & (agreeing >= 3)
-        score = agreeing + iou[np.ix_(free_t, free_b)]
+        score = agreeing + iou[free_t][:, free_b]  # iou[np.ix_(free_t, free_b)], cheaper
         rows, cols = linear_sum_assignment(-np.where(ok, score, 0.0))
         for r, c in zip(rows, cols):
             if ok[r, c]:
@@ -234,7 +245,8 @@ class IouTracker:
             cols_b = [c for c in range(len(assigned)) if assigned[c] is None]
             if not (rows_t and cols_b):
                 continue
-            sub = iou[np.ix_(rows_t, cols_b)]
-            for r, c in zip(*linear_sum_assignment(-sub)):
-                if sub[r, c] >= self.iou_threshold:
+            sub = iou[rows_t][:, cols_b]  # iou[np.ix_(rows_t, cols_b)], cheaper
+            rows, cols = linear_sum_assignment(-sub)
+            for r, c, good in zip(rows.tolist(), cols.tolist(), (sub[rows, cols] >= self.iou_threshold).tolist()):
+                if good:
                     assigned[cols_b[c]] = self.tracks[rows_t[r]]
