@@ -187,27 +187,26 @@ def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str
 
 
 def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> dict:
-    """``aeb-app run`` writing the mp4 / events + tracks only, NVDEC (if installed) and OpenCV decoding."""
-    out = {}
+    """``aeb-app run`` writing the mp4 / events + tracks only: paced like a camera (the latency) first, then as fast
+    as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. Each run's summary is logged as it ends
+    (a run cut short keeps the ones before)."""
     common = ["--max-frames", str(max_frames)] if max_frames else []
-    for decoder in ("auto", "opencv"):
-        env = {} if decoder == "auto" else {"AEB_APP_VIDEO_DECODER": "opencv"}
-        out[f"mp4_{decoder}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), *common], env, mode)
-        out[f"events_only_{decoder}"] = _aeb_run(
-            video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv"),
-                    *common], env, mode)
-    for what, extra in (("mp4", ["--out", str(tmp / "annotated.mp4")]),
-                        ("events_only", ["--no-render", "--events", str(tmp / "events.csv")])):
-        out[f"{what}_realtime"] = _aeb_run(video, [*extra, "--realtime", *common], {}, mode)  # paced: the latency
-    out["events_only_realtime_sequential"] = _aeb_run(
-        video, ["--no-render", "--events", str(tmp / "events.csv"), "--realtime", "--sequential", *common], {}, mode)
-    out["mp4_sequential"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--sequential", *common], {}, mode)
-    for batch in (32,):  # throughput of offline files: one network call per chunk of frames
-        out[f"mp4_batch{batch}"] = _aeb_run(video, ["--out", str(tmp / "annotated.mp4"), "--batch", str(batch),
-                                                    *common], {}, mode)
-        out[f"events_only_batch{batch}"] = _aeb_run(
-            video, ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv"),
-                    "--batch", str(batch), *common], {}, mode)
+    mp4 = ["--out", str(tmp / "annotated.mp4")]
+    events = ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv")]
+    opencv = {"AEB_APP_VIDEO_DECODER": "opencv"}
+    runs = {"events_only_realtime_sequential": ([*events, "--realtime", "--sequential"], {}),
+            "events_only_realtime": ([*events, "--realtime"], {}),
+            "mp4_realtime": ([*mp4, "--realtime"], {}),
+            "events_only_batch32": ([*events, "--batch", "32"], {}),
+            "mp4_batch32": ([*mp4, "--batch", "32"], {}),
+            "events_only_auto": (events, {}), "mp4_auto": (mp4, {}),
+            "events_only_opencv": (events, opencv), "mp4_opencv": (mp4, opencv),
+            "mp4_sequential": ([*mp4, "--sequential"], {})}
+    out = {}
+    for name, (extra, env) in runs.items():
+        out[name] = row = _aeb_run(video, [*extra, *common], env, mode)
+        log.info("run %s: %s FPS, latency p50 %s / p99 %s ms, skipped %s, decoder %s, rc %s", name, row.get("fps"),
+                 row.get("latency_p50_ms"), row.get("latency_p99_ms"), row.get("skipped"), row["decoder"], row["rc"])
     return out
 
 
