@@ -189,6 +189,22 @@ def test_real_footage_and_photos_are_all_plausible(sample_video: Path, coco_dir:
     assert [p.name for p in photos if implausibility(cv2.imread(str(p))) is not None] == []
 
 
+def test_a_repeat_that_differs_in_one_pixel_is_not_frozen(sample_video: Path) -> None:
+    """The frozen test compares every pixel: a frame equal to the previous one but for one pixel in a row the quick
+    pre-comparison skips is a new frame."""
+    from aeb_app.video.validity import FROZEN_REPEATS, FrameCheck
+
+    [frame] = _real_frames(sample_video, 1)
+    check = FrameCheck()
+    for _ in range(FROZEN_REPEATS):
+        assert check.check(frame) is None
+    assert "frozen frame" in (check.check(frame) or "")
+    nudged = frame.copy()
+    nudged[17, 400, 1] ^= 1  # row 17: not one of every 16th
+    assert check.check(nudged) is None
+    assert check.check(nudged) is None  # one repeat passes (frame-rate conversion)
+
+
 def test_frozen_blank_and_torn_frames_are_invalid_with_a_reason(sample_video: Path, tmp_path: Path) -> None:
     real = _real_frames(sample_video, 8)
     torn = real[5].copy()

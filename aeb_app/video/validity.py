@@ -93,6 +93,12 @@ def implausibility(image: npt.NDArray[np.uint8]) -> str | None:
     return None
 
 
+def _identical(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
+    """``np.array_equal(a, b)`` for two frames of one shape; every 16th row first (about 1/16 of the work), which
+    settles it for any two frames of a real sensor: its noise makes them differ everywhere."""
+    return bool(np.array_equal(a[::16], b[::16]) and np.array_equal(a, b))
+
+
 @dataclass
 class FrameCheck:
     """Stateful plausibility check over a stream (frozen needs the previous frame).
@@ -110,7 +116,7 @@ class FrameCheck:
     def check(self, image: npt.NDArray[np.uint8]) -> str | None:
         """Why ``image`` is implausible (frozen, blank, torn), or None."""
         previous, self._previous = self._previous, image
-        if previous is not None and previous.shape == image.shape and np.array_equal(previous, image):
+        if previous is not None and previous.shape == image.shape and _identical(previous, image):
             self._repeats += 1
             if self._repeats >= self.frozen_repeats:
                 return f"frozen frame (identical to the previous {self._repeats} frames: stalled camera or stream)"
