@@ -109,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
         raise AebError("--no-render cannot be combined with --out")
     if getattr(args, "batch", 1) > 1 and str(args.video).isdigit():
         raise AebError(f"--batch {args.batch}: camera {args.video} is live, frames cannot wait for a batch (use 1)")
-    if getattr(args, "realtime", False) and str(args.video).isdigit():
-        raise AebError(f"--realtime: camera {args.video} is live already (the option plays a file like a camera)")
-    if getattr(args, "realtime", False) and getattr(args, "batch", 1) > 1:
-        raise AebError(f"--batch {args.batch} with --realtime: live frames cannot wait for a batch (use 1)")
+    if getattr(args, "realtime", False):
+        if str(args.video).isdigit():
+            raise AebError(f"--realtime: camera {args.video} is live already (the option plays a file like a camera)")
+        if getattr(args, "batch", 1) > 1:
+            raise AebError(f"--batch {args.batch} with --realtime: live frames cannot wait for a batch (use 1)")
     at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed),
                       ("--settings", args.settings)],
                      [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
