@@ -219,6 +219,17 @@ def _log_tiles(size_wh: tuple[int, int], tiling) -> None:
                  "(--no-tiles squeezes it whole)", *size_wh, tiling.max_aspect, len(windows))
 
 
+def _warm_up(detector: Detector, size_hw: tuple[int, int], batch: int, postprocess) -> None:
+    """Lazy set-up at the run's frame size and batch, untimed: the host path, and on a GPU the device path
+    too (the frame loop's; its whole-frame CUDA Graph is captured here, not at the first frame)."""
+    blank = np.zeros((*size_hw, 3), np.uint8)
+    detector.infer([blank] * batch, postprocess)
+    if detector.device_input() is not None:
+        from aeb_app.inference.run.gpu_frames import bgr_to_device
+
+        detector.infer_tensors([bgr_to_device(blank, detector.info.device)] * batch, postprocess)
+
+
 def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
                detector: Detector | None = None) -> Generator[Progress, None, Stream]:
     """Open ``config`` step by step, yielding :class:`Progress`; returns the :class:`Stream`.
@@ -250,8 +261,7 @@ def open_steps(config: StreamConfig, stack: contextlib.ExitStack, *,
         compiling = " (compiling the network: about 20 s the first time)" if detector.info.notes.get("compile") else ""
         yield Progress(f"warming up {detector.info.mode}{compiling}", 0.8)
         t0 = time.perf_counter()
-        blank = np.zeros((source.info.height, source.info.width, 3), np.uint8)
-        detector.infer([blank] * config.batch)  # lazy set-up at the run's batch size, untimed
+        _warm_up(detector, (source.info.height, source.info.width), config.batch, config.settings.postprocess)
         warmup_ms = (time.perf_counter() - t0) * 1e3
         log.info("warm-up inference: %.0f ms (not timed)", warmup_ms)
     from aeb_app.video.nvdec import prefer_nvdec

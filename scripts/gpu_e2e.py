@@ -186,15 +186,19 @@ def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str
     return row
 
 
-def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> dict:
+def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only: list[str] | None = None) -> dict:
     """``aeb-app run`` writing the mp4 / events + tracks only: paced like a camera (the latency) first, then as fast
-    as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. Each run's summary is logged as it ends
-    (a run cut short keeps the ones before)."""
+    as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. ``*_nograph`` runs turn the whole-frame
+    CUDA Graph off (``AEB_APP_FRAME_GRAPH=0``) for comparison. ``only``: these runs, in this order (a name may
+    repeat). Each run's summary is logged as it ends (a run cut short keeps the ones before)."""
     common = ["--max-frames", str(max_frames)] if max_frames else []
     mp4 = ["--out", str(tmp / "annotated.mp4")]
     events = ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv")]
     opencv = {"AEB_APP_VIDEO_DECODER": "opencv"}
+    nograph = {"AEB_APP_FRAME_GRAPH": "0"}
     runs = {"events_only_realtime_sequential": ([*events, "--realtime", "--sequential"], {}),
+            "events_only_realtime_sequential_nograph": ([*events, "--realtime", "--sequential"], nograph),
+            "events_only_auto_nograph": (events, nograph),
             "events_only_realtime": ([*events, "--realtime"], {}),
             "mp4_realtime": ([*mp4, "--realtime"], {}),
             "events_only_batch32": ([*events, "--batch", "32"], {}),
@@ -203,8 +207,9 @@ def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None) -> di
             "events_only_opencv": (events, opencv), "mp4_opencv": (mp4, opencv),
             "mp4_sequential": ([*mp4, "--sequential"], {})}
     out = {}
-    for name, (extra, env) in runs.items():
-        out[name] = row = _aeb_run(video, [*extra, *common], env, mode)
+    for i, name in enumerate(only or list(runs)):
+        extra, env = runs[name]
+        out[name if name not in out else f"{name}_{i}"] = row = _aeb_run(video, [*extra, *common], env, mode)
         log.info("run %s: %s FPS, latency p50 %s / p99 %s ms, skipped %s, decoder %s, rc %s", name, row.get("fps"),
                  row.get("latency_p50_ms"), row.get("latency_p99_ms"), row.get("skipped"), row["decoder"], row["rc"])
     return out
@@ -275,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssd-model", default="ssd300_resnet50", help="model of the ssd300 section (smoke tests)")
     parser.add_argument("--run-mode", default="fp16_fused", help="aeb-app run's mode (default fp16_fused)")
     parser.add_argument("--max-frames", type=int, default=None, help="aeb-app run: first N frames only")
+    parser.add_argument("--runs", default=None, help="run section: these runs only, comma-separated, in order")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for path in (args.coco_dir / "annotations", args.video):
@@ -289,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = {"ssd300": lambda: ssd300_section(args.coco_dir, args.device, args.batch, args.ssd_model),
                 "mobilenet": lambda: ssd300_section(args.coco_dir, args.device, args.batch, "ssd_mobilenet_v1"),
                 "map": lambda: map_section(args.coco_dir, args.device),
-                "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames)}
+                "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames,
+                                           args.runs.split(",") if args.runs else None)}
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         try:

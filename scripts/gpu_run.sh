@@ -11,6 +11,8 @@
 #   RESULTS=$OUT/owed WHL=".whl2 .whlnv" DATA=.gpue2e bash scripts/gpu_run.sh owed
 #                                      # mAP per GPU resize / decode place, aeb-app run (batch 1/8/32, NVDEC), the
 #                                      # AEB logic's CPU time on the GPU host, the run-loop tests
+#   RESULTS=$OUT/graph WHL=".whl2 .whlnv" DATA=.gpue2e bash scripts/gpu_run.sh graph
+#                                      # the whole-frame CUDA Graph: GPU tests, paced latency with / without it, runs
 #   bash scripts/gpu_run.sh gpu_tests  # the backend contract test on the GPU (every mode vs FP32 on real frames)
 #   WHL=.whl2 DATA=.gpue2e bash scripts/gpu_run.sh pending
 #                                      # what 2026-12-05 could not measure (no device lent): the GPU-path tests
@@ -127,6 +129,17 @@ owed)
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_map" --sections map 2>&1 | tee "$R/gpu_e2e_map.log"
   timeout 40 python3 scripts/stage_cpu_times.py $DATA/videos/udacity/solidWhiteRight.mp4 --logic-only --repeat 7 \
     --profile 25 2>&1 | tee "$R/logic_cpu.log"
+  ;;
+graph)
+  # Sixth session: the whole-frame CUDA Graph (aeb_app/inference/run/frame_graph.py): its GPU tests, then the paced
+  # latency with and without it (alternating), the run as fast as it goes, the logic's CPU time on this host.
+  timeout 150 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
+  timeout 330 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+    --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_run" --sections run --runs \
+    ${RUNS:-events_only_realtime_sequential,events_only_realtime_sequential_nograph,events_only_realtime_sequential,events_only_realtime_sequential_nograph,events_only_realtime,events_only_auto,events_only_auto_nograph,events_only_batch32,mp4_auto} \
+    2>&1 | tee "$R/gpu_e2e_run.log"
+  timeout 40 python3 scripts/stage_cpu_times.py $DATA/videos/udacity/solidWhiteRight.mp4 --logic-only --repeat 7 \
+    2>&1 | tee "$R/logic_cpu.log"
   ;;
 contract)
   timeout 300 python3 -m pytest -q -rA tests/test_backend_contract.py -k "not compiled_package" \

@@ -64,3 +64,24 @@ def coco_jpegs(coco_dir: Path) -> list[Path]:
     paths = sorted((coco_dir / "val2017").glob("*.jpg"))[:12]
     assert len(paths) == 12, f"{coco_dir}: expected COCO images"
     return paths
+
+
+@pytest.fixture(scope="session")
+def clip_outputs(data_dir, coco_dir):
+    """(spec, [(boxes, scores)]): decoded network outputs of real frames (COCO photos, a dashcam still, clip frames)."""
+    import cv2
+
+    from aeb_app.inference import registry
+    from aeb_app.model.preprocess import resize_batch
+    from aeb_app.model.registry import load_model
+    from tests._inference_helpers import real_frames
+
+    frames = real_frames(data_dir, coco_dir)
+    cap = cv2.VideoCapture(str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4"))
+    for _ in range(3):
+        ok, frame = cap.read()
+        assert ok, "cannot read the sample clip"
+        frames.append(frame)
+    cap.release()
+    with registry.create(load_model("ssd_mobilenet_v1"), "fp32", device="cpu") as det:
+        return det.spec, [det.run_decoded(resize_batch([f], det.spec)) for f in frames]

@@ -297,3 +297,61 @@ def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, coc
         confident = r.xyxy_px[r.scores >= 0.5]
         if len(confident):
             assert len(g) and (_iou(confident, g.xyxy_px).max(axis=1) >= 0.9).all()
+
+
+def _clip_tensors(sample_video: Path, count: int) -> list[torch.Tensor]:
+    cap = cv2.VideoCapture(str(sample_video))
+    frames = []
+    for _ in range(count):
+        ok, frame = cap.read()
+        assert ok, f"{sample_video}: cannot read a frame"
+        frames.append(bgr_to_device(frame, "cuda"))
+    cap.release()
+    return frames
+
+
+def _assert_same_detections(got, want, *, sure: float = 0.35) -> None:
+    """Same boxes to float rounding (two captures may pick different cuDNN kernels): every box scored
+    ``sure`` or more in one is in the other with its class, within 0.05 px."""
+    for g, w in zip(got, want, strict=True):
+        for a, b in ((g, w), (w, g)):
+            for box, cls in zip(a.xyxy_px[a.scores >= sure], a.category_ids[a.scores >= sure]):
+                same = b.xyxy_px[b.category_ids == cls]
+                assert len(same) and np.abs(same - box).max(axis=1).min() <= 0.05, (cls, box)
+
+
+@cuda
+@pytest.mark.parametrize("batch", [1, 3])
+def test_whole_frame_graph_finds_the_ordinary_paths_boxes(mobilenet, sample_video, monkeypatch, batch):
+    """fp16_graph on clip frames: the captured frame (resize, network, fixed-shape selection, one copy) gives
+    the boxes of the ordinary device path, captured once per shapes and replayed after."""
+    images = _clip_tensors(sample_video, 6)
+    config = PostprocessConfig()
+    with registry.create(mobilenet, "fp16_graph", device="cuda") as det:
+        got = [d for i in range(0, 6, batch) for d in det.infer_tensors(images[i:i + batch], config)]
+        graphs = dict(det._frame_graphs)
+        monkeypatch.setenv("AEB_APP_FRAME_GRAPH", "0")
+        assert det.frame_graph([tuple(images[0].shape)], config) is None
+        want = [d for i in range(0, 6, batch) for d in det.infer_tensors(images[i:i + batch], config)]
+    assert list(graphs) == [((tuple(images[0].shape),) * batch, config)]
+    assert all(graph is not None for graph in graphs.values())
+    _assert_same_detections(got, want)
+    assert sum(len(d) for d in got) >= 6
+
+
+@cuda
+def test_whole_frame_graph_hands_a_selection_it_cannot_hold_to_the_ordinary_path(mobilenet, sample_video):
+    """At COCO evaluation's 0.01 threshold thousands of candidates pass, more than the graph's slots: the
+    graph reports it and the frame is selected the ordinary way (the same boxes as kept_to_host)."""
+    images = _clip_tensors(sample_video, 2)
+    with registry.create(mobilenet, "fp16_graph", device="cuda") as det:
+        got = det.infer_tensors(images, EVAL_POSTPROCESS)
+        graph = det.frame_graph([tuple(im.shape) for im in images], EVAL_POSTPROCESS)
+        assert graph is not None and graph(images) is None  # overflowed: not a guess
+        from aeb_app.inference.run.gpu_frames import prepare_device_batch
+
+        batch = prepare_device_batch(det, images)
+        boxes, scores = det.forward_normalized(batch.x)
+        want = kept_to_host(boxes, scores, det.spec, batch.frame_hws, EVAL_POSTPROCESS)
+    _assert_same_detections(got, want, sure=0.05)
+    assert sum(len(d) for d in got) > 50

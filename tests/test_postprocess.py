@@ -105,29 +105,6 @@ def test_postprocess_config_rejects_bad_values(kwargs) -> None:
         PostprocessConfig(**kwargs)
 
 
-
-@pytest.fixture(scope="module")
-def clip_outputs(data_dir, coco_dir):
-    """(spec, [(boxes, scores)]): decoded network outputs of real frames (COCO photos, a dashcam still, clip frames)."""
-    import cv2
-
-    from aeb_app.inference import registry
-    from aeb_app.model.preprocess import resize_batch
-    from aeb_app.model.registry import load_model
-    from tests._inference_helpers import real_frames
-
-    frames = real_frames(data_dir, coco_dir)
-    cap = cv2.VideoCapture(str(data_dir / "videos" / "udacity" / "solidWhiteRight.mp4"))
-    for _ in range(3):
-        ok, frame = cap.read()
-        assert ok, "cannot read the sample clip"
-        frames.append(frame)
-    cap.release()
-    with registry.create(load_model("ssd_mobilenet_v1"), "fp32", device="cpu") as det:
-        return det.spec, [det.run_decoded(resize_batch([f], det.spec)) for f in frames]
-
-
-
 def _assert_same_selection(got, want) -> None:
     """The NumPy path's per-image (boxes, scores, ids) equal the torch path's, bit for bit and in order."""
     assert len(got) == len(want)

@@ -241,8 +241,8 @@ def test_batch_is_refused_for_a_camera_and_below_one(capsys) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_batched_cuda_run_meets_one_network_shape_only(sample_video: Path) -> None:
     """--batch 3 over 7 frames on the GPU: the warm-up runs at 3 and the short last chunk is padded to 3, so the
-    CUDA Graph is captured once (a new shape mid-run costs a capture or a compile: seconds), and the padding's
-    detections are dropped (one result per frame, in order)."""
+    whole-frame CUDA Graph is captured once, in the warm-up (a new shape mid-run costs a capture or a compile:
+    seconds), and the padding's detections are dropped (one result per frame, in order)."""
     from aeb_app.frame_loop import staged_results
     from aeb_app.stream import StreamConfig, open_stream
 
@@ -258,8 +258,9 @@ def test_a_batched_cuda_run_meets_one_network_shape_only(sample_video: Path) -> 
         detector.forward_normalized = spy
         works = list(staged_results(stream.pipeline, stream.source.frames(max_frames=7),
                                     hud_lines=lambda i, fps: [], batch=3))
-        graphs = dict(detector._graph._graphs)
+        frame_graphs = dict(detector._frame_graphs)
     assert [w.frame.index for w in works] == list(range(7))
     assert all(w.result.error is None for w in works)
-    assert {s[0] for s in shapes} == {3}
-    assert [key[0][0] for key in graphs] == [3]
+    assert {s[0] for s in shapes} <= {3}  # the ordinary path (a selection the graph cannot hold) at 3 only
+    assert [len(key[0]) for key in frame_graphs] == [3]
+    assert all(graph is not None for graph in frame_graphs.values())

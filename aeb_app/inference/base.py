@@ -131,6 +131,11 @@ class Detector(abc.ABC):
         normalised CUDA tensors; None (the default) sends :meth:`infer_tensors` through the host."""
         return None
 
+    def frame_graph(self, shapes: Sequence[tuple[int, int, int]], config: PostprocessConfig):
+        """A :class:`~aeb_app.inference.run.frame_graph.FrameGraph` for frames of these (3, H, W) shapes, made
+        on first use and kept; None (the default) when this detector cannot be captured whole."""
+        return None
+
     def infer_tensors(self, images_chw_u8, config: PostprocessConfig = PostprocessConfig()) -> list[Detections]:
         """RGB uint8 (3, H, W) torch tensors (e.g. decoded on the GPU) -> one :class:`Detections` per
         image, in its pixels. On a CUDA detector resize, normalisation, network, NMS stay on the device

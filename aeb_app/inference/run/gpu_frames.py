@@ -154,13 +154,18 @@ def _resize_interpolate(images: Sequence["torch.Tensor"], out_hw: tuple[int, int
     import torch
     import torch.nn.functional as F
 
-    out = torch.empty((len(images), 3, *out_hw), dtype=torch.float32, device=images[0].device)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
         groups.setdefault(tuple(image.shape[1:]), []).append(i)
+    if len(groups) == 1:
+        return F.interpolate(torch.stack(list(images)).float(), size=out_hw, mode="bilinear", align_corners=False,
+                             antialias=antialias)
+    out = torch.empty((len(images), 3, *out_hw), dtype=torch.float32, device=images[0].device)
     for idx in groups.values():
         x = torch.stack([images[i] for i in idx]).float()
-        out[idx] = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=antialias)
+        resized = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=antialias)
+        for j, i in enumerate(idx):  # slice copies, no index tensor: a CUDA Graph can capture them
+            out[i].copy_(resized[j])
     return out
 
 
@@ -281,6 +286,15 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
     if detector.device_input() is None or not images[0].is_cuda:
         frames = [im.permute(1, 2, 0).flip(2).cpu().numpy() for im in images]
         return detector.infer(frames, config)
+    graph = detector.frame_graph([tuple(im.shape) for im in images], config)
+    if graph is not None:
+        t0 = time.perf_counter()
+        dets = graph(images)
+        if dets is not None:
+            # One host interval: the input copies, the replay, the wait for the device and the unpacking.
+            detector.last_times = InferTimes(0.0, (time.perf_counter() - t0) * 1e3, 0.0)
+            return dets
+        log.debug("frame graph: selection overflowed or did not converge; selected the ordinary way")
     t0 = time.perf_counter()
     batch = prepare_device_batch(detector, images)
     t1 = time.perf_counter()

@@ -75,6 +75,7 @@ class TorchDetector(Detector):
         self._graph: Callable | None = None
         self._fn: Callable | None = None
         self._staging: tuple | None = None
+        self._frame_graphs: dict[tuple, object] = {}
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:
@@ -140,6 +141,7 @@ class TorchDetector(Detector):
         self.net = None
         self._fn = None
         self._graph = None
+        self._frame_graphs.clear()
 
     def _prepare(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         import torch
@@ -179,6 +181,27 @@ class TorchDetector(Detector):
 
     def run_decoded(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         return self.forward_normalized(self._prepare(batch_nhwc_u8))
+
+    def frame_graph(self, shapes, config):
+        """With ``cuda_graph`` on a GPU: the whole frame captured in one graph per shapes and thresholds
+        (:mod:`aeb_app.inference.run.frame_graph`); a capture that fails is logged once and not retried.
+        ``AEB_APP_FRAME_GRAPH=0`` in the environment turns it off (for comparisons)."""
+        import os
+
+        if not self._cuda_graph or self._device.type != "cuda" or self._fn is None \
+                or os.environ.get("AEB_APP_FRAME_GRAPH", "1") == "0":
+            return None
+        key = (tuple(tuple(s) for s in shapes), config)
+        if key not in self._frame_graphs:
+            from aeb_app.inference.run.frame_graph import FrameGraph
+
+            try:
+                self._frame_graphs[key] = FrameGraph(self, self._fn, key[0], config)
+            except RuntimeError as exc:
+                log.warning("%s: the whole-frame CUDA graph could not be captured (%s); frames take the ordinary "
+                            "path", self.info.mode, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                self._frame_graphs[key] = None
+        return self._frame_graphs[key]
 
     def device_input(self):
         return (self._dtype, self._channels_last) if self._device.type == "cuda" else None
