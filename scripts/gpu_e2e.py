@@ -186,31 +186,40 @@ def _aeb_run(video: Path, extra: list[str], env_extra: dict[str, str], mode: str
     return row
 
 
-def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only: list[str] | None = None) -> dict:
+#: Run-name suffixes that switch a diagnostic off for comparison (``aeb-app run`` reads these variables).
+RUN_VARIANTS = {"_nograph": {"AEB_APP_FRAME_GRAPH": "0"}, "_nofreeze": {"AEB_APP_GC_FREEZE": "0"},
+                "_opencv": {"AEB_APP_VIDEO_DECODER": "opencv"}}
+
+
+def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only: list[str] | None = None,
+                timings_dir: Path | None = None) -> dict:
     """``aeb-app run`` writing the mp4 / events + tracks only: paced like a camera (the latency) first, then as fast
-    as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. ``*_nograph`` runs turn the whole-frame
-    CUDA Graph off (``AEB_APP_FRAME_GRAPH=0``) for comparison. ``only``: these runs, in this order (a name may
-    repeat). Each run's summary is logged as it ends (a run cut short keeps the ones before)."""
+    as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. A name may end in suffixes of
+    :data:`RUN_VARIANTS` (e.g. ``events_only_realtime_sequential_nograph``: the whole-frame CUDA Graph off).
+    ``only``: these runs, in this order (a name may repeat). ``timings_dir``: each run's ``--timings`` CSV there.
+    Each run's summary is logged as it ends (a run cut short keeps the ones before)."""
     common = ["--max-frames", str(max_frames)] if max_frames else []
     mp4 = ["--out", str(tmp / "annotated.mp4")]
     events = ["--no-render", "--events", str(tmp / "events.csv"), "--tracks", str(tmp / "tracks.csv")]
-    opencv = {"AEB_APP_VIDEO_DECODER": "opencv"}
-    nograph = {"AEB_APP_FRAME_GRAPH": "0"}
-    runs = {"events_only_realtime_sequential": ([*events, "--realtime", "--sequential"], {}),
-            "events_only_realtime_sequential_nograph": ([*events, "--realtime", "--sequential"], nograph),
-            "events_only_auto_nograph": (events, nograph),
-            "events_only_realtime": ([*events, "--realtime"], {}),
-            "mp4_realtime": ([*mp4, "--realtime"], {}),
-            "events_only_batch32": ([*events, "--batch", "32"], {}),
-            "mp4_batch32": ([*mp4, "--batch", "32"], {}),
-            "events_only_auto": (events, {}), "mp4_auto": (mp4, {}),
-            "events_only_opencv": (events, opencv), "mp4_opencv": (mp4, opencv),
-            "mp4_sequential": ([*mp4, "--sequential"], {})}
+    runs = {"events_only_realtime_sequential": [*events, "--realtime", "--sequential"],
+            "events_only_realtime": [*events, "--realtime"], "mp4_realtime": [*mp4, "--realtime"],
+            "events_only_batch32": [*events, "--batch", "32"], "mp4_batch32": [*mp4, "--batch", "32"],
+            "events_only_auto": events, "mp4_auto": mp4, "mp4_sequential": [*mp4, "--sequential"]}
+    default = [*runs, "events_only_auto_opencv", "mp4_auto_opencv"]
+    if timings_dir is not None:
+        timings_dir.mkdir(parents=True, exist_ok=True)
     out = {}
-    for i, name in enumerate(only or list(runs)):
-        extra, env = runs[name]
-        out[name if name not in out else f"{name}_{i}"] = row = _aeb_run(video, [*extra, *common], env, mode)
-        log.info("run %s: %s FPS, latency p50 %s / p99 %s ms, skipped %s, decoder %s, rc %s", name, row.get("fps"),
+    for i, name in enumerate(only or default):
+        base, env = name, {}
+        while base not in runs:
+            suffix = next((s for s in RUN_VARIANTS if base.endswith(s)), None)
+            if suffix is None:
+                raise ValueError(f"unknown run {name!r}")
+            base, env = base.removesuffix(suffix), {**env, **RUN_VARIANTS[suffix]}
+        key = name if name not in out else f"{name}_{i}"
+        timings = ["--timings", str(timings_dir / f"{key}.csv")] if timings_dir else []
+        out[key] = row = _aeb_run(video, [*runs[base], *common, *timings], env, mode)
+        log.info("run %s: %s FPS, latency p50 %s / p99 %s ms, skipped %s, decoder %s, rc %s", key, row.get("fps"),
                  row.get("latency_p50_ms"), row.get("latency_p99_ms"), row.get("skipped"), row["decoder"], row["rc"])
     return out
 
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mobilenet": lambda: ssd300_section(args.coco_dir, args.device, args.batch, "ssd_mobilenet_v1"),
                 "map": lambda: map_section(args.coco_dir, args.device),
                 "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames,
-                                           args.runs.split(",") if args.runs else None)}
+                                           args.runs.split(",") if args.runs else None, args.out / "timings")}
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         try:

@@ -131,12 +131,15 @@ owed)
     --profile 25 2>&1 | tee "$R/logic_cpu.log"
   ;;
 graph)
-  # Sixth session: the whole-frame CUDA Graph (aeb_app/inference/run/frame_graph.py): its GPU tests, then the paced
-  # latency with and without it (alternating), the run as fast as it goes, the logic's CPU time on this host.
-  timeout 150 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py 2>&1 | tee "$R/gpu_tests.log"
-  timeout 330 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
+  # Sixth session: the whole-frame CUDA Graph (aeb_app/inference/run/frame_graph.py) and the frozen start-up heap
+  # (aeb-app run): GPU tests, then the paced latency with each switched off in turn (alternating; per-frame
+  # --timings CSVs under gpu_e2e_run/timings/), the run as fast as it goes, the logic's CPU time on this host.
+  timeout 200 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py ${TESTS_K:+-k "$TESTS_K"} \
+    2>&1 | tee "$R/gpu_tests.log"
+  P=events_only_realtime_sequential
+  timeout 400 python3 scripts/gpu_e2e.py --coco-dir $DATA/coco/val2017_subset \
     --video $DATA/videos/udacity/solidWhiteRight.mp4 --out "$R/gpu_e2e_run" --sections run --runs \
-    ${RUNS:-events_only_realtime_sequential,events_only_realtime_sequential_nograph,events_only_realtime_sequential,events_only_realtime_sequential_nograph,events_only_realtime,events_only_auto,events_only_auto_nograph,events_only_batch32,mp4_auto} \
+    ${RUNS:-$P,${P}_nofreeze,${P}_nograph,$P,${P}_nofreeze,${P}_nograph,events_only_realtime,events_only_auto,events_only_batch32,mp4_auto} \
     2>&1 | tee "$R/gpu_e2e_run.log"
   timeout 40 python3 scripts/stage_cpu_times.py $DATA/videos/udacity/solidWhiteRight.mp4 --logic-only --repeat 7 \
     2>&1 | tee "$R/logic_cpu.log"

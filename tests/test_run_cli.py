@@ -120,3 +120,50 @@ def test_without_a_calibration_for_the_size_runs_detections_only(sample_video: P
     rows = json.loads(events.read_text())
     assert [r["level"] for r in rows] == ["UNAVAILABLE"] and "no calibration for 1280x720" in rows[0]["reason"]
     assert "levels: UNAVAILABLE 10" in capsys.readouterr().out
+
+
+def test_timings_csv_has_one_row_per_frame_with_the_summarys_latency(sample_video: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    """--timings: each processed frame's stage times and latency, in order; its latencies give the summary's p50;
+    the garbage collector is left as it was (the run freezes the start-up heap for the loop only)."""
+    import gc
+
+    import numpy as np
+
+    from aeb_app.frame_timings import TIMING_COLUMNS
+
+    timings = tmp_path / "timings.csv"
+    code = main(["run", str(sample_video), "--mode", "fp32_ort", "--max-frames", "15", "--no-render",
+                 "--timings", str(timings), "--no-progress", "--sequential"])
+    assert code == 0 and gc.get_freeze_count() == 0
+    with timings.open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == TIMING_COLUMNS
+        rows = list(reader)
+    assert [int(r["frame"]) for r in rows] == list(range(15))
+    assert all(r["ok"] == "1" and float(r["inference_ms"]) > 0 and float(r["gc_ms"]) >= 0 for r in rows)
+    latency = [float(r["latency_ms"]) for r in rows]
+    # sequential: a frame's latency holds its own detection and logic, nothing else
+    assert all(lat >= float(r["inference_ms"]) + float(r["geometry_ms"]) - 0.01 for lat, r in zip(latency, rows))
+    p50 = float(re.search(r"latency p50 ([\d.]+) ms", capsys.readouterr().out)[1])
+    assert abs(np.percentile(latency, 50) - p50) <= 0.051
+
+
+def test_gc_pauses_are_charged_to_the_frames_they_fall_in() -> None:
+    import gc
+    import time
+
+    from aeb_app.frame_timings import GcPauses
+
+    with GcPauses() as pauses:
+        t0 = time.perf_counter()
+        junk = [[i] for i in range(200_000)]
+        gc.collect()
+        t1 = time.perf_counter()
+        del junk
+    after = time.perf_counter()
+    assert len(pauses.starts) == len(pauses.ends) >= 1
+    inside = pauses.within(t0, t1)
+    assert 0 < inside <= (t1 - t0) * 1e3
+    assert pauses.within(t1, after) == 0.0
+    assert pauses.within(t0, (t0 + t1) / 2) <= inside

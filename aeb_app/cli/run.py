@@ -7,10 +7,12 @@ shows a progress bar on stderr and prints a summary (frames, FPS, warnings).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from aeb_app.cli import argtypes as at
 from aeb_app.cli.common import add_tiles_arg, tiling_of
@@ -49,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="ego speed per frame from a time_s,speed_mps CSV (CAN/GPS log), instead of --speed-kmh")
     parser.add_argument("--tracks", type=at.writable_output(".csv"), default=None, metavar="CSV",
                         help="write one row per frame per tracked object (range, TTC, cues; see README)")
+    parser.add_argument("--timings", type=at.writable_output(".csv"), default=None, metavar="CSV",
+                        help="write each frame's stage times, decode-to-warning latency and garbage-collection "
+                             "time (one row per frame, at the end of the run; see README)")
     parser.add_argument("--settings", type=at.existing_file, default=None, metavar="YAML",
                         help="warning-logic settings (zone, warning, filter, expansion, cues sections; "
                              "see docs/scenarios.md); refused at start if a value is bad")
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             raise AebError(f"--batch {args.batch} with --realtime: live frames cannot wait for a batch (use 1)")
     at.check_outputs([("VIDEO", args.video), ("--calibration", args.calibration), ("--ego-speed", args.ego_speed),
                       ("--settings", args.settings)],
-                     [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks)])
+                     [("--out", args.out), ("--events", args.events), ("--tracks", args.tracks),
+                      ("--timings", getattr(args, "timings", None))])
     summary = process_video(args)
     print(summary.text())
     return 0
@@ -148,9 +154,8 @@ def process_video(args: argparse.Namespace) -> RunSummary:
     Raises:
         AebError: bad input, calibration, model or backend (one-line message).
     """
-    import contextlib
-
     from aeb_app.event_log import EventLog
+    from aeb_app.frame_timings import TimingLog, write_timings_csv
     from aeb_app.pipeline import EventRecorder, WarningEvent
     from aeb_app.stream import open_stream
     from aeb_app.tracks import TracksCsvWriter
@@ -165,10 +170,35 @@ def process_video(args: argparse.Namespace) -> RunSummary:
         # Events and tracks are appended as they happen, so a late failure or a kill keeps them.
         events = stack.enter_context(EventLog(args.events, WarningEvent.__dataclass_fields__)) if args.events else None
         tracks = stack.enter_context(TracksCsvWriter(args.tracks)) if args.tracks else None
-        _loop(stream.pipeline, stream.source, writer, recorder, summary, args, events, tracks)
+        timing_log = stack.enter_context(TimingLog()) if getattr(args, "timings", None) else None
+        stack.enter_context(_frozen_heap())
+        try:
+            _loop(stream.pipeline, stream.source, writer, recorder, summary, args, events, tracks, timing_log)
+        finally:
+            if timing_log is not None and timing_log.rows:  # what was measured, also when the run failed
+                write_timings_csv(args.timings, timing_log.rows)
     if args.events:
         log.info("wrote %s (%d events)", args.events, len(recorder.events))
     return summary
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """For the frame loop, move what start-up made (modules, the network, the warm-up's objects) out of the
+    interpreter's garbage collection: a full collection would otherwise walk all of it in the middle of some
+    frame. Undone after the loop. ``AEB_APP_GC_FREEZE=0`` leaves the collector as it is (for comparisons)."""
+    import gc
+    import os
+
+    if os.environ.get("AEB_APP_GC_FREEZE", "1") == "0":
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _ego_speed(args: argparse.Namespace):
@@ -211,7 +241,7 @@ def _hud_lines(pipeline, frame_number: int, fps: float) -> list[str]:
 
 
 def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argparse.Namespace,
-          events=None, tracks=None) -> None:
+          events=None, tracks=None, timing_log=None) -> None:
     from tqdm import tqdm
 
     from aeb_app.frame_loop import latency_percentiles, staged_results
@@ -251,6 +281,8 @@ def _loop(pipeline, source, writer, recorder, summary: RunSummary, args: argpars
         for key in ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "geometry_ms", "render_ms"):
             sums[key] = sums.get(key, 0.0) + getattr(result.times, key)
         sums["encode_ms"] = sums.get("encode_ms", 0.0) + work.encode_ms
+        if timing_log is not None:
+            timing_log.add(work)
         bar.set_postfix_str(level, refresh=False)
         bar.update(1)
     bar.close()
