@@ -287,12 +287,14 @@ def test_wide_tensors_are_tiled_as_wide_host_frames(mobilenet, coco_jpegs):
 
 
 @cuda
-def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, coco_jpegs):
+@pytest.mark.parametrize("mode", ["fp32", "fp16_graph"])  # fp16_graph: tiles of two widths in one frame graph
+def test_gpu_path_tiles_wide_frames_and_finds_the_cpu_paths_boxes(mobilenet, coco_jpegs, mode):
     frames = _wide_bands(coco_jpegs)
     with registry.create(mobilenet, "fp32", device="cpu") as cpu:
         ref = cpu.infer(frames)
-    with registry.create(mobilenet, "fp32", device="cuda") as det:
+    with registry.create(mobilenet, mode, device="cuda") as det:
         got = det.infer_tensors(_tensors(frames, "cuda"))
+        assert mode == "fp32" or any(g is not None for g in det._frame_graphs.values())
     for r, g in zip(ref, got):
         confident = r.xyxy_px[r.scores >= 0.5]
         if len(confident):
