@@ -357,3 +357,20 @@ def test_whole_frame_graph_hands_a_selection_it_cannot_hold_to_the_ordinary_path
         want = kept_to_host(boxes, scores, det.spec, batch.frame_hws, EVAL_POSTPROCESS)
     _assert_same_detections(got, want, sure=0.05)
     assert sum(len(d) for d in got) > 50
+
+
+@cuda
+def test_frames_of_ever_new_sizes_stop_getting_captures(mobilenet, sample_video, monkeypatch, caplog):
+    """A folder of photos of many sizes: past MAX_FRAME_GRAPHS shapes no new graph is captured (one log line),
+    and those frames still get their boxes through the ordinary path."""
+    from aeb_app.inference.run import frame_graph
+
+    monkeypatch.setattr(frame_graph, "MAX_FRAME_GRAPHS", 2)
+    (image,) = _clip_tensors(sample_video, 1)
+    crops = [image[:, : 300 + 20 * i, : 500 + 20 * i] for i in range(4)]
+    with registry.create(mobilenet, "fp16_graph", device="cuda") as det, caplog.at_level(logging.INFO):
+        found = [det.infer_tensors([crop])[0] for crop in crops]
+        captured = [g for g in det._frame_graphs.values() if g is not None]
+    assert len(captured) == 2
+    assert sum("frame shapes captured already" in r.getMessage() for r in caplog.records) == 1
+    assert all(len(d) for d in found)

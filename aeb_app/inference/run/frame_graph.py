@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 
     from aeb_app.inference.base import Detector
 
-__all__ = ["FrameGraph", "unpack_selection"]
+__all__ = ["FrameGraph", "unpack_selection", "MAX_FRAME_GRAPHS"]
 
 log = logging.getLogger(__name__)
+
+#: Graphs a detector keeps (one per set of frame shapes and thresholds): a video has one frame size, a folder
+#: of mixed photos many; past this, new shapes take the ordinary path instead of a capture each (~0.3 s).
+MAX_FRAME_GRAPHS = 8
 
 
 def unpack_selection(packed: np.ndarray, frame_hws: Sequence[tuple[int, int]]) -> list[Detections] | None:

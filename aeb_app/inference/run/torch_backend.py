@@ -76,6 +76,7 @@ class TorchDetector(Detector):
         self._fn: Callable | None = None
         self._staging: tuple | None = None
         self._frame_graphs: dict[tuple, object] = {}
+        self._frame_graphs_full = False
         self.net: DetectionNet | None = None
 
     def activate(self) -> None:
@@ -142,6 +143,7 @@ class TorchDetector(Detector):
         self._fn = None
         self._graph = None
         self._frame_graphs.clear()
+        self._frame_graphs_full = False
 
     def _prepare(self, batch_nhwc_u8: npt.NDArray[np.uint8]):
         import torch
@@ -184,24 +186,36 @@ class TorchDetector(Detector):
 
     def frame_graph(self, shapes, config):
         """With ``cuda_graph`` on a GPU: the whole frame captured in one graph per shapes and thresholds
-        (:mod:`aeb_app.inference.run.frame_graph`); a capture that fails is logged once and not retried.
-        ``AEB_APP_FRAME_GRAPH=0`` in the environment turns it off (for comparisons)."""
+        (:mod:`aeb_app.inference.run.frame_graph`), at most ``MAX_FRAME_GRAPHS`` of them; a capture that fails
+        is logged once and not retried. ``AEB_APP_FRAME_GRAPH=0`` in the environment turns it off (for
+        comparisons)."""
         import os
+
+        from aeb_app.inference.run.frame_graph import MAX_FRAME_GRAPHS
 
         if not self._cuda_graph or self._device.type != "cuda" or self._fn is None \
                 or os.environ.get("AEB_APP_FRAME_GRAPH", "1") == "0":
             return None
         key = (tuple(tuple(s) for s in shapes), config)
         if key not in self._frame_graphs:
-            from aeb_app.inference.run.frame_graph import FrameGraph
-
-            try:
-                self._frame_graphs[key] = FrameGraph(self, self._fn, key[0], config)
-            except RuntimeError as exc:
-                log.warning("%s: the whole-frame CUDA graph could not be captured (%s); frames take the ordinary "
-                            "path", self.info.mode, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-                self._frame_graphs[key] = None
+            if len(self._frame_graphs) >= MAX_FRAME_GRAPHS:  # frames of ever new sizes: no capture for each
+                if not self._frame_graphs_full:
+                    log.info("%s: %d frame shapes captured already; frames of new shapes take the ordinary path",
+                             self.info.mode, MAX_FRAME_GRAPHS)
+                    self._frame_graphs_full = True
+                return None
+            self._frame_graphs[key] = self._capture_frame_graph(key[0], config)
         return self._frame_graphs[key]
+
+    def _capture_frame_graph(self, shapes, config):
+        from aeb_app.inference.run.frame_graph import FrameGraph
+
+        try:
+            return FrameGraph(self, self._fn, shapes, config)
+        except RuntimeError as exc:
+            log.warning("%s: the whole-frame CUDA graph could not be captured (%s); frames take the ordinary path",
+                        self.info.mode, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return None
 
     def device_input(self):
         return (self._dtype, self._channels_last) if self._device.type == "cuda" else None
