@@ -111,3 +111,25 @@ def test_realtime_refuses_what_cannot_be_live(sample_video: Path, capsys, extra:
     assert main(["run", source, "--realtime", *args, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_next_frame_is_decoded_at_its_time_not_while_the_current_one_is_processed() -> None:
+    """paced() pulls frame k from the decoder only when it is due (k / fps after the first), so a staged run's
+    decoder does not compete with the processing of frame k-1; late, it pulls at once."""
+    t = ManualTime()
+    clock = PlaybackClock(25.0, now=t.now, sleep=t.sleep)
+    pulled = []
+
+    def decoder():
+        for frame in _frames(6, 25.0):
+            pulled.append(round(t.t - 100.0, 6))
+            yield frame
+
+    for frame in paced(decoder(), clock):
+        t.t += 0.050 if frame.index == 3 else 0.005  # frame 3 overruns its period
+    assert pulled[:4] == [round(k / 25.0, 6) for k in range(4)]
+    assert pulled[4] == pytest.approx(0.12 + 0.05)  # frame 3 handed over at 0.12 s took 50 ms: pulled at once
+    clock.restart()
+    before = len(t.slept)
+    clock.wait_for_next()
+    assert len(t.slept) == before  # after a restart nothing is waited for

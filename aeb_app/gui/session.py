@@ -217,12 +217,15 @@ def _play(source: VideoSource, pipeline: Pipeline, control: PlaybackControl, *, 
             control.wait(0.05)
             continue
         source.loop = control.loop
+        live = realtime and not info.is_camera and not control.paused
+        if live:
+            clock.wait_for_next()  # decode the next frame at its time, as a camera delivers it
         frame = source.read()
         if frame is None:
             control.set_paused(True)
             yield EndOfStream(max(0, source.position - 1))
             continue
-        if realtime and not info.is_camera and not control.paused and not clock.admit(frame.timestamp_s):
+        if live and not clock.admit(frame.timestamp_s):
             continue  # behind the video clock: skipped (counted by the clock)
         result = pipeline.process(frame)
         if tracks is not None:

@@ -42,6 +42,7 @@ class PlaybackClock:
     sleep: Callable[[float], None] = time.sleep
     _origin: tuple[float, float] | None = field(default=None, repr=False)  # (wall time, frame time) at (re)start
     _in_row: int = field(default=0, repr=False)
+    _last: float | None = field(default=None, repr=False)  # file time of the last frame admitted or skipped
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
@@ -56,19 +57,37 @@ class PlaybackClock:
         return False at once (the frame skipped, counted) when it is a frame period or more overdue."""
         if self._origin is None or timestamp_s < self._origin[1]:
             self._origin = (self.now(), timestamp_s)
+        self._last = timestamp_s
         lag_s = self.now() - self._origin[0] - (timestamp_s - self._origin[1])
         if lag_s >= 1.0 / self.fps and self._in_row < MAX_SKIPS_IN_ROW:
             self.skipped += 1
             self._in_row += 1
             return False
         self._in_row = 0
-        if lag_s < 0:
+        if lag_s < -1e-6:  # early (not a rounding error after wait_for_next): hold it back
             self.sleep(-lag_s)
         return True
 
 
+    def wait_for_next(self) -> None:
+        """Wait until the frame after the last one (one period later) is due, before it is decoded: a camera's
+        next frame does not exist before its time, and decoding it early would compete with the processing of
+        the current one (a staged run's threads share one interpreter). No wait after a (re)start."""
+        if self._origin is None or self._last is None:
+            return
+        wait_s = self._origin[0] + (self._last + 1.0 / self.fps - self._origin[1]) - self.now()
+        if wait_s > 0:
+            self.sleep(wait_s)
+
+
 def paced(frames: Iterable["VideoFrame"], clock: PlaybackClock) -> Iterator["VideoFrame"]:
-    """``frames`` as a camera would deliver them: each at its time, overdue ones skipped (``clock.skipped``)."""
-    for frame in frames:
+    """``frames`` as a camera would deliver them: each decoded and handed over at its time, overdue ones
+    skipped (``clock.skipped``)."""
+    frames = iter(frames)
+    while True:
+        clock.wait_for_next()
+        frame = next(frames, None)
+        if frame is None:
+            return
         if clock.admit(frame.timestamp_s):
             yield frame
