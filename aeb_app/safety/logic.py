@@ -20,14 +20,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
-from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occlusion_pairs
+from aeb_app.safety.cue_rows import CueRow, frame_cues
+from aeb_app.safety.cues import CueConfig, object_lateral_m, occlusion_pairs
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
@@ -130,28 +130,6 @@ class AebFrameState:
     def min_ttc_s(self) -> float:
         """Smallest TTC of any in-zone object, seconds (``inf`` if none)."""
         return min((o.ttc_s for o in self.objects if o.in_zone), default=math.inf)
-
-
-class _Cue(NamedTuple):
-    """One object's :class:`~aeb_app.safety.cues.RangeCues` of this frame as Python values (see there)."""
-
-    ground_valid: bool
-    ground_range_m: float
-    ground_sigma_m: float
-    ground_noise_m: float
-    width_valid: bool
-    width_range_m: float
-    width_sigma_m: float
-    width_noise_m: float
-    lateral_m: float
-    why_no_ground: str
-
-    @classmethod
-    def rows(cls, cues: RangeCues) -> list["_Cue"]:
-        """Each object's cues (the arrays converted once per frame, not indexed per object and cue)."""
-        columns = (cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m, cues.width_valid,
-                   cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, cues.lateral_m)
-        return list(map(cls._make, zip(*(c.tolist() for c in columns), cues.why_no_ground)))
 
 
 @dataclass(frozen=True)
@@ -325,22 +303,20 @@ class AebLogic:
         return objects, mask
 
     def _track(self, detections: Detections, users: _RoadUsers, timestamp_s: float,
-               dt_s: float) -> tuple[list[Track], list[_Cue], list[float]]:
+               dt_s: float) -> tuple[list[Track], list[CueRow], list[float]]:
         """Match the road users to tracks and feed each its cues: the tracks, each one's cues and fused range."""
         boxes = users.boxes
         predict_all([track.range_filter for track in self.tracker.tracks], dt_s)
         tracks = self.tracker.update(boxes, users.category_ids, timestamp_s, users.scores)
-        ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
-        widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
+        ids = [t.category_id for t in tracks]  # the tracks' voted classes, not this frame's
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
         solid = [t.hits > 1 for t in tracks]
-        cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
-                            can_occlude=solid, pairs=users.pairs)
-        fused, sigma = (a.tolist() for a in cues.fused())
-        rows = _Cue.rows(cues)
-        for track, cue, box, fused_m, sigma_m in zip(tracks, rows, boxes.tolist(), fused, sigma):
+        cues = frame_cues(self.road, boxes, ids, self.cue_config, widths=[self._track_width(t) for t in tracks],
+                          can_occlude=solid, pairs=users.pairs)
+        for track, cue, box, fused_m, sigma_m in zip(tracks, cues.rows, boxes.tolist(), cues.fused_m,
+                                                     cues.fused_sigma_m):
             self._update_track(track, cue, box, timestamp_s, fused_m, sigma_m)
-        return tracks, rows, fused
+        return tracks, cues.rows, cues.fused_m
 
     def _road_users(self, detections: Detections) -> _RoadUsers:
         """The frame's detections of the warning classes (computed once per frame: the fit check and the
@@ -356,7 +332,7 @@ class AebLogic:
         prior = self.cue_config.priors.get(track.category_id)
         return track.width_m(prior.width_m, prior.width_sigma_m) if prior else (math.nan, math.nan)
 
-    def _update_track(self, track: Track, cue: _Cue, box: list[float], timestamp_s: float, fused_m: float,
+    def _update_track(self, track: Track, cue: CueRow, box: list[float], timestamp_s: float, fused_m: float,
                       fused_sigma_m: float) -> None:
         """Feed this frame's cues (``fused_m`` +- ``fused_sigma_m``: both fused) to the track's filter,
         expansion history and learned width.
@@ -406,7 +382,7 @@ class AebLogic:
         return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale,
                         inverse_depth_setback_m=self.road.setback_m)
 
-    def _object(self, index: int, track: Track, box: list[float], cue: _Cue, measured_m: float,
+    def _object(self, index: int, track: Track, box: list[float], cue: CueRow, measured_m: float,
                 timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
                 score: float, lateral: float, bev: tuple[float, float]) -> ObjectState:
         f = track.range_filter
