@@ -27,7 +27,7 @@ import numpy.typing as npt
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
 from aeb_app.safety.cue_rows import CueRow, frame_cues
-from aeb_app.safety.cues import CueConfig, object_lateral_m, occlusion_pairs
+from aeb_app.safety.cues import CueConfig, lateral_of, occlusion_pairs
 from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
@@ -473,16 +473,15 @@ class AebLogic:
         return level
 
     def _laterals(self, tracks: list[Track], boxes: npt.NDArray[np.float64]) -> list[float]:
-        """Each object's lateral offset (see :func:`object_lateral_m`, all boxes at once, at their filtered
-        ranges); while its box is cut at a side, no nearer to the centre line than when it was last seen
-        whole (a cut box only bounds it)."""
+        """Each object's lateral offset (:func:`~aeb_app.safety.cues.object_lateral_m` of its box at its filtered
+        range); while its box is cut at a side, no nearer to the centre line than when it was last seen whole (a cut
+        box only bounds it)."""
         margin = self.cue_config.border_margin_px
         right = self.calibration.image_size_wh[0] - margin
-        ranges = [t.range_filter.range_m for t in tracks]
-        widths = [self._track_width(t)[0] for t in tracks]
-        laterals = object_lateral_m(self.road, boxes, ranges, widths, border_margin_px=margin).tolist()
         out = []
-        for track, (x1, _, x2, _), lateral in zip(tracks, boxes.tolist(), laterals):
+        for track, (x1, _, x2, _) in zip(tracks, boxes.tolist()):  # object_lateral_m box by box, on plain floats
+            centre, scale = self.road.centre_line_one(track.range_filter.range_m)
+            lateral = lateral_of(x1, x2, centre, scale, self._track_width(track)[0], margin, right)
             if not (x1 <= margin or x2 >= right):
                 track.lateral_m = lateral
             elif (math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0
