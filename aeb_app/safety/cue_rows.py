@@ -2,9 +2,10 @@
 
 :func:`~aeb_app.safety.cues.measure_cues` computes the cues of all boxes in ~80 array operations, ~1 us each
 whatever the number of boxes; the AEB logic then reads them box by box. Up to :data:`FLOAT_CUES_MAX` boxes,
-:func:`cue_rows` computes the same values box by box on Python floats (about a tenth of that for a single box,
-half for a dozen), the same IEEE operations in the same order, NumPy's division, ``maximum``/``minimum``,
-``nan_to_num`` and ``hypot`` spelled out in :mod:`aeb_app.safety.floats`. Beyond it the arrays are cheaper.
+:func:`cue_rows` computes the same values box by box on Python floats, the same IEEE operations in the same order,
+NumPy's division, ``maximum``/``minimum``, ``nan_to_num`` and ``hypot`` spelled out in :mod:`aeb_app.safety.floats`.
+CPU per frame on the dev VM (``timeit``, cues of random frames): 1 box 5 us against 66 us in arrays, 14 boxes 54
+against 103, 32 boxes 123 against 139, 48 boxes 174 against 171: beyond ~40 boxes the arrays are cheaper.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aeb_app.safety.road import RoadGeometry
 __all__ = ["CueRow", "FrameCues", "cue_rows", "frame_cues", "FLOAT_CUES_MAX"]
 
 #: Up to this many boxes the cues are computed on plain floats (beyond it, in array operations).
-FLOAT_CUES_MAX = 24
+FLOAT_CUES_MAX = 40
 
 _SQRT2 = math.sqrt(2.0)  # np.sqrt(2.0): both correctly rounded
 

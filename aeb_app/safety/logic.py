@@ -439,6 +439,8 @@ class AebLogic:
         without a new measurement the window would only lose its oldest sample, which is no evidence either way
         (:meth:`_coasting_level` asks only tracks that agreed, closing trend included, when last seen).
         """
+        if not threat.confirmed:  # no cue confirms a threat (most objects): nothing else to ask
+            return False
         # Frame times are floats (74/10 - 71/10 > 0.3): a hold of exactly its length must still hold.
         occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
