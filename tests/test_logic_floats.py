@@ -77,6 +77,9 @@ def _frame(rng: np.random.Generator, road: RoadGeometry, n: int) -> tuple[np.nda
     boxes[pick < 0.08, 0] = rng.choice([0.0, 5.0, 6.0])  # on the left border margin
     boxes[(pick >= 0.08) & (pick < 0.16), 2] = w - rng.choice([0.0, 5.0, 6.0])
     boxes[(pick >= 0.16) & (pick < 0.22), 3] = h - rng.choice([0.0, 5.0, 6.0])
+    if n > 3:  # wide boxes across the centre line, cut (or nearly) at one side: the lateral's cut-side branch
+        boxes[2, [0, 2]] = rng.choice([4.0, 6.0, 7.5, 9.0]), w / 2 + rng.uniform(10, 200)
+        boxes[3, [0, 2]] = w / 2 - rng.uniform(10, 200), w - rng.choice([4.0, 6.0, 7.5, 9.0])
     if n > 1 and rng.random() < 0.5:  # a box right behind another (its bottom hidden) and a near-duplicate
         boxes[1] = boxes[0] + [10.0, -40.0, -10.0, -30.0]
         boxes[-1] = boxes[0] + rng.normal(0, 1, 4)
@@ -88,16 +91,20 @@ def _frame(rng: np.random.Generator, road: RoadGeometry, n: int) -> tuple[np.nda
     return boxes, ids, widths, (rng.random(n) < 0.8).tolist()
 
 
+_CONFIGS = [CueConfig(), CueConfig(border_margin_px=8.0, edge_sigma_frac=0.05, horizon_band_px=10.0,
+                                    max_ground_rel_sigma=0.15, edge_sigma_px=3)]  # an int setting, as YAML gives it
+
+
+@pytest.mark.parametrize("config", _CONFIGS, ids=["default", "other"])
 @pytest.mark.parametrize("road", _roads(), ids=["shipped", "synthetic"])
-def test_cue_rows_equal_measure_cues_bit_for_bit(road: RoadGeometry) -> None:
-    """Frames of 0 to 30 boxes: every cue, its validity, the reason without a ground cue, the lateral offset and the
-    fused range and sigma of the float path equal those of the array path, bit for bit (beyond ``FLOAT_CUES_MAX``
-    boxes :func:`frame_cues` takes the array path)."""
-    config = CueConfig()
+def test_cue_rows_equal_measure_cues_bit_for_bit(road: RoadGeometry, config: CueConfig) -> None:
+    """Frames of 0 to 45 boxes, with the default settings and others: every cue, its validity, the reason without a
+    ground cue, the lateral offset and the fused range and sigma of the float path equal those of the array path, bit
+    for bit (beyond ``FLOAT_CUES_MAX`` boxes :func:`frame_cues` takes the array path)."""
     rng = np.random.default_rng(23)
     seen: set[str] = set()
     for k in range(600):
-        n = [0, 1, 2, FLOAT_CUES_MAX][k] if k < 4 else int(rng.integers(1, 31))
+        n = [0, 1, 2, FLOAT_CUES_MAX][k] if k < 4 else int(rng.integers(1, 46))
         boxes, ids, widths, solid = _frame(rng, road, n)
         with np.errstate(all="ignore"):
             pairs = occlusion_pairs(boxes, config)
@@ -133,3 +140,85 @@ def test_cue_rows_of_one_box_need_no_arrays() -> None:
     assert abs(cues.fused_m[0] - surer) < (high - low) / 2
     want = measure_cues(road, np.array([box]), np.array([3]), config)
     assert _bits(cues.fused_m) == _bits(want.fused()[0]) and _bits([row.lateral_m]) == _bits(want.lateral_m)
+
+
+def _windows(rng: np.random.Generator, k: int) -> list[tuple[list[float], list[float]]]:
+    """k windows of (times, log widths) as tracks give them at 10-30 fps: approaching, receding and steady boxes with
+    jitter, some with an outlier sample, a flat one, rounded (tied) values; and a few the arrays must leave alone:
+    times that do not increase, NaN or inf, values whose squared residuals overflow, one or two samples."""
+    rows = []
+    for _ in range(k):
+        n = int(rng.integers(1, 18))
+        t = (rng.choice([0.0, 1.0, 100.0, 1000.0]) + rng.uniform(0, 1) + np.arange(n) / rng.choice([10.0, 25.0, 30.0]))
+        y = np.log(40 + rng.uniform(-1, 3) * np.arange(n)) + rng.normal(0, 10 ** rng.uniform(-4, -1), n)
+        kind = rng.integers(0, 9)
+        if kind == 1 and n:
+            y[rng.integers(0, n)] += rng.choice([-1, 1]) * 0.5  # one jumped box edge
+        elif kind == 2:
+            y = np.full(n, 3.0)
+        elif kind == 3 and n > 1:
+            t[1] = t[0]
+        elif kind == 4 and n:
+            y[rng.integers(0, n)] = rng.choice([np.nan, np.inf, -np.inf])
+        elif kind == 5:
+            y = np.round(y, 2)
+        elif kind == 6:
+            y = y * 1e160
+        rows.append((t.tolist(), y.tolist()))
+    return rows
+
+
+def _result(fn) -> list[str] | str:
+    """The bits of a fit, or the exception it raised (a Python float's ``** 2`` raises on overflow)."""
+    try:
+        return _bits(fn())
+    except (OverflowError, ValueError) as exc:
+        return repr(exc)
+
+
+def test_first_passes_equal_robust_slope_bit_for_bit() -> None:
+    """Frames of 1 to 24 windows: each first pass's Theil-Sen line is ``_theil_sen``'s, and ``robust_slope`` given it
+    returns the same bits (or raises the same) as without it; windows the arrays cannot reproduce get none."""
+    from aeb_app.safety.expansion import _theil_sen, robust_slope
+    from aeb_app.safety.slopes import first_passes
+
+    kw = dict(outlier_sigmas=3.0, min_sigma=0.005, min_samples=4)
+    rng = np.random.default_rng(24)
+    verdicts = {"whole": 0, "refit": 0, "none": 0}
+    for _ in range(800):
+        rows = _windows(rng, int(rng.integers(1, 25)))
+        for (t, y), first in zip(rows, first_passes(rows, **kw)):
+            if first is None:
+                verdicts["none"] += 1
+                continue
+            verdicts["whole" if first.whole else "refit"] += 1
+            assert _bits((first.slope, first.intercept)) == _bits(_theil_sen(t, y)), (t, y)
+            assert _result(lambda: robust_slope(t, y, first=first, **kw)) == _result(lambda: robust_slope(t, y, **kw))
+    assert min(verdicts.values()) > 500, verdicts  # every path was compared
+
+
+def test_estimate_all_equals_estimate_one_by_one() -> None:
+    """A frame's trackers (with too few samples, too short a span, jumped widths) estimated at once equal their own
+    ``estimate`` (the same bits), with fewer and more than ``BATCH_MIN_ROWS`` trackers and with mixed settings."""
+    import copy
+
+    from aeb_app.safety import ExpansionConfig, ExpansionTracker
+    from aeb_app.safety.slopes import BATCH_MIN_ROWS, estimate_all
+
+    rng = np.random.default_rng(25)
+    configs = [ExpansionConfig(), ExpansionConfig(window_s=1.0, min_samples=6)]
+    for k in (0, 1, BATCH_MIN_ROWS - 1, BATCH_MIN_ROWS, 20):
+        for mixed in (False, True):
+            trackers = [ExpansionTracker(configs[mixed and i % 2]) for i in range(k)]
+            now = 0.0
+            for frame in range(30):
+                now = frame / 25
+                for i, tracker in enumerate(trackers):
+                    if rng.random() < 0.8 and frame > i:  # tracks start one after another and miss some widths
+                        width = (40 + 2 * frame + (i - 5) * frame / 4) * math.exp(rng.normal(0, 0.01))
+                        tracker.add(now, width * (1.3 if rng.random() < 0.05 else 1.0))
+                want = [t.estimate(now) for t in copy.deepcopy(trackers)]
+                got = estimate_all(trackers, now)
+                assert [(e is None) for e in got] == [(e is None) for e in want]
+                assert _bits([v for e in got if e for v in (e.rate_per_s, e.rate_sigma_per_s, e.ttc_s, e.lag_s)]) == \
+                    _bits([v for e in want if e for v in (e.rate_per_s, e.rate_sigma_per_s, e.ttc_s, e.lag_s)])

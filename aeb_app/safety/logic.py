@@ -28,9 +28,10 @@ from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
 from aeb_app.safety.cue_rows import CueRow, frame_cues
 from aeb_app.safety.cues import CueConfig, lateral_of, occlusion_pairs
-from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
+from aeb_app.safety.expansion import ExpansionConfig, ExpansionEstimate, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
+from aeb_app.safety.slopes import estimate_all
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
@@ -294,10 +295,12 @@ class AebLogic:
         laterals = self._laterals([tracks[i] for i in ranged], ranged_boxes)
         bevs = self._bev_points(ranged_boxes)
         scores = users.scores[ranged].tolist()
+        expansions = estimate_all([tracks[i].expansion for i in ranged], timestamp_s)  # the fits' first passes at once
         objects = []
         for k, i in enumerate(ranged):
             obj = self._object(keep[i], tracks[i], boxes[i], cues[i], fused[i], timestamp_s, length_m=length_m,
-                               ego_speed_mps=ego_speed_mps, score=scores[k], lateral=laterals[k], bev=bevs[k])
+                               ego_speed_mps=ego_speed_mps, score=scores[k], lateral=laterals[k], bev=bevs[k],
+                               expansion=expansions[k])
             mask[keep[i]] = obj.in_zone
             objects.append(obj)
         return objects, mask
@@ -384,12 +387,13 @@ class AebLogic:
 
     def _object(self, index: int, track: Track, box: list[float], cue: CueRow, measured_m: float,
                 timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
-                score: float, lateral: float, bev: tuple[float, float]) -> ObjectState:
+                score: float, lateral: float, bev: tuple[float, float],
+                expansion: ExpansionEstimate | None) -> ObjectState:
         f = track.range_filter
         x1, y1, x2, y2 = box
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
         inside = self._in_zone(lateral, f, length_m)
-        threat = self._threat(track, timestamp_s, ego_speed_mps)
+        threat = self._threat(track, timestamp_s, ego_speed_mps, expansion)
         agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         track.agreed, track.zone_lateral_m, track.braking = agrees, lateral, threat.braking
@@ -421,12 +425,14 @@ class AebLogic:
         except ValueError:
             return math.nan, math.nan
 
-    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
-        """The track's TTC cues now; a track missed in this frame keeps the braking decision of the frame it was
-        last seen in (no new measurement, no new evidence: only the prediction's uncertainty grew)."""
+    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None,
+                expansion: ExpansionEstimate | None) -> ThreatAssessment:
+        """The track's TTC cues now (``expansion``: its scale-change estimate now); a track missed in this frame keeps
+        the braking decision of the frame it was last seen in (no new measurement, no new evidence: only the
+        prediction's uncertainty grew)."""
         f = track.range_filter
         coasting = track.last_seen_s < timestamp_s
-        return assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
+        return assess_threat(f, expansion, track_age_s=track.age_s(timestamp_s),
                              ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m, config=self.warning_config,
                              range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s,
                              braking=track.braking if coasting else None)
@@ -467,7 +473,7 @@ class AebLogic:
             f = track.range_filter
             if track.last_seen_s >= timestamp_s or not (track.agreed and f.initialized):
                 continue
-            threat = self._threat(track, timestamp_s, ego_speed_mps)
+            threat = self._threat(track, timestamp_s, ego_speed_mps, track.expansion.estimate(timestamp_s))
             if not self._agrees(track, threat, timestamp_s):
                 continue
             inside = self._in_zone(track.zone_lateral_m, f, length_m)
