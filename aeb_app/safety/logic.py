@@ -393,7 +393,7 @@ class AebLogic:
         x1, y1, x2, y2 = box
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
         inside = self._in_zone(lateral, f, length_m)
-        threat = self._threat(track, timestamp_s, ego_speed_mps, expansion)
+        threat = self._threat_with(track, timestamp_s, ego_speed_mps, expansion)
         agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         track.agreed, track.zone_lateral_m, track.braking = agrees, lateral, threat.braking
@@ -425,11 +425,14 @@ class AebLogic:
         except ValueError:
             return math.nan, math.nan
 
-    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None,
-                expansion: ExpansionEstimate | None) -> ThreatAssessment:
-        """The track's TTC cues now (``expansion``: its scale-change estimate now); a track missed in this frame keeps
-        the braking decision of the frame it was last seen in (no new measurement, no new evidence: only the
-        prediction's uncertainty grew)."""
+    def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
+        """The track's TTC cues now; a track missed in this frame keeps the braking decision of the frame it was
+        last seen in (no new measurement, no new evidence: only the prediction's uncertainty grew)."""
+        return self._threat_with(track, timestamp_s, ego_speed_mps, track.expansion.estimate(timestamp_s))
+
+    def _threat_with(self, track: Track, timestamp_s: float, ego_speed_mps: float | None,
+                     expansion: ExpansionEstimate | None) -> ThreatAssessment:
+        """:meth:`_threat` given the track's scale-change estimate now (``expansion``)."""
         f = track.range_filter
         coasting = track.last_seen_s < timestamp_s
         return assess_threat(f, expansion, track_age_s=track.age_s(timestamp_s),
@@ -473,7 +476,7 @@ class AebLogic:
             f = track.range_filter
             if track.last_seen_s >= timestamp_s or not (track.agreed and f.initialized):
                 continue
-            threat = self._threat(track, timestamp_s, ego_speed_mps, track.expansion.estimate(timestamp_s))
+            threat = self._threat(track, timestamp_s, ego_speed_mps)
             if not self._agrees(track, threat, timestamp_s):
                 continue
             inside = self._in_zone(track.zone_lateral_m, f, length_m)
