@@ -15,6 +15,13 @@ one more pass that took the most time of their own:
 
     PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO --logic-only --repeat 7 [--profile 25]
 
+With ``--decision-only`` the detector runs once over the clip and the rest of the "detections available" to
+"warning decided" path is timed: ``Pipeline.process`` without drawing (the detections handed in as the frame loop's
+logic stage does: AEB logic, level, frame result), and separately the frame's tracks rows and warning event (what
+``aeb-app run --tracks/--events`` builds per frame), over ``--repeat`` passes of a fresh pipeline each:
+
+    PYTHONPATH=$PWD python scripts/stage_cpu_times.py VIDEO --decision-only --repeat 7
+
 With ``--render-only`` the detector and the logic run once over the clip (its first ``--frames`` frames) and only
 the drawing (``Pipeline._render``: annotated frame and BEV panel) is timed, over ``--repeat`` passes; ``--profile``
 as above:
@@ -32,6 +39,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 STEPS = ("decode", "preprocess", "network", "postprocess", "logic", "render", "encode", "tracks")
 
@@ -183,6 +192,53 @@ def logic_only(video: str, mode: str, repeat: int, profile: int) -> None:
     _profile(profile, logic_pass, pipeline, copy.deepcopy(fresh), frames)
 
 
+class _Handed:
+    """Stands in for the detector: returns the detections it was handed (as the frame loop's logic stage does)."""
+
+    def __init__(self, detector) -> None:
+        from aeb_app.inference.base import InferTimes
+
+        self.info, self.spec, self.last_times, self.detections = detector.info, detector.spec, InferTimes(), None
+
+    def infer(self, frames, config=None):
+        return [self.detections]
+
+
+def decision_pass(pipeline, frames) -> tuple[float, float]:
+    """CPU ms per frame of ``pipeline.process`` (drawing off, detections handed in) and of the frame's tracks rows and
+    warning event, over the frames (``time.thread_time``; ``pipeline.detector`` must be a :class:`_Handed`)."""
+    from aeb_app.pipeline import EventRecorder
+    from aeb_app.tracks import track_rows
+    from aeb_app.video import VideoFrame
+
+    pipeline.reset()
+    recorder, image = EventRecorder(), np.zeros((4, 4, 3), np.uint8)
+    process = rows = 0.0
+    for index, timestamp_s, dets in frames:
+        frame, pipeline.detector.detections = VideoFrame(index, timestamp_s, image), dets
+        t0 = time.thread_time()
+        result = pipeline.process(frame, hud_lines=[])
+        t1 = time.thread_time()
+        track_rows(result.state)
+        recorder.update(result)
+        process, rows = process + t1 - t0, rows + time.thread_time() - t1
+    return process * 1e3 / max(len(frames), 1), rows * 1e3 / max(len(frames), 1)
+
+
+def decision_only(video: str, mode: str, repeat: int) -> None:
+    """Print the detection-to-decision path's CPU time per frame over ``repeat`` passes."""
+    import dataclasses
+
+    pipeline, frames = clip_detections(video, mode)
+    pipeline.detector = _Handed(pipeline.detector)
+    pipeline.configure(settings=dataclasses.replace(pipeline.settings, render=False))
+    passes = [decision_pass(pipeline, frames) for _ in range(repeat)]
+    for name, values in (("Pipeline.process (no drawing)", [p for p, _ in passes]),
+                         ("tracks rows + event", [r for _, r in passes])):
+        print(f"{name} CPU ms/frame over {len(frames)} frames, {repeat} passes: median "
+              f"{statistics.median(values):.3f}, min {min(values):.3f}, max {max(values):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("video")
@@ -194,11 +250,16 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="with --logic-only or --render-only: print the top N entries of a cProfile of one more pass")
     parser.add_argument("--render-only", action="store_true", help="time only the drawing on the clip's results")
+    parser.add_argument("--decision-only", action="store_true",
+                        help="time Pipeline.process without drawing (detections handed in) and the tracks rows")
     parser.add_argument("--frames", type=int, default=100, help="with --render-only: the clip's first N frames")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     if args.logic_only:
         logic_only(args.video, args.mode, max(args.repeat, 1), args.profile)
+        return
+    if args.decision_only:
+        decision_only(args.video, args.mode, max(args.repeat, 1))
         return
     if args.render_only:
         render_only(args.video, args.mode, max(args.repeat, 1), args.profile, max(args.frames, 1))

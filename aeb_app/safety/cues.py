@@ -36,7 +36,7 @@ from aeb_app.safety.road import RoadGeometry
 from aeb_app.safety.tracker import box_iou
 
 __all__ = ["ClassPrior", "CueConfig", "DEFAULT_PRIORS", "RangeCues", "measure_cues", "fuse", "object_lateral_m",
-           "occluded_bottoms", "occlusion_pairs"]
+           "lateral_of", "occluded_bottoms", "occlusion_pairs"]
 
 
 @dataclass(frozen=True)
@@ -343,19 +343,23 @@ def object_lateral_m(road: RoadGeometry, xyxy_px: npt.ArrayLike, range_m: npt.Ar
     x1s, x2s, ranges, widths = columns(boxes[:, 0], boxes[:, 2], range_m, width_m)
     centres, scales = road.centre_line_at(ranges)
     right_border = road.calibration.image_size_wh[0] - border_margin_px
-    out = []
-    for x1, x2, centre, scale, width in zip(x1s, x2s, centres, scales, widths):
-        left, right, half = (x1 - centre) * scale, (x2 - centre) * scale, nan_to_num(width / 2.0)
-        from_left, from_right = left + half, right - half
-        if left > 0:
-            out.append(maximum(from_left, from_right))
-        elif right < 0:
-            out.append(minimum(from_left, from_right))
-        elif (x1 <= border_margin_px) != (x2 >= right_border):  # one side cut: the other edge moved half a width in
-            out.append(from_right if x1 <= border_margin_px else from_left)
-        else:  # both sides or neither: the middle of the box
-            out.append((left + right) / 2.0)
-    return np.array(out, np.float64)
+    return np.array([lateral_of(x1, x2, centre, scale, width, border_margin_px, right_border)
+                     for x1, x2, centre, scale, width in zip(x1s, x2s, centres, scales, widths)], np.float64)
+
+
+def lateral_of(x1: float, x2: float, centre: float, scale: float, width: float, margin: float,
+               right_border: float) -> float:
+    """:func:`object_lateral_m` of one box (edges ``x1``, ``x2``) given the centre line's column and the lateral scale
+    at its range, the object's width (metres), and the columns at which a side counts as cut (plain floats)."""
+    left, right, half = (x1 - centre) * scale, (x2 - centre) * scale, nan_to_num(width / 2.0)
+    from_left, from_right = left + half, right - half
+    if left > 0:
+        return maximum(from_left, from_right)
+    if right < 0:
+        return minimum(from_left, from_right)
+    if (x1 <= margin) != (x2 >= right_border):  # one side cut: the other edge moved half a width in
+        return from_right if x1 <= margin else from_left
+    return (left + right) / 2.0  # both sides or neither: the middle of the box
 
 
 def _rows_in(boxes: npt.NDArray[np.float64], context: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:

@@ -15,7 +15,7 @@ import math
 import operator
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -24,8 +24,8 @@ from aeb_app.errors import ConfigError
 
 _Z975 = 1.959963984540054
 
-__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "LineFit", "fit_line", "robust_slope",
-           "RangeTrend"]
+__all__ = ["ExpansionConfig", "ExpansionEstimate", "ExpansionTracker", "FirstPass", "LineFit", "fit_line",
+           "robust_slope", "RangeTrend"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,15 @@ class ExpansionTracker:
 
     def estimate(self, now_s: float) -> ExpansionEstimate | None:
         """The estimate at ``now_s``, or None when there are too few samples."""
+        window = self.window(now_s)
+        if window is None:
+            return None
+        c = self.config
+        return self.estimate_of(robust_slope(*window, outlier_sigmas=c.outlier_sigmas, min_sigma=c.min_log_sigma,
+                                             min_samples=c.min_samples), now_s)
+
+    def window(self, now_s: float) -> tuple[list[float], list[float]] | None:
+        """The (times, log widths) the estimate at ``now_s`` fits, or None when there are too few samples."""
         self._trim(now_s)
         c = self.config
         if len(self.samples) < c.min_samples:
@@ -103,8 +112,12 @@ class ExpansionTracker:
         t, y = [s[0] for s in self.samples], [s[1] for s in self.samples]
         if t[-1] - t[0] < c.min_span_s - 1e-9:
             return None
-        slope, rate_sigma, t_mean = robust_slope(t, y, outlier_sigmas=c.outlier_sigmas, min_sigma=c.min_log_sigma,
-                                                 min_samples=c.min_samples)
+        return t, y
+
+    @staticmethod
+    def estimate_of(fit: tuple[float, float, float], now_s: float) -> ExpansionEstimate:
+        """The estimate at ``now_s`` from the window's :func:`robust_slope` (slope, slope sigma, mean time)."""
+        slope, rate_sigma, t_mean = fit
         growing = slope > 1e-9  # a constant width fits a slope of rounding noise
         ttc = max(1.0 / slope - (now_s - t_mean), 0.0) if growing else math.inf
         return ExpansionEstimate(float(slope), float(rate_sigma), ttc, now_s - t_mean)
@@ -169,17 +182,34 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float, float]:
     return slope, ym - slope * xm, xm, sxx
 
 
+class FirstPass(NamedTuple):
+    """The first pass of :func:`robust_slope` when computed elsewhere (:func:`aeb_app.safety.slopes.first_passes`).
+
+    Attributes:
+        slope: the Theil-Sen slope.
+        intercept: its intercept.
+        whole: the pass keeps every sample, or fewer than ``min_samples``: the result is the fit of the whole window.
+    """
+
+    slope: float
+    intercept: float
+    whole: bool
+
+
 def robust_slope(t: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, outlier_sigmas: float,
-                 min_sigma: float, min_samples: int) -> tuple[float, float, float]:
+                 min_sigma: float, min_samples: int, first: FirstPass | None = None) -> tuple[float, float, float]:
     """Straight line through (t, y) with outliers beyond ``outlier_sigmas`` robust sigmas (1.4826 MAD,
     floored at ``min_sigma``) of a Theil-Sen first fit dropped and least squares refitted: (slope, slope sigma from the residuals, mean time).
 
     The slope sigma is widened by the Student-t factor of the fit's degrees of freedom (t 97.5 % / z 97.5 %),
     so that "k sigmas" means the same confidence with 6 samples (10 fps) as with 15 (25 fps). The values
     must be finite. The fits are closed-form sums on Python floats (a few samples: cheaper than numpy).
+    ``first``: the Theil-Sen line and its first pass's verdict, when already computed (bit for bit).
     """
     ts, ys = _floats(t), _floats(y)
-    slope, intercept = _theil_sen(ts, ys)
+    if first is not None and first.whole:
+        return _with_sigma(ts, ys, _fit(ts, ys), min_sigma)
+    slope, intercept = (first.slope, first.intercept) if first is not None else _theil_sen(ts, ys)
     keep = None  # None: every sample kept (the first pass needs no selection)
     kt, ky, fit = ts, ys, None
     for _ in range(2):
@@ -194,7 +224,14 @@ def robust_slope(t: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
         kt, ky = [a for a, k in zip(ts, keep) if k], [b for b, k in zip(ys, keep) if k]
         fit = _fit(kt, ky)
         slope, intercept = fit[0], fit[1]
-    slope, intercept, t_mean, spread = fit or _fit(kt, ky)
+    return _with_sigma(kt, ky, fit or _fit(kt, ky), min_sigma)
+
+
+def _with_sigma(kt: list[float], ky: list[float], fit: tuple[float, float, float, float],
+                min_sigma: float) -> tuple[float, float, float]:
+    """:func:`robust_slope`'s result from the least-squares ``fit`` of the kept samples: (slope, its sigma from the
+    residuals, mean time)."""
+    slope, intercept, t_mean, spread = fit
     dof = max(len(kt) - 2, 1)
     sd = max(math.sqrt(sum([(b - (slope * a + intercept)) ** 2 for a, b in zip(kt, ky)]) / dof), min_sigma)
     # A slope from a few samples is Student-t distributed: widen its sigma so that normal-theory sigmas

@@ -20,17 +20,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from aeb_app.geometry.calibration import Calibration
 from aeb_app.safety.calibration_fit import CalibrationFitMonitor
-from aeb_app.safety.cues import CueConfig, RangeCues, measure_cues, object_lateral_m, occlusion_pairs
-from aeb_app.safety.expansion import ExpansionConfig, RangeTrend
+from aeb_app.safety.cue_rows import CueRow, frame_cues
+from aeb_app.safety.cues import CueConfig, lateral_of, occlusion_pairs
+from aeb_app.safety.expansion import ExpansionConfig, ExpansionEstimate, RangeTrend
 from aeb_app.safety.kinematics import RangeFilter, RangeFilterConfig, predict_all
 from aeb_app.safety.road import RoadGeometry
+from aeb_app.safety.slopes import estimate_all
 from aeb_app.safety.threat import ThreatAssessment, assess_threat
 from aeb_app.safety.tracker import IouTracker, Track
 from aeb_app.safety.warning import WarningConfig, WarningStateMachine
@@ -130,28 +131,6 @@ class AebFrameState:
     def min_ttc_s(self) -> float:
         """Smallest TTC of any in-zone object, seconds (``inf`` if none)."""
         return min((o.ttc_s for o in self.objects if o.in_zone), default=math.inf)
-
-
-class _Cue(NamedTuple):
-    """One object's :class:`~aeb_app.safety.cues.RangeCues` of this frame as Python values (see there)."""
-
-    ground_valid: bool
-    ground_range_m: float
-    ground_sigma_m: float
-    ground_noise_m: float
-    width_valid: bool
-    width_range_m: float
-    width_sigma_m: float
-    width_noise_m: float
-    lateral_m: float
-    why_no_ground: str
-
-    @classmethod
-    def rows(cls, cues: RangeCues) -> list["_Cue"]:
-        """Each object's cues (the arrays converted once per frame, not indexed per object and cue)."""
-        columns = (cues.ground_valid, cues.ground_range_m, cues.ground_sigma_m, cues.ground_noise_m, cues.width_valid,
-                   cues.width_range_m, cues.width_sigma_m, cues.width_noise_m, cues.lateral_m)
-        return list(map(cls._make, zip(*(c.tolist() for c in columns), cues.why_no_ground)))
 
 
 @dataclass(frozen=True)
@@ -316,31 +295,31 @@ class AebLogic:
         laterals = self._laterals([tracks[i] for i in ranged], ranged_boxes)
         bevs = self._bev_points(ranged_boxes)
         scores = users.scores[ranged].tolist()
+        expansions = estimate_all([tracks[i].expansion for i in ranged], timestamp_s)  # the fits' first passes at once
         objects = []
         for k, i in enumerate(ranged):
             obj = self._object(keep[i], tracks[i], boxes[i], cues[i], fused[i], timestamp_s, length_m=length_m,
-                               ego_speed_mps=ego_speed_mps, score=scores[k], lateral=laterals[k], bev=bevs[k])
+                               ego_speed_mps=ego_speed_mps, score=scores[k], lateral=laterals[k], bev=bevs[k],
+                               expansion=expansions[k])
             mask[keep[i]] = obj.in_zone
             objects.append(obj)
         return objects, mask
 
     def _track(self, detections: Detections, users: _RoadUsers, timestamp_s: float,
-               dt_s: float) -> tuple[list[Track], list[_Cue], list[float]]:
+               dt_s: float) -> tuple[list[Track], list[CueRow], list[float]]:
         """Match the road users to tracks and feed each its cues: the tracks, each one's cues and fused range."""
         boxes = users.boxes
         predict_all([track.range_filter for track in self.tracker.tracks], dt_s)
         tracks = self.tracker.update(boxes, users.category_ids, timestamp_s, users.scores)
-        ids = np.array([t.category_id for t in tracks], np.int64)  # the tracks' voted classes, not this frame's
-        widths = np.array([self._track_width(t) for t in tracks], np.float64).reshape(-1, 2)
+        ids = [t.category_id for t in tracks]  # the tracks' voted classes, not this frame's
         # Only objects seen for a while occlude others: a one-frame false positive must not hide the lead.
         solid = [t.hits > 1 for t in tracks]
-        cues = measure_cues(self.road, boxes, ids, self.cue_config, width_m=widths[:, 0], width_sigma_m=widths[:, 1],
-                            can_occlude=solid, pairs=users.pairs)
-        fused, sigma = (a.tolist() for a in cues.fused())
-        rows = _Cue.rows(cues)
-        for track, cue, box, fused_m, sigma_m in zip(tracks, rows, boxes.tolist(), fused, sigma):
+        cues = frame_cues(self.road, boxes, ids, self.cue_config, widths=[self._track_width(t) for t in tracks],
+                          can_occlude=solid, pairs=users.pairs)
+        for track, cue, box, fused_m, sigma_m in zip(tracks, cues.rows, boxes.tolist(), cues.fused_m,
+                                                     cues.fused_sigma_m):
             self._update_track(track, cue, box, timestamp_s, fused_m, sigma_m)
-        return tracks, rows, fused
+        return tracks, cues.rows, cues.fused_m
 
     def _road_users(self, detections: Detections) -> _RoadUsers:
         """The frame's detections of the warning classes (computed once per frame: the fit check and the
@@ -356,7 +335,7 @@ class AebLogic:
         prior = self.cue_config.priors.get(track.category_id)
         return track.width_m(prior.width_m, prior.width_sigma_m) if prior else (math.nan, math.nan)
 
-    def _update_track(self, track: Track, cue: _Cue, box: list[float], timestamp_s: float, fused_m: float,
+    def _update_track(self, track: Track, cue: CueRow, box: list[float], timestamp_s: float, fused_m: float,
                       fused_sigma_m: float) -> None:
         """Feed this frame's cues (``fused_m`` +- ``fused_sigma_m``: both fused) to the track's filter,
         expansion history and learned width.
@@ -406,14 +385,15 @@ class AebLogic:
         return f.update(float(range_m), float(noise_m) * scale, gate_sigma_m=float(sigma_m) * scale,
                         inverse_depth_setback_m=self.road.setback_m)
 
-    def _object(self, index: int, track: Track, box: list[float], cue: _Cue, measured_m: float,
+    def _object(self, index: int, track: Track, box: list[float], cue: CueRow, measured_m: float,
                 timestamp_s: float, *, length_m: float, ego_speed_mps: float | None,
-                score: float, lateral: float, bev: tuple[float, float]) -> ObjectState:
+                score: float, lateral: float, bev: tuple[float, float],
+                expansion: ExpansionEstimate | None) -> ObjectState:
         f = track.range_filter
         x1, y1, x2, y2 = box
         # Zone membership under uncertainty: an object that may be (one sigma) inside the zone is in it.
         inside = self._in_zone(lateral, f, length_m)
-        threat = self._threat(track, timestamp_s, ego_speed_mps)
+        threat = self._threat_with(track, timestamp_s, ego_speed_mps, expansion)
         agrees = self._agrees(track, threat, timestamp_s)
         level = self.warning_config.level_for(in_zone=inside, ttc_s=threat.ttc_s) if agrees else WarningLevel.NONE
         track.agreed, track.zone_lateral_m, track.braking = agrees, lateral, threat.braking
@@ -448,9 +428,14 @@ class AebLogic:
     def _threat(self, track: Track, timestamp_s: float, ego_speed_mps: float | None) -> ThreatAssessment:
         """The track's TTC cues now; a track missed in this frame keeps the braking decision of the frame it was
         last seen in (no new measurement, no new evidence: only the prediction's uncertainty grew)."""
+        return self._threat_with(track, timestamp_s, ego_speed_mps, track.expansion.estimate(timestamp_s))
+
+    def _threat_with(self, track: Track, timestamp_s: float, ego_speed_mps: float | None,
+                     expansion: ExpansionEstimate | None) -> ThreatAssessment:
+        """:meth:`_threat` given the track's scale-change estimate now (``expansion``)."""
         f = track.range_filter
         coasting = track.last_seen_s < timestamp_s
-        return assess_threat(f, track.expansion.estimate(timestamp_s), track_age_s=track.age_s(timestamp_s),
+        return assess_threat(f, expansion, track_age_s=track.age_s(timestamp_s),
                              ego_speed_mps=ego_speed_mps, setback_m=self.road.setback_m, config=self.warning_config,
                              range_independent=timestamp_s - track.last_ground_s <= f.config.reacquire_after_s,
                              braking=track.braking if coasting else None)
@@ -463,6 +448,8 @@ class AebLogic:
         without a new measurement the window would only lose its oldest sample, which is no evidence either way
         (:meth:`_coasting_level` asks only tracks that agreed, closing trend included, when last seen).
         """
+        if not threat.confirmed:  # no cue confirms a threat (most objects): nothing else to ask
+            return False
         # Frame times are floats (74/10 - 71/10 > 0.3): a hold of exactly its length must still hold.
         occluded = timestamp_s - track.last_occluded_s <= self.warning_config.occlusion_hold_s + 1e-6
         settled = track.age_s(timestamp_s) >= self.warning_config.min_track_age_s - 1e-6
@@ -497,16 +484,15 @@ class AebLogic:
         return level
 
     def _laterals(self, tracks: list[Track], boxes: npt.NDArray[np.float64]) -> list[float]:
-        """Each object's lateral offset (see :func:`object_lateral_m`, all boxes at once, at their filtered
-        ranges); while its box is cut at a side, no nearer to the centre line than when it was last seen
-        whole (a cut box only bounds it)."""
+        """Each object's lateral offset (:func:`~aeb_app.safety.cues.object_lateral_m` of its box at its filtered
+        range); while its box is cut at a side, no nearer to the centre line than when it was last seen whole (a cut
+        box only bounds it)."""
         margin = self.cue_config.border_margin_px
         right = self.calibration.image_size_wh[0] - margin
-        ranges = [t.range_filter.range_m for t in tracks]
-        widths = [self._track_width(t)[0] for t in tracks]
-        laterals = object_lateral_m(self.road, boxes, ranges, widths, border_margin_px=margin).tolist()
         out = []
-        for track, (x1, _, x2, _), lateral in zip(tracks, boxes.tolist(), laterals):
+        for track, (x1, _, x2, _) in zip(tracks, boxes.tolist()):  # object_lateral_m box by box, on plain floats
+            centre, scale = self.road.centre_line_one(track.range_filter.range_m)
+            lateral = lateral_of(x1, x2, centre, scale, self._track_width(track)[0], margin, right)
             if not (x1 <= margin or x2 >= right):
                 track.lateral_m = lateral
             elif (math.isfinite(track.lateral_m) and track.lateral_m * lateral > 0

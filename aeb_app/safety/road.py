@@ -146,18 +146,28 @@ class RoadGeometry:
     def ground_ahead_m(self, x_px: npt.ArrayLike, y_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(n,) ``ahead_m`` of :meth:`ground_metric` alone, for columns ``x_px`` and rows ``y_px`` (NaN at/above the
         horizon). A loop over plain floats: a frame's few boxes cost less so than in array operations."""
-        (a0, a1, a2), (w0, w1, w2), horizon = self._coefficients.ahead, self._coefficients.w, self.horizon_row_px
-        return np.array([math.nan if y <= horizon else divide(a0 * x + a1 * y + a2, w0 * x + w1 * y + w2)
-                         for x, y in zip(*columns(x_px, y_px))], np.float64)
+        return np.array([self.ground_ahead_at(x, y) for x, y in zip(*columns(x_px, y_px))], np.float64)
+
+    def ground_ahead_at(self, x_px: float, y_px: float) -> float:
+        """:meth:`ground_ahead_m` of one point (plain floats)."""
+        if y_px <= self.horizon_row_px:
+            return math.nan
+        (a0, a1, a2), (w0, w1, w2) = self._coefficients.ahead, self._coefficients.w
+        return divide(a0 * x_px + a1 * y_px + a2, w0 * x_px + w1 * y_px + w2)
 
     def range_per_px(self, row_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """|d ahead / d row| at image rows (metres per pixel of row error); inf at/above the horizon (plain floats)."""
         rows = np.asarray(row_px, np.float64)
-        e, f, h, i = self._coefficients.centre_column
-        limit = self.horizon_row_px + 1.0
-        out = [abs(divide(e * r + f, h * r + i) - divide(e * (r + 1.0) + f, h * (r + 1.0) + i)) if r > limit
-               else math.inf for r in rows.reshape(-1).tolist()]
+        out = [self.range_per_px_at(r) for r in rows.reshape(-1).tolist()]
         return np.array(out, np.float64).reshape(rows.shape)
+
+    def range_per_px_at(self, row_px: float) -> float:
+        """:meth:`range_per_px` of one row (a float)."""
+        if not row_px > self.horizon_row_px + 1.0:
+            return math.inf
+        e, f, h, i = self._coefficients.centre_column
+        r = row_px
+        return abs(divide(e * r + f, h * r + i) - divide(e * (r + 1.0) + f, h * (r + 1.0) + i))
 
     def lateral_scale_m_per_px(self, ahead_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Lateral metres per image pixel on the road at range ``ahead_m`` (a float for a float: the same value)."""
@@ -193,3 +203,10 @@ class RoadGeometry:
         centres = [divide(b * a + c, h * a + i) for a in ahead_m]
         scales = [k0 + k1 * a if (math.isfinite(a) and a > behind) else math.nan for a in ahead_m]
         return centres, scales
+
+    def centre_line_one(self, ahead_m: float) -> tuple[float, float]:
+        """:meth:`centre_line_at` of one range: (centre column, lateral scale)."""
+        b, c, h, i = self._coefficients.centre_line
+        scale = self.k0_m_per_px + self.k1_per_px * ahead_m if (math.isfinite(ahead_m) and ahead_m > -self.setback_m) \
+            else math.nan
+        return divide(b * ahead_m + c, h * ahead_m + i), scale
