@@ -53,17 +53,10 @@ def test_fixed_selection_equals_select_on_real_frames(clip_outputs, config) -> N
 
 def test_fixed_selection_equals_select_on_random_crowded_batches() -> None:
     """Clusters of overlapping boxes of few classes, batches of several images: NMS does real work."""
-    gen = torch.Generator().manual_seed(1)
-    class_ids = torch.tensor([0, 3, 1, 7])
+    from tests._inference_helpers import crowded_batches
+
     dropped = 0
-    for n, a, thr, iou, agnostic in [(1, 300, 0.5, 0.5, False), (3, 200, 0.4, 0.3, False),
-                                     (2, 250, 0.45, 0.6, True), (4, 100, 0.3, 0.45, False)]:
-        centre = torch.rand(n, 8, 2, generator=gen).repeat_interleave(a // 8 + 1, dim=1)[:, :a]
-        centre = centre + 0.02 * torch.randn(n, a, 2, generator=gen)
-        half = 0.05 + 0.1 * torch.rand(n, a, 2, generator=gen)
-        boxes = torch.cat([centre - half, centre + half], dim=-1)
-        scores = torch.softmax(3 * torch.randn(n, a, 4, generator=gen), dim=-1)
-        config = PostprocessConfig(score_threshold=thr, iou_threshold=iou, class_agnostic=agnostic, max_detections=20)
+    for boxes, scores, class_ids, config in crowded_batches(1):
         fixed = _fixed(boxes, scores, class_ids, config, capacity=1024, rounds=64)
         dropped += _assert_equals_select(fixed, boxes, scores, class_ids, config)
     assert dropped > 100

@@ -146,22 +146,15 @@ def test_numpy_selection_equals_torch_on_random_crowded_batches() -> None:
     """Many overlapping boxes of few classes (NMS does real work), batches of several images."""
     from aeb_app.model.postprocess import select_numpy
 
-    gen = torch.Generator().manual_seed(0)
-    class_ids = torch.tensor([0, 3, 1, 7])
+    from tests._inference_helpers import crowded_batches
+
     compared = suppressed = 0
-    for n, a, thr, iou, agnostic in [(1, 300, 0.5, 0.5, False), (3, 200, 0.4, 0.3, False),
-                                     (2, 250, 0.45, 0.6, True), (4, 100, 0.3, 0.45, False)]:
-        centre = torch.rand(n, 8, 2, generator=gen).repeat_interleave(a // 8 + 1, dim=1)[:, :a]
-        centre = centre + 0.02 * torch.randn(n, a, 2, generator=gen)
-        half = 0.05 + 0.1 * torch.rand(n, a, 2, generator=gen)
-        boxes = torch.cat([centre - half, centre + half], dim=-1)
-        scores = torch.softmax(3 * torch.randn(n, a, 4, generator=gen), dim=-1)
-        config = PostprocessConfig(score_threshold=thr, iou_threshold=iou, class_agnostic=agnostic, max_detections=20)
+    for boxes, scores, class_ids, config in crowded_batches(0):
         got = select_numpy(boxes.numpy(), scores.numpy(), class_ids.numpy(), config)
         assert got is not None
         _assert_same_selection(got, select(boxes, scores, class_ids, config))
         compared += 1
-        suppressed += int(((scores > thr) & (class_ids > 0)).sum()) - sum(len(g[1]) for g in got)
+        suppressed += int(((scores > config.score_threshold) & (class_ids > 0)).sum()) - sum(len(g[1]) for g in got)
     assert compared == 4 and suppressed > 100
 
 
