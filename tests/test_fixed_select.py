@@ -18,7 +18,7 @@ from aeb_app.model.postprocess import PostprocessConfig, _class_ids, postprocess
 def _fixed(boxes, scores, class_ids, config: PostprocessConfig, **kwargs):
     return select_fixed(boxes, scores, class_ids, score_threshold=config.score_threshold,
                         iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-                        class_agnostic=config.class_agnostic, **kwargs)
+                        class_agnostic=config.class_agnostic, pre_nms_top_k=config.pre_nms_top_k, **kwargs)
 
 
 def _assert_equals_select(fixed, boxes, scores, class_ids, config) -> int:
@@ -37,7 +37,8 @@ def _assert_equals_select(fixed, boxes, scores, class_ids, config) -> int:
 
 @pytest.mark.parametrize("config", [PostprocessConfig(), PostprocessConfig(score_threshold=0.2),
                                     PostprocessConfig(score_threshold=0.2, iou_threshold=0.6, class_agnostic=True),
-                                    PostprocessConfig(score_threshold=0.25, max_detections=3)])
+                                    PostprocessConfig(score_threshold=0.25, max_detections=3),
+                                    PostprocessConfig(score_threshold=0.1, pre_nms_top_k=20)])  # top-k before NMS cuts
 def test_fixed_selection_equals_select_on_real_frames(clip_outputs, config) -> None:
     """COCO photos and dashcam frames, one at a time and as one batch: the same boxes as ``select``."""
     spec, outputs = clip_outputs

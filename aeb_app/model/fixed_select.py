@@ -73,7 +73,7 @@ class FixedSelection:
 
 
 def select_fixed(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, *, score_threshold: float,
-                 iou_threshold: float, max_detections: int, class_agnostic: bool = False,
+                 iou_threshold: float, max_detections: int, class_agnostic: bool = False, pre_nms_top_k: int = 2000,
                  capacity: int = DEFAULT_CAPACITY, rounds: int = DEFAULT_ROUNDS) -> FixedSelection:
     """Threshold, per-class (or class-agnostic) NMS and top-k with no data-dependent shape (see the module).
 
@@ -81,18 +81,19 @@ def select_fixed(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Ten
         boxes: (N, A, 4) normalised xyxy.
         scores: (N, A, C) probabilities.
         class_ids: (C,) int64 COCO id per channel, 0 for background channels.
-        score_threshold, iou_threshold, max_detections, class_agnostic: as
+        score_threshold, iou_threshold, max_detections, class_agnostic, pre_nms_top_k: as
             :class:`~aeb_app.model.postprocess.PostprocessConfig`.
-        capacity: candidate slots per image (at most A * C).
+        capacity: candidate slots per image (fewer when ``pre_nms_top_k`` or A * C is smaller).
         rounds: NMS fixed-point rounds (>= 2: convergence is seen as two equal rounds).
     """
     if rounds < 2 or capacity < 1:
         raise ValueError(f"rounds must be >= 2 and capacity >= 1, got {rounds} and {capacity}")
     n, a, c = scores.shape
     flat = (scores.float() * (class_ids > 0).view(1, 1, c)).reshape(n, a * c)
-    top_scores, top_idx = flat.topk(min(capacity, a * c), dim=1)
+    considered = min(pre_nms_top_k, a * c)  # what select_flat considers
+    top_scores, top_idx = flat.topk(min(capacity, considered), dim=1)
     valid = top_scores > score_threshold
-    overflow = valid[:, -1] if capacity < a * c else torch.zeros_like(valid[:, -1])
+    overflow = valid[:, -1] if capacity < considered else torch.zeros_like(valid[:, -1])
     chan = top_idx % c
     cand = torch.gather(boxes.float(), 1, (top_idx // c)[..., None].expand(-1, -1, 4))
     over = _overlaps(_offset_boxes(cand, valid, chan, c, class_agnostic), iou_threshold)

@@ -85,7 +85,8 @@ class FrameGraph:
             boxes, scores = network(x)
             return select_fixed(boxes, scores, class_ids, score_threshold=config.score_threshold,
                                 iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-                                class_agnostic=config.class_agnostic, capacity=DEFAULT_CAPACITY,
+                                class_agnostic=config.class_agnostic, pre_nms_top_k=config.pre_nms_top_k,
+                                capacity=DEFAULT_CAPACITY,
                                 rounds=DEFAULT_ROUNDS).packed()
 
         self._graph, self._packed = _capture(body, device, warmup)
