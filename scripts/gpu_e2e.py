@@ -192,11 +192,12 @@ RUN_VARIANTS = {"_nograph": {"AEB_APP_FRAME_GRAPH": "0"}, "_nofreeze": {"AEB_APP
 
 
 def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only: list[str] | None = None,
-                timings_dir: Path | None = None) -> dict:
+                timings_csv: Path | None = None) -> dict:
     """``aeb-app run`` writing the mp4 / events + tracks only: paced like a camera (the latency) first, then as fast
     as it goes at batch 32 and 1, NVDEC (if installed) and OpenCV decoding. A name may end in suffixes of
     :data:`RUN_VARIANTS` (e.g. ``events_only_realtime_sequential_nograph``: the whole-frame CUDA Graph off).
-    ``only``: these runs, in this order (a name may repeat). ``timings_dir``: each run's ``--timings`` CSV there.
+    ``only``: these runs, in this order (a name may repeat). ``timings_csv``: every run's ``--timings`` rows in this
+    one file, with the run's name in a first column (one file: the device tool brings back only a few).
     Each run's summary is logged as it ends (a run cut short keeps the ones before)."""
     common = ["--max-frames", str(max_frames)] if max_frames else []
     mp4 = ["--out", str(tmp / "annotated.mp4")]
@@ -206,8 +207,6 @@ def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only:
             "events_only_batch32": [*events, "--batch", "32"], "mp4_batch32": [*mp4, "--batch", "32"],
             "events_only_auto": events, "mp4_auto": mp4, "mp4_sequential": [*mp4, "--sequential"]}
     default = [*runs, "events_only_auto_opencv", "mp4_auto_opencv"]
-    if timings_dir is not None:
-        timings_dir.mkdir(parents=True, exist_ok=True)
     out = {}
     for i, name in enumerate(only or default):
         base, env = name, {}
@@ -217,11 +216,23 @@ def run_section(video: Path, tmp: Path, mode: str, max_frames: int | None, only:
                 raise ValueError(f"unknown run {name!r}")
             base, env = base.removesuffix(suffix), {**env, **RUN_VARIANTS[suffix]}
         key = name if name not in out else f"{name}_{i}"
-        timings = ["--timings", str(timings_dir / f"{key}.csv")] if timings_dir else []
+        timings = ["--timings", str(tmp / "timings.csv")] if timings_csv else []
+        (tmp / "timings.csv").unlink(missing_ok=True)
         out[key] = row = _aeb_run(video, [*runs[base], *common, *timings], env, mode)
+        if timings_csv is not None and (tmp / "timings.csv").exists():
+            _add_timings(timings_csv, key, tmp / "timings.csv")
         log.info("run %s: %s FPS, latency p50 %s / p99 %s ms, skipped %s, decoder %s, rc %s", key, row.get("fps"),
                  row.get("latency_p50_ms"), row.get("latency_p99_ms"), row.get("skipped"), row["decoder"], row["rc"])
     return out
+
+
+def _add_timings(all_csv: Path, run: str, run_csv: Path) -> None:
+    """Append one run's ``--timings`` rows to ``all_csv`` (rewritten atomically) under a ``run`` column."""
+    from aeb_app.atomic import write_text
+
+    header, *rows = run_csv.read_text().splitlines()
+    lines = all_csv.read_text().splitlines() if all_csv.exists() else [f"run,{header}"]
+    write_text(all_csv, "\n".join([*lines, *(f"{run},{row}" for row in rows)]) + "\n")
 
 
 def markdown(result: dict) -> str:
@@ -305,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                 "mobilenet": lambda: ssd300_section(args.coco_dir, args.device, args.batch, "ssd_mobilenet_v1"),
                 "map": lambda: map_section(args.coco_dir, args.device),
                 "run": lambda: run_section(args.video, tmp, args.run_mode, args.max_frames,
-                                           args.runs.split(",") if args.runs else None, args.out / "timings")}
+                                           args.runs.split(",") if args.runs else None,
+                                           args.out / "timings.csv")}
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         try:

@@ -132,8 +132,9 @@ owed)
   ;;
 graph)
   # Sixth session: the whole-frame CUDA Graph (aeb_app/inference/run/frame_graph.py) and the frozen start-up heap
-  # (aeb-app run): GPU tests, then the paced latency with each switched off in turn (alternating; per-frame
-  # --timings CSVs under gpu_e2e_run/timings/), the run as fast as it goes, the logic's CPU time on this host.
+  # (aeb-app run): GPU tests, then the paced latency with each switched off in turn (alternating; every run's
+  # per-frame --timings rows in gpu_e2e_run/timings.csv), the run as fast as it goes, the logic's CPU time on this host.
+  # The device tool brings back only a few files and not deep folders: use RESULTS=$OUT, keep the file count low.
   timeout 200 python3 -m pytest -q -rA tests/test_gpu_frames.py tests/test_run_loop.py ${TESTS_K:+-k "$TESTS_K"} \
     2>&1 | tee "$R/gpu_tests.log"
   P=events_only_realtime_sequential
