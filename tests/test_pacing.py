@@ -44,13 +44,19 @@ def test_frames_are_held_back_until_due_when_processing_keeps_up() -> None:
     assert all(s == pytest.approx(0.030) for s in t.slept)
 
 
-def test_a_frame_a_whole_period_overdue_is_skipped_and_counted() -> None:
+def _handed(n: int, fps: float, work_s: float) -> tuple[list[int], PlaybackClock]:
+    """The frames ``paced`` hands over when each takes ``work_s`` to process, and the clock."""
     t = ManualTime()
-    clock = PlaybackClock(25.0, now=t.now, sleep=t.sleep)
+    clock = PlaybackClock(fps, now=t.now, sleep=t.sleep)
     handed = []
-    for frame in paced(_frames(20, 25.0), clock):
+    for frame in paced(_frames(n, fps), clock):
         handed.append(frame.index)
-        t.t += 0.100  # 100 ms per 40 ms frame: 2.5 periods
+        t.t += work_s
+    return handed, clock
+
+
+def test_a_frame_a_whole_period_overdue_is_skipped_and_counted() -> None:
+    handed, clock = _handed(20, 25.0, 0.100)  # 100 ms per 40 ms frame: 2.5 periods
     assert clock.skipped == 20 - len(handed) and clock.skipped > 0
     assert handed[0] == 0 and handed == sorted(handed)
     # 100 ms of work per frame: the next frame that is less than one period overdue is every 2nd or 3rd
@@ -58,12 +64,7 @@ def test_a_frame_a_whole_period_overdue_is_skipped_and_counted() -> None:
 
 
 def test_never_more_than_the_limit_skipped_in_a_row_and_a_restart_resets_the_clock() -> None:
-    t = ManualTime()
-    clock = PlaybackClock(100.0, now=t.now, sleep=t.sleep)
-    handed = []
-    for frame in paced(_frames(60, 100.0), clock):
-        handed.append(frame.index)
-        t.t += 1.0  # a second per 10 ms frame
+    handed, clock = _handed(60, 100.0, 1.0)  # a second per 10 ms frame
     assert all(b - a == MAX_SKIPS_IN_ROW + 1 for a, b in zip(handed, handed[1:])), handed
     clock.restart()
     assert clock.admit(0.5) is True  # after a restart (seek, pause) the next frame starts the clock again

@@ -8,9 +8,10 @@ shapes, with the fixed-shape selection of :mod:`aeb_app.model.fixed_select`, and
 copy the frames into the graph's input, replay, copy the packed selection to pinned host memory, wait
 once. The host drops the empty slots (:func:`unpack_selection`).
 
-A batch whose selection overflowed its slots or whose NMS iteration did not converge is reported as
-None, and the caller runs the ordinary path for it (same result, slower), so the graph never changes
-what is detected. Detectors offer it through :meth:`aeb_app.inference.base.Detector.frame_graph`.
+A batch whose selection overflowed its slots or whose NMS iteration did not converge is selected the
+ordinary way (:func:`~aeb_app.inference.run.gpu_frames.kept_to_host`) from the network outputs the replay
+left in the graph, so the graph never changes what is detected and the network never runs twice.
+Detectors offer it through :meth:`aeb_app.inference.base.Detector.frame_graph`.
 """
 
 from __future__ import annotations
@@ -83,20 +84,22 @@ class FrameGraph:
             x = device_batch_from_u8(detector, resize_to_input(self._inputs, detector.spec, method=resize),
                                      self.frame_hws).x
             boxes, scores = network(x)
-            return select_fixed(boxes, scores, class_ids, score_threshold=config.score_threshold,
-                                iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-                                class_agnostic=config.class_agnostic, pre_nms_top_k=config.pre_nms_top_k,
-                                capacity=DEFAULT_CAPACITY,
-                                rounds=DEFAULT_ROUNDS).packed()
+            return boxes, scores, select_fixed(
+                boxes, scores, class_ids, score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
+                max_detections=config.max_detections, class_agnostic=config.class_agnostic,
+                pre_nms_top_k=config.pre_nms_top_k, capacity=DEFAULT_CAPACITY, rounds=DEFAULT_ROUNDS).packed()
 
-        self._graph, self._packed = _capture(body, device, warmup)
+        self._detector, self._config = detector, config
+        self._graph, (self._boxes, self._scores, self._packed) = _capture(body, device, warmup)
         self._host = torch.empty(self._packed.shape, dtype=self._packed.dtype, pin_memory=True)
         self._copied = torch.cuda.Event()
+        self.fell_back = False  # the last call's selection did not fit the graph's (see the module)
 
-    def __call__(self, images: Sequence["torch.Tensor"]) -> list[Detections] | None:
-        """RGB uint8 (3, H, W) CUDA tensors of the captured shapes -> detections per frame; None: select
-        this batch the ordinary way (see the module)."""
+    def __call__(self, images: Sequence["torch.Tensor"]) -> list[Detections]:
+        """RGB uint8 (3, H, W) CUDA tensors of the captured shapes -> detections per frame."""
         import torch
+
+        from aeb_app.inference.run.gpu_frames import kept_to_host
 
         if tuple(tuple(im.shape) for im in images) != self.shapes:
             raise ValueError(f"frame graph captured for shapes {self.shapes}, got {[tuple(im.shape) for im in images]}")
@@ -107,10 +110,15 @@ class FrameGraph:
             self._host.copy_(self._packed, non_blocking=True)
             self._copied.record()
         self._copied.synchronize()
-        return unpack_selection(self._host.numpy(), self.frame_hws)
+        dets = unpack_selection(self._host.numpy(), self.frame_hws)
+        self.fell_back = dets is None
+        if dets is None:  # the network outputs of this replay are still in the graph's buffers
+            with torch.inference_mode():
+                dets = kept_to_host(self._boxes, self._scores, self._detector.spec, self.frame_hws, self._config)
+        return dets
 
 
-def _capture(body: Callable[[], "torch.Tensor"], device: "torch.device", warmup: int):
+def _capture(body: Callable[[], tuple], device: "torch.device", warmup: int):
     """Warm ``body`` up on a side stream (autotuning, allocations, cached constants), then capture it."""
     import torch
 
@@ -123,6 +131,6 @@ def _capture(body: Callable[[], "torch.Tensor"], device: "torch.device", warmup:
         torch.cuda.current_stream(device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            packed = body()
-    log.debug("captured a whole-frame CUDA graph, output %s", tuple(packed.shape))
-    return graph, packed
+            outputs = body()
+    log.debug("captured a whole-frame CUDA graph, selection %s", tuple(outputs[-1].shape))
+    return graph, outputs

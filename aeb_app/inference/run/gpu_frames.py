@@ -290,11 +290,9 @@ def infer_device_frames(detector: "Detector", images: Sequence["torch.Tensor"],
     if graph is not None:
         t0 = time.perf_counter()
         dets = graph(images)
-        if dets is not None:
-            # One host interval: the input copies, the replay, the wait for the device and the unpacking.
-            detector.last_times = InferTimes(0.0, (time.perf_counter() - t0) * 1e3, 0.0)
-            return dets
-        log.debug("frame graph: selection overflowed or did not converge; selected the ordinary way")
+        # One host interval: the input copies, the replay, the wait for the device and the unpacking.
+        detector.last_times = InferTimes(0.0, (time.perf_counter() - t0) * 1e3, 0.0)
+        return dets
     t0 = time.perf_counter()
     batch = prepare_device_batch(detector, images)
     t1 = time.perf_counter()
